@@ -1,0 +1,157 @@
+"""``L2RWClassifier``: skorch's ``NeuralNetClassifier`` trained by Learning to Reweight."""
+
+import numpy as np
+import torch
+from skorch import NeuralNetClassifier
+
+from sk_l2rw.net import L2RWMixin
+from sk_l2rw.validation import check_labels, encode_labels, warn_missing_classes
+
+__all__ = ["L2RWClassifier"]
+
+
+class L2RWClassifier(L2RWMixin, NeuralNetClassifier):
+    """Neural-network classifier trained with Learning to Reweight Examples.
+
+    A skorch ``NeuralNetClassifier`` whose every training step weights the rows of
+    the mini-batch by how much a small step on each would lower the loss on a
+    trusted ("clean") set (Ren et al., ICML 2018): ``u_i = alpha <grad f_i,
+    grad L_clean>``, clipped at 0 and normalised to sum to 1 over the batch. The
+    optimizer then steps on ``sum_i w_i f_i``. Rows whose labels disagree with the
+    clean set (noise) get little or no weight; rare classes the clean set cares
+    about get more (imbalance).
+
+    Parameters
+    ----------
+    module : torch.nn.Module class or instance
+        As in skorch. With the default ``criterion=torch.nn.NLLLoss`` it must
+        output probabilities (softmax); with ``criterion=torch.nn.CrossEntropyLoss``
+        it outputs logits and ``predict_proba`` applies the softmax.
+    clean_X, clean_y : array-like or None
+        The clean set, when it is known at construction. Not transformed by the
+        steps of a Pipeline: give it to ``fit`` as ``X_val``/``y_val`` for that.
+    meta_gradient : {"auto", "ghost", "jvp", "reference"}, default="auto"
+        How the per-row meta-gradients are computed; all are exact.
+        ``"reference"`` is the paper's double back-propagation through a
+        look-ahead step; ``"jvp"`` one forward-mode product; ``"ghost"`` layer-wise
+        dot products (``nn.Linear``, ``nn.Conv1d/2d``, ``nn.Embedding``; no batch
+        normalisation). ``"auto"`` takes ghost when it applies, else jvp, else
+        reference; ``meta_gradient_`` tells which ran.
+    clean_batch_size : int or None, default=None
+        Clean rows per training step; None means ``batch_size``. Capped at the
+        size of the clean set (then the whole clean set is used every step).
+        Drawn without replacement, cycling through the clean set.
+    random_state : None, int or numpy.random.RandomState, default=None
+        Seeds initial weights, dropout, shuffling and clean batches. With an int,
+        two fits give identical ``sample_weights_``.
+    device : str or torch.device, default="auto"
+        ``"auto"`` uses CUDA when available, else the CPU (resolved when the
+        estimator initializes; the resolved device is ``device_``).
+    criterion : torch criterion class, default=torch.nn.NLLLoss
+        Must accept ``reduction``; L2RW sets it to ``"none"`` to get per-row losses.
+    train_split : callable or None, default=None
+        None: every row trains and the clean set is the yardstick.
+    **kwargs
+        Any other ``NeuralNetClassifier`` parameter (``optimizer``, ``lr``,
+        ``max_epochs``, ``batch_size``, ``callbacks``, ``module__*``...).
+        ``iterator_train__shuffle`` defaults to True.
+
+    Attributes
+    ----------
+    sample_weights_ : numpy.ndarray of shape (n_epochs, n_samples)
+        The normalised weight each row received in each epoch; NaN where a row did
+        not train. Appended to by ``partial_fit`` and ``warm_start``.
+    meta_gradient_ : str
+        The computation that ran: "ghost", "jvp", "reference", or "plain" (no
+        clean set).
+    classes_ : numpy.ndarray
+        Class labels, in the order of ``predict_proba``'s columns.
+    n_features_in_ : int
+    feature_names_in_ : numpy.ndarray
+        Only when ``X`` was a DataFrame with string column names.
+    history_ : skorch.History
+        Per epoch also ``clean_loss`` (mean loss on the whole clean set at the end
+        of the epoch), ``weight_zero_frac`` (share of rows with weight 0) and
+        ``weight_ess`` (effective sample size of each batch's weights as a share
+        of the batch, averaged).
+    device_ : str
+        The device training ran on.
+    """
+
+    def __init__(self, module, clean_X=None, clean_y=None, *, meta_gradient="auto",
+                 clean_batch_size=None, random_state=None, device="auto",
+                 criterion=torch.nn.NLLLoss, train_split=None, **kwargs):
+        kwargs.setdefault("iterator_train__shuffle", True)
+        super().__init__(module, criterion=criterion, train_split=train_split,
+                         device=device, **kwargs)
+        self.clean_X = clean_X
+        self.clean_y = clean_y
+        self.meta_gradient = meta_gradient
+        self.clean_batch_size = clean_batch_size
+        self.random_state = random_state
+
+    # ----------------------------------------------------------------- targets
+
+    def _check_targets(self, y, *, name):
+        return check_labels(y, name=name)
+
+    def _encode_targets(self, y, y_clean, *, reset, where):
+        if self.classes is not None and len(self.classes):
+            classes = np.asarray(self.classes)
+        elif reset:
+            classes = np.unique(y)
+        else:
+            classes = self.classes_
+        y_enc = encode_labels(y, classes, name="y")
+        y_clean_enc = None
+        if y_clean is not None:
+            y_clean_enc = encode_labels(y_clean, classes, name=f"the clean set {where[1]}")
+            warn_missing_classes(y_clean, classes)
+        if reset:
+            self.classes_inferred_ = classes
+        return y_enc, y_clean_enc
+
+    def _target_tensor(self, y, device):
+        return torch.as_tensor(y, dtype=torch.int64).to(device)
+
+    def get_sample_losses(self, y_pred, y_true, X=None, training=False):
+        """Per-row losses; with ``NLLLoss`` the module's probabilities are logged first.
+
+        Parameters and return value as in :meth:`L2RWMixin.get_sample_losses`.
+        """
+        if isinstance(self.criterion_, torch.nn.NLLLoss):
+            first = y_pred[0] if isinstance(y_pred, tuple) else y_pred
+            # skorch's convention: the module outputs probabilities.
+            y_pred = torch.log(first + torch.finfo(first.dtype).eps)
+        return super().get_sample_losses(y_pred, y_true, X=X, training=training)
+
+    def check_data(self, X, y):
+        """Nothing to check here: ``fit`` validated and encoded the data already."""
+
+    # ---------------------------------------------------------------- prediction
+
+    def predict_proba(self, X):
+        """Class probabilities, columns in the order of ``classes_``.
+
+        Parameters
+        ----------
+        X : array-like, DataFrame or torch.Tensor
+
+        Returns
+        -------
+        numpy.ndarray of shape (n_samples, n_classes)
+        """
+        return super().predict_proba(self._validate_predict(X))
+
+    def predict(self, X):
+        """Predicted class labels (the original labels, any type).
+
+        Parameters
+        ----------
+        X : array-like, DataFrame or torch.Tensor
+
+        Returns
+        -------
+        numpy.ndarray of shape (n_samples,)
+        """
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]

@@ -1,0 +1,144 @@
+"""Mini-batches: the fast in-memory path, row indices for the weight record, clean batches.
+
+skorch's default route builds every batch by calling ``Dataset.__getitem__`` once per
+row and collating the rows, about a millisecond per batch of tabular data. For arrays
+that are already in memory, :class:`TensorBatches` slices whole batches out of one
+tensor that sits on the training device instead.
+
+Training batches carry the positions of their rows in ``X`` (``((X_batch, index),
+y_batch)``) so that every row's weight can be recorded; :class:`IndexedDataset` does
+the same for any ``torch`` dataset on skorch's own route.
+"""
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+
+__all__ = ["CleanBatches", "IndexedDataset", "TensorBatches"]
+
+
+class CleanBatches:
+    """Endless clean mini-batches of row indices.
+
+    Rows are drawn without replacement within a batch and every clean row is used
+    once per pass over the clean set (a batch that straddles two passes takes the
+    end of one and rows of the next that it does not already hold).
+
+    Parameters
+    ----------
+    n_clean : int
+        Number of clean rows.
+    batch_size : int
+        Rows per batch, at most ``n_clean``.
+    random_state : None, int or numpy.random.RandomState
+    """
+
+    def __init__(self, n_clean, batch_size, random_state=None):
+        if not 1 <= batch_size <= n_clean:
+            raise ValueError(
+                f"clean batch size must be in [1, {n_clean}], got {batch_size}")
+        self.n_clean = n_clean
+        self.batch_size = batch_size
+        self._rng = check_random_state(random_state)
+        self._pool = np.empty(0, dtype=np.int64)
+
+    def take(self, n_batches):
+        """Indices of the next ``n_batches`` clean batches.
+
+        Returns
+        -------
+        indices : numpy.ndarray of shape (n_batches, batch_size), dtype int64
+        """
+        out = np.empty((n_batches, self.batch_size), dtype=np.int64)
+        for b in range(n_batches):
+            if len(self._pool) < self.batch_size:
+                rest = self._pool
+                fresh = self._rng.permutation(self.n_clean)
+                fresh = fresh[~np.isin(fresh, rest)]
+                need = self.batch_size - len(rest)
+                out[b] = np.concatenate([rest, fresh[:need]])
+                # The rows of `rest` complete this pass; the new pass is
+                # fresh[:need] (used now), fresh[need:] and then `rest`.
+                self._pool = np.concatenate([fresh[need:], rest])
+            else:
+                out[b] = self._pool[:self.batch_size]
+                self._pool = self._pool[self.batch_size:]
+        return out
+
+
+class IndexedDataset(torch.utils.data.Dataset):
+    """Wrap a dataset so that each item is ``((X_i, position_i), y_i)``.
+
+    Parameters
+    ----------
+    dataset : torch.utils.data.Dataset
+        Items are ``(X_i, y_i)``, as skorch's ``Dataset`` yields them.
+    positions : sequence of int or None
+        Only these items of ``dataset``, in this order (a training split); the
+        position reported is the item's index in ``dataset``.
+    """
+
+    def __init__(self, dataset, positions=None):
+        self.dataset = dataset
+        self.positions = positions
+
+    def __len__(self):
+        return len(self.dataset if self.positions is None else self.positions)
+
+    def __getitem__(self, i):
+        position = i if self.positions is None else int(self.positions[i])
+        Xi, yi = self.dataset[position]
+        return (Xi, position), yi
+
+
+class TensorBatches:
+    """Batches sliced from in-memory tensors, re-iterable once per epoch.
+
+    Parameters
+    ----------
+    X : torch.Tensor
+    y : torch.Tensor or None
+        ``None`` for prediction.
+    batch_size : int
+    shuffle : bool
+        A new permutation of the rows every epoch.
+    with_index : bool
+        Training batches: yield ``((X_batch, index), y_batch)``.
+    random_state : None or numpy.random.RandomState
+        Source of the permutations.
+    """
+
+    def __init__(self, X, y, batch_size, *, shuffle=False, with_index=False,
+                 random_state=None):
+        self.X = X
+        self.y = y
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.with_index = with_index
+        self.random_state = random_state
+
+    def __len__(self):
+        return -(-len(self.X) // self.batch_size)
+
+    def __iter__(self):
+        n, device = len(self.X), self.X.device
+        if self.shuffle:
+            rng = check_random_state(self.random_state)
+            # One host-to-device copy per epoch, not per batch.
+            order = torch.as_tensor(rng.permutation(n)).to(device)
+        else:
+            order = None
+        for start in range(0, n, self.batch_size):
+            stop = min(start + self.batch_size, n)
+            if order is None:
+                Xb = self.X[start:stop]
+                yb = None if self.y is None else self.y[start:stop]
+                index = torch.arange(start, stop, device=device) if self.with_index else None
+            else:
+                index = order[start:stop]
+                Xb = self.X[index]
+                yb = None if self.y is None else self.y[index]
+            if self.with_index:
+                yield (Xb, index), yb
+            else:
+                yield Xb, yb

@@ -1,0 +1,345 @@
+"""Layer-wise ("ghost") meta-gradients: exact, one forward and one backward.
+
+For a layer whose parameter gradient for row i is built from that row's layer input
+``a_i`` and output gradient ``g_i`` (``nn.Linear``: ``g_i a_i^T``), the dot product with
+the clean gradient ``G`` is ``g_i^T G a_i``: no per-example gradient of the size of the
+parameters is ever formed. The weighted update ``sum_i w_i g_i a_i^T`` reuses the same
+``a`` and ``g``, so autograd never computes parameter gradients at all.
+
+One forward runs over the training rows and the clean rows stacked together (rows are
+independent of each other, which :func:`unsupported_layers` checks), and one backward
+of ``sum_i f_i + mean_j f^clean_j`` gives every row's output gradients: the training
+rows' are ``grad f_i``, the clean rows' sum to the clean gradient.
+
+A parameter used by several layers (weight tying) is handled exactly: its clean
+gradient is summed over all uses before any dot product is taken.
+"""
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from sk_l2rw.meta_gradient import StepResult, call_module
+from sk_l2rw.weights import normalize_weights
+
+__all__ = ["ghost_step", "unsupported_layers"]
+
+
+# ---------------------------------------------------------------------------
+# Per-layer rules. Each takes the layer, its captured input ``a`` and output
+# gradient ``g`` (rows first) and knows the parameter gradient g a^T.
+# ---------------------------------------------------------------------------
+
+
+class _LinearRule:
+    """``nn.Linear``; inner dimensions (sequences) are summed over."""
+
+    @staticmethod
+    def prepare(layer, a, g):
+        return a.reshape(a.shape[0], -1, a.shape[-1]), g.reshape(g.shape[0], -1, g.shape[-1])
+
+    @staticmethod
+    def clean_grads(layer, a, g):
+        grads = {"weight": torch.einsum("nto,nti->oi", g, a)}
+        if layer.bias is not None:
+            grads["bias"] = g.sum((0, 1))
+        return grads
+
+    @staticmethod
+    def dots(layer, a, g, G):
+        out = torch.zeros(a.shape[0], dtype=a.dtype, device=a.device)
+        if "weight" in G:
+            out = out + ((g @ G["weight"]) * a).sum((1, 2))
+        if "bias" in G:
+            out = out + g.sum(1) @ G["bias"]
+        return out
+
+    @staticmethod
+    def gram_cost(layer, a_train, a_clean):
+        if a_train.shape[1] != 1:
+            return None  # sequences: the Gram form would cost T^2
+        n, m = a_train.shape[0], a_clean.shape[0]
+        return n * m * (layer.in_features + layer.out_features)
+
+    @staticmethod
+    def direct_cost(layer, a_train, a_clean):
+        rows = (a_train.shape[0] + a_clean.shape[0]) * a_train.shape[1]
+        return rows * layer.in_features * layer.out_features
+
+    @staticmethod
+    def gram_dots(layer, a, g, a_clean, g_clean, wanted):
+        # <g_i a_i^T, sum_j g_j a_j^T> = sum_j (g_i . g_j)(a_i . a_j): cheaper than
+        # forming G when the clean batch is small.
+        gg = g[:, 0] @ g_clean[:, 0].T
+        aa = a[:, 0] @ a_clean[:, 0].T if "weight" in wanted else 0
+        if "bias" in wanted:
+            aa = aa + 1
+        return (gg * aa).sum(1)
+
+    @staticmethod
+    def weighted_grads(layer, a, g, w):
+        wg = g * w[:, None, None]
+        grads = {"weight": torch.einsum("nto,nti->oi", wg, a)}
+        if layer.bias is not None:
+            grads["bias"] = wg.sum((0, 1))
+        return grads
+
+
+class _ConvRule:
+    """``nn.Conv1d`` and ``nn.Conv2d`` (groups=1, zero padding given as numbers)."""
+
+    @staticmethod
+    def _unfold(layer, a):
+        if isinstance(layer, nn.Conv1d):
+            return F.unfold(
+                a.unsqueeze(2), (1, layer.kernel_size[0]),
+                dilation=(1, layer.dilation[0]), padding=(0, layer.padding[0]),
+                stride=(1, layer.stride[0]))
+        return F.unfold(a, layer.kernel_size, dilation=layer.dilation,
+                        padding=layer.padding, stride=layer.stride)
+
+    @classmethod
+    def prepare(cls, layer, a, g):
+        # a -> (n, C_in * prod(kernel), L), g -> (n, C_out, L)
+        return cls._unfold(layer, a), g.reshape(g.shape[0], g.shape[1], -1)
+
+    @staticmethod
+    def clean_grads(layer, a, g):
+        grads = {"weight": torch.einsum("nol,nkl->ok", g, a).reshape(layer.weight.shape)}
+        if layer.bias is not None:
+            grads["bias"] = g.sum((0, 2))
+        return grads
+
+    @staticmethod
+    def dots(layer, a, g, G):
+        out = torch.zeros(a.shape[0], dtype=a.dtype, device=a.device)
+        if "weight" in G:
+            kernel = G["weight"].reshape(G["weight"].shape[0], -1)
+            out = out + (torch.matmul(kernel, a) * g).sum((1, 2))
+        if "bias" in G:
+            out = out + g.sum(2) @ G["bias"]
+        return out
+
+    gram_cost = staticmethod(lambda layer, a_train, a_clean: None)
+
+    @staticmethod
+    def weighted_grads(layer, a, g, w):
+        wg = g * w[:, None, None]
+        grads = {"weight": torch.einsum("nol,nkl->ok", wg, a).reshape(layer.weight.shape)}
+        if layer.bias is not None:
+            grads["bias"] = wg.sum((0, 2))
+        return grads
+
+
+class _EmbeddingRule:
+    """``nn.Embedding``: row i's gradient scatters ``g_it`` into rows ``idx_it``."""
+
+    @staticmethod
+    def prepare(layer, a, g):
+        return a.reshape(a.shape[0], -1), g.reshape(g.shape[0], -1, g.shape[-1])
+
+    @staticmethod
+    def _scatter(layer, idx, values):
+        table = torch.zeros_like(layer.weight)
+        table.index_add_(0, idx.reshape(-1), values.reshape(-1, values.shape[-1]))
+        if layer.padding_idx is not None:
+            table[layer.padding_idx] = 0  # padding rows never receive gradient
+        return table
+
+    @classmethod
+    def clean_grads(cls, layer, a, g):
+        return {"weight": cls._scatter(layer, a, g.to(layer.weight.dtype))}
+
+    @staticmethod
+    def dots(layer, a, g, G):
+        # The padding row of G is zero, so padding positions add nothing.
+        return (G["weight"][a] * g).sum((1, 2))
+
+    gram_cost = staticmethod(lambda layer, a_train, a_clean: None)
+
+    @classmethod
+    def weighted_grads(cls, layer, a, g, w):
+        return {"weight": cls._scatter(layer, a, g * w[:, None, None])}
+
+
+def _rule_for(layer):
+    """The rule for ``layer``, or None when ghost cannot handle it."""
+    kind = type(layer)
+    if isinstance(layer, nn.Linear) and kind.forward is nn.Linear.forward:
+        return _LinearRule
+    if isinstance(layer, (nn.Conv1d, nn.Conv2d)):
+        base = nn.Conv1d if isinstance(layer, nn.Conv1d) else nn.Conv2d
+        if (kind.forward is base.forward and layer.groups == 1
+                and layer.padding_mode == "zeros"
+                and not isinstance(layer.padding, str)):
+            return _ConvRule
+        return None
+    if isinstance(layer, nn.Embedding) and kind.forward is nn.Embedding.forward:
+        if layer.max_norm is None and not layer.sparse and not layer.scale_grad_by_freq:
+            return _EmbeddingRule
+    return None
+
+
+_BATCH_STATISTICS = (nn.modules.batchnorm._BatchNorm, nn.SyncBatchNorm)
+
+
+def unsupported_layers(module):
+    """Type names of the layers that stop ghost from computing exact weights.
+
+    A layer is unsupported when it owns trainable parameters and no per-layer rule
+    covers it (type, groups, padding mode...), or when it mixes rows through batch
+    statistics (batch normalisation in training mode), which makes per-example
+    gradients depend on the whole batch.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+
+    Returns
+    -------
+    names : list of str
+        Sorted, without repeats; empty when ghost applies.
+    """
+    bad = set()
+    for layer in module.modules():
+        if isinstance(layer, _BATCH_STATISTICS) and layer.training:
+            bad.add(f"{type(layer).__name__} (batch statistics)")
+            continue
+        owns_trainable = any(p.requires_grad for p in layer.parameters(recurse=False))
+        if owns_trainable and _rule_for(layer) is None:
+            bad.add(type(layer).__name__)
+    return sorted(bad)
+
+
+# ---------------------------------------------------------------------------
+# Capturing inputs and output gradients
+# ---------------------------------------------------------------------------
+
+
+class _Capture:
+    """Forward hooks that record ``(layer, input, output-gradient)`` of every call.
+
+    Each hooked output gets ``+ anchor`` (a scalar zero leaf) and a tensor hook: a
+    backward that asks only for the anchor's gradient then reaches every layer
+    output, fires the hooks, and computes no parameter gradient. Tensor hooks see
+    the gradient of the value before any later in-place change (``ReLU(inplace)``).
+    """
+
+    def __init__(self, module, dtype, device):
+        self.anchor = torch.zeros((), dtype=dtype, device=device, requires_grad=True)
+        self.records = []
+        self._handles = []
+        self._layers = [(layer, _rule_for(layer)) for layer in module.modules()
+                        if any(p.requires_grad for p in layer.parameters(recurse=False))]
+
+    def __enter__(self):
+        for layer, rule in self._layers:
+            self._handles.append(layer.register_forward_hook(self._hook(layer, rule)))
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def _hook(self, layer, rule):
+        def hook(mod, inputs, output):
+            record = {"layer": layer, "rule": rule, "a": inputs[0].detach(), "g": None}
+            self.records.append(record)
+            output = output + self.anchor.to(output.dtype)
+
+            def keep(grad):
+                record["g"] = grad
+
+            output.register_hook(keep)
+            return output
+        return hook
+
+
+def _stack_rows(X, X_clean):
+    if isinstance(X, Mapping):
+        return {k: torch.cat([X[k], X_clean[k]]) for k in X}
+    return torch.cat([X, X_clean])
+
+
+def _rows(y_pred, stop):
+    if isinstance(y_pred, tuple):
+        return tuple(t[:stop] for t in y_pred)
+    return y_pred[:stop]
+
+
+def ghost_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0, forward_kwargs=None):
+    """Exact L2RW step from layer inputs and output gradients.
+
+    The module must pass :func:`unsupported_layers` (rows independent, every
+    trainable parameter inside a supported layer). Parameters and return value are
+    those of :func:`sk_l2rw.meta_gradient.reference_step`.
+    """
+    n = y.shape[0]
+    params = {id(p): p for p in module.parameters() if p.requires_grad}
+    dtype = next(iter(params.values())).dtype
+    with _Capture(module, dtype, y.device if torch.is_tensor(y) else None) as cap:
+        out = call_module(module, _stack_rows(X, X_clean), forward_kwargs=forward_kwargs)
+    losses = loss_fn(out, torch.cat([y, y_clean]))
+    total = losses[:n].sum() + losses[n:].mean()
+    torch.autograd.grad(total, cap.anchor, allow_unused=True)
+
+    # Split every record into training and clean rows, in the rule's layout.
+    uses = []
+    for rec in cap.records:
+        if rec["g"] is None:  # output never reached the loss
+            continue
+        layer, rule = rec["layer"], rec["rule"]
+        a, g = rule.prepare(layer, rec["a"], rec["g"])
+        names = [name for name, p in layer.named_parameters(recurse=False)
+                 if p.requires_grad]
+        uses.append((layer, rule, names, a[:n], g[:n], a[n:], g[n:]))
+
+    # Parameters used once may take the cheaper Gram form; tied ones need the
+    # clean gradient summed over all their uses first.
+    count = {}
+    for layer, _, names, *_ in uses:
+        for name in names:
+            key = id(getattr(layer, name))
+            count[key] = count.get(key, 0) + 1
+
+    meta = torch.zeros(n, dtype=dtype, device=losses.device)
+    clean_total = {}
+    direct = []
+    for use in uses:
+        layer, rule, names, a_t, g_t, a_c, g_c = use
+        single = all(count[id(getattr(layer, name))] == 1 for name in names)
+        gram = rule.gram_cost(layer, a_t, a_c) if single else None
+        if gram is not None and gram < rule.direct_cost(layer, a_t, a_c):
+            meta = meta + rule.gram_dots(layer, a_t, g_t, a_c, g_c, set(names))
+            continue
+        for name, grad in rule.clean_grads(layer, a_c, g_c).items():
+            if name in names:
+                key = id(getattr(layer, name))
+                clean_total[key] = clean_total[key] + grad if key in clean_total else grad
+        direct.append(use)
+    for layer, rule, names, a_t, g_t, a_c, g_c in direct:
+        G = {name: clean_total[id(getattr(layer, name))] for name in names}
+        meta = meta + rule.dots(layer, a_t, g_t, G)
+
+    meta = lr * meta
+    weights = normalize_weights(meta)
+
+    grads = {}
+    for layer, rule, names, a_t, g_t, _, _ in uses:
+        for name, grad in rule.weighted_grads(layer, a_t, g_t, weights).items():
+            if name in names:
+                key = id(getattr(layer, name))
+                grads[key] = grads[key] + grad if key in grads else grad
+    for key, grad in grads.items():
+        p = params[key]
+        if p.grad is None:
+            p.grad = grad
+        else:
+            p.grad.add_(grad)
+
+    loss = (weights * losses[:n].detach()).sum()
+    return StepResult(loss, _rows(out, n).detach() if torch.is_tensor(out)
+                      else tuple(t.detach() for t in _rows(out, n)), weights, meta)

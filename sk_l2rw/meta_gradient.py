@@ -1,0 +1,248 @@
+"""One L2RW training step: meta-gradients, weights and the weighted gradient.
+
+Every ``*_step`` function here takes the same arguments and does the same thing with a
+different computation of the meta-gradients ``u_i = -dL_clean(theta'(eps))/d eps_i``
+(``../shared/ALGORITHM.md``):
+
+``reference``
+    The paper's own computation: double back-propagation through one look-ahead SGD
+    step. Slow, but obviously right; every other computation is tested against it.
+``jvp``
+    ``u_i = alpha * <grad f_i, grad L_clean>`` as one forward-mode Jacobian-vector
+    product of the per-example loss vector along the clean gradient. Works for any
+    module ``torch.func`` supports, batch normalisation included.
+``ghost``
+    The same dot products layer by layer from each layer's inputs and output
+    gradients (:mod:`sk_l2rw.ghost`); the weighted update reuses them.
+``plain``
+    Uniform weights ``1/n``: ordinary training, used when there is no clean set.
+
+Each step leaves ``p.grad`` of every trainable parameter of ``module`` equal to the
+gradient of ``sum_i w_i f_i`` (so the caller's optimizer takes the real step), changes
+the module's buffers exactly as one ordinary training forward on the batch would
+(batch-norm running statistics move once), and never touches optimizer state.
+"""
+
+from collections.abc import Mapping
+from typing import NamedTuple
+
+import torch
+from torch.func import functional_call, jvp
+
+from sk_l2rw.weights import normalize_weights
+
+__all__ = [
+    "StepResult",
+    "reference_step",
+    "jvp_step",
+    "plain_step",
+    "trainable_parameters",
+]
+
+
+class StepResult(NamedTuple):
+    """What one training step returns.
+
+    Attributes
+    ----------
+    loss : torch.Tensor
+        The weighted training loss ``sum_i w_i f_i`` (detached scalar).
+    y_pred : torch.Tensor or tuple
+        The module's output on the training batch (detached).
+    weights : torch.Tensor of shape (n,)
+        The normalised example weights.
+    meta_gradients : torch.Tensor of shape (n,)
+        The meta-gradients ``u_i`` before clipping.
+    """
+
+    loss: torch.Tensor
+    y_pred: object
+    weights: torch.Tensor
+    meta_gradients: torch.Tensor
+
+
+def trainable_parameters(module):
+    """Names and tensors of the parameters that receive gradients.
+
+    Tied parameters appear once (``named_parameters`` removes duplicates); frozen
+    ones (``requires_grad=False``) not at all.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+
+    Returns
+    -------
+    names : list of str
+    params : list of torch.nn.Parameter
+    """
+    named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    return [n for n, _ in named], [p for _, p in named]
+
+
+def call_module(module, X, state=None, forward_kwargs=None):
+    """Call ``module`` on ``X`` the way skorch does, optionally functionally.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+    X : torch.Tensor or Mapping of str to torch.Tensor
+        A mapping is passed as keyword arguments, as skorch does for dict inputs.
+    state : dict or None
+        Parameters and buffers to use instead of the module's own
+        (``torch.func.functional_call``).
+    forward_kwargs : dict or None
+        Extra keyword arguments for ``forward``.
+    """
+    kwargs = dict(forward_kwargs or {})
+    if isinstance(X, Mapping):
+        kwargs.update(X)
+        args = ()
+    else:
+        args = (X,)
+    if state is None:
+        return module(*args, **kwargs)
+    return functional_call(module, state, args, kwargs)
+
+
+def _private_buffers(module):
+    # Meta passes run the module in training mode; cloned buffers take the
+    # running-statistics updates so that only the real forward moves the module's.
+    return {name: b.clone() for name, b in module.named_buffers()}
+
+
+def _first_output(y_pred):
+    return y_pred[0] if isinstance(y_pred, tuple) else y_pred
+
+
+def _detach(y_pred):
+    if isinstance(y_pred, tuple):
+        return tuple(t.detach() if torch.is_tensor(t) else t for t in y_pred)
+    return y_pred.detach()
+
+
+def _weighted_backward(losses, weights):
+    weighted = (weights * losses).sum()
+    weighted.backward()
+    return weighted.detach()
+
+
+def plain_step(module, loss_fn, X, y, X_clean=None, y_clean=None, *, lr=1.0,
+               forward_kwargs=None):
+    """Ordinary training with uniform weights ``1/n`` (no clean set).
+
+    Parameters are those of :func:`reference_step`; the clean set is ignored.
+
+    Returns
+    -------
+    StepResult
+        ``meta_gradients`` are all zero.
+    """
+    y_pred = call_module(module, X, forward_kwargs=forward_kwargs)
+    losses = loss_fn(y_pred, y)
+    n = losses.shape[0]
+    weights = torch.full_like(losses.detach(), 1.0 / n)
+    loss = _weighted_backward(losses, weights)
+    return StepResult(loss, _detach(y_pred), weights, torch.zeros_like(weights))
+
+
+def reference_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0,
+                   forward_kwargs=None):
+    """The paper's computation: double back-propagation through a look-ahead step.
+
+    1. ``f_i`` from the real forward on the training batch, perturbed by ``eps = 0``.
+    2. ``theta' = theta - lr * grad sum_i eps_i f_i``, with the graph kept.
+    3. ``L_clean(theta')`` through ``torch.func.functional_call``.
+    4. ``u = -dL_clean/d eps``; weights as :func:`~sk_l2rw.weights.normalize_weights`.
+    5. Backward of ``sum_i w_i f_i`` through the graph of step 1.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        In training mode.
+    loss_fn : callable
+        ``loss_fn(y_pred, y) -> per-example losses of shape (n,)``.
+    X, y : training batch, already on the module's device.
+    X_clean, y_clean : clean batch, likewise.
+    lr : float
+        Step size ``alpha`` of the look-ahead. Normalisation cancels it from the
+        weights; it only scales ``meta_gradients``.
+    forward_kwargs : dict or None
+        Extra keyword arguments for the module's ``forward``.
+
+    Returns
+    -------
+    StepResult
+    """
+    names, params = trainable_parameters(module)
+    y_pred = call_module(module, X, forward_kwargs=forward_kwargs)
+    losses = loss_fn(y_pred, y)
+    eps = torch.zeros_like(losses, requires_grad=True)
+    grads = torch.autograd.grad(
+        (eps * losses).sum(), params, create_graph=True, allow_unused=True)
+    state = _private_buffers(module)
+    state.update({
+        name: p if g is None else p - lr * g
+        for name, p, g in zip(names, params, grads)
+    })
+    clean_pred = call_module(module, X_clean, state, forward_kwargs)
+    clean_loss = loss_fn(clean_pred, y_clean).mean()
+    (d_eps,) = torch.autograd.grad(clean_loss, eps, retain_graph=True,
+                                   allow_unused=True)
+    if d_eps is None:  # clean loss does not depend on any trainable parameter
+        d_eps = torch.zeros_like(eps)
+    meta = -d_eps.detach()
+    weights = normalize_weights(meta)
+    loss = _weighted_backward(losses, weights)
+    return StepResult(loss, _detach(y_pred), weights, meta)
+
+
+def clean_gradient(module, loss_fn, X_clean, y_clean, *, forward_kwargs=None):
+    """Gradient of the mean clean loss w.r.t. the trainable parameters.
+
+    Runs in the module's current mode on private copies of its buffers.
+
+    Returns
+    -------
+    grads : tuple of torch.Tensor
+        One per :func:`trainable_parameters`, zeros where unused.
+    """
+    names, params = trainable_parameters(module)
+    state = _private_buffers(module)
+    clean_pred = call_module(module, X_clean, state, forward_kwargs)
+    clean_loss = loss_fn(clean_pred, y_clean).mean()
+    grads = torch.autograd.grad(clean_loss, params, allow_unused=True)
+    return tuple(torch.zeros_like(p) if g is None else g
+                 for p, g in zip(params, grads))
+
+
+def jvp_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0,
+             forward_kwargs=None):
+    """Meta-gradients as one forward-mode product along the clean gradient.
+
+    ``u_i = lr * d/dt f_i(theta + t * grad L_clean)`` at ``t = 0``, which equals the
+    reference's ``-dL_clean(theta'(eps))/d eps_i`` exactly (no Hessian is involved
+    at ``eps = 0``). Batch statistics are handled exactly: ``f_i`` is differentiated
+    as a function of the parameters with the rest of the batch held as it is.
+
+    Parameters and return value are those of :func:`reference_step`.
+    """
+    names, params = trainable_parameters(module)
+    tangent = clean_gradient(module, loss_fn, X_clean, y_clean,
+                             forward_kwargs=forward_kwargs)
+    fixed = _private_buffers(module)
+    fixed.update({n: p.detach() for n, p in module.named_parameters()
+                  if not p.requires_grad})
+
+    def sample_losses(trainable):
+        state = dict(fixed)
+        state.update(trainable)
+        return loss_fn(call_module(module, X, state, forward_kwargs), y)
+
+    primal = {n: p.detach() for n, p in zip(names, params)}
+    _, directional = jvp(sample_losses, (primal,), (dict(zip(names, tangent)),))
+    meta = lr * directional.detach()
+    weights = normalize_weights(meta)
+    y_pred = call_module(module, X, forward_kwargs=forward_kwargs)
+    loss = _weighted_backward(loss_fn(y_pred, y), weights)
+    return StepResult(loss, _detach(y_pred), weights, meta)

@@ -1,0 +1,537 @@
+"""The L2RW training loop as a mixin over skorch's ``NeuralNet``.
+
+Everything here is independent of the kind of target; :mod:`sk_l2rw.classifier`
+adds labels. The mixin only wires together the pure pieces: input checks
+(:mod:`sk_l2rw.validation`), batches (:mod:`sk_l2rw.data`), one training step
+(:mod:`sk_l2rw.meta_gradient`, :mod:`sk_l2rw.ghost`) and weights
+(:mod:`sk_l2rw.weights`). It overrides skorch's extension points
+(``initialize_*``, ``get_iterator``, ``get_split_datasets``, ``train_step_single``,
+``get_loss``, ``on_epoch_*``), never ``fit_loop``.
+"""
+
+import contextlib
+import warnings
+from collections.abc import Mapping
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from skorch.dataset import Dataset, unpack_data
+from skorch.net import NeuralNet
+from skorch.utils import to_device, to_tensor
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import validate_data
+from torch.utils.data import DataLoader, Subset
+
+from sk_l2rw import ghost
+from sk_l2rw.data import CleanBatches, IndexedDataset, TensorBatches
+from sk_l2rw.meta_gradient import jvp_step, plain_step, reference_step
+from sk_l2rw.validation import (
+    check_clean_batch_size,
+    check_consistent_rows,
+    check_features,
+    check_meta_gradient,
+    numpy_dtype,
+)
+from sk_l2rw.weights import effective_sample_share
+
+_STEPS = {
+    "reference": reference_step,
+    "jvp": jvp_step,
+    "ghost": ghost.ghost_step,
+    "plain": plain_step,
+}
+
+
+def resolve_device(device):
+    """``"auto"`` becomes ``"cuda"`` when CUDA is available, else ``"cpu"``."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def choose_meta_gradient(module, requested):
+    """The computation to run for ``requested`` on ``module``.
+
+    ``"auto"`` takes ``"ghost"`` when every layer with trainable parameters is
+    supported and rows are independent, else ``"jvp"`` (which itself falls back to
+    ``"reference"`` when ``torch.func`` cannot run the module). An explicit
+    ``"ghost"`` on an unsupported module is an error that names the layers.
+
+    Returns
+    -------
+    str
+    """
+    if requested in ("ghost", "auto"):
+        bad = ghost.unsupported_layers(module)
+        if not bad:
+            return "ghost"
+        if requested == "ghost":
+            raise ValueError(
+                "meta_gradient='ghost' cannot handle these layers: "
+                f"{', '.join(bad)}; use meta_gradient='auto' or 'jvp'")
+        return "jvp"
+    return requested
+
+
+class FitData(NamedTuple):
+    """Validated inputs of one ``fit``/``partial_fit`` call (host arrays)."""
+
+    X: np.ndarray
+    y: np.ndarray
+    X_clean: np.ndarray = None
+    y_clean: np.ndarray = None
+
+
+class _Run:
+    """Device-side state of one ``fit``/``partial_fit`` call.
+
+    Weights and statistics accumulate in device tensors and reach the host once
+    per epoch, so a CUDA training step never waits for the host.
+    """
+
+    def __init__(self, net, data, method):
+        device, dtype = net.device_, net._module_dtype()
+        self.method = method
+        self.rng = net._rng_
+        self.n_samples = len(data.y)
+        self.X = _as_device_tensor(data.X, dtype, device)
+        self.y = net._target_tensor(data.y, device)
+        self.X_clean = self.y_clean = None
+        self.clean_batches = None
+        if data.X_clean is not None:
+            self.X_clean = torch.as_tensor(data.X_clean, dtype=dtype).to(device)
+            self.y_clean = net._target_tensor(data.y_clean, device)
+            size = net.clean_batch_size or net.batch_size
+            size = len(data.y_clean) if size in (-1, None) else size
+            size = min(size, len(data.y_clean))
+            if size < len(data.y_clean):
+                self.clean_batches = CleanBatches(len(data.y_clean), size, self.rng)
+        self._clean_index = None
+        self._clean_pos = 0
+        self.weights = None
+
+    def next_clean(self, n_batches):
+        """The clean batch for the next training step."""
+        if self.clean_batches is None:
+            return self.X_clean, self.y_clean
+        if self._clean_index is None or self._clean_pos >= len(self._clean_index):
+            # A whole epoch of indices in one host-to-device copy.
+            idx = self.clean_batches.take(max(n_batches, 1))
+            self._clean_index = torch.as_tensor(idx).to(self.X_clean.device)
+            self._clean_pos = 0
+        index = self._clean_index[self._clean_pos]
+        self._clean_pos += 1
+        return self.X_clean[index], self.y_clean[index]
+
+    def start_epoch(self, dtype, device):
+        self.weights = torch.full((self.n_samples,), float("nan"), dtype=dtype,
+                                  device=device)
+        self.zeros = torch.zeros((), dtype=torch.int64, device=device)
+        self.ess = torch.zeros((), dtype=dtype, device=device)
+        self.batches = 0
+        self.rows = 0
+
+    def record(self, index, weights):
+        self.weights[index] = weights.to(self.weights.dtype)
+        self.zeros += (weights == 0).sum()
+        self.ess += effective_sample_share(weights).to(self.ess.dtype)
+        self.batches += 1
+        self.rows += weights.shape[0]
+
+
+def _as_device_tensor(X, dtype, device):
+    X = torch.as_tensor(X)
+    if X.dtype != dtype and X.is_floating_point():
+        X = X.to(dtype)
+    if torch.device(device).type == "cuda":
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        if X.numel() * X.element_size() > free // 2:
+            return X  # too big for the device: batches move one by one
+    return X.to(device)
+
+
+class L2RWMixin:
+    """Meta-reweighted training for a skorch ``NeuralNet`` (see L2RWClassifier)."""
+
+    # ------------------------------------------------------------------ fit API
+
+    def fit(self, X, y, *, X_val=None, y_val=None, **fit_params):
+        """Initialize the module and train it with L2RW.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...), DataFrame or torch.Tensor
+            Training rows (may be noisy or imbalanced).
+        y : array-like of shape (n_samples,)
+        X_val, y_val : array-like, optional
+            The clean set. Takes precedence over ``clean_X``/``clean_y`` given to the
+            constructor; this is the route a Pipeline can transform
+            (``Pipeline(..., transform_input=["X_val"])``).
+        **fit_params : dict
+            Passed to the module's ``forward``, as in skorch.
+
+        Returns
+        -------
+        self
+        """
+        data = self._validate_fit(X, y, X_val, y_val, reset=True)
+        if not self.warm_start or not self.initialized_:
+            self.initialize()
+        return self._train(data, _routing_method="fit", **fit_params)
+
+    def partial_fit(self, X, y=None, classes=None, *, X_val=None, y_val=None,
+                    **fit_params):
+        """Continue training (or start, if the estimator is not initialized).
+
+        Appends to ``sample_weights_`` and the history. Parameters as in
+        :meth:`fit`; ``classes`` is accepted for scikit-learn compatibility.
+
+        Returns
+        -------
+        self
+        """
+        reset = not self.initialized_
+        data = self._validate_fit(X, y, X_val, y_val, reset=reset)
+        if not self.initialized_:
+            self.initialize()
+        return self._train(data, _routing_method="partial_fit", **fit_params)
+
+    def _train(self, data, **fit_params):
+        method = self._meta_gradient_for(data)
+        self.meta_gradient_ = method
+        self._run_ = _Run(self, data, method)
+        seed = self._rng_.randint(np.iinfo(np.int32).max)
+        try:
+            with self._seeded(seed):
+                NeuralNet.partial_fit(self, data.X, data.y, **fit_params)
+        finally:
+            self._run_ = None
+        return self
+
+    def _meta_gradient_for(self, data):
+        if data.X_clean is None:
+            return "plain"
+        return choose_meta_gradient(self.module_, self.meta_gradient)
+
+    # ------------------------------------------------------------- validation
+
+    def _validate_fit(self, X, y, X_val, y_val, *, reset):
+        """Check everything before anything changes; raise on the first problem."""
+        check_meta_gradient(self.meta_gradient)
+        check_clean_batch_size(self.clean_batch_size)
+        if y is None:
+            raise ValueError(f"{type(self).__name__} needs targets y; got y=None")
+        if (X_val is None) != (y_val is None):
+            given = "X_val" if X_val is not None else "y_val"
+            raise ValueError(
+                f"the clean set needs both X_val and y_val; only {given} was given")
+        if (self.clean_X is None) != (self.clean_y is None):
+            raise ValueError("the clean set needs both clean_X and clean_y; only "
+                             f"{'clean_X' if self.clean_X is not None else 'clean_y'}"
+                             " was given to the constructor")
+        dtype = numpy_dtype(self._module_dtype())
+        X_arr, names = check_features(X, dtype=dtype, name="X")
+        y_arr = self._check_targets(y, name="y")
+        check_consistent_rows(X_arr, y_arr)
+        if not reset:
+            self._check_same_features(X_arr, names, "X")
+        if X_val is not None:
+            Xc, yc, where = X_val, y_val, ("X_val", "y_val")
+        else:
+            Xc, yc, where = self.clean_X, self.clean_y, ("clean_X", "clean_y")
+        X_clean = y_clean = None
+        if Xc is not None:
+            if len(Xc) == 0 or len(yc) == 0:
+                raise ValueError(
+                    f"the clean set ({where[0]}, {where[1]}) is empty; give at least "
+                    "one trusted row, or none at all for plain training")
+            X_clean, _ = check_features(Xc, dtype=dtype, name=f"the clean set {where[0]}")
+            y_clean = self._check_targets(yc, name=f"the clean set {where[1]}")
+            check_consistent_rows(X_clean, y_clean, names=where)
+            if X_clean.shape[1:] != X_arr.shape[1:]:
+                raise ValueError(
+                    f"the clean set {where[0]} has rows of shape {X_clean.shape[1:]} "
+                    f"but X has rows of shape {X_arr.shape[1:]}; they must match "
+                    "(transform the clean set like X)")
+        else:
+            warnings.warn(
+                f"{type(self).__name__} got no clean set: pass X_val and y_val to fit, "
+                "or clean_X and clean_y to the constructor. Training with uniform "
+                "weights (plain training).", UserWarning, stacklevel=3)
+        y_enc, y_clean_enc = self._encode_targets(y_arr, y_clean, reset=reset, where=where)
+        # Nothing above changed the estimator; from here on it may.
+        if reset:
+            self.n_features_in_ = X_arr.shape[1]
+            if names is not None:
+                self.feature_names_in_ = names
+            elif hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        return FitData(X_arr, y_enc, X_clean, y_clean_enc)
+
+    def _check_same_features(self, X, names, name):
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"{name} has {X.shape[1]} features, but {type(self).__name__} was "
+                f"fitted with {self.n_features_in_}")
+
+    def _validate_predict(self, X):
+        self.check_is_fitted()
+        if torch.is_tensor(X):
+            X = X.detach().cpu().numpy()
+        return validate_data(self, X, reset=False, allow_nd=True,
+                             dtype=numpy_dtype(self._module_dtype()))
+
+    def _module_dtype(self):
+        module = getattr(self, "module_", None)
+        if module is None and isinstance(self.module, torch.nn.Module):
+            module = self.module
+        if module is not None:
+            for p in module.parameters():
+                if p.is_floating_point():
+                    return p.dtype
+        return torch.get_default_dtype()
+
+    # ---------------------------------------------------------- randomness
+
+    @contextlib.contextmanager
+    def _seeded(self, seed):
+        """Seed torch (initial weights, dropout) inside, restore its state outside."""
+        if self.random_state is None:
+            yield
+            return
+        device = torch.device(self.device_)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(int(seed))
+            yield
+
+    @contextlib.contextmanager
+    def _device_resolved(self):
+        # skorch's own code moves tensors to ``self.device``; "auto" means nothing
+        # to torch, so the resolved device stands in while skorch code runs.
+        requested = self.device
+        self.__dict__["device"] = self.device_
+        try:
+            yield
+        finally:
+            self.__dict__["device"] = requested
+
+    # ------------------------------------------------------ skorch extension points
+
+    def initialize(self):
+        """Resolve the device and random state, then initialize as skorch does."""
+        self.device_ = resolve_device(self.device)
+        # An int gives a fresh generator per initialize: two fits with one seed agree.
+        self._rng_ = check_random_state(self.random_state)
+        seed = self._rng_.randint(np.iinfo(np.int32).max)
+        with self._device_resolved(), self._seeded(seed):
+            super().initialize()
+        return self
+
+    def initialize_criterion(self):
+        """Initialize the criterion with per-example losses (``reduction='none'``)."""
+        super().initialize_criterion()
+        if not hasattr(self.criterion_, "reduction"):
+            raise TypeError(
+                f"the criterion {type(self.criterion_).__name__} has no 'reduction' "
+                "attribute; L2RW needs per-example losses (reduction='none')")
+        self.criterion_.reduction = "none"
+        return self
+
+    def initialize_history(self):
+        """Reset the history and the weight record together."""
+        super().initialize_history()
+        self._weight_rows_ = []
+        return self
+
+    @property
+    def sample_weights_(self):
+        """Weights every row received, shape (n_epochs, n_samples).
+
+        Each batch's weights sum to 1 (or are all 0); NaN where a row did not train
+        in that epoch. Rows follow the order of ``X`` given to ``fit``.
+        """
+        rows = getattr(self, "_weight_rows_", None)
+        if not rows:
+            raise AttributeError(
+                "sample_weights_ exists after at least one completed epoch of fit")
+        widths = {len(r) for r in rows}
+        if len(widths) > 1:
+            raise AttributeError(
+                "sample_weights_ cannot be stacked: partial_fit calls used data sets "
+                f"of different sizes {sorted(widths)}")
+        return np.stack(rows)
+
+    def get_sample_losses(self, y_pred, y_true, X=None, training=False):
+        """Per-example losses from the criterion (``reduction='none'``).
+
+        Parameters
+        ----------
+        y_pred : torch.Tensor
+            Module output.
+        y_true : torch.Tensor or array-like
+        X : unused, as in skorch.
+        training : bool
+
+        Returns
+        -------
+        torch.Tensor of shape (n,)
+        """
+        y_true = to_tensor(y_true, device=self.device_)
+        if isinstance(y_pred, tuple):
+            y_pred = y_pred[0]
+        losses = self.criterion_(y_pred, y_true)
+        if losses.dim() > 1:  # e.g. several outputs per row: one loss per row
+            losses = losses.reshape(losses.shape[0], -1).mean(1)
+        return losses
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        """Mean of :meth:`get_sample_losses`: what skorch's scoring expects."""
+        return self.get_sample_losses(y_pred, y_true, X=X, training=training).mean()
+
+    def infer(self, x, **fit_params):
+        """Forward ``x`` through the module on the resolved device.
+
+        Unlike skorch's, this never reads ``self.device`` (which may be "auto"), so
+        several threads can predict with one fitted estimator at once.
+        """
+        x = to_tensor(x, device=self.device_)
+        if isinstance(x, Mapping):
+            return self.module_(**self._merge_x_and_fit_params(x, fit_params))
+        return self.module_(x, **fit_params)
+
+    def forward_iter(self, X, training=False, device="cpu"):
+        """As skorch's, with ``device="auto"`` meaning the training device."""
+        if device == "auto":
+            device = self.device_
+        return super().forward_iter(X, training=training, device=device)
+
+    def load_params(self, *args, **kwargs):
+        """As skorch's ``load_params``, with ``device="auto"`` resolved."""
+        if not hasattr(self, "device_"):
+            self.device_ = resolve_device(self.device)
+        with self._device_resolved():
+            return super().load_params(*args, **kwargs)
+
+    def __setstate__(self, state):
+        requested = state["device"]
+        if requested == "auto":
+            state["device"] = state.get("device_") or resolve_device("auto")
+        super().__setstate__(state)
+        # skorch maps CUDA tensors to the CPU when no GPU is present.
+        self.device_ = str(self.__dict__["device"])
+        self.__dict__["device"] = requested
+        if requested == "auto":
+            self.device_ = (self.device_ if self.device_ != "cuda" or
+                            torch.cuda.is_available() else "cpu")
+
+    def get_split_datasets(self, X, y=None, **fit_params):
+        """Split as skorch does; training batches also carry their row positions."""
+        dataset = self.get_dataset(X, y)
+        if not self.train_split:
+            return IndexedDataset(dataset), None
+        if y is None:
+            train, valid = self.train_split(dataset, **fit_params)
+        else:
+            train, valid = self.train_split(dataset, y, **fit_params)
+        if isinstance(train, Subset) and train.dataset is dataset:
+            return IndexedDataset(dataset, positions=train.indices), valid
+        return IndexedDataset(train), valid
+
+    def get_iterator(self, dataset, training=False):
+        """Slice in-memory arrays directly; skorch's DataLoader for everything else."""
+        kwargs = self.get_params_for("iterator_train" if training else "iterator_valid")
+        iterator = self.iterator_train if training else self.iterator_valid
+        plain_loader = iterator is DataLoader and set(kwargs) <= {"shuffle", "batch_size"}
+        indexed = isinstance(dataset, IndexedDataset)
+        inner = dataset.dataset if indexed else dataset
+        in_memory = (type(inner) is Dataset
+                     and not (indexed and dataset.positions is not None)
+                     and isinstance(inner.X, (np.ndarray, torch.Tensor))
+                     and (inner.y is None or isinstance(inner.y, (np.ndarray, torch.Tensor))))
+        if not (plain_loader and in_memory):
+            return super().get_iterator(dataset, training=training)
+        batch_size = kwargs.get("batch_size", self.batch_size)
+        if batch_size == -1:
+            batch_size = len(inner)
+        run = getattr(self, "_run_", None)
+        if training and run is not None and indexed:
+            X, y = run.X, run.y
+        else:
+            X = _as_device_tensor(inner.X, self._module_dtype(), self.device_)
+            y = None if inner.y is None else torch.as_tensor(inner.y).to(X.device)
+        return TensorBatches(X, y, batch_size, shuffle=bool(kwargs.get("shuffle")),
+                             with_index=indexed,
+                             random_state=run.rng if run is not None else None)
+
+    def train_step_single(self, batch, **fit_params):
+        """One L2RW step: weights from the clean batch, gradient of the weighted loss.
+
+        Leaves the gradient of ``sum_i w_i f_i`` in the module's parameters for the
+        optimizer, and records the weights on the device.
+        """
+        self._set_training(True)
+        (Xi, index), yi = unpack_data(batch)
+        device = self.device_
+        Xi = to_tensor(Xi, device=device)
+        yi = to_tensor(yi, device=device)
+        index = to_tensor(index, device=device)
+        run = self._run_
+        X_clean, y_clean = (None, None) if run.X_clean is None else run.next_clean(
+            self._batches_per_epoch(run))
+        step = _STEPS[run.method]
+        lr = float(self.optimizer_.param_groups[0]["lr"])
+        try:
+            result = step(self.module_, self._loss_fn, Xi, yi, X_clean, y_clean,
+                          lr=lr, forward_kwargs=fit_params)
+        except (RuntimeError, NotImplementedError):
+            # torch.func cannot run every module; "auto" then takes the paper's route.
+            if not (run.method == "jvp" and self.meta_gradient == "auto"):
+                raise
+            run.method = self.meta_gradient_ = "reference"
+            self._zero_grad_optimizer()
+            result = reference_step(self.module_, self._loss_fn, Xi, yi, X_clean,
+                                    y_clean, lr=lr, forward_kwargs=fit_params)
+        run.record(index, result.weights)
+        return {"loss": result.loss, "y_pred": result.y_pred}
+
+    def _loss_fn(self, y_pred, y):
+        return self.get_sample_losses(y_pred, y, training=True)
+
+    def _batches_per_epoch(self, run):
+        batch_size = self.get_params_for("iterator_train").get("batch_size",
+                                                              self.batch_size)
+        if batch_size in (-1, None):
+            return 1
+        return -(-run.n_samples // batch_size)
+
+    def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        """Start the epoch's weight record."""
+        super().on_epoch_begin(net, dataset_train=dataset_train,
+                               dataset_valid=dataset_valid, **kwargs)
+        self._run_.start_epoch(self._module_dtype(), self.device_)
+
+    def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        """Copy the epoch's weights to the host; record clean loss and weight stats."""
+        super().on_epoch_end(net, dataset_train=dataset_train,
+                             dataset_valid=dataset_valid, **kwargs)
+        run = self._run_
+        self._weight_rows_.append(run.weights.double().cpu().numpy())
+        if run.batches:
+            self.history.record("weight_zero_frac", run.zeros.item() / max(run.rows, 1))
+            self.history.record("weight_ess", run.ess.item() / run.batches)
+        if run.X_clean is not None:
+            self.history.record("clean_loss", self._clean_loss(run))
+
+    def _clean_loss(self, run):
+        """Mean loss over the whole clean set, in evaluation mode."""
+        self._set_training(False)
+        n = len(run.y_clean)
+        step = self.batch_size if self.batch_size > 0 else n
+        total = torch.zeros((), dtype=torch.float64, device=run.X_clean.device)
+        with torch.no_grad():
+            for start in range(0, n, step):
+                y_pred = self.infer(run.X_clean[start:start + step])
+                losses = self.get_sample_losses(y_pred, run.y_clean[start:start + step])
+                total += losses.sum().double()
+        return total.item() / n

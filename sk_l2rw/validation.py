@@ -1,0 +1,157 @@
+"""Input checks for L2RW estimators: pure functions, run before any training.
+
+Every check raises a ``ValueError`` (or ``TypeError``) whose message names the
+problem, so that a bad call never reaches the module and never touches a fitted model.
+"""
+
+import warnings
+
+import numpy as np
+import torch
+from sklearn.utils import check_array, column_or_1d
+from sklearn.utils.validation import _get_feature_names
+
+__all__ = [
+    "META_GRADIENTS",
+    "check_meta_gradient",
+    "check_clean_batch_size",
+    "check_features",
+    "check_labels",
+    "check_consistent_rows",
+    "encode_labels",
+    "warn_missing_classes",
+    "numpy_dtype",
+]
+
+META_GRADIENTS = ("auto", "ghost", "jvp", "reference")
+
+
+def check_meta_gradient(value):
+    """Validate the ``meta_gradient`` parameter."""
+    if value not in META_GRADIENTS:
+        raise ValueError(
+            f"meta_gradient must be one of {', '.join(map(repr, META_GRADIENTS))}; "
+            f"got {value!r}")
+    return value
+
+
+def check_clean_batch_size(value):
+    """Validate ``clean_batch_size``: None or a positive integer."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(
+            f"clean_batch_size must be None or a positive int; got {value!r}")
+    if value <= 0:
+        raise ValueError(f"clean_batch_size must be a positive int; got {value}")
+    return int(value)
+
+
+def numpy_dtype(torch_dtype):
+    """The numpy dtype that holds ``torch_dtype`` without loss (float32 for bfloat16)."""
+    if torch_dtype == torch.bfloat16:
+        return np.dtype(np.float32)
+    return torch.empty((), dtype=torch_dtype).numpy().dtype
+
+
+def check_features(X, *, dtype, name="X"):
+    """Validate a feature array: finite numbers, at least one row, 2-D or more.
+
+    Parameters
+    ----------
+    X : array-like, DataFrame or torch.Tensor
+    dtype : numpy dtype
+        The module's dtype: the single conversion X gets.
+    name : str
+        How to call X in error messages ("X", "the clean set X_val"...).
+
+    Returns
+    -------
+    X : numpy.ndarray
+    feature_names : numpy.ndarray or None
+        Column names of a DataFrame with string column names.
+    """
+    if torch.is_tensor(X):
+        X = X.detach().cpu().numpy()
+    feature_names = _get_feature_names(X)
+    if hasattr(X, "dtypes") and hasattr(X.dtypes, "__iter__"):
+        text = [str(col) for col, kind in zip(X.columns, X.dtypes)
+                if not (np.issubdtype(np.dtype(kind), np.number)
+                        if isinstance(kind, np.dtype) else kind.kind in "biufc")]
+        if text:
+            raise ValueError(
+                f"{name} has non-numeric columns {text}: encode them first, e.g. with "
+                "a ColumnTransformer(OneHotEncoder) in a Pipeline before the estimator")
+    try:
+        X = check_array(X, dtype=dtype, allow_nd=True, ensure_all_finite=True,
+                        input_name=name)
+    except ValueError as exc:
+        message = str(exc)
+        if "could not convert" in message:
+            raise ValueError(
+                f"{name} holds values that are not numbers ({message}); encode string "
+                "columns first, e.g. with a ColumnTransformer(OneHotEncoder)") from exc
+        raise
+    return X, feature_names
+
+
+def check_labels(y, *, name="y"):
+    """Validate a label vector: 1-D, no missing values.
+
+    Returns
+    -------
+    y : numpy.ndarray of shape (n,)
+    """
+    if torch.is_tensor(y):
+        y = y.detach().cpu().numpy()
+    y = column_or_1d(y, warn=True)
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+        raise ValueError(f"{name} contains NaN or infinity")
+    if y.dtype.kind == "O" and any(v is None or (isinstance(v, float) and v != v)
+                                   for v in y):
+        raise ValueError(f"{name} contains missing values (None or NaN)")
+    return y
+
+
+def check_consistent_rows(X, y, *, names=("X", "y")):
+    """Raise when ``X`` and ``y`` differ in their number of rows."""
+    if len(X) != len(y):
+        raise ValueError(
+            f"{names[0]} has {len(X)} rows but {names[1]} has {len(y)}: they must "
+            "have one label per row")
+
+
+def encode_labels(y, classes, *, name="y"):
+    """Encode labels as their positions in ``classes``; unseen labels are an error.
+
+    Parameters
+    ----------
+    y : numpy.ndarray of shape (n,)
+    classes : numpy.ndarray of shape (n_classes,)
+        Any order.
+    name : str
+        How to call ``y`` in error messages.
+
+    Returns
+    -------
+    codes : numpy.ndarray of int64
+    """
+    unseen = np.unique(y[~np.isin(y, classes)])
+    if unseen.size:
+        raise ValueError(
+            f"{name} contains labels {unseen.tolist()} that the training labels do "
+            f"not contain (classes: {classes.tolist()})")
+    sorter = np.argsort(classes, kind="stable")
+    return sorter[np.searchsorted(classes, y, sorter=sorter)].astype(np.int64)
+
+
+def warn_missing_classes(y_clean, classes):
+    """Warn when the clean labels cover only some of the classes.
+
+    The clean set then says little about how to weight rows of the missing classes.
+    """
+    missing = classes[~np.isin(classes, y_clean)]
+    if missing.size:
+        warnings.warn(
+            f"the clean set has no rows of classes {missing.tolist()}; its signal "
+            "about rows of those classes is weak", UserWarning, stacklevel=3)

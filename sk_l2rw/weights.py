@@ -1,0 +1,51 @@
+"""From meta-gradients to example weights (steps 4 and 5 of the paper's Algorithm 1).
+
+Pure tensor functions: no module, no optimizer, no host-device synchronisation, so
+they can run inside a CUDA training step without stalling it.
+"""
+
+import torch
+
+__all__ = ["normalize_weights", "effective_sample_share"]
+
+
+def normalize_weights(meta_gradients):
+    """Clip meta-gradients at zero and normalise them to sum to one.
+
+    ``w_i = max(u_i, 0) / (sum_j max(u_j, 0) + delta)``, where ``delta`` is 1 when the
+    clipped sum is exactly 0 and 0 otherwise: a batch in which no example helps the
+    clean loss gets all-zero weights instead of a division by zero.
+
+    Parameters
+    ----------
+    meta_gradients : torch.Tensor of shape (n,)
+        ``u_i = -dL_clean(theta'(eps)) / d eps_i`` at ``eps = 0``.
+
+    Returns
+    -------
+    weights : torch.Tensor of shape (n,)
+        Non-negative weights that sum to 1, or all zeros. Detached from any graph.
+    """
+    clipped = torch.clamp(meta_gradients.detach(), min=0)
+    total = clipped.sum()
+    # (total == 0) as a tensor keeps this branch-free: no .item() on CUDA.
+    return clipped / (total + (total == 0).to(total.dtype))
+
+
+def effective_sample_share(weights):
+    """Kish effective sample size of a batch's weights, as a share of the batch.
+
+    ``(sum w)^2 / (sum w^2) / n``: 1 for uniform weights, ``1/n`` when one row takes
+    all the weight, 0 for an all-zero batch.
+
+    Parameters
+    ----------
+    weights : torch.Tensor of shape (n,)
+
+    Returns
+    -------
+    share : torch.Tensor, scalar
+    """
+    squares = (weights * weights).sum()
+    safe = squares + (squares == 0).to(squares.dtype)
+    return weights.sum() ** 2 / safe / weights.numel()
