@@ -270,12 +270,14 @@ def _rows(y_pred, stop):
     return y_pred[:stop]
 
 
-def ghost_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0, forward_kwargs=None):
+def ghost_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0, forward_kwargs=None,
+               update=True):
     """Exact L2RW step from layer inputs and output gradients.
 
     The module must pass :func:`unsupported_layers` (rows independent, every
     trainable parameter inside a supported layer). Parameters and return value are
-    those of :func:`sk_l2rw.meta_gradient.reference_step`.
+    those of :func:`sk_l2rw.meta_gradient.reference_step`; with ``update=False``
+    only the meta-gradients and weights are computed and no gradient is set.
     """
     n = y.shape[0]
     params = {id(p): p for p in module.parameters() if p.requires_grad}
@@ -326,6 +328,12 @@ def ghost_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0, forward_kwarg
 
     meta = lr * meta
     weights = normalize_weights(meta)
+    loss = (weights * losses[:n].detach()).sum()
+    y_pred = _rows(out, n)
+    y_pred = (y_pred.detach() if torch.is_tensor(y_pred)
+              else tuple(t.detach() for t in y_pred))
+    if not update:
+        return StepResult(loss, y_pred, weights, meta)
 
     grads = {}
     for layer, rule, names, a_t, g_t, _, _ in uses:
@@ -339,7 +347,4 @@ def ghost_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0, forward_kwarg
             p.grad = grad
         else:
             p.grad.add_(grad)
-
-    loss = (weights * losses[:n].detach()).sum()
-    return StepResult(loss, _rows(out, n).detach() if torch.is_tensor(out)
-                      else tuple(t.detach() for t in _rows(out, n)), weights, meta)
+    return StepResult(loss, y_pred, weights, meta)

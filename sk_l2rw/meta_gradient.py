@@ -23,10 +23,12 @@ the module's buffers exactly as one ordinary training forward on the batch would
 (batch-norm running statistics move once), and never touches optimizer state.
 """
 
+import contextlib
 from collections.abc import Mapping
 from typing import NamedTuple
 
 import torch
+from torch import nn
 from torch.func import functional_call, jvp
 
 from sk_l2rw.weights import normalize_weights
@@ -35,6 +37,7 @@ __all__ = [
     "StepResult",
     "reference_step",
     "jvp_step",
+    "jvp_meta_gradients",
     "plain_step",
     "trainable_parameters",
 ]
@@ -111,8 +114,23 @@ def _private_buffers(module):
     return {name: b.clone() for name, b in module.named_buffers()}
 
 
-def _first_output(y_pred):
-    return y_pred[0] if isinstance(y_pred, tuple) else y_pred
+@contextlib.contextmanager
+def _statistics_untracked(module):
+    """Batch norm in training mode without updating running statistics.
+
+    The output is the same (training mode normalises with the batch's own
+    statistics); ``torch.func`` transforms refuse the in-place update.
+    """
+    layers = [m for m in module.modules()
+              if isinstance(m, nn.modules.batchnorm._BatchNorm)
+              and m.training and m.track_running_stats]
+    for m in layers:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m in layers:
+            m.track_running_stats = True
 
 
 def _detach(y_pred):
@@ -216,16 +234,21 @@ def clean_gradient(module, loss_fn, X_clean, y_clean, *, forward_kwargs=None):
                  for p, g in zip(params, grads))
 
 
-def jvp_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0,
-             forward_kwargs=None):
+def jvp_meta_gradients(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0,
+                       forward_kwargs=None):
     """Meta-gradients as one forward-mode product along the clean gradient.
 
     ``u_i = lr * d/dt f_i(theta + t * grad L_clean)`` at ``t = 0``, which equals the
     reference's ``-dL_clean(theta'(eps))/d eps_i`` exactly (no Hessian is involved
     at ``eps = 0``). Batch statistics are handled exactly: ``f_i`` is differentiated
-    as a function of the parameters with the rest of the batch held as it is.
+    as a function of the parameters through the statistics of its batch. Changes
+    neither the module's buffers nor any gradient.
 
-    Parameters and return value are those of :func:`reference_step`.
+    Parameters are those of :func:`reference_step`.
+
+    Returns
+    -------
+    meta_gradients : torch.Tensor of shape (n,)
     """
     names, params = trainable_parameters(module)
     tangent = clean_gradient(module, loss_fn, X_clean, y_clean,
@@ -240,8 +263,19 @@ def jvp_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0,
         return loss_fn(call_module(module, X, state, forward_kwargs), y)
 
     primal = {n: p.detach() for n, p in zip(names, params)}
-    _, directional = jvp(sample_losses, (primal,), (dict(zip(names, tangent)),))
-    meta = lr * directional.detach()
+    with _statistics_untracked(module):
+        _, directional = jvp(sample_losses, (primal,), (dict(zip(names, tangent)),))
+    return lr * directional.detach()
+
+
+def jvp_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0,
+             forward_kwargs=None):
+    """L2RW step with :func:`jvp_meta_gradients`, then the weighted backward.
+
+    Parameters and return value are those of :func:`reference_step`.
+    """
+    meta = jvp_meta_gradients(module, loss_fn, X, y, X_clean, y_clean, lr=lr,
+                              forward_kwargs=forward_kwargs)
     weights = normalize_weights(meta)
     y_pred = call_module(module, X, forward_kwargs=forward_kwargs)
     loss = _weighted_backward(loss_fn(y_pred, y), weights)

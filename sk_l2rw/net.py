@@ -25,7 +25,12 @@ from torch.utils.data import DataLoader, Subset
 
 from sk_l2rw import ghost
 from sk_l2rw.data import CleanBatches, IndexedDataset, TensorBatches
-from sk_l2rw.meta_gradient import jvp_step, plain_step, reference_step
+from sk_l2rw.meta_gradient import (
+    jvp_meta_gradients,
+    jvp_step,
+    plain_step,
+    reference_step,
+)
 from sk_l2rw.validation import (
     check_clean_batch_size,
     check_consistent_rows,
@@ -93,6 +98,8 @@ class _Run:
     def __init__(self, net, data, method):
         device, dtype = net.device_, net._module_dtype()
         self.method = method
+        # "auto" checks its choice of ghost once, on the first batch.
+        self.verify_ghost = method == "ghost" and net.meta_gradient == "auto"
         self.rng = net._rng_
         self.n_samples = len(data.y)
         self.X = _as_device_tensor(data.X, dtype, device)
@@ -479,8 +486,17 @@ class L2RWMixin:
         run = self._run_
         X_clean, y_clean = (None, None) if run.X_clean is None else run.next_clean(
             self._batches_per_epoch(run))
-        step = _STEPS[run.method]
         lr = float(self.optimizer_.param_groups[0]["lr"])
+        if run.verify_ghost:
+            run.verify_ghost = False
+            if not self._ghost_agrees(Xi, yi, X_clean, y_clean, lr, fit_params):
+                warnings.warn(
+                    "meta_gradient='auto': the layer-wise computation disagreed with "
+                    "the forward-mode one on this module (a parameter used outside "
+                    "its layer, e.g. F.linear(x, self.layer.weight)?); using 'jvp'",
+                    UserWarning, stacklevel=2)
+                run.method = self.meta_gradient_ = "jvp"
+        step = _STEPS[run.method]
         try:
             result = step(self.module_, self._loss_fn, Xi, yi, X_clean, y_clean,
                           lr=lr, forward_kwargs=fit_params)
@@ -494,6 +510,30 @@ class L2RWMixin:
                                     y_clean, lr=lr, forward_kwargs=fit_params)
         run.record(index, result.weights)
         return {"loss": result.loss, "y_pred": result.y_pred}
+
+    def _ghost_agrees(self, Xi, yi, X_clean, y_clean, lr, fit_params):
+        """Check ghost against jvp once per fit, with dropout off in both.
+
+        Ghost can only see parameters used inside their own layer; a parameter a
+        parent module uses directly would be missed silently. One comparison on
+        the first batch catches that.
+        """
+        module = self.module_
+        was_training = module.training
+        module.eval()
+        try:
+            fast = ghost.ghost_step(module, self._loss_fn, Xi, yi, X_clean, y_clean,
+                                    lr=lr, forward_kwargs=fit_params,
+                                    update=False).meta_gradients
+            try:
+                exact = jvp_meta_gradients(module, self._loss_fn, Xi, yi, X_clean,
+                                           y_clean, lr=lr, forward_kwargs=fit_params)
+            except (RuntimeError, NotImplementedError):
+                return True  # nothing to compare with; trust the layer rules
+        finally:
+            module.train(was_training)
+        scale = exact.abs().max()
+        return bool(torch.allclose(fast, exact, rtol=1e-3, atol=float(1e-4 * scale)))
 
     def _loss_fn(self, y_pred, y):
         return self.get_sample_losses(y_pred, y, training=True)

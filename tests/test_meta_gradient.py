@@ -1,0 +1,223 @@
+"""The training step's mathematics: every computation against the paper's."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from conftest import (BatchNormMLP, Conv1dNet, LeNet, MLP, TabularEmbeddingNet,
+                      TiedFrozenNet, make_blobs_data, tabular_data)
+from sk_l2rw.ghost import ghost_step, unsupported_layers
+from sk_l2rw.meta_gradient import (jvp_meta_gradients, jvp_step, reference_step,
+                                   trainable_parameters)
+from sk_l2rw.net import choose_meta_gradient
+from sk_l2rw.weights import effective_sample_share, normalize_weights
+
+
+def ce(out, y):
+    return F.cross_entropy(out, y, reduction="none")
+
+
+def _batch(X, y, n, m):
+    X, y = torch.as_tensor(X), torch.as_tensor(y)
+    return X[:n], y[:n], X[n:n + m], y[n:n + m]
+
+
+def _case(name, dtype):
+    torch.manual_seed(0)
+    np_dtype = np.float64 if dtype == torch.float64 else np.float32
+    if name == "mlp":
+        module = MLP(logits=True)
+        X, y = make_blobs_data(48, dtype=np_dtype)
+        batch = _batch(X, y, 32, 16)
+    elif name == "batchnorm_dropout":
+        # Dropout present but off (p=0): the computations draw their masks in
+        # different orders, so live dropout would differ by chance alone.
+        module = BatchNormMLP(p=0.0)
+        X, y = make_blobs_data(48, dtype=np_dtype)
+        batch = _batch(X, y, 32, 16)
+    elif name == "lenet":
+        module = LeNet()
+        X = np.random.RandomState(0).rand(24, 1, 28, 28).astype(np_dtype)
+        y = np.random.RandomState(1).randint(10, size=24)
+        batch = _batch(X, y, 16, 8)
+    elif name == "conv1d":
+        module = Conv1dNet()
+        X = np.random.RandomState(0).normal(size=(24, 2, 10)).astype(np_dtype)
+        y = np.random.RandomState(1).randint(3, size=24)
+        batch = _batch(X, y, 16, 8)
+    elif name == "embedding":
+        module = TabularEmbeddingNet()
+        X, y = tabular_data(48, dtype=np_dtype)
+        batch = _batch(X, y, 32, 16)
+    elif name == "tied_frozen":
+        module = TiedFrozenNet()
+        X, y = make_blobs_data(40, n_features=6, n_classes=4, dtype=np_dtype)
+        batch = _batch(X, y, 24, 16)
+    return module.to(dtype), batch
+
+
+def _run(step, module, batch, lr=0.1):
+    module = copy.deepcopy(module)
+    module.train()
+    for p in module.parameters():
+        p.grad = None
+    result = step(module, ce, *batch, lr=lr)
+    _, params = trainable_parameters(module)
+    grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
+    return result, grads, dict(module.named_buffers())
+
+
+TOLERANCE = {torch.float32: dict(rtol=1e-4, atol=1e-7),
+             torch.float64: dict(rtol=1e-10, atol=1e-13)}
+CASES = ["mlp", "batchnorm_dropout", "lenet", "conv1d", "embedding", "tied_frozen"]
+
+
+class TestAgainstReference:
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+    @pytest.mark.parametrize("case", CASES)
+    def test_fast_computations_equal_reference(self, case, dtype):
+        module, batch = _case(case, dtype)
+        ref, ref_grads, ref_buffers = _run(reference_step, module, batch)
+        steps = {"jvp": jvp_step}
+        if not unsupported_layers(module):
+            steps["ghost"] = ghost_step
+        auto = choose_meta_gradient(module, "auto")
+        assert auto == ("jvp" if case == "batchnorm_dropout" else "ghost")
+        for name, step in steps.items():
+            got, grads, buffers = _run(step, module, batch)
+            torch.testing.assert_close(got.meta_gradients, ref.meta_gradients,
+                                       **TOLERANCE[dtype], msg=name)
+            torch.testing.assert_close(got.weights, ref.weights, **TOLERANCE[dtype])
+            torch.testing.assert_close(got.loss, ref.loss, **TOLERANCE[dtype])
+            for g, r in zip(grads, ref_grads):
+                torch.testing.assert_close(g, r, **TOLERANCE[dtype], msg=name)
+            for key in ref_buffers:
+                torch.testing.assert_close(buffers[key], ref_buffers[key])
+        assert (ref.weights > 0).any(), "a degenerate case would prove nothing"
+
+    def test_ghost_refuses_batchnorm_by_name(self):
+        with pytest.raises(ValueError, match="BatchNorm1d"):
+            choose_meta_gradient(BatchNormMLP(), "ghost")
+
+    def test_ghost_refuses_unsupported_layer_types(self):
+        module = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 2))
+        assert unsupported_layers(module) == ["LayerNorm"]
+        assert choose_meta_gradient(module, "auto") == "jvp"
+        grouped = nn.Sequential(nn.Conv1d(4, 4, 3, groups=2))
+        assert unsupported_layers(grouped) == ["Conv1d"]
+
+    @pytest.mark.parametrize("step", [ghost_step, jvp_step])
+    def test_no_tensor_of_batch_times_parameters(self, step):
+        # 256 rows x 263k parameters of per-example gradients would be 269 MB.
+        module = nn.Sequential(nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 3))
+        n_params = sum(p.numel() for p in module.parameters())
+        X, y = torch.randn(256 + 32, 512), torch.randint(3, (256 + 32,))
+        with torch.profiler.profile(profile_memory=True) as prof:
+            step(module, ce, X[:256], y[:256], X[256:], y[256:])
+        biggest = max(e.cpu_memory_usage for e in prof.events())
+        assert 0 < biggest < 256 * n_params * 4 / 50
+
+
+class TestFiniteDifferences:
+    def test_reference_matches_central_differences(self):
+        torch.manual_seed(0)
+        module = MLP(n_features=5, n_hidden=7, n_classes=3, logits=True).double()
+        X, y = make_blobs_data(8 + 6, n_features=5, dtype=np.float64)
+        X_t, y_t, X_c, y_c = _batch(X, y, 8, 6)
+        lr, h = 0.5, 1e-5
+        names, params = trainable_parameters(module)
+        grads_f = [torch.autograd.grad(ce(module(X_t[i:i + 1]), y_t[i:i + 1]).sum(),
+                                       params) for i in range(8)]
+
+        def clean_loss_at(eps):
+            state = {n: p.detach() - lr * sum(float(e) * g[k] for e, g in zip(eps, grads_f))
+                     for k, (n, p) in enumerate(zip(names, params))}
+            out = torch.func.functional_call(module, state, (X_c,))
+            return ce(out, y_c).mean().item()
+
+        numeric = []
+        for i in range(8):
+            e = np.zeros(8)
+            e[i] = h
+            numeric.append(-(clean_loss_at(e) - clean_loss_at(-e)) / (2 * h))
+        numeric = torch.tensor(numeric, dtype=torch.float64)
+        result = reference_step(copy.deepcopy(module), ce, X_t, y_t, X_c, y_c, lr=lr)
+        rel = (result.meta_gradients - numeric).abs().max() / numeric.abs().max()
+        assert rel < 1e-3
+        assert (numeric > 0).any() and (numeric < 0).any()
+
+
+class TestWeights:
+    def test_clip_and_normalise(self):
+        w = normalize_weights(torch.tensor([0.5, -1.0, 1.5, 0.0]))
+        torch.testing.assert_close(w, torch.tensor([0.25, 0.0, 0.75, 0.0]))
+
+    def test_scale_invariant(self):
+        u = torch.randn(50)
+        torch.testing.assert_close(normalize_weights(u), normalize_weights(7.3 * u))
+
+    def test_all_negative_batch_is_all_zero_not_nan(self):
+        w = normalize_weights(-torch.rand(10) - 0.1)
+        assert torch.equal(w, torch.zeros(10))
+
+    def test_effective_sample_share(self):
+        assert effective_sample_share(torch.full((4,), 0.25)).item() == pytest.approx(1)
+        one_hot = torch.tensor([0.0, 1.0, 0.0, 0.0])
+        assert effective_sample_share(one_hot).item() == pytest.approx(0.25)
+        assert effective_sample_share(torch.zeros(4)).item() == 0
+
+
+class TestAllNegativeBatch:
+    """Training rows pull against the clean rows: no weight, no movement."""
+
+    @staticmethod
+    def _setup():
+        module = nn.Linear(3, 2)
+        nn.init.zeros_(module.weight)
+        nn.init.zeros_(module.bias)
+        X = torch.randn(6, 3)
+        # Same inputs, opposite labels: every row's gradient opposes the clean one.
+        return module, X, torch.zeros(6, dtype=torch.long), X, torch.ones(6, dtype=torch.long)
+
+    @pytest.mark.parametrize("step", [reference_step, jvp_step, ghost_step])
+    def test_zero_weights_and_parameters_stay(self, step):
+        module, *batch = self._setup()
+        before = [p.detach().clone() for p in module.parameters()]
+        optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
+        optimizer.zero_grad()
+        result = step(module, ce, *batch, lr=0.1)
+        assert (result.meta_gradients < 0).all()
+        assert torch.equal(result.weights, torch.zeros(6))
+        assert not torch.isnan(result.loss)
+        optimizer.step()
+        for p, b in zip(module.parameters(), before):
+            assert torch.equal(p.detach(), b)
+
+
+class TestBuffers:
+    @pytest.mark.parametrize("step", [reference_step, jvp_step])
+    def test_batchnorm_statistics_move_once(self, step):
+        torch.manual_seed(0)
+        module = BatchNormMLP(p=0.0)
+        X, y = make_blobs_data(48)
+        batch = _batch(X, y, 32, 16)
+        plain = copy.deepcopy(module).train()
+        plain(batch[0])
+        l2rw = copy.deepcopy(module).train()
+        step(l2rw, ce, *batch, lr=0.1)
+        for (name, b_plain), b_l2rw in zip(plain.named_buffers(), l2rw.buffers()):
+            assert torch.equal(b_plain, b_l2rw), name
+
+    def test_jvp_meta_gradients_leave_everything_alone(self):
+        torch.manual_seed(0)
+        module = BatchNormMLP(p=0.0).train()
+        X, y = make_blobs_data(48)
+        before = copy.deepcopy(module.state_dict())
+        jvp_meta_gradients(module, ce, *_batch(X, y, 32, 16))
+        for key, value in module.state_dict().items():
+            assert torch.equal(value, before[key]), key
+        assert all(p.grad is None for p in module.parameters())
