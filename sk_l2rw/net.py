@@ -210,7 +210,9 @@ class L2RWMixin:
         self._run_ = _Run(self, data, method)
         seed = self._rng_.randint(np.iinfo(np.int32).max)
         try:
-            with self._seeded(seed):
+            # skorch's callbacks read ``net.device`` (cached predictions for
+            # scoring): the resolved device stands in for "auto" while training.
+            with self._device_resolved(), self._seeded(seed):
                 NeuralNet.partial_fit(self, data.X, data.y, **fit_params)
         finally:
             self._run_ = None
@@ -284,6 +286,8 @@ class L2RWMixin:
 
     def _validate_predict(self, X):
         self.check_is_fitted()
+        if isinstance(X, torch.utils.data.Dataset):
+            return X  # skorch's route (e.g. its validation split): nothing to check
         if torch.is_tensor(X):
             X = X.detach().cpu().numpy()
         return validate_data(self, X, reset=False, allow_nd=True,
