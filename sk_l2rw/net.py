@@ -148,7 +148,10 @@ class _Run:
 
 
 def _as_device_tensor(X, dtype, device):
-    X = torch.as_tensor(X)
+    with warnings.catch_warnings():
+        # Read-only arrays (pandas 3 hands them out) are only ever read here.
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        X = torch.as_tensor(X)
     if X.dtype != dtype and X.is_floating_point():
         X = X.to(dtype)
     if torch.device(device).type == "cuda":

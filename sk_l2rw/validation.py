@@ -154,4 +154,4 @@ def warn_missing_classes(y_clean, classes):
     if missing.size:
         warnings.warn(
             f"the clean set has no rows of classes {missing.tolist()}; its signal "
-            "about rows of those classes is weak", UserWarning, stacklevel=3)
+            "about rows of those classes is weak", UserWarning, stacklevel=5)
