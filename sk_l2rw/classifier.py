@@ -4,6 +4,8 @@ import numpy as np
 import torch
 from skorch import NeuralNetClassifier
 
+from sklearn.utils.multiclass import check_classification_targets
+
 from sk_l2rw.net import L2RWMixin
 from sk_l2rw.validation import check_labels, encode_labels, warn_missing_classes
 
@@ -54,7 +56,7 @@ class L2RWClassifier(L2RWMixin, NeuralNetClassifier):
     **kwargs
         Any other ``NeuralNetClassifier`` parameter (``optimizer``, ``lr``,
         ``max_epochs``, ``batch_size``, ``callbacks``, ``module__*``...).
-        ``iterator_train__shuffle`` defaults to True.
+        Training batches are shuffled unless ``iterator_train__shuffle=False``.
 
     Attributes
     ----------
@@ -81,7 +83,6 @@ class L2RWClassifier(L2RWMixin, NeuralNetClassifier):
     def __init__(self, module, clean_X=None, clean_y=None, *, meta_gradient="auto",
                  clean_batch_size=None, random_state=None, device="auto",
                  criterion=torch.nn.NLLLoss, train_split=None, **kwargs):
-        kwargs.setdefault("iterator_train__shuffle", True)
         super().__init__(module, criterion=criterion, train_split=train_split,
                          device=device, **kwargs)
         self.clean_X = clean_X
@@ -93,7 +94,9 @@ class L2RWClassifier(L2RWMixin, NeuralNetClassifier):
     # ----------------------------------------------------------------- targets
 
     def _check_targets(self, y, *, name):
-        return check_labels(y, name=name)
+        y = check_labels(y, name=name)
+        check_classification_targets(y)
+        return y
 
     def _encode_targets(self, y, y_clean, *, reset, where):
         if self.classes is not None and len(self.classes):
@@ -135,13 +138,13 @@ class L2RWClassifier(L2RWMixin, NeuralNetClassifier):
 
         Parameters
         ----------
-        X : array-like, DataFrame or torch.Tensor
+        X : array-like, DataFrame, torch.Tensor or torch Dataset
 
         Returns
         -------
         numpy.ndarray of shape (n_samples, n_classes)
         """
-        return super().predict_proba(self._validate_predict(X))
+        return super().predict_proba(X)
 
     def predict(self, X):
         """Predicted class labels (the original labels, any type).
@@ -154,4 +157,5 @@ class L2RWClassifier(L2RWMixin, NeuralNetClassifier):
         -------
         numpy.ndarray of shape (n_samples,)
         """
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[proba.argmax(axis=1)]

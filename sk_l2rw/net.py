@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Mapping
 from typing import NamedTuple
 
+import cloudpickle
 import numpy as np
 import torch
 from skorch.dataset import Dataset, unpack_data
@@ -233,7 +234,8 @@ class L2RWMixin:
         check_meta_gradient(self.meta_gradient)
         check_clean_batch_size(self.clean_batch_size)
         if y is None:
-            raise ValueError(f"{type(self).__name__} needs targets y; got y=None")
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the "
+                             "target y is None")
         if (X_val is None) != (y_val is None):
             given = "X_val" if X_val is not None else "y_val"
             raise ValueError(
@@ -261,6 +263,14 @@ class L2RWMixin:
             X_clean, _ = check_features(Xc, dtype=dtype, name=f"the clean set {where[0]}")
             y_clean = self._check_targets(yc, name=f"the clean set {where[1]}")
             check_consistent_rows(X_clean, y_clean, names=where)
+            if X_val is not None and len(X_clean) == len(X_arr):
+                raise ValueError(
+                    f"the clean set X_val has exactly as many rows as X ({len(X_arr)}). "
+                    "scikit-learn's search and cross-validation tools slice fit "
+                    "parameters of that length per fold, which would silently cut the "
+                    "clean set down to the fold's rows; pass the clean set to the "
+                    "constructor (clean_X, clean_y) instead, or use a clean set of "
+                    "another size")
             if X_clean.shape[1:] != X_arr.shape[1:]:
                 raise ValueError(
                     f"the clean set {where[0]} has rows of shape {X_clean.shape[1:]} "
@@ -284,8 +294,8 @@ class L2RWMixin:
     def _check_same_features(self, X, names, name):
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
-                f"{name} has {X.shape[1]} features, but {type(self).__name__} was "
-                f"fitted with {self.n_features_in_}")
+                f"{name} has {X.shape[1]} features, but {type(self).__name__} is "
+                f"expecting {self.n_features_in_} features as input")
 
     def _validate_predict(self, X):
         self.check_is_fitted()
@@ -295,6 +305,19 @@ class L2RWMixin:
             X = X.detach().cpu().numpy()
         return validate_data(self, X, reset=False, allow_nd=True,
                              dtype=numpy_dtype(self._module_dtype()))
+
+    def predict_proba(self, X):
+        """Module outputs for ``X`` (after ``predict_nonlinearity``).
+
+        Parameters
+        ----------
+        X : array-like, DataFrame, torch.Tensor or torch Dataset
+
+        Returns
+        -------
+        numpy.ndarray
+        """
+        return super().predict_proba(self._validate_predict(X))
 
     def _module_dtype(self):
         module = getattr(self, "module_", None)
@@ -427,6 +450,22 @@ class L2RWMixin:
         with self._device_resolved():
             return super().load_params(*args, **kwargs)
 
+    def __getstate__(self):
+        """skorch's state, with the torch parts pickled by cloudpickle.
+
+        skorch pickles the module, criterion and optimizer with plain pickle, which
+        refers to a module class by its import path. A class defined in a notebook
+        (``__main__``) then cannot be unpickled in a worker process (GridSearchCV
+        with ``n_jobs=2``); cloudpickle stores such classes by value.
+        """
+        state = self.__dict__.copy()
+        torch_parts = {
+            key: state.pop(key) for key in list(state)
+            if isinstance(key, str)
+            and any(key.startswith(p) for p in self.cuda_dependent_attributes_)}
+        state["__cuda_dependent_attributes__"] = cloudpickle.dumps(torch_parts)
+        return state
+
     def __setstate__(self, state):
         requested = state["device"]
         if requested == "auto":
@@ -453,21 +492,26 @@ class L2RWMixin:
         return IndexedDataset(train), valid
 
     def get_iterator(self, dataset, training=False):
-        """Slice in-memory arrays directly; skorch's DataLoader for everything else."""
+        """Slice in-memory arrays directly; skorch's DataLoader for everything else.
+
+        Training batches are shuffled unless ``iterator_train__shuffle=False``.
+        """
         kwargs = self.get_params_for("iterator_train" if training else "iterator_valid")
         iterator = self.iterator_train if training else self.iterator_valid
-        plain_loader = iterator is DataLoader and set(kwargs) <= {"shuffle", "batch_size"}
+        if training:
+            kwargs.setdefault("shuffle", True)
+        batch_size = kwargs.setdefault("batch_size", self.batch_size)
+        if batch_size == -1:
+            kwargs["batch_size"] = batch_size = len(dataset)
         indexed = isinstance(dataset, IndexedDataset)
         inner = dataset.dataset if indexed else dataset
         in_memory = (type(inner) is Dataset
                      and not (indexed and dataset.positions is not None)
                      and isinstance(inner.X, (np.ndarray, torch.Tensor))
                      and (inner.y is None or isinstance(inner.y, (np.ndarray, torch.Tensor))))
-        if not (plain_loader and in_memory):
-            return super().get_iterator(dataset, training=training)
-        batch_size = kwargs.get("batch_size", self.batch_size)
-        if batch_size == -1:
-            batch_size = len(inner)
+        if not (iterator is DataLoader and set(kwargs) <= {"shuffle", "batch_size"}
+                and in_memory):
+            return iterator(dataset, **kwargs)
         run = getattr(self, "_run_", None)
         if training and run is not None and indexed:
             X, y = run.X, run.y
@@ -568,7 +612,11 @@ class L2RWMixin:
             self.history.record("weight_zero_frac", run.zeros.item() / max(run.rows, 1))
             self.history.record("weight_ess", run.ess.item() / run.batches)
         if run.X_clean is not None:
-            self.history.record("clean_loss", self._clean_loss(run))
+            loss = self._clean_loss(run)
+            earlier = [row["clean_loss"] for row in self.history[:-1] if "clean_loss" in row]
+            self.history.record("clean_loss", loss)
+            # like skorch's valid_loss_best: lets Checkpoint(monitor="clean_loss_best")
+            self.history.record("clean_loss_best", not earlier or loss < min(earlier))
 
     def _clean_loss(self, run):
         """Mean loss over the whole clean set, in evaluation mode."""

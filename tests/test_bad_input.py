@@ -48,7 +48,7 @@ CASES = [
      r"only clean_X was given", ValueError),
     ("y with NaN", {}, dict(X=XT, y=np.r_[YT[:-1], np.nan], X_val=XC, y_val=YC),
      r"y contains NaN", ValueError),
-    ("y is None", {}, dict(X=XT, y=None, X_val=XC, y_val=YC), r"needs targets y", ValueError),
+    ("y is None", {}, dict(X=XT, y=None, X_val=XC, y_val=YC), r"requires y to be passed", ValueError),
     ("sparse X", {}, dict(X=sp.csr_matrix(XT), y=YT, X_val=XC, y_val=YC),
      r"Sparse data was passed for X", TypeError),
     ("strings in X", {}, dict(X=np.array([["a"] * 10] * 100), y=YT, X_val=XC, y_val=YC),

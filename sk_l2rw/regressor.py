@@ -1,0 +1,128 @@
+"""``L2RWRegressor``: skorch's ``NeuralNetRegressor`` trained by Learning to Reweight."""
+
+import numpy as np
+import torch
+from skorch import NeuralNetRegressor
+from sklearn.utils import check_array
+
+from sk_l2rw.net import L2RWMixin
+
+__all__ = ["L2RWRegressor"]
+
+
+class L2RWRegressor(L2RWMixin, NeuralNetRegressor):
+    """Neural-network regressor trained with Learning to Reweight Examples.
+
+    The regression counterpart of :class:`sk_l2rw.L2RWClassifier`: every training
+    step weights the rows of the mini-batch by how well their gradient agrees with
+    the gradient of the loss on a trusted ("clean") set, so rows with corrupted
+    targets get little or no weight.
+
+    Parameters
+    ----------
+    module : torch.nn.Module class or instance
+        Outputs ``(n, n_outputs)`` (or ``(n,)`` for a single output).
+    clean_X, clean_y : array-like or None
+        The clean set known at construction (not transformed by a Pipeline; give it
+        to ``fit`` as ``X_val``/``y_val`` for that).
+    meta_gradient : {"auto", "ghost", "jvp", "reference"}, default="auto"
+        As in :class:`sk_l2rw.L2RWClassifier`.
+    clean_batch_size : int or None, default=None
+    random_state : None, int or numpy.random.RandomState, default=None
+    device : str or torch.device, default="auto"
+    criterion : torch criterion class, default=torch.nn.MSELoss
+        Any criterion that accepts ``reduction``; per-row losses are averaged over
+        the outputs of a row.
+    train_split : callable or None, default=None
+    **kwargs
+        Any other ``NeuralNetRegressor`` parameter.
+
+    Attributes
+    ----------
+    sample_weights_, meta_gradient_, n_features_in_, feature_names_in_, history_,
+    device_ : as in :class:`sk_l2rw.L2RWClassifier`.
+    n_outputs_ : int
+        Number of targets per row.
+    """
+
+    def __init__(self, module, clean_X=None, clean_y=None, *, meta_gradient="auto",
+                 clean_batch_size=None, random_state=None, device="auto",
+                 criterion=torch.nn.MSELoss, train_split=None, **kwargs):
+        super().__init__(module, criterion=criterion, train_split=train_split,
+                         device=device, **kwargs)
+        self.clean_X = clean_X
+        self.clean_y = clean_y
+        self.meta_gradient = meta_gradient
+        self.clean_batch_size = clean_batch_size
+        self.random_state = random_state
+
+    # ----------------------------------------------------------------- targets
+
+    def _check_targets(self, y, *, name):
+        if torch.is_tensor(y):
+            y = y.detach().cpu().numpy()
+        y = check_array(y, ensure_2d=False, dtype=np.float64, ensure_all_finite=True,
+                        input_name=name)
+        if y.ndim > 2:
+            raise ValueError(f"{name} must be 1-D or 2-D; got shape {y.shape}")
+        return y
+
+    def _encode_targets(self, y, y_clean, *, reset, where):
+        n_outputs = 1 if y.ndim == 1 else y.shape[1]
+        if not reset and n_outputs != self.n_outputs_:
+            raise ValueError(f"y has {n_outputs} outputs but the estimator was fitted "
+                             f"with {self.n_outputs_}")
+        if y_clean is not None:
+            clean_outputs = 1 if y_clean.ndim == 1 else y_clean.shape[1]
+            if clean_outputs != n_outputs:
+                raise ValueError(
+                    f"the clean set {where[1]} has {clean_outputs} outputs per row but "
+                    f"y has {n_outputs}")
+            y_clean = y_clean.reshape(len(y_clean), n_outputs)
+        if reset:
+            self.n_outputs_ = n_outputs
+            self._y_1d_ = y.ndim == 1
+        return y.reshape(len(y), n_outputs), y_clean
+
+    def _target_tensor(self, y, device):
+        return torch.as_tensor(y, dtype=self._module_dtype()).to(device)
+
+    def check_data(self, X, y):
+        """Nothing to check here: ``fit`` validated the data already."""
+
+    # ---------------------------------------------------------------- prediction
+
+    def get_sample_losses(self, y_pred, y_true, X=None, training=False):
+        """Per-row losses; a 1-D module output is matched to ``(n, 1)`` targets."""
+        first = y_pred[0] if isinstance(y_pred, tuple) else y_pred
+        if torch.is_tensor(y_true) and first.dim() == 1 and y_true.dim() == 2:
+            y_pred = first[:, None]
+        return super().get_sample_losses(y_pred, y_true, X=X, training=training)
+
+    @property
+    def predict_proba(self):
+        """Regressors have no ``predict_proba`` (skorch's nets do); use ``predict``."""
+        raise AttributeError(
+            f"{type(self).__name__} has no predict_proba; use predict")
+
+    def predict(self, X):
+        """Predicted targets, 1-D when ``y`` given to ``fit`` was 1-D.
+
+        Parameters
+        ----------
+        X : array-like, DataFrame, torch.Tensor or torch Dataset
+
+        Returns
+        -------
+        numpy.ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        """
+        # float64 like every scikit-learn regressor, whatever the module computes in
+        y_pred = L2RWMixin.predict_proba(self, X).astype(np.float64)
+        if self._y_1d_:
+            return y_pred.reshape(len(y_pred))
+        return y_pred.reshape(len(y_pred), -1)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags

@@ -1,0 +1,393 @@
+"""scikit-learn citizenship: Pipelines, routing, search, CV, checks, pickling, callbacks."""
+
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import sklearn
+import torch
+from skorch import NeuralNetRegressor
+from skorch.callbacks import (Checkpoint, EarlyStopping, EpochScoring, LRScheduler,
+                              ProgressBar)
+from sklearn.base import clone
+from sklearn.compose import ColumnTransformer
+from sklearn.model_selection import GridSearchCV, cross_validate
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+from torch import nn
+
+from conftest import MLP, make_blobs_data
+from sk_l2rw import L2RWClassifier, L2RWRegressor
+
+FAST = dict(max_epochs=8, lr=0.1, batch_size=32, verbose=0, random_state=0)
+
+
+class Recorder(nn.Module):
+    """An MLP on LazyLinear that keeps every input row it sees (float64 copy)."""
+
+    def __init__(self, n_hidden=16, n_classes=3):
+        super().__init__()
+        self.hidden = nn.LazyLinear(n_hidden)
+        self.out = nn.Linear(n_hidden, n_classes)
+        self.seen = []
+
+    def forward(self, X):
+        if torch._C._functorch.peek_interpreter_stack() is None:  # not inside jvp
+            self.seen.append(X.detach().double().clone())
+        return torch.softmax(self.out(torch.relu(self.hidden(X))), -1)
+
+
+def seen_rows(net):
+    return torch.cat(net.module_.seen).numpy()
+
+
+def contains_rows(haystack, rows, tol=1e-5):
+    return all(np.abs(haystack - r).max(1).min() < tol for r in rows)
+
+
+@pytest.fixture
+def routing():
+    with sklearn.config_context(enable_metadata_routing=True):
+        yield
+
+
+def scaled_problem():
+    X, y = make_blobs_data(400)
+    X = X * 1000 + 5000  # raw scale ~1000: untransformed rows would be obvious
+    return X[30:], y[30:], X[:30], y[:30]
+
+
+def table_problem(n=400, seed=0):
+    rng = np.random.RandomState(seed)
+    colour = rng.choice(["red", "green", "blue"], n)
+    size = rng.normal(size=n) * 100
+    y = (colour == "red").astype(int) + (size > 0)
+    df = pd.DataFrame({"colour": colour, "size": size, "noise": rng.normal(size=n)})
+    return df.iloc[40:], y[40:], df.iloc[:40], y[:40]
+
+
+def table_pipeline(net):
+    pre = ColumnTransformer([("onehot", OneHotEncoder(), ["colour"]),
+                             ("scale", StandardScaler(), ["size", "noise"])],
+                            sparse_threshold=0)
+    return Pipeline([("pre", pre), ("net", net)], transform_input=["X_val"])
+
+
+class TestRouting:
+    def test_scaler_transforms_the_clean_set(self, routing):
+        X, y, Xc, yc = scaled_problem()
+        net = L2RWClassifier(Recorder, **FAST).set_fit_request(X_val=True, y_val=True)
+        pipe = Pipeline([("scale", StandardScaler()), ("net", net)],
+                        transform_input=["X_val"])
+        pipe.fit(X, y, X_val=Xc, y_val=yc)
+        seen = seen_rows(pipe[-1])
+        expected = pipe[0].transform(Xc)
+        assert contains_rows(seen, expected)
+        assert np.abs(seen).max() < 20  # never a raw row
+        assert (pipe.predict(X) == y).mean() > 0.9
+
+    def test_column_transformer_on_dataframe(self, routing):
+        X, y, Xc, yc = table_problem()
+        net = L2RWClassifier(Recorder, **dict(FAST, max_epochs=30)).set_fit_request(
+            X_val=True, y_val=True)
+        pipe = table_pipeline(net).fit(X, y, X_val=Xc, y_val=yc)
+        assert contains_rows(seen_rows(pipe[-1]), pipe[0].transform(Xc))
+        assert (pipe.predict(X) == y).mean() > 0.85
+
+    def test_constructor_route_is_not_transformed(self):
+        X, y, Xc, yc = scaled_problem()
+        pipe = Pipeline([("scale", StandardScaler()),
+                         ("net", L2RWClassifier(Recorder, Xc, yc, **dict(FAST, max_epochs=1)))])
+        pipe.fit(X, y)
+        assert contains_rows(seen_rows(pipe[-1]), Xc.astype(np.float64), tol=1e-2)
+
+
+class TestSearchAndCV:
+    @pytest.mark.parametrize("n_jobs", [1, 2])
+    def test_grid_search_plain(self, n_jobs):
+        X, y, Xc, yc = scaled_problem()
+        X, Xc = X / 1000, Xc / 1000
+        net = L2RWClassifier(MLP, **FAST)
+        grid = {"lr": [0.05, 0.1], "module__n_hidden": [8, 16], "clean_batch_size": [10, 30]}
+        search = GridSearchCV(net, grid, cv=2, n_jobs=n_jobs, error_score="raise")
+        search.fit(X, y, X_val=Xc, y_val=yc)
+        assert len(search.cv_results_["params"]) == 8
+        assert search.best_score_ > 0.9
+
+    @pytest.mark.parametrize("n_jobs", [1, 2])
+    def test_cross_validate_in_pipeline_gets_whole_clean_set(self, routing, n_jobs):
+        X, y, Xc, yc = scaled_problem()
+        net = L2RWClassifier(Recorder, **dict(FAST, max_epochs=2)).set_fit_request(
+            X_val=True, y_val=True)
+        pipe = Pipeline([("scale", StandardScaler()), ("net", net)],
+                        transform_input=["X_val"])
+        result = cross_validate(pipe, X, y, cv=3, n_jobs=n_jobs, return_estimator=True,
+                                params=dict(X_val=Xc, y_val=yc), error_score="raise")
+        for fitted in result["estimator"]:
+            assert contains_rows(seen_rows(fitted[-1]), fitted[0].transform(Xc))
+        assert np.mean(result["test_score"]) > 0.8
+
+    def test_search_over_pipeline(self, routing):
+        X, y, Xc, yc = table_problem()
+        net = L2RWClassifier(MLP, module__n_features=5, **FAST).set_fit_request(
+            X_val=True, y_val=True)
+        search = GridSearchCV(table_pipeline(net), {"net__lr": [0.05, 0.2]}, cv=2,
+                              n_jobs=2, error_score="raise")
+        search.fit(X, y, X_val=Xc, y_val=yc)
+        assert search.best_score_ > 0.8
+
+    def test_clean_set_as_long_as_X_is_refused(self):
+        X, y = make_blobs_data(120)
+        search = GridSearchCV(L2RWClassifier(MLP, **FAST), {"lr": [0.1]}, cv=2,
+                              error_score="raise")
+        with pytest.raises(ValueError, match="exactly as many rows as X.*clean_X"):
+            search.fit(X[:60], y[:60], X_val=X[60:], y_val=y[60:])
+
+
+class Adaptive(nn.Module):
+    """Adapts to the input width (LazyLinear); output width given by the estimator."""
+
+    def __init__(self, n_out=1, softmax=True, dtype=torch.float32):
+        super().__init__()
+        self.hidden = nn.LazyLinear(8, dtype=dtype)
+        self.out = nn.Linear(8, n_out, dtype=dtype)
+        self.softmax = softmax
+
+    def forward(self, X):
+        z = self.out(torch.relu(self.hidden(X)))
+        return torch.softmax(z, -1) if self.softmax else z
+
+
+class AdaptiveClassifier(L2RWClassifier):
+    """skorch's documented pattern: size the module from the fitted data."""
+
+    def initialize_module(self):
+        kwargs = self.get_params_for("module")
+        kwargs.setdefault("n_out", len(self.classes_))
+        self.module_ = self.initialized_instance(self.module, kwargs)
+        return self
+
+
+class AdaptiveRegressor(L2RWRegressor):
+    def initialize_module(self):
+        kwargs = self.get_params_for("module")
+        kwargs.setdefault("n_out", self.n_outputs_)
+        kwargs["softmax"] = False
+        self.module_ = self.initialized_instance(self.module, kwargs)
+        return self
+
+
+# Failures inherent to skorch, each with its reason; nothing else may fail.
+SKORCH_FAILURES = {
+    "check_no_attributes_set_in_init":
+        "skorch's NeuralNet.__init__ sets history_, initialized_ and virtual_params_",
+    "check_set_params":
+        "skorch exposes callbacks as parameters; callbacks__*=-inf cannot be set",
+}
+
+
+@parametrize_with_checks(
+    [AdaptiveClassifier(Adaptive, max_epochs=40, lr=0.2, batch_size=32, verbose=0,
+                        random_state=0),
+     # float64: check_methods_subset_invariance compares predictions at rtol=1e-7,
+     # and float32 BLAS rounding depends on the batch's composition (3e-7 seen).
+     AdaptiveRegressor(Adaptive, module__dtype=torch.float64, max_epochs=40, lr=0.05,
+                       batch_size=32, verbose=0, random_state=0)],
+    expected_failed_checks=lambda est: SKORCH_FAILURES)
+def test_sklearn_estimator_checks(estimator, check):
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "no clean set": plain training
+        check(estimator)
+
+
+class TestRegressor:
+    def test_shifted_targets_get_less_weight_and_lower_rmse(self):
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.layers = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 1))
+
+            def forward(self, X):
+                return self.layers(X)
+
+        rng = np.random.RandomState(0)
+        X = rng.normal(size=(1250, 8)).astype(np.float32)
+        y = (X @ rng.normal(size=8) + 0.1 * rng.normal(size=1250)).astype(np.float32)
+        X_test, y_test, Xc, yc = X[:200], y[:200], X[200:250], y[200:250]
+        X_train, y_train = X[250:], y[250:].copy()
+        corrupted = rng.rand(len(y_train)) < 0.3
+        y_train[corrupted] += 15.0
+        kwargs = dict(lr=0.01, max_epochs=30, batch_size=64, verbose=0)
+        net = L2RWRegressor(Net, Xc, yc, random_state=0, **kwargs).fit(X_train, y_train)
+        weights = np.nanmean(net.sample_weights_, axis=0)
+        assert weights[corrupted].mean() < 0.3 * weights[~corrupted].mean()
+        torch.manual_seed(0)
+        plain = NeuralNetRegressor(Net, train_split=None, iterator_train__shuffle=True,
+                                   **kwargs)
+        plain.fit(np.vstack([X_train, Xc]), np.r_[y_train, yc][:, None])
+        rmse = lambda pred: np.sqrt(np.mean((pred.ravel() - y_test) ** 2))
+        assert net.predict(X_test).shape == (200,)
+        assert rmse(net.predict(X_test)) < 0.5 * rmse(plain.predict(X_test))
+
+    def test_regressor_validates_clean_targets(self):
+        X, _ = make_blobs_data(60)
+        y = X[:, 0]
+        net = L2RWRegressor(nn.Linear, module__in_features=10, module__out_features=1,
+                            max_epochs=1, verbose=0)
+        with pytest.raises(ValueError, match="clean set y_val has 2 outputs per row"):
+            net.fit(X[10:], y[10:], X_val=X[:10], y_val=np.c_[y[:10], y[:10]])
+        assert not hasattr(net, "predict_proba")
+
+
+@pytest.fixture(scope="module")
+def fitted_net():
+    X, y = make_blobs_data(200)
+    net = L2RWClassifier(MLP, X[:20], y[:20], **dict(FAST, max_epochs=3))
+    return net.fit(X[20:], y[20:]), X, y
+
+
+class TestContinuing:
+    def test_partial_fit_appends(self, fitted_net):
+        net, X, y = fitted_net
+        net = clone(net).fit(X[20:], y[20:])
+        net.partial_fit(X[20:], y[20:])
+        assert net.sample_weights_.shape == (6, 180)
+        assert len(net.history) == 6
+
+    def test_warm_start_appends(self, fitted_net):
+        _, X, y = fitted_net
+        net = L2RWClassifier(MLP, X[:20], y[:20], warm_start=True, **dict(FAST, max_epochs=2))
+        net.fit(X[20:], y[20:])
+        net.fit(X[20:], y[20:])
+        assert net.sample_weights_.shape == (4, 180)
+
+    def test_plain_fit_restarts(self, fitted_net):
+        _, X, y = fitted_net
+        net = L2RWClassifier(MLP, X[:20], y[:20], **dict(FAST, max_epochs=2))
+        net.fit(X[20:], y[20:])
+        net.fit(X[20:], y[20:])
+        assert net.sample_weights_.shape == (2, 180)
+
+
+class TestPersistence:
+    def test_pickle_and_joblib_round_trip(self, fitted_net, tmp_path):
+        net, X, _ = fitted_net
+        again = pickle.loads(pickle.dumps(net))
+        np.testing.assert_array_equal(again.predict_proba(X), net.predict_proba(X))
+        np.testing.assert_array_equal(again.sample_weights_, net.sample_weights_)
+        assert again.device == "auto" and again.device_ == "cpu"
+        joblib.dump(net, tmp_path / "net.joblib")
+        loaded = joblib.load(tmp_path / "net.joblib")
+        np.testing.assert_array_equal(loaded.predict(X), net.predict(X))
+
+    def test_save_and_load_params(self, fitted_net, tmp_path):
+        net, X, y = fitted_net
+        net.save_params(f_params=tmp_path / "params.pt")
+        other = L2RWClassifier(MLP, **FAST).initialize()
+        other.load_params(f_params=tmp_path / "params.pt")
+        np.testing.assert_allclose(other.module_(torch.as_tensor(X)).detach().numpy(),
+                                   net.module_(torch.as_tensor(X)).detach().numpy())
+
+    def test_clone_of_fitted_is_unfitted_with_equal_params(self, fitted_net):
+        net = fitted_net[0]
+        copy = clone(net)
+        assert not copy.initialized_
+        assert not hasattr(copy, "sample_weights_")
+        for key, value in net.get_params(deep=False).items():
+            if not isinstance(value, np.ndarray):
+                assert copy.get_params(deep=False)[key] == value or key == "callbacks"
+
+    @pytest.mark.parametrize("routing_on", [False, True])
+    def test_module_defined_in_main_survives_parallel_search(self, tmp_path, routing_on):
+        script = textwrap.dedent(f"""
+            import numpy as np, sklearn, torch
+            from torch import nn
+            from sklearn.model_selection import GridSearchCV
+            from sk_l2rw import L2RWClassifier
+
+            class NotebookMLP(nn.Module):
+                def __init__(self, n_hidden=8):
+                    super().__init__()
+                    self.layers = nn.Sequential(nn.Linear(4, n_hidden), nn.ReLU(),
+                                                nn.Linear(n_hidden, 2))
+                def forward(self, X):
+                    return torch.softmax(self.layers(X), -1)
+
+            sklearn.set_config(enable_metadata_routing={routing_on})
+            rng = np.random.RandomState(0)
+            X = rng.normal(size=(120, 4)).astype(np.float32)
+            y = (X[:, 0] > 0).astype(int)
+            net = L2RWClassifier(NotebookMLP, max_epochs=2, verbose=0, random_state=0)
+            if {routing_on}:
+                net.set_fit_request(X_val=True, y_val=True)
+            net.fit(X[20:], y[20:], X_val=X[:20], y_val=y[:20])
+            search = GridSearchCV(net, {{"lr": [0.05, 0.1]}}, cv=2, n_jobs=2,
+                                  error_score="raise")
+            search.fit(X[20:], y[20:], X_val=X[:20], y_val=y[:20])
+            print("searched", len(search.cv_results_["params"]))
+        """)
+        path = tmp_path / "notebook.py"
+        path.write_text(script)
+        done = subprocess.run([sys.executable, str(path)], capture_output=True, text=True,
+                              timeout=300)
+        assert "searched 2" in done.stdout, done.stderr[-3000:]
+
+
+class TestPandas:
+    def test_float64_dataframe_is_cast_once(self, monkeypatch):
+        import sk_l2rw.net as net_module
+        calls = []
+        original = net_module._as_device_tensor
+
+        def spy(X, dtype, device):
+            calls.append(X.dtype)
+            return original(X, dtype, device)
+
+        monkeypatch.setattr(net_module, "_as_device_tensor", spy)
+        X, y = make_blobs_data(200, dtype=np.float64)
+        df = pd.DataFrame(X, columns=[f"c{i}" for i in range(10)])
+        net = L2RWClassifier(Recorder, **dict(FAST, max_epochs=3))
+        net.fit(df.iloc[20:], pd.Series(y[20:], name="label"), X_val=df.iloc[:20],
+                y_val=pd.Series(y[:20]))
+        assert calls == [np.float32]  # converted before, once; batches are slices
+        assert all(batch.dtype == torch.float64 for batch in net.module_.seen)  # recorder's copy
+        assert list(net.feature_names_in_) == list(df.columns)
+        with pytest.raises(ValueError, match="feature names"):
+            net.predict(df.rename(columns={"c0": "other"}))
+
+
+class TestCallbacks:
+    def test_early_stopping_on_clean_loss(self):
+        X, y = make_blobs_data(200)
+        net = L2RWClassifier(MLP, X[:20], y[:20],
+                             callbacks=[EarlyStopping(monitor="clean_loss", patience=2,
+                                                      threshold=0.5)],
+                             **dict(FAST, max_epochs=50))
+        net.fit(X[20:], y[20:])
+        assert len(net.history) < 50
+        assert net.sample_weights_.shape[0] == len(net.history)
+
+    def test_checkpoint_lr_scheduler_progress_bar_and_clean_scoring(self, tmp_path):
+        X, y = make_blobs_data(200)
+        Xc, yc = X[:20], y[:20]
+        clean_accuracy = EpochScoring(lambda net, X, y: float((net.predict(Xc) == yc).mean()),
+                                      name="clean_acc", lower_is_better=False,
+                                      on_train=True, use_caching=False)
+        net = L2RWClassifier(
+            MLP, Xc, yc, optimizer=torch.optim.SGD,
+            callbacks=[Checkpoint(monitor="clean_loss_best", dirname=str(tmp_path)),
+                       LRScheduler(policy="StepLR", step_size=1, gamma=0.5),
+                       ProgressBar(), clean_accuracy],
+            **dict(FAST, max_epochs=3))
+        net.fit(X[20:], y[20:])
+        assert (tmp_path / "params.pt").exists()
+        assert net.optimizer_.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5 ** 3)
+        assert all(0 <= a <= 1 for a in net.history[:, "clean_acc"])
+        assert any(net.history[:, "event_cp"])
