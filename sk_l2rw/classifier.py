@@ -128,6 +128,13 @@ class L2RWClassifier(L2RWMixin, NeuralNetClassifier):
             y_pred = torch.log(first + torch.finfo(first.dtype).eps)
         return super().get_sample_losses(y_pred, y_true, X=X, training=training)
 
+    def _check_output(self, out):
+        width = out.shape[1] if out.dim() > 1 else 1
+        if out.dim() != 2 or width != len(self.classes_):
+            raise ValueError(
+                f"the module outputs shape {tuple(out.shape)} for 2 rows but y has "
+                f"{len(self.classes_)} classes: it must output one column per class")
+
     def check_data(self, X, y):
         """Nothing to check here: ``fit`` validated and encoded the data already."""
 

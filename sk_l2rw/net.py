@@ -10,6 +10,7 @@ adds labels. The mixin only wires together the pure pieces: input checks
 """
 
 import contextlib
+import math
 import warnings
 from collections.abc import Mapping
 from typing import NamedTuple
@@ -40,6 +41,10 @@ from sk_l2rw.validation import (
     numpy_dtype,
 )
 from sk_l2rw.weights import effective_sample_share
+
+# A batch whose weights have an effective sample size under this share of the batch
+# trains on a handful of rows with a multiplied step (see the README's advice).
+COLLAPSED_SHARE = 0.05
 
 _STEPS = {
     "reference": reference_step,
@@ -101,7 +106,9 @@ class _Run:
         self.method = method
         # "auto" checks its choice of ghost once, on the first batch.
         self.verify_ghost = method == "ghost" and net.meta_gradient == "auto"
-        self.rng = net._rng_
+        # Seeded fits re-seed this generator at every epoch (on_epoch_begin).
+        self.rng = (np.random.RandomState() if net._seed_ is not None
+                    else check_random_state(None))
         self.n_samples = len(data.y)
         self.X = _as_device_tensor(data.X, dtype, device)
         self.y = net._target_tensor(data.y, device)
@@ -118,6 +125,15 @@ class _Run:
         self._clean_index = None
         self._clean_pos = 0
         self.weights = None
+        self.epoch_open = False
+        self.warned_collapse = False
+
+    def restart_clean(self):
+        """Start a new pass over the clean set (each epoch, for resumable runs)."""
+        if self.clean_batches is not None:
+            self.clean_batches = CleanBatches(self.clean_batches.n_clean,
+                                              self.clean_batches.batch_size, self.rng)
+        self._clean_index = None
 
     def next_clean(self, n_batches):
         """The clean batch for the next training step."""
@@ -137,13 +153,17 @@ class _Run:
                                   device=device)
         self.zeros = torch.zeros((), dtype=torch.int64, device=device)
         self.ess = torch.zeros((), dtype=dtype, device=device)
+        self.collapsed = torch.zeros((), dtype=torch.int64, device=device)
         self.batches = 0
         self.rows = 0
+        self.epoch_open = True
 
     def record(self, index, weights):
         self.weights[index] = weights.to(self.weights.dtype)
         self.zeros += (weights == 0).sum()
-        self.ess += effective_sample_share(weights).to(self.ess.dtype)
+        share = effective_sample_share(weights)
+        self.ess += share.to(self.ess.dtype)
+        self.collapsed += ((share > 0) & (share < COLLAPSED_SHARE)).to(torch.int64)
         self.batches += 1
         self.rows += weights.shape[0]
 
@@ -186,9 +206,11 @@ class L2RWMixin:
         -------
         self
         """
-        data = self._validate_fit(X, y, X_val, y_val, reset=True)
-        if not self.warm_start or not self.initialized_:
-            self.initialize()
+        with self._unchanged_on_error():
+            data = self._validate_fit(X, y, X_val, y_val, reset=True)
+            if not self.warm_start or not self.initialized_:
+                self.initialize()
+            self._check_module(data)
         return self._train(data, _routing_method="fit", **fit_params)
 
     def partial_fit(self, X, y=None, classes=None, *, X_val=None, y_val=None,
@@ -202,21 +224,69 @@ class L2RWMixin:
         -------
         self
         """
-        reset = not self.initialized_
-        data = self._validate_fit(X, y, X_val, y_val, reset=reset)
-        if not self.initialized_:
-            self.initialize()
+        with self._unchanged_on_error():
+            # A net initialized by hand (e.g. to load_params) has seen no data yet.
+            reset = not (self.initialized_ and hasattr(self, "n_features_in_"))
+            data = self._validate_fit(X, y, X_val, y_val, reset=reset)
+            if not self.initialized_:
+                self.initialize()
+            self._check_module(data)
         return self._train(data, _routing_method="partial_fit", **fit_params)
+
+    @contextlib.contextmanager
+    def _unchanged_on_error(self):
+        """Undo validation and re-initialization when anything before training fails."""
+        before = dict(self.__dict__)
+        try:
+            yield
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+
+    def _check_module(self, data):
+        """Run the module on two rows of X and of the clean set, without gradients.
+
+        Turns a shape mismatch or a wrong output width into a ValueError that names
+        it, before the first training step rather than in the middle of one.
+        """
+        dtype = self._module_dtype()
+        if dtype in (torch.float16, torch.bfloat16):
+            raise ValueError(
+                f"the module computes in {dtype}; L2RW's meta-gradients need float32 "
+                "or float64 parameters (mixed precision is not supported)")
+        module = self.module_
+        was_training = module.training
+        module.eval()
+        try:
+            for name, X, y in (("X", data.X, data.y),
+                               ("the clean set", data.X_clean, data.y_clean)):
+                if X is None:
+                    continue
+                rows = torch.as_tensor(X[:2], dtype=dtype).to(self.device_)
+                try:
+                    with torch.no_grad():
+                        out = self.infer(rows)
+                        self.get_sample_losses(out, self._target_tensor(y[:2], self.device_))
+                except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+                    raise ValueError(
+                        f"the module cannot process {name}: rows of shape "
+                        f"{tuple(X.shape[1:])} gave {type(exc).__name__}: {exc}") from exc
+                self._check_output(out[0] if isinstance(out, tuple) else out)
+        finally:
+            module.train(was_training)
+
+    def _check_output(self, out):
+        """Subclasses check the module's output width against the targets."""
 
     def _train(self, data, **fit_params):
         method = self._meta_gradient_for(data)
         self.meta_gradient_ = method
         self._run_ = _Run(self, data, method)
-        seed = self._rng_.randint(np.iinfo(np.int32).max)
         try:
             # skorch's callbacks read ``net.device`` (cached predictions for
             # scoring): the resolved device stands in for "auto" while training.
-            with self._device_resolved(), self._seeded(seed):
+            with self._device_resolved(), self._seeded():
                 NeuralNet.partial_fit(self, data.X, data.y, **fit_params)
         finally:
             self._run_ = None
@@ -331,15 +401,24 @@ class L2RWMixin:
 
     # ---------------------------------------------------------- randomness
 
+    def _derived_seed(self, *key):
+        """A seed for one purpose (initial weights, epoch e) from ``random_state``.
+
+        Every epoch's randomness depends only on the seed and the epoch's number,
+        so a run resumed from a checkpoint repeats the epochs it has not yet done.
+        """
+        return int(np.random.SeedSequence([self._seed_, *key]).generate_state(1)[0])
+
     @contextlib.contextmanager
-    def _seeded(self, seed):
-        """Seed torch (initial weights, dropout) inside, restore its state outside."""
-        if self.random_state is None:
+    def _seeded(self, *key):
+        """Inside: torch's RNG seeded for ``key`` (or only saved); outside: as before."""
+        if self._seed_ is None:
             yield
             return
         device = torch.device(self.device_)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(int(seed))
+            if key:
+                torch.manual_seed(self._derived_seed(*key))
             yield
 
     @contextlib.contextmanager
@@ -358,10 +437,13 @@ class L2RWMixin:
     def initialize(self):
         """Resolve the device and random state, then initialize as skorch does."""
         self.device_ = resolve_device(self.device)
-        # An int gives a fresh generator per initialize: two fits with one seed agree.
-        self._rng_ = check_random_state(self.random_state)
-        seed = self._rng_.randint(np.iinfo(np.int32).max)
-        with self._device_resolved(), self._seeded(seed):
+        if self.random_state is None:
+            self._seed_ = None
+        elif isinstance(self.random_state, (int, np.integer)):
+            self._seed_ = int(self.random_state)
+        else:  # a RandomState: draw once, so that this fit is reproducible from here
+            self._seed_ = int(check_random_state(self.random_state).randint(2 ** 31 - 1))
+        with self._device_resolved(), self._seeded(0):
             super().initialize()
         return self
 
@@ -600,17 +682,56 @@ class L2RWMixin:
         """Start the epoch's weight record."""
         super().on_epoch_begin(net, dataset_train=dataset_train,
                                dataset_valid=dataset_valid, **kwargs)
-        self._run_.start_epoch(self._module_dtype(), self.device_)
+        run = self._run_
+        if self._seed_ is not None:
+            seed = self._derived_seed(1, len(self.history))
+            run.rng.seed(seed % 2 ** 32)
+            torch.manual_seed(seed)
+            run.restart_clean()
+        run.start_epoch(self._module_dtype(), self.device_)
+
+    def on_batch_end(self, net, batch=None, training=False, **kwargs):
+        """Stop with a clear error when the training loss is no longer finite.
+
+        skorch has already copied the batch loss to the host for its history, so
+        the check costs no extra synchronisation.
+        """
+        super().on_batch_end(net, batch=batch, training=training, **kwargs)
+        if not training:
+            return
+        loss = self.history[-1, "batches", -1, "train_loss"]
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                f"training diverged: the loss became {loss} in epoch {len(self.history)}, "
+                f"batch {len(self.history[-1, 'batches'])}; lower the learning rate "
+                f"(lr={self.lr}) or scale the features")
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        """After an interruption, keep only completed epochs in the history."""
+        super().on_train_end(net, X=X, y=y, **kwargs)
+        run = getattr(self, "_run_", None)
+        if run is not None and run.epoch_open and len(self.history):
+            self.history.pop()
 
     def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         """Copy the epoch's weights to the host; record clean loss and weight stats."""
         super().on_epoch_end(net, dataset_train=dataset_train,
                              dataset_valid=dataset_valid, **kwargs)
         run = self._run_
+        run.epoch_open = False
         self._weight_rows_.append(run.weights.double().cpu().numpy())
         if run.batches:
             self.history.record("weight_zero_frac", run.zeros.item() / max(run.rows, 1))
             self.history.record("weight_ess", run.ess.item() / run.batches)
+            collapsed = run.collapsed.item()
+            if collapsed > run.batches // 2 and not run.warned_collapse:
+                run.warned_collapse = True
+                warnings.warn(
+                    f"in epoch {len(self.history)}, {collapsed} of {run.batches} batches "
+                    f"put their weight on under {COLLAPSED_SHARE:.0%} of their rows "
+                    "(weight_ess): those rows take a multiplied step, which can make "
+                    "training collapse. Lower lr (e.g. 5x) or raise clean_batch_size; "
+                    "see 'When weights collapse' in the README", UserWarning, stacklevel=2)
         if run.X_clean is not None:
             loss = self._clean_loss(run)
             earlier = [row["clean_loss"] for row in self.history[:-1] if "clean_loss" in row]

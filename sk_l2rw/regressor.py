@@ -87,6 +87,13 @@ class L2RWRegressor(L2RWMixin, NeuralNetRegressor):
     def _target_tensor(self, y, device):
         return torch.as_tensor(y, dtype=self._module_dtype()).to(device)
 
+    def _check_output(self, out):
+        width = out[0].numel() if out.dim() > 0 else 0
+        if width != self.n_outputs_:
+            raise ValueError(
+                f"the module outputs {width} values per row but y has "
+                f"{self.n_outputs_} outputs")
+
     def check_data(self, X, y):
         """Nothing to check here: ``fit`` validated the data already."""
 

@@ -24,12 +24,20 @@ def normalize_weights(meta_gradients):
     Returns
     -------
     weights : torch.Tensor of shape (n,)
-        Non-negative weights that sum to 1, or all zeros. Detached from any graph.
+        Non-negative weights that sum to 1, or all zeros. Detached from any graph;
+        NaN meta-gradients count as 0 and +inf as the largest value, so the
+        weights are never NaN.
     """
-    clipped = torch.clamp(meta_gradients.detach(), min=0)
-    total = clipped.sum()
-    # (total == 0) as a tensor keeps this branch-free: no .item() on CUDA.
-    return clipped / (total + (total == 0).to(total.dtype))
+    finite = torch.nan_to_num(meta_gradients.detach(), nan=0.0, neginf=0.0,
+                              posinf=torch.finfo(meta_gradients.dtype).max)
+    clipped = torch.clamp(finite, min=0)
+    # Divide by the largest value first: the sum can then not overflow, and
+    # the weights are never NaN. (x == 0) tensors keep this branch-free: no
+    # .item() on CUDA.
+    largest = clipped.amax()
+    scaled = clipped / (largest + (largest == 0).to(largest.dtype))
+    total = scaled.sum()
+    return scaled / (total + (total == 0).to(total.dtype))
 
 
 def effective_sample_share(weights):

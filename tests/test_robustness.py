@@ -1,0 +1,173 @@
+"""Robustness: numerical trouble, interruptions, resumption, threads, random inputs."""
+
+import concurrent.futures
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings, strategies as st
+from skorch.callbacks import Callback, Checkpoint
+from torch import nn
+
+import sk_l2rw.net as net_module
+from conftest import MLP, make_blobs_data
+from sk_l2rw import L2RWClassifier
+from sk_l2rw.weights import normalize_weights
+
+FAST = dict(max_epochs=3, lr=0.1, batch_size=32, verbose=0, random_state=0)
+
+
+class TestModuleMismatch:
+    def test_three_dimensional_X_for_a_flat_module(self):
+        X, y = make_blobs_data(120)
+        net = L2RWClassifier(MLP, **FAST).fit(X[20:], y[20:], X_val=X[:20], y_val=y[:20])
+        before = net.predict_proba(X)
+        X3 = X.reshape(120, 2, 5)
+        with pytest.raises(ValueError, match=r"module cannot process X: rows of shape \(2, 5\)"):
+            net.fit(X3[20:], y[20:], X_val=X3[:20], y_val=y[:20])
+        np.testing.assert_array_equal(net.predict_proba(X), before)
+        assert net.sample_weights_.shape == (3, 100)
+
+    def test_output_width_must_match_classes(self):
+        X, y = make_blobs_data(100)
+        net = L2RWClassifier(MLP, module__n_classes=4, **FAST)
+        with pytest.raises(ValueError, match="y has 3 classes: it must output one column"):
+            net.fit(X[20:], y[20:], X_val=X[:20], y_val=y[:20])
+        assert not hasattr(net, "classes_inferred_")
+
+    def test_half_precision_is_refused(self):
+        X, y = make_blobs_data(100)
+        net = L2RWClassifier(MLP().half(), **FAST)
+        with pytest.raises(ValueError, match="mixed precision is not supported"):
+            net.fit(X[20:], y[20:], X_val=X[:20], y_val=y[:20])
+
+    def test_string_column_in_dataframe(self):
+        X, y = make_blobs_data(100)
+        df = pd.DataFrame(X).rename(columns=str).assign(colour="red")
+        with pytest.raises(ValueError, match=r"non-numeric columns \['colour'\].*OneHotEncoder"):
+            L2RWClassifier(MLP, **FAST).fit(df, y, X_val=df.iloc[:10], y_val=y[:10])
+
+
+class TestNumericalTrouble:
+    def test_divergence_is_a_clear_error(self):
+        X, y = make_blobs_data(200)
+        net = L2RWClassifier(MLP, X[:20], y[:20], module__logits=True,
+                             criterion=nn.CrossEntropyLoss, **dict(FAST, lr=1e6, max_epochs=20))
+        with pytest.raises(FloatingPointError,
+                           match=r"diverged.*epoch \d+, batch \d+; lower the learning rate"):
+            net.fit(X[20:] * 100, y[20:])
+
+    def test_weights_are_never_nan(self):
+        u = torch.tensor([float("nan"), 1.0, float("inf"), -float("inf"), 3.0])
+        w = normalize_weights(u)
+        assert not torch.isnan(w).any()
+        assert w.sum().item() == pytest.approx(1.0)
+        assert w[2].item() == pytest.approx(1.0)  # +inf dominates
+        big = torch.full((10,), torch.finfo(torch.float32).max)
+        torch.testing.assert_close(normalize_weights(big), torch.full((10,), 0.1))
+
+    def test_collapsed_weights_warn_with_the_remedy(self, monkeypatch):
+        monkeypatch.setattr(net_module, "COLLAPSED_SHARE", 1.01)  # every batch counts
+        X, y = make_blobs_data(100)
+        net = L2RWClassifier(MLP, X[:20], y[:20], **FAST)
+        with pytest.warns(UserWarning, match="Lower lr.*clean_batch_size"):
+            net.fit(X[20:], y[20:])
+
+
+class InterruptAt(Callback):
+    def __init__(self, epoch, batch):
+        self.epoch, self.batch = epoch, batch
+
+    def on_batch_end(self, net, batch=None, training=False, **kwargs):
+        if len(net.history) == self.epoch and len(net.history[-1, "batches"]) == self.batch:
+            raise KeyboardInterrupt
+
+
+class TestInterruptions:
+    def test_keyboard_interrupt_keeps_completed_epochs(self):
+        X, y = make_blobs_data(200)
+        net = L2RWClassifier(MLP, X[:20], y[:20], callbacks=[InterruptAt(3, 2)],
+                             **dict(FAST, max_epochs=10))
+        net.fit(X[20:], y[20:])
+        assert net.sample_weights_.shape == (2, 180)
+        assert len(net.history) == 2
+        assert net.predict(X).shape == (200,)
+
+    def test_checkpoint_resume_repeats_the_uninterrupted_run(self, tmp_path):
+        X, y = make_blobs_data(200)
+        kwargs = dict(FAST, clean_batch_size=8, optimizer=torch.optim.SGD,
+                      optimizer__momentum=0.9, module__n_hidden=16)
+        full = L2RWClassifier(MLP, X[:30], y[:30], **dict(kwargs, max_epochs=4))
+        full.fit(X[30:], y[30:])
+
+        checkpoint = Checkpoint(monitor=None, dirname=str(tmp_path))
+        first = L2RWClassifier(MLP, X[:30], y[:30], callbacks=[checkpoint],
+                               **dict(kwargs, max_epochs=2))
+        first.fit(X[30:], y[30:])
+        resumed = L2RWClassifier(MLP, X[:30], y[:30], **dict(kwargs, max_epochs=2))
+        resumed.initialize()
+        resumed.load_params(checkpoint=checkpoint)
+        resumed.partial_fit(X[30:], y[30:])
+        np.testing.assert_array_equal(first.sample_weights_, full.sample_weights_[:2])
+        np.testing.assert_allclose(resumed.sample_weights_, full.sample_weights_[2:],
+                                   rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(resumed.predict_proba(X), full.predict_proba(X),
+                                   rtol=1e-4, atol=1e-6)
+
+
+def test_predict_from_four_threads():
+    X, y = make_blobs_data(400)
+    net = L2RWClassifier(MLP, X[:20], y[:20], **FAST).fit(X[20:], y[20:])
+    serial = [net.predict_proba(X[i::4]) for i in range(4)]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        for _ in range(5):
+            parallel = list(pool.map(lambda i: net.predict_proba(X[i::4]), range(4)))
+            for a, b in zip(serial, parallel):
+                np.testing.assert_array_equal(a, b)
+    assert net.device == "auto"
+
+
+class WidthFree(nn.Module):
+    def __init__(self, n_classes=2):
+        super().__init__()
+        self.hidden = nn.LazyLinear(4)
+        self.out = nn.Linear(4, n_classes)
+
+    def forward(self, X):
+        return torch.softmax(self.out(torch.tanh(self.hidden(X.flatten(1)))), -1)
+
+
+DOCUMENTED = (ValueError, TypeError)
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(n_rows=st.integers(1, 24), n_features=st.integers(1, 4),
+       n_classes=st.integers(1, 4), n_clean=st.integers(0, 6),
+       string_labels=st.booleans(), clean_batch_size=st.one_of(st.none(), st.integers(-1, 8)),
+       meta_gradient=st.sampled_from(["auto", "ghost", "jvp", "reference"]),
+       seed=st.integers(0, 1000))
+def test_random_small_problems(n_rows, n_features, n_classes, n_clean, string_labels,
+                               clean_batch_size, meta_gradient, seed):
+    rng = np.random.RandomState(seed)
+    X = rng.normal(size=(n_rows + n_clean, n_features)).astype(np.float32)
+    labels = np.array(["a", "b", "c", "d"])[:n_classes] if string_labels \
+        else np.arange(n_classes) * 3
+    y = labels[rng.randint(n_classes, size=n_rows + n_clean)]
+    present = np.unique(y[:n_rows])
+    net = L2RWClassifier(WidthFree, module__n_classes=len(present), max_epochs=2,
+                         batch_size=5, lr=0.1, verbose=0, random_state=seed,
+                         clean_batch_size=clean_batch_size, meta_gradient=meta_gradient)
+    clean = dict(X_val=X[n_rows:], y_val=y[n_rows:]) if n_clean else {}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            net.fit(X[:n_rows], y[:n_rows], **clean)
+    except DOCUMENTED:
+        return
+    proba = net.predict_proba(X)
+    assert np.isfinite(proba).all()
+    assert not np.isnan(net.sample_weights_).any()
+    assert set(net.predict(X)) <= set(present)
