@@ -15,6 +15,7 @@ A parameter used by several layers (weight tying) is handled exactly: its clean
 gradient is summed over all uses before any dot product is taken.
 """
 
+import weakref
 from collections.abc import Mapping
 
 import torch
@@ -34,14 +35,21 @@ __all__ = ["ghost_step", "unsupported_layers"]
 
 
 class _LinearRule:
-    """``nn.Linear``; inner dimensions (sequences) are summed over."""
+    """``nn.Linear``; inputs with inner dimensions (sequences) are summed over."""
 
     @staticmethod
     def prepare(layer, a, g):
+        if a.dim() == 2:
+            return a, g
         return a.reshape(a.shape[0], -1, a.shape[-1]), g.reshape(g.shape[0], -1, g.shape[-1])
 
     @staticmethod
     def clean_grads(layer, a, g):
+        if a.dim() == 2:
+            grads = {"weight": g.T @ a}
+            if layer.bias is not None:
+                grads["bias"] = g.sum(0)
+            return grads
         grads = {"weight": torch.einsum("nto,nti->oi", g, a)}
         if layer.bias is not None:
             grads["bias"] = g.sum((0, 1))
@@ -50,36 +58,44 @@ class _LinearRule:
     @staticmethod
     def dots(layer, a, g, G):
         out = torch.zeros(a.shape[0], dtype=a.dtype, device=a.device)
+        inner = (1,) if a.dim() == 2 else (1, 2)
         if "weight" in G:
-            out = out + ((g @ G["weight"]) * a).sum((1, 2))
+            out = out + ((g @ G["weight"]) * a).sum(inner)
         if "bias" in G:
-            out = out + g.sum(1) @ G["bias"]
+            out = out + (g if a.dim() == 2 else g.sum(1)) @ G["bias"]
         return out
 
     @staticmethod
     def gram_cost(layer, a_train, a_clean):
-        if a_train.shape[1] != 1:
+        if a_train.dim() != 2:
             return None  # sequences: the Gram form would cost T^2
         n, m = a_train.shape[0], a_clean.shape[0]
         return n * m * (layer.in_features + layer.out_features)
 
     @staticmethod
     def direct_cost(layer, a_train, a_clean):
-        rows = (a_train.shape[0] + a_clean.shape[0]) * a_train.shape[1]
+        rows = a_train[..., 0].numel() + a_clean[..., 0].numel()
         return rows * layer.in_features * layer.out_features
 
     @staticmethod
     def gram_dots(layer, a, g, a_clean, g_clean, wanted):
         # <g_i a_i^T, sum_j g_j a_j^T> = sum_j (g_i . g_j)(a_i . a_j): cheaper than
-        # forming G when the clean batch is small.
-        gg = g[:, 0] @ g_clean[:, 0].T
-        aa = a[:, 0] @ a_clean[:, 0].T if "weight" in wanted else 0
-        if "bias" in wanted:
-            aa = aa + 1
-        return (gg * aa).sum(1)
+        # forming G when the clean batch is small. The bias adds (g_i . g_j) * 1.
+        gg = g @ g_clean.T
+        if "weight" in wanted:
+            aa = a @ a_clean.T
+            if "bias" in wanted:
+                aa = aa + 1
+            return (gg * aa).sum(1)
+        return gg.sum(1)
 
     @staticmethod
     def weighted_grads(layer, a, g, w):
+        if a.dim() == 2:
+            grads = {"weight": (g * w[:, None]).T @ a}
+            if layer.bias is not None:
+                grads["bias"] = w @ g
+            return grads
         wg = g * w[:, None, None]
         grads = {"weight": torch.einsum("nto,nti->oi", wg, a)}
         if layer.bias is not None:
@@ -88,48 +104,56 @@ class _LinearRule:
 
 
 class _ConvRule:
-    """``nn.Conv1d`` and ``nn.Conv2d`` (groups=1, zero padding given as numbers)."""
+    """``nn.Conv1d`` and ``nn.Conv2d`` (any groups; zero padding given as numbers).
+
+    No patches are unfolded: the clean gradient and the weighted update are
+    convolution weight-gradients (``torch.nn.grad.conv*_weight``, the backend's own
+    kernel), and row i's dot product with the clean gradient ``G`` is the
+    convolution of its input with ``G`` as kernel, read against its output
+    gradient: ``<g_i (x) patches_i, G> = sum(conv(a_i, G) * g_i)``.
+    """
 
     @staticmethod
-    def _unfold(layer, a):
-        if isinstance(layer, nn.Conv1d):
-            return F.unfold(
-                a.unsqueeze(2), (1, layer.kernel_size[0]),
-                dilation=(1, layer.dilation[0]), padding=(0, layer.padding[0]),
-                stride=(1, layer.stride[0]))
-        return F.unfold(a, layer.kernel_size, dilation=layer.dilation,
-                        padding=layer.padding, stride=layer.stride)
+    def prepare(layer, a, g):
+        return a, g
+
+    @staticmethod
+    def _conv(layer):
+        return F.conv1d if isinstance(layer, nn.Conv1d) else F.conv2d
+
+    @staticmethod
+    def _weight_grad(layer, a, g):
+        grad = (torch.nn.grad.conv1d_weight if isinstance(layer, nn.Conv1d)
+                else torch.nn.grad.conv2d_weight)
+        return grad(a, layer.weight.shape, g, stride=layer.stride,
+                    padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
 
     @classmethod
-    def prepare(cls, layer, a, g):
-        # a -> (n, C_in * prod(kernel), L), g -> (n, C_out, L)
-        return cls._unfold(layer, a), g.reshape(g.shape[0], g.shape[1], -1)
-
-    @staticmethod
-    def clean_grads(layer, a, g):
-        grads = {"weight": torch.einsum("nol,nkl->ok", g, a).reshape(layer.weight.shape)}
+    def clean_grads(cls, layer, a, g):
+        grads = {"weight": cls._weight_grad(layer, a, g)}
         if layer.bias is not None:
-            grads["bias"] = g.sum((0, 2))
+            grads["bias"] = g.sum(dim=[d for d in range(g.dim()) if d != 1])
         return grads
 
-    @staticmethod
-    def dots(layer, a, g, G):
+    @classmethod
+    def dots(cls, layer, a, g, G):
         out = torch.zeros(a.shape[0], dtype=a.dtype, device=a.device)
         if "weight" in G:
-            kernel = G["weight"].reshape(G["weight"].shape[0], -1)
-            out = out + (torch.matmul(kernel, a) * g).sum((1, 2))
+            along = cls._conv(layer)(a, G["weight"], None, layer.stride, layer.padding,
+                                     layer.dilation, layer.groups)
+            out = out + (along * g).flatten(1).sum(1)
         if "bias" in G:
-            out = out + g.sum(2) @ G["bias"]
+            out = out + g.flatten(2).sum(2) @ G["bias"]
         return out
 
     gram_cost = staticmethod(lambda layer, a_train, a_clean: None)
 
-    @staticmethod
-    def weighted_grads(layer, a, g, w):
-        wg = g * w[:, None, None]
-        grads = {"weight": torch.einsum("nol,nkl->ok", wg, a).reshape(layer.weight.shape)}
+    @classmethod
+    def weighted_grads(cls, layer, a, g, w):
+        wg = g * w.reshape(-1, *([1] * (g.dim() - 1)))
+        grads = {"weight": cls._weight_grad(layer, a, wg)}
         if layer.bias is not None:
-            grads["bias"] = wg.sum((0, 2))
+            grads["bias"] = wg.sum(dim=[d for d in range(g.dim()) if d != 1])
         return grads
 
 
@@ -171,8 +195,7 @@ def _rule_for(layer):
         return _LinearRule
     if isinstance(layer, (nn.Conv1d, nn.Conv2d)):
         base = nn.Conv1d if isinstance(layer, nn.Conv1d) else nn.Conv2d
-        if (kind.forward is base.forward and layer.groups == 1
-                and layer.padding_mode == "zeros"
+        if (kind.forward is base.forward and layer.padding_mode == "zeros"
                 and not isinstance(layer.padding, str)):
             return _ConvRule
         return None
@@ -219,20 +242,22 @@ def unsupported_layers(module):
 
 
 class _Capture:
-    """Forward hooks that record ``(layer, input, output-gradient)`` of every call.
+    """Forward hooks that record ``(layer, input, output)`` of every call.
 
-    Each hooked output gets ``+ anchor`` (a scalar zero leaf) and a tensor hook: a
-    backward that asks only for the anchor's gradient then reaches every layer
-    output, fires the hooks, and computes no parameter gradient. Tensor hooks see
-    the gradient of the value before any later in-place change (``ReLU(inplace)``).
+    Output gradients are then asked for directly (``autograd.grad`` w.r.t. the
+    recorded outputs): parameter gradients are never computed. A module that
+    changes a layer output in place (``ReLU(inplace=True)``) would make that
+    gradient the one of the changed value; with ``anchored=True`` each output gets
+    ``+ anchor`` (a scalar zero leaf) and a tensor hook instead, and the backward
+    asks for the anchor's gradient: tensor hooks see the value before the change.
     """
 
-    def __init__(self, module, dtype, device):
-        self.anchor = torch.zeros((), dtype=dtype, device=device, requires_grad=True)
+    def __init__(self, module, anchored, dtype, device):
+        self.anchor = (torch.zeros((), dtype=dtype, device=device, requires_grad=True)
+                       if anchored else None)
         self.records = []
         self._handles = []
-        self._layers = [(layer, _rule_for(layer)) for layer in module.modules()
-                        if any(p.requires_grad for p in layer.parameters(recurse=False))]
+        self._layers = _hooked_layers(module)
 
     def __enter__(self):
         for layer, rule in self._layers:
@@ -248,6 +273,10 @@ class _Capture:
         def hook(mod, inputs, output):
             record = {"layer": layer, "rule": rule, "a": inputs[0].detach(), "g": None}
             self.records.append(record)
+            if self.anchor is None:
+                record["z"], record["version"] = output, output._version
+                return None
+
             output = output + self.anchor.to(output.dtype)
 
             def keep(grad):
@@ -256,6 +285,38 @@ class _Capture:
             output.register_hook(keep)
             return output
         return hook
+
+    def changed_in_place(self):
+        return any(r["z"]._version != r["version"] for r in self.records)
+
+    def backward(self, losses, n):
+        """Fill every record's output gradient from ``sum_i f_i + mean_j f_clean_j``."""
+        weights = torch.ones_like(losses.detach())
+        weights[n:] = 1.0 / (len(weights) - n)
+        if self.anchor is not None:
+            torch.autograd.grad(losses, self.anchor, weights, allow_unused=True)
+            return
+        reached = [r for r in self.records if r["z"].requires_grad]
+        grads = torch.autograd.grad(losses, [r["z"] for r in reached], weights,
+                                    allow_unused=True)
+        for record, grad in zip(reached, grads):
+            record["g"] = grad
+
+
+# Layers with trainable parameters, per module; and the modules whose forward
+# changes a layer output in place (they take the anchored capture).
+_LAYERS = weakref.WeakKeyDictionary()
+_IN_PLACE = weakref.WeakSet()
+
+
+def _hooked_layers(module):
+    key = tuple(p.requires_grad for p in module.parameters())
+    cached = _LAYERS.get(module)
+    if cached is None or cached[0] != key:
+        layers = [(layer, _rule_for(layer)) for layer in module.modules()
+                  if any(p.requires_grad for p in layer.parameters(recurse=False))]
+        cached = _LAYERS[module] = (key, layers)
+    return cached[1]
 
 
 def _stack_rows(X, X_clean):
@@ -282,11 +343,17 @@ def ghost_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0, forward_kwarg
     n = y.shape[0]
     params = {id(p): p for p in module.parameters() if p.requires_grad}
     dtype = next(iter(params.values())).dtype
-    with _Capture(module, dtype, y.device if torch.is_tensor(y) else None) as cap:
-        out = call_module(module, _stack_rows(X, X_clean), forward_kwargs=forward_kwargs)
-    losses = loss_fn(out, torch.cat([y, y_clean]))
-    total = losses[:n].sum() + losses[n:].mean()
-    torch.autograd.grad(total, cap.anchor, allow_unused=True)
+    stacked, targets = _stack_rows(X, X_clean), torch.cat([y, y_clean])
+    cap = _Capture(module, module in _IN_PLACE, dtype, y.device)
+    with cap:
+        out = call_module(module, stacked, forward_kwargs=forward_kwargs)
+    if cap.anchor is None and cap.changed_in_place():
+        _IN_PLACE.add(module)  # found once; later steps go straight to the anchor
+        cap = _Capture(module, True, dtype, y.device)
+        with cap:
+            out = call_module(module, stacked, forward_kwargs=forward_kwargs)
+    losses = loss_fn(out, targets)
+    cap.backward(losses, n)
 
     # Split every record into training and clean rows, in the rule's layout.
     uses = []

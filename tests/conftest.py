@@ -52,8 +52,8 @@ class LeNet(nn.Module):
 class Conv1dNet(nn.Module):
     def __init__(self, n_classes=3):
         super().__init__()
-        self.conv = nn.Conv1d(2, 4, 3, stride=2, padding=1, dilation=1)
-        self.out = nn.Linear(4 * 5, n_classes)
+        self.conv = nn.Conv1d(2, 4, 3, stride=2, padding=1, dilation=2, groups=2)
+        self.out = nn.Linear(4 * 4, n_classes)
 
     def forward(self, X):
         return self.out(F.relu(self.conv(X)).flatten(1))
