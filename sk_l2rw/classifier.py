@@ -98,14 +98,18 @@ class L2RWClassifier(L2RWMixin, NeuralNetClassifier):
         check_classification_targets(y)
         return y
 
-    def _encode_targets(self, y, y_clean, *, reset, where):
+    def _encode_targets(self, y, y_clean, *, reset, where, dataset=None):
         if self.classes is not None and len(self.classes):
             classes = np.asarray(self.classes)
+        elif dataset is not None:
+            raise ValueError(
+                "with a torch Dataset as X, pass classes=[...] to the constructor: the "
+                "dataset's targets must be class indices in that order")
         elif reset:
             classes = np.unique(y)
         else:
             classes = self.classes_
-        y_enc = encode_labels(y, classes, name="y")
+        y_enc = None if y is None else encode_labels(y, classes, name="y")
         y_clean_enc = None
         if y_clean is not None:
             y_clean_enc = encode_labels(y_clean, classes, name=f"the clean set {where[1]}")

@@ -23,7 +23,7 @@ from skorch.net import NeuralNet
 from skorch.utils import to_device, to_tensor
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import validate_data
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Subset, default_collate
 
 from sk_l2rw import ghost
 from sk_l2rw.data import CleanBatches, IndexedDataset, TensorBatches
@@ -85,8 +85,16 @@ def choose_meta_gradient(module, requested):
     return requested
 
 
+def _is_torch_dataset(X):
+    return isinstance(X, torch.utils.data.Dataset)
+
+
 class FitData(NamedTuple):
-    """Validated inputs of one ``fit``/``partial_fit`` call (host arrays)."""
+    """Validated inputs of one ``fit``/``partial_fit`` call.
+
+    ``X`` is a host array, or a torch Dataset (then ``y`` is None: the dataset
+    yields the targets).
+    """
 
     X: np.ndarray
     y: np.ndarray
@@ -109,9 +117,12 @@ class _Run:
         # Seeded fits re-seed this generator at every epoch (on_epoch_begin).
         self.rng = (np.random.RandomState() if net._seed_ is not None
                     else check_random_state(None))
-        self.n_samples = len(data.y)
-        self.X = _as_device_tensor(data.X, dtype, device)
-        self.y = net._target_tensor(data.y, device)
+        self.n_samples = len(data.X)
+        if data.y is None:  # a torch Dataset: skorch's DataLoader route
+            self.X = self.y = None
+        else:
+            self.X = _as_device_tensor(data.X, dtype, device)
+            self.y = net._target_tensor(data.y, device)
         self.X_clean = self.y_clean = None
         self.clean_batches = None
         if data.X_clean is not None:
@@ -259,19 +270,27 @@ class L2RWMixin:
         was_training = module.training
         module.eval()
         try:
-            for name, X, y in (("X", data.X, data.y),
-                               ("the clean set", data.X_clean, data.y_clean)):
+            if data.y is None:  # a torch Dataset: its first two items, collated
+                first = default_collate([data.X[i] for i in range(min(2, len(data.X)))])
+                train = (first[0], first[1])
+            else:
+                train = (data.X[:2], self._target_tensor(data.y[:2], "cpu"))
+            clean = (None, None) if data.X_clean is None else (
+                data.X_clean[:2], self._target_tensor(data.y_clean[:2], "cpu"))
+            for name, (X, y) in (("X", train), ("the clean set", clean)):
                 if X is None:
                     continue
-                rows = torch.as_tensor(X[:2], dtype=dtype).to(self.device_)
+                rows = torch.as_tensor(X if torch.is_tensor(X) else np.array(X),
+                                       dtype=dtype).to(self.device_)
                 try:
                     with torch.no_grad():
                         out = self.infer(rows)
-                        self.get_sample_losses(out, self._target_tensor(y[:2], self.device_))
+                        self.get_sample_losses(out, torch.as_tensor(y).to(self.device_))
                 except (RuntimeError, ValueError, TypeError, IndexError) as exc:
                     raise ValueError(
                         f"the module cannot process {name}: rows of shape "
-                        f"{tuple(X.shape[1:])} gave {type(exc).__name__}: {exc}") from exc
+                        f"{tuple(np.shape(X)[1:])} gave {type(exc).__name__}: {exc}"
+                    ) from exc
                 self._check_output(out[0] if isinstance(out, tuple) else out)
         finally:
             module.train(was_training)
@@ -303,7 +322,11 @@ class L2RWMixin:
         """Check everything before anything changes; raise on the first problem."""
         check_meta_gradient(self.meta_gradient)
         check_clean_batch_size(self.clean_batch_size)
-        if y is None:
+        dataset = X if _is_torch_dataset(X) else None
+        if dataset is not None and y is not None:
+            raise ValueError("with a torch Dataset as X, pass y=None: the dataset's "
+                             "items (x_i, target_i) hold the targets")
+        if dataset is None and y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the "
                              "target y is None")
         if (X_val is None) != (y_val is None):
@@ -315,11 +338,18 @@ class L2RWMixin:
                              f"{'clean_X' if self.clean_X is not None else 'clean_y'}"
                              " was given to the constructor")
         dtype = numpy_dtype(self._module_dtype())
-        X_arr, names = check_features(X, dtype=dtype, name="X")
-        y_arr = self._check_targets(y, name="y")
-        check_consistent_rows(X_arr, y_arr)
-        if not reset:
-            self._check_same_features(X_arr, names, "X")
+        if dataset is not None:
+            if len(dataset) == 0:
+                raise ValueError("the training Dataset X is empty")
+            X_arr, names, y_arr = dataset, None, None
+            row_shape = tuple(np.shape(dataset[0][0]))
+        else:
+            X_arr, names = check_features(X, dtype=dtype, name="X")
+            y_arr = self._check_targets(y, name="y")
+            check_consistent_rows(X_arr, y_arr)
+            row_shape = X_arr.shape[1:]
+            if not reset:
+                self._check_same_features(X_arr, names, "X")
         if X_val is not None:
             Xc, yc, where = X_val, y_val, ("X_val", "y_val")
         else:
@@ -341,19 +371,23 @@ class L2RWMixin:
                     "clean set down to the fold's rows; pass the clean set to the "
                     "constructor (clean_X, clean_y) instead, or use a clean set of "
                     "another size")
-            if X_clean.shape[1:] != X_arr.shape[1:]:
+            if X_clean.shape[1:] != row_shape:
                 raise ValueError(
                     f"the clean set {where[0]} has rows of shape {X_clean.shape[1:]} "
-                    f"but X has rows of shape {X_arr.shape[1:]}; they must match "
+                    f"but X has rows of shape {row_shape}; they must match "
                     "(transform the clean set like X)")
         else:
             warnings.warn(
                 f"{type(self).__name__} got no clean set: pass X_val and y_val to fit, "
                 "or clean_X and clean_y to the constructor. Training with uniform "
                 "weights (plain training).", UserWarning, stacklevel=3)
-        y_enc, y_clean_enc = self._encode_targets(y_arr, y_clean, reset=reset, where=where)
+        y_enc, y_clean_enc = self._encode_targets(y_arr, y_clean, reset=reset, where=where,
+                                                  dataset=dataset)
         # Nothing above changed the estimator; from here on it may.
-        if reset:
+        if reset and dataset is not None:
+            for attribute in ("n_features_in_", "feature_names_in_"):
+                self.__dict__.pop(attribute, None)
+        elif reset:
             self.n_features_in_ = X_arr.shape[1]
             if names is not None:
                 self.feature_names_in_ = names
@@ -595,7 +629,7 @@ class L2RWMixin:
                 and in_memory):
             return iterator(dataset, **kwargs)
         run = getattr(self, "_run_", None)
-        if training and run is not None and indexed:
+        if training and run is not None and indexed and run.X is not None:
             X, y = run.X, run.y
         else:
             X = _as_device_tensor(inner.X, self._module_dtype(), self.device_)

@@ -67,7 +67,11 @@ class L2RWRegressor(L2RWMixin, NeuralNetRegressor):
             raise ValueError(f"{name} must be 1-D or 2-D; got shape {y.shape}")
         return y
 
-    def _encode_targets(self, y, y_clean, *, reset, where):
+    def _encode_targets(self, y, y_clean, *, reset, where, dataset=None):
+        if dataset is not None:  # the dataset yields the targets: look at one
+            y = np.asarray(dataset[0][1], dtype=np.float64).reshape(1, -1)
+            if np.ndim(dataset[0][1]) == 0:
+                y = y[:, 0]
         n_outputs = 1 if y.ndim == 1 else y.shape[1]
         if not reset and n_outputs != self.n_outputs_:
             raise ValueError(f"y has {n_outputs} outputs but the estimator was fitted "
@@ -82,6 +86,8 @@ class L2RWRegressor(L2RWMixin, NeuralNetRegressor):
         if reset:
             self.n_outputs_ = n_outputs
             self._y_1d_ = y.ndim == 1
+        if dataset is not None:
+            return None, y_clean
         return y.reshape(len(y), n_outputs), y_clean
 
     def _target_tensor(self, y, device):
