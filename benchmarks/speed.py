@@ -1,0 +1,918 @@
+"""Speed and memory of L2RW against plain training, all measured in one run.
+
+Three parts, each interleaved (round-robin over the variants inside every repeat, the
+starting variant rotating from repeat to repeat, so machine noise hits all alike) and
+reported as medians over the repeats:
+
+1. **Time per training step**, compute only: pre-made tensors, no skorch loop, every
+   variant followed by the same ``torch.optim.SGD`` step. Variants: plain training
+   (forward, mean loss, backward), ``reference_step``, ``jvp_step``, ``ghost_step`` and
+   "auto" (the computation ``choose_meta_gradient(module, "auto")`` picks), on an MLP
+   54-256-256-7 at batch 128 with clean batch 32 and 128, and on a LeNet CNN at batch
+   64 with clean batch 64.
+2. **Whole ``fit`` wall time**: skorch's ``NeuralNetClassifier`` (its default data
+   path) against ``sk_l2rw.L2RWClassifier`` ("auto"), 5 epochs of 50,000 x 54
+   generated rows, batch 128, same MLP, criterion, optimizer and learning rate.
+3. **Peak memory of one training step** per computation, at batch 1024 (clean batch
+   128), for an MLP 512-1024-512-10 (1,055,242 parameters), in bytes beyond what was
+   allocated when the step began (model, data, nothing else).
+
+Writes ``speed.md`` and ``speed.png`` (``speed_cuda.*`` with ``--device cuda``) into
+``--out``. The chart needs matplotlib (optional; skipped with a message otherwise).
+
+Usage::
+
+    python benchmarks/speed.py [--quick] [--device cpu|cuda] [--repeats N]
+                               [--out benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import datetime
+import gc
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from sk_l2rw.ghost import ghost_step
+from sk_l2rw.meta_gradient import jvp_step, reference_step
+from sk_l2rw.net import choose_meta_gradient
+
+VARIANTS = ("plain", "reference", "jvp", "ghost", "auto")
+STEP_FUNCTIONS = {"reference": reference_step, "jvp": jvp_step, "ghost": ghost_step}
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+
+
+# ---------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------
+
+
+class MLP(nn.Module):
+    """Fully connected ReLU network returning logits, e.g. sizes (54, 256, 256, 7)."""
+
+    def __init__(self, sizes=(54, 256, 256, 7)):
+        super().__init__()
+        sizes = tuple(sizes)
+        layers = []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(nn.Linear(a, b))
+            if i < len(sizes) - 2:
+                layers.append(nn.ReLU())
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, X):
+        return self.layers(X)
+
+
+class LeNet(nn.Module):
+    """LeNet-5 on 1x28x28: conv 1->6 k5, pool, conv 6->16 k5, pool, fc 256-120-84-10."""
+
+    def __init__(self, n_classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 5)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(16 * 4 * 4, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, n_classes)
+
+    def forward(self, X):
+        X = F.max_pool2d(F.relu(self.conv1(X)), 2)
+        X = F.max_pool2d(F.relu(self.conv2(X)), 2)
+        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(X.flatten(1))))))
+
+
+def n_parameters(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+# ---------------------------------------------------------------------------
+# Configuration
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class StepCase:
+    """One model/batch combination of part 1."""
+
+    label: str
+    model: str  # "mlp" or "lenet"
+    batch: int
+    clean_batch: int
+    sizes: tuple = (54, 256, 256, 7)  # MLP only
+    n_classes: int = 7
+
+    def build(self):
+        return MLP(self.sizes) if self.model == "mlp" else LeNet(self.n_classes)
+
+    def input_shape(self):
+        return (self.sizes[0],) if self.model == "mlp" else (1, 28, 28)
+
+
+@dataclasses.dataclass
+class Config:
+    step_cases: list
+    step_repeats: int = 15
+    step_block_s: float = 0.3  # target wall time of one timed block of steps
+    step_warmup: int = 10
+    fit_rows: int = 50_000
+    fit_features: int = 54
+    fit_classes: int = 7
+    fit_clean_per_class: int = 100
+    fit_epochs: int = 5
+    fit_batch: int = 128
+    fit_hidden: tuple = (256, 256)
+    fit_repeats: int = 5
+    fit_lr: float = 0.05
+    mem_sizes: tuple = (512, 1024, 512, 10)
+    mem_batch: int = 1024
+    mem_clean_batch: int = 128
+    mem_repeats: int = 3
+    lr: float = 0.05
+
+
+def full_config():
+    return Config(step_cases=[
+        StepCase("MLP 54-256-256-7", "mlp", 128, 32),
+        StepCase("MLP 54-256-256-7", "mlp", 128, 128),
+        StepCase("LeNet 1x28x28", "lenet", 64, 64, n_classes=10),
+    ])
+
+
+def quick_config():
+    cfg = full_config()
+    cfg.step_repeats = 3
+    cfg.step_block_s = 0.08
+    cfg.step_warmup = 3
+    cfg.fit_rows = 10_000
+    cfg.fit_epochs = 2
+    cfg.fit_repeats = 1
+    cfg.mem_repeats = 1
+    return cfg
+
+
+# ---------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------
+
+
+def _sync(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# A repeat during which other processes used more than this share of all cores is
+# left out of the medians (unless every repeat was that busy).
+BUSY_LIMIT = 0.10
+
+
+def _quiet_repeats(busy):
+    """Indices of the repeats to keep: the quiet ones, or all if none was quiet."""
+    keep = [i for i, b in enumerate(busy) if not b > BUSY_LIMIT]
+    return keep or list(range(len(busy)))
+
+
+def _repeats_note(busy, kept):
+    shares = ", ".join(f"{b:.0%}" for b in busy)
+    if len(kept) == len(busy):
+        quiet = all(not b > BUSY_LIMIT for b in busy)
+        return (f"All {len(busy)} repeats used (share of the machine used by other "
+                f"processes during each: {shares})"
+                + ("." if quiet else "; **none was quiet: numbers are inflated**."))
+    return (f"{len(kept)} of {len(busy)} repeats used: a repeat is left out when other "
+            f"processes used more than {BUSY_LIMIT:.0%} of the machine during it "
+            f"(per repeat: {shares}).")
+
+
+def _log(message):
+    print(message, flush=True)
+
+
+def _median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+def _rotated(seq, r):
+    seq = list(seq)
+    k = r % len(seq)
+    return seq[k:] + seq[:k]
+
+
+def make_step(variant, module, X, y, X_clean, y_clean, lr):
+    """A closure doing one full training step (gradient + the same SGD step).
+
+    Returns the closure and the name of the computation it runs ("auto" resolved).
+    """
+    optimizer = torch.optim.SGD(module.parameters(), lr=lr)
+    sample_loss = nn.CrossEntropyLoss(reduction="none")
+    mean_loss = nn.CrossEntropyLoss()
+
+    if variant == "plain":
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            mean_loss(module(X), y).backward()
+            optimizer.step()
+        step.optimizer = optimizer
+        return step, "plain"
+
+    name = choose_meta_gradient(module, "auto") if variant == "auto" else variant
+    fn = STEP_FUNCTIONS[name]
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        fn(module, sample_loss, X, y, X_clean, y_clean, lr=lr)
+        optimizer.step()
+    step.optimizer = optimizer
+    return step, name
+
+
+def _case_data(case, device, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    shape = case.input_shape()
+    X = torch.randn((case.batch, *shape), generator=g)
+    Xc = torch.randn((case.clean_batch, *shape), generator=g)
+    y = torch.randint(case.n_classes, (case.batch,), generator=g)
+    yc = torch.randint(case.n_classes, (case.clean_batch,), generator=g)
+    return [t.to(device) for t in (X, y, Xc, yc)]
+
+
+# ---------------------------------------------------------------------------
+# Part 1: time per step
+# ---------------------------------------------------------------------------
+
+
+def bench_steps(cfg, device, log=None):
+    """Median ms per step for every case and variant.
+
+    Returns
+    -------
+    list of dict
+        One per case: ``case``, ``auto_picks``, ``ms`` (variant -> list of ms/step,
+        one per repeat), ``steps_per_block``.
+    """
+    log = log or _log
+    results = []
+    for ci, case in enumerate(cfg.step_cases):
+        torch.manual_seed(ci)
+        template = case.build().to(device)
+        X, y, Xc, yc = _case_data(case, device, seed=ci)
+        steps, picks = {}, None
+        for v in VARIANTS:
+            module = copy.deepcopy(template).train()
+            steps[v], name = make_step(v, module, X, y, Xc, yc, cfg.lr)
+            if v == "auto":
+                picks = name
+        # Warm-up, then size the blocks so that each lasts about step_block_s.
+        per_block = {}
+        for v in VARIANTS:
+            for _ in range(cfg.step_warmup):
+                steps[v]()
+            _sync(device)
+            t0 = time.perf_counter()
+            k = max(3, cfg.step_warmup)
+            for _ in range(k):
+                steps[v]()
+            _sync(device)
+            dt = (time.perf_counter() - t0) / k
+            per_block[v] = max(2, min(2000, int(cfg.step_block_s / max(dt, 1e-6))))
+        results.append({"case": case, "auto_picks": picks, "steps": steps,
+                        "ms": {v: [] for v in VARIANTS}, "steps_per_block": per_block})
+    busy = []
+    for r in range(cfg.step_repeats):
+        meter = OtherLoad()
+        for ci, res in enumerate(results):
+            for v in _rotated(VARIANTS, r + ci):
+                fn, n = res["steps"][v], res["steps_per_block"][v]
+                # A block stops early when the machine gets much slower than at
+                # calibration (another process), so that a run stays bounded.
+                limit = 5 * cfg.step_block_s
+                done = 0
+                _sync(device)
+                t0 = time.perf_counter()
+                while done < n:
+                    fn()
+                    done += 1
+                    if done >= 2 and time.perf_counter() - t0 > limit:
+                        break
+                _sync(device)
+                res["ms"][v].append((time.perf_counter() - t0) / done * 1e3)
+        busy.append(meter.share())
+        log(f"  steps: repeat {r + 1}/{cfg.step_repeats} done "
+            f"(other processes {busy[-1]:.0%})")
+    keep = _quiet_repeats(busy)
+    for res in results:
+        del res["steps"]  # free the modules
+        res["ms_all"] = res["ms"]
+        res["ms"] = {v: [ms[i] for i in keep] for v, ms in res["ms_all"].items()}
+        res["busy"], res["kept"] = busy, keep
+    return results
+
+
+# ---------------------------------------------------------------------------
+# Part 2: whole fit
+# ---------------------------------------------------------------------------
+
+
+def make_fit_data(cfg, seed=0):
+    """Generated float32 rows: ``fit_rows`` training rows and a balanced clean set."""
+    from sklearn.datasets import make_classification
+
+    n_clean = cfg.fit_clean_per_class * cfg.fit_classes
+    X, y = make_classification(
+        n_samples=cfg.fit_rows + 2 * n_clean, n_features=cfg.fit_features,
+        n_informative=min(20, cfg.fit_features), n_redundant=0,
+        n_classes=cfg.fit_classes, n_clusters_per_class=1, random_state=seed)
+    X = X.astype(np.float32)
+    y = y.astype(np.int64)
+    clean = np.concatenate([np.flatnonzero(y == c)[:cfg.fit_clean_per_class]
+                            for c in range(cfg.fit_classes)])
+    rest = np.setdiff1d(np.arange(len(y)), clean)[:cfg.fit_rows]
+    return X[rest], y[rest], X[clean], y[clean]
+
+
+def _fit_estimators(cfg, device):
+    from skorch import NeuralNetClassifier
+
+    from sk_l2rw import L2RWClassifier
+
+    sizes = (cfg.fit_features, *cfg.fit_hidden, cfg.fit_classes)
+    common = dict(module=MLP, module__sizes=sizes, criterion=nn.CrossEntropyLoss,
+                  optimizer=torch.optim.SGD, lr=cfg.fit_lr, max_epochs=cfg.fit_epochs,
+                  batch_size=cfg.fit_batch, train_split=None,
+                  iterator_train__shuffle=True, verbose=0, device=device)
+    return {
+        "NeuralNetClassifier": lambda: NeuralNetClassifier(**common),
+        "L2RWClassifier": lambda: L2RWClassifier(**common, meta_gradient="auto"),
+    }
+
+
+def bench_fit(cfg, device, log=None):
+    """Seconds per fit for both estimators, interleaved.
+
+    Returns
+    -------
+    dict
+        ``s`` (estimator -> list of seconds), ``meta_gradient`` (what L2RW ran),
+        ``rows``, ``clean_rows``.
+    """
+    log = log or _log
+    X, y, Xc, yc = make_fit_data(cfg)
+    makers = _fit_estimators(cfg, device)
+    out = {"s": {k: [] for k in makers}, "meta_gradient": None,
+           "rows": len(y), "clean_rows": len(yc)}
+    # Untimed warm-up of both (first-call costs of torch, skorch and the DataLoader).
+    warm = slice(0, min(len(y), 20 * cfg.fit_batch))
+    for name, make in makers.items():
+        est = make().set_params(max_epochs=1)
+        if name == "L2RWClassifier":
+            est.fit(X[warm], y[warm], X_val=Xc, y_val=yc)
+        else:
+            est.fit(X[warm], y[warm])
+    busy = []
+    for r in range(cfg.fit_repeats):
+        meter = OtherLoad()
+        for name in _rotated(list(makers), r):
+            est = makers[name]()
+            torch.manual_seed(r)
+            gc.collect()
+            _sync(device)
+            t0 = time.perf_counter()
+            if name == "L2RWClassifier":
+                est.fit(X, y, X_val=Xc, y_val=yc)
+            else:
+                est.fit(X, y)
+            _sync(device)
+            out["s"][name].append(time.perf_counter() - t0)
+            if name == "L2RWClassifier":
+                out["meta_gradient"] = est.meta_gradient_
+        busy.append(meter.share())
+        log(f"  fit: repeat {r + 1}/{cfg.fit_repeats} done "
+            f"(other processes {busy[-1]:.0%})")
+    keep = _quiet_repeats(busy)
+    out["s_all"] = out["s"]
+    out["s"] = {k: [s[i] for i in keep] for k, s in out["s_all"].items()}
+    out["busy"], out["kept"] = busy, keep
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Part 3: peak memory of one step
+# ---------------------------------------------------------------------------
+
+
+def cpu_peak_bytes(fn):
+    """Peak of torch's CPU allocations made by ``fn()``, beyond those live before.
+
+    Runs ``fn`` under ``torch.profiler.profile(profile_memory=True)``, which records
+    every allocation and free of torch's CPU allocator as a ``[memory]`` event with
+    a signed size and a timestamp. The running sum of those sizes over the
+    timeline is the number of bytes allocated beyond the start; its maximum is the
+    peak. (``tracemalloc`` does not see torch's allocator, and process RSS depends
+    on what glibc malloc keeps or returns, so neither is used.)
+
+    Returns
+    -------
+    peak : int
+    end : int
+        Bytes still allocated when ``fn`` returned (the net change).
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    cpu = torch._C._autograd.DeviceType.CPU
+    events = [e for e in prof.profiler.kineto_results.events()
+              if e.name() == "[memory]" and e.device_type() == cpu]
+    # Stable sort: events of one timestamp keep the order they were recorded in.
+    events.sort(key=lambda e: e.start_ns())
+    running = peak = 0
+    for e in events:
+        running += e.nbytes()
+        peak = max(peak, running)
+    return peak, running
+
+
+def cuda_peak_bytes(fn, device):
+    """Peak of CUDA memory allocated by ``fn()`` beyond what was allocated before."""
+    torch.cuda.synchronize(device)
+    base = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - base,
+            torch.cuda.memory_allocated(device) - base)
+
+
+def calibrate_cpu_peak():
+    """Known answer for :func:`cpu_peak_bytes`: 8 MB, free, 4 MB -> peak 8 MB."""
+    def fn():
+        a = torch.empty(8_000_000, dtype=torch.uint8)
+        del a
+        b = torch.empty(4_000_000, dtype=torch.uint8)
+        del b
+    return cpu_peak_bytes(fn)[0]
+
+
+def bench_memory(cfg, device, log=None):
+    """Peak bytes of one full training step per variant.
+
+    Returns
+    -------
+    dict
+        ``peak`` (variant -> list of bytes), ``baseline`` (bytes of parameters and
+        data), ``n_params``, ``auto_picks``, ``method``, ``calibration``.
+    """
+    log = log or _log
+    torch.manual_seed(0)
+    template = MLP(cfg.mem_sizes).to(device)
+    case = StepCase("mem", "mlp", cfg.mem_batch, cfg.mem_clean_batch,
+                    sizes=tuple(cfg.mem_sizes), n_classes=cfg.mem_sizes[-1])
+    X, y, Xc, yc = _case_data(case, device, seed=99)
+    steps, picks = {}, None
+    for v in VARIANTS:
+        module = copy.deepcopy(template).train()
+        steps[v], name = make_step(v, module, X, y, Xc, yc, cfg.lr)
+        if v == "auto":
+            picks = name
+        steps[v]()  # warm-up (lazy initialisation happens outside the measurement)
+    cuda = torch.device(device).type == "cuda"
+    out = {"peak": {v: [] for v in VARIANTS}, "end": {v: [] for v in VARIANTS},
+           "n_params": n_parameters(template), "auto_picks": picks,
+           "baseline": (n_parameters(template) * 4
+                        + sum(t.numel() * t.element_size() for t in (X, y, Xc, yc))),
+           "method": ("torch.cuda.max_memory_allocated" if cuda
+                      else "torch.profiler [memory] events, running peak"),
+           "calibration": None if cuda else calibrate_cpu_peak()}
+    for r in range(cfg.mem_repeats):
+        for v in _rotated(VARIANTS, r):
+            # The step starts with no gradients, so the parameters' gradients
+            # count as part of the step (freed here, before the measurement, so
+            # that no block allocated before it is freed inside it).
+            steps[v].optimizer.zero_grad(set_to_none=True)
+            gc.collect()
+            peak, end = (cuda_peak_bytes(steps[v], device) if cuda
+                         else cpu_peak_bytes(steps[v]))
+            out["peak"][v].append(peak)
+            out["end"][v].append(end)
+    log("  memory done")
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------
+
+
+def machine_info(device):
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
+            "platform": platform.platform()}
+    if torch.device(device).type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def versions():
+    import sklearn
+    import skorch
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "skorch": skorch.__version__, "sklearn": sklearn.__version__,
+            "numpy": np.__version__}
+
+
+class OtherLoad:
+    """Share of the machine's CPU time that other processes used while measuring.
+
+    All CPU time from ``/proc/stat`` minus this process's own (``os.times``),
+    over cores x wall time. A busy machine slows multi-threaded torch far more
+    than its share suggests (intra-op threads wait for each other), so the
+    report says how quiet the machine was.
+    """
+
+    def __init__(self):
+        self._start = self._snapshot()
+
+    @staticmethod
+    def _snapshot():
+        try:
+            with open("/proc/stat") as fh:
+                fields = [int(x) for x in fh.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0)
+        t = os.times()
+        return (busy / os.sysconf("SC_CLK_TCK"), t.user + t.system, time.monotonic())
+
+    def share(self):
+        end = self._snapshot()
+        if end is None or self._start is None:
+            return float("nan")
+        busy, own, wall = (e - s for e, s in zip(end, self._start))
+        return max(0.0, busy - own) / max(wall * (os.cpu_count() or 1), 1e-9)
+
+
+def _loadavg():
+    try:
+        return "%.2f %.2f %.2f" % os.getloadavg()
+    except OSError:
+        return "n/a"
+
+
+def evaluate_bars(steps, fit, mem):
+    """The issue's bars: list of (bar, measured, threshold, passed)."""
+    bars = []
+    for res in steps:
+        case = res["case"]
+        med = {v: _median(res["ms"][v]) for v in VARIANTS}
+        ratio = med["auto"] / med["plain"]
+        if case.model == "mlp" and case.clean_batch <= 32:
+            bars.append((f"auto/plain per step, {case.label}, clean batch "
+                         f"{case.clean_batch}", f"{ratio:.2f}x", "<= 1.6x", ratio <= 1.6))
+        elif case.model == "mlp":
+            bars.append((f"auto/plain per step, {case.label}, clean batch "
+                         f"{case.clean_batch}", f"{ratio:.2f}x", "<= 2.0x", ratio <= 2.0))
+    for res in steps:
+        case = res["case"]
+        speedup = _median(res["ms"]["reference"]) / _median(res["ms"]["auto"])
+        bars.append((f"auto vs reference speedup, {case.label}, batch {case.batch}/"
+                     f"clean {case.clean_batch}", f"{speedup:.2f}x", ">= 2x",
+                     speedup >= 2.0))
+    if fit is not None:
+        r = _median(fit["s"]["L2RWClassifier"]) / _median(fit["s"]["NeuralNetClassifier"])
+        bars.append(("L2RWClassifier.fit / NeuralNetClassifier.fit", f"{r:.2f}x",
+                     "<= 1.5x", r <= 1.5))
+        bars.append(("L2RWClassifier.fit / NeuralNetClassifier.fit (stretch)",
+                     f"{r:.2f}x", "<= 1.0x", r <= 1.0))
+    if mem is not None:
+        r = _median(mem["peak"]["auto"]) / _median(mem["peak"]["plain"])
+        bars.append(("auto/plain peak step memory", f"{r:.2f}x", "<= 1.5x", r <= 1.5))
+    return bars
+
+
+def _fmt_ms(x):
+    return f"{x:.3f}" if x < 10 else f"{x:.1f}"
+
+
+def _fmt_mib(nbytes):
+    mib = nbytes / 2**20
+    return f"{mib:.2f}" if mib >= 1 else f"{mib:.3g}"
+
+
+def render_markdown(info, steps, fit, mem, cfg, command, started, elapsed, load):
+    L = []
+    L.append("# sk_l2rw speed and memory benchmark\n")
+    L.append(f"Command: `{command}`  ")
+    L.append(f"Date: {started}  ")
+    L.append(f"Wall time of the whole run: {elapsed:.0f} s  ")
+    L.append(f"Device: {info['device']}"
+             + (f" ({info['gpu']})" if "gpu" in info else ""))
+    L.append("")
+    L.append(f"Machine: {info['cpu']}, {info['cores']} cores, torch threads "
+             f"{info['threads']} (torch.get_num_threads(), machine default, unchanged); "
+             f"{info['platform']}  ")
+    L.append(f"Load average at start / end: {load[0]} / {load[1]}  ")
+    if info.get("other_load"):
+        shares = ", ".join(f"part {k}: {v:.1%}" for k, v in info["other_load"].items())
+        busy = any(v > 0.05 for v in info["other_load"].values())
+        L.append(f"CPU time used by other processes while timing (share of all cores; "
+                 f"/proc/stat minus this process): {shares}"
+                 + (" -- the machine was busy at times; busy repeats are left out "
+                    "(below)" if busy else " (quiet)") + "  ")
+    v = info["versions"]
+    L.append(f"Versions: python {v['python']}, torch {v['torch']}, skorch "
+             f"{v['skorch']}, scikit-learn {v['sklearn']}, numpy {v['numpy']}")
+    L.append("")
+    L.append("Every part is interleaved: inside each repeat the variants run "
+             "round-robin (the first one rotating between repeats), so noise from "
+             "the machine hits all of them alike. Numbers are medians over the "
+             "repeats; the spread column is min-max over the repeats.")
+    L.append("")
+
+    # Part 1
+    if steps:
+        L.append("## 1. Time per training step (compute only)\n")
+        L.append(f"Pre-made tensors on the device, no skorch loop. Every variant is "
+                 f"`zero_grad(set_to_none=True)`, the gradient computation, then the same "
+                 f"`torch.optim.SGD(lr={cfg.lr})` step. Plain: forward, mean "
+                 f"CrossEntropyLoss, backward. L2RW variants: the step function of "
+                 f"`sk_l2rw` with `CrossEntropyLoss(reduction='none')`. "
+                 f"{cfg.step_warmup} warm-up steps per variant, then "
+                 f"{cfg.step_repeats} repeats of a block of about "
+                 f"{cfg.step_block_s:g} s per variant.\n")
+        L.append(_repeats_note(steps[0]["busy"], steps[0]["kept"]) + "\n")
+        L.append("| Model | batch / clean batch | Computation | median ms/step "
+                 "| spread (ms) | x plain |")
+        L.append("|---|---|---|---:|---:|---:|")
+        for res in steps:
+            case = res["case"]
+            plain = _median(res["ms"]["plain"])
+            for var in VARIANTS:
+                ms = res["ms"][var]
+                med = _median(ms)
+                name = f"auto (= {res['auto_picks']})" if var == "auto" else var
+                L.append(f"| {case.label} | {case.batch} / {case.clean_batch} | {name} "
+                         f"| {_fmt_ms(med)} | {_fmt_ms(min(ms))}-{_fmt_ms(max(ms))} "
+                         f"| {med / plain:.2f} |")
+        L.append("")
+        L.append("| Model | batch / clean batch | auto vs reference speedup "
+                 "| jvp vs reference | ghost vs reference |")
+        L.append("|---|---|---:|---:|---:|")
+        for res in steps:
+            case = res["case"]
+            ref = _median(res["ms"]["reference"])
+            L.append(f"| {case.label} | {case.batch} / {case.clean_batch} "
+                     f"| {ref / _median(res['ms']['auto']):.2f}x "
+                     f"| {ref / _median(res['ms']['jvp']):.2f}x "
+                     f"| {ref / _median(res['ms']['ghost']):.2f}x |")
+        L.append("")
+        counts = {res["case"].label: n_parameters(res["case"].build()) for res in steps}
+        params = ", ".join(f"{label}: {n:,}" for label, n in counts.items())
+        L.append(f"Parameters: {params}.\n")
+
+    # Part 2
+    if fit:
+        L.append("## 2. Whole `fit` wall time\n")
+        L.append(f"{fit['rows']:,} x {cfg.fit_features} generated float32 rows "
+                 f"(`make_classification`, {cfg.fit_classes} classes), "
+                 f"{cfg.fit_epochs} epochs, batch {cfg.fit_batch}, MLP "
+                 f"{cfg.fit_features}-{'-'.join(map(str, cfg.fit_hidden))}-"
+                 f"{cfg.fit_classes} (logits), CrossEntropyLoss, SGD lr={cfg.fit_lr}, "
+                 f"train_split=None, iterator_train__shuffle=True, verbose=0. "
+                 f"NeuralNetClassifier uses skorch's default data path (DataLoader over "
+                 f"its Dataset). L2RWClassifier: meta_gradient='auto' (ran "
+                 f"`{fit['meta_gradient']}`), clean set of {fit['clean_rows']} rows "
+                 f"({cfg.fit_clean_per_class} per class), clean_batch_size default "
+                 f"(= batch_size). {cfg.fit_repeats} interleaved repeat(s).\n")
+        L.append(_repeats_note(fit["busy"], fit["kept"]) + "\n")
+        L.append("| Estimator | median s/fit | repeats used (s) | x NeuralNetClassifier |")
+        L.append("|---|---:|---|---:|")
+        base = _median(fit["s"]["NeuralNetClassifier"])
+        for name, s in fit["s"].items():
+            L.append(f"| {name} | {_median(s):.2f} | {', '.join(f'{x:.2f}' for x in s)} "
+                     f"| {_median(s) / base:.2f} |")
+        L.append("")
+
+    # Part 3
+    if mem:
+        L.append("## 3. Peak memory of one training step\n")
+        sizes = "-".join(map(str, cfg.mem_sizes))
+        L.append(f"MLP {sizes} ({mem['n_params']:,} parameters), batch {cfg.mem_batch}, "
+                 f"clean batch {cfg.mem_clean_batch}. One full step (zero_grad with "
+                 f"set_to_none, gradient computation, SGD step) after one warm-up step. "
+                 f"Reported: peak bytes allocated beyond what was live when the step "
+                 f"began (the model+data baseline, {mem['baseline'] / 2**20:.2f} MiB of "
+                 f"parameters and batch tensors); the parameter gradients made during "
+                 f"the step count.\n")
+        if mem["calibration"] is not None:
+            L.append("Method (CPU): `torch.profiler.profile(profile_memory=True)` records "
+                     "every allocation and free of torch's CPU allocator as a `[memory]` "
+                     "event with a signed byte count and a timestamp; the running sum of "
+                     "those over the timeline is the memory allocated beyond the start, "
+                     "and its maximum is the peak. This sees exactly torch's tensors "
+                     "(tracemalloc does not see them at all; process RSS also depends "
+                     "on what glibc malloc keeps cached or returns, so it is not used). "
+                     "Self-check: allocate 8,000,000 B, free, allocate 4,000,000 B -> "
+                     f"measured peak {mem['calibration']:,} B.\n")
+        else:
+            L.append("Method (CUDA): `torch.cuda.reset_peak_memory_stats` before the "
+                     "step, `max_memory_allocated - memory_allocated(before)` after.\n")
+        L.append("| Computation | peak beyond baseline (MiB) | bytes | x plain |")
+        L.append("|---|---:|---:|---:|")
+        plain = _median(mem["peak"]["plain"])
+        for var in VARIANTS:
+            p = _median(mem["peak"][var])
+            name = f"auto (= {mem['auto_picks']})" if var == "auto" else var
+            L.append(f"| {name} | {_fmt_mib(p)} | {int(p):,} | {p / plain:.2f} |")
+        L.append("")
+
+    bars = evaluate_bars(steps or [], fit, mem)
+    if bars:
+        L.append("## Bars\n")
+        L.append("| Bar | measured | threshold | result |")
+        L.append("|---|---:|---:|---|")
+        for bar, measured, threshold, ok in bars:
+            L.append(f"| {bar} | {measured} | {threshold} | {'PASS' if ok else 'FAIL'} |")
+        L.append("")
+    return "\n".join(L) + "\n"
+
+
+def render_chart(path, steps, fit, mem, title):
+    """Bar chart of the ratios to plain; returns False when matplotlib is missing."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: chart skipped "
+              "(pip install matplotlib to get it)")
+        return False
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5),
+                             gridspec_kw={"width_ratios": [3, 1, 1.6]})
+    ax = axes[0]
+    width = 0.8 / len(VARIANTS)
+    for i, var in enumerate(VARIANTS):
+        vals = [_median(r["ms"][var]) / _median(r["ms"]["plain"]) for r in steps]
+        xs = [j + (i - (len(VARIANTS) - 1) / 2) * width for j in range(len(steps))]
+        ax.bar(xs, vals, width, label=var)
+    ax.set_xticks(range(len(steps)))
+    ax.set_xticklabels([f"{r['case'].label}\n{r['case'].batch}/clean "
+                        f"{r['case'].clean_batch}" for r in steps], fontsize=8)
+    ax.set_ylabel("time per step / plain")
+    ax.set_title("1. time per step")
+    ax.axhline(1, color="k", lw=0.5)
+    for level, text in ((1.6, "bar 1.6x (MLP, clean 32)"), (2.0, "bar 2.0x (MLP, clean 128)")):
+        ax.axhline(level, color="gray", lw=0.8, ls="--")
+        ax.text(len(steps) - 0.55, level, text, fontsize=7, va="bottom", ha="right")
+    ax.legend(fontsize=8, loc="upper left")
+    ax = axes[1]
+    if fit:
+        names = list(fit["s"])
+        ax.bar(range(len(names)), [_median(fit["s"][n]) for n in names],
+               color=["C0", "C4"])
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels([n.replace("Classifier", "\nClassifier") for n in names],
+                           fontsize=8)
+        ax.set_ylabel("seconds per fit")
+        bar = 1.5 * _median(fit["s"]["NeuralNetClassifier"])
+        ax.axhline(bar, color="gray", lw=0.8, ls="--")
+        ax.text(len(names) - 0.55, bar, "bar 1.5x", fontsize=7, va="bottom", ha="right")
+    ax.set_title("2. whole fit")
+    ax = axes[2]
+    if mem:
+        plain = _median(mem["peak"]["plain"])
+        ax.bar(range(len(VARIANTS)), [_median(mem["peak"][v]) / plain for v in VARIANTS],
+               color=[f"C{i}" for i in range(len(VARIANTS))])
+        ax.set_xticks(range(len(VARIANTS)))
+        ax.set_xticklabels(VARIANTS, fontsize=8)
+        ax.axhline(1, color="k", lw=0.5)
+        ax.set_ylabel("peak step memory / plain")
+        ax.axhline(1.5, color="gray", lw=0.8, ls="--")
+        ax.text(len(VARIANTS) - 0.55, 1.5, "bar 1.5x", fontsize=7, va="bottom",
+                ha="right")
+    ax.set_title("3. peak memory")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def run(cfg, out_dir=DEFAULT_OUT, device="cpu", command=None, chart=True,
+        parts=("steps", "fit", "memory"), log=None):
+    """Run the benchmark parts and write the report.
+
+    Parameters
+    ----------
+    cfg : Config
+    out_dir : path
+    device : "cpu" or "cuda"
+    command : str or None
+        Shown in the report; defaults to this process's command line.
+    chart : bool
+        Also write the PNG (needs matplotlib).
+    parts : iterable of {"steps", "fit", "memory"}
+
+    Returns
+    -------
+    path : pathlib.Path
+        The markdown report.
+    """
+    log = log or _log
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    suffix = "_cuda" if torch.device(device).type == "cuda" else ""
+    if command is None:
+        command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    load_start = _loadavg()
+    t0 = time.perf_counter()
+    info = machine_info(device)
+    info["device"] = device
+    info["versions"] = versions()
+    log(f"device {device}, torch threads {info['threads']}, cpu {info['cpu']}")
+    steps = fit = mem = None
+    info["other_load"] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        if "steps" in parts:
+            log("part 1: time per step")
+            meter = OtherLoad()
+            steps = bench_steps(cfg, device, log)
+            info["other_load"]["1. steps"] = meter.share()
+        if "fit" in parts:
+            log("part 2: whole fit")
+            meter = OtherLoad()
+            fit = bench_fit(cfg, device, log)
+            info["other_load"]["2. fit"] = meter.share()
+        if "memory" in parts:
+            log("part 3: peak memory")
+            mem = bench_memory(cfg, device, log)
+    for part, share in info["other_load"].items():
+        if share > 0.05:
+            log(f"warning: other processes used {share:.0%} of the machine during "
+                f"part {part}; busy repeats are left out of the medians")
+    elapsed = time.perf_counter() - t0
+    md = render_markdown(info, steps, fit, mem, cfg, command, started, elapsed,
+                         (load_start, _loadavg()))
+    path = out_dir / f"speed{suffix}.md"
+    path.write_text(md)
+    log(f"wrote {path}")
+    if chart and steps:
+        png = out_dir / f"speed{suffix}.png"
+        if render_chart(png, steps, fit, mem,
+                        f"sk_l2rw speed, {device}, {info['cpu']}, "
+                        f"{info['threads']} threads"):
+            log(f"wrote {png}")
+    return path
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer repeats, shorter blocks, 10,000 rows x 2 epochs "
+                             "for the fit (under a minute)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="repeats of the per-step timing and of the fits "
+                             "(default 15 and 5; quick 3 and 1); memory, which is "
+                             "deterministic, uses at most 3")
+    parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder")
+    args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: CUDA is not available")
+    cfg = quick_config() if args.quick else full_config()
+    if args.repeats is not None:
+        if args.repeats < 1:
+            parser.error("--repeats must be at least 1")
+        cfg.step_repeats = args.repeats
+        cfg.fit_repeats = args.repeats
+        cfg.mem_repeats = min(cfg.mem_repeats, args.repeats)
+    run(cfg, args.out, args.device)
+    print((Path(args.out) / ("speed_cuda.md" if args.device == "cuda"
+                             else "speed.md")).read_text())
+
+
+if __name__ == "__main__":
+    main()

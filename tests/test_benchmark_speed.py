@@ -1,0 +1,104 @@
+"""Smoke test of benchmarks/speed.py: every part at tiny sizes, report written."""
+
+import importlib.util
+import math
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
+
+
+@pytest.fixture(scope="module")
+def speed():
+    spec = importlib.util.spec_from_file_location("_bench_speed", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+@pytest.fixture
+def one_thread():
+    # Tiny ops gain nothing from threads, and on a busy machine intra-op threads
+    # waiting for each other make a smoke test needlessly slow.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_config(speed):
+    return speed.Config(
+        step_cases=[
+            speed.StepCase("MLP tiny", "mlp", 8, 4, sizes=(6, 8, 3), n_classes=3),
+            speed.StepCase("LeNet", "lenet", 2, 2, n_classes=10),
+        ],
+        step_repeats=2, step_block_s=0.002, step_warmup=1,
+        fit_rows=200, fit_features=6, fit_classes=3, fit_clean_per_class=5,
+        fit_epochs=1, fit_batch=32, fit_hidden=(8,), fit_repeats=1,
+        mem_sizes=(6, 16, 3), mem_batch=16, mem_clean_batch=4, mem_repeats=1,
+    )
+
+
+def _numbers(line):
+    return [float(x.replace(",", "")) for x in re.findall(r"(?<![\w.])\d[\d,]*\.?\d*", line)]
+
+
+def test_speed_report_tiny(speed, tmp_path, one_thread):
+    lines = []
+    path = speed.run(tiny_config(speed), tmp_path, device="cpu",
+                     command="python benchmarks/speed.py --tiny", chart=False,
+                     log=lines.append)
+    assert path == tmp_path / "speed.md"
+    text = path.read_text()
+    for header in ("## 1. Time per training step", "## 2. Whole `fit` wall time",
+                   "## 3. Peak memory of one training step", "## Bars",
+                   "| Model | batch / clean batch | Computation | median ms/step",
+                   "| Estimator | median s/fit", "| Computation | peak beyond baseline",
+                   "auto vs reference speedup"):
+        assert header in text
+    assert "torch threads" in text and "Versions: python" in text
+    assert not (tmp_path / "speed.png").exists()
+
+    # Every row of the three result tables holds finite positive numbers.
+    rows = [l for l in text.splitlines()
+            if l.startswith("| ") and not l.startswith("| Model")
+            and not l.startswith("| Estimator") and not l.startswith("| Computation")
+            and not l.startswith("| Bar")]
+    bars = [l for l in rows if l.endswith("PASS |") or l.endswith("FAIL |")]
+    rows = [l for l in rows if l not in bars]
+    step_rows = [l for l in rows if "MLP tiny" in l or "LeNet" in l]
+    assert len(step_rows) == 2 * len(speed.VARIANTS) + 2
+    fit_rows = [l for l in rows if "Classifier |" in l]
+    assert len(fit_rows) == 2
+    mem_rows = [l for l in rows if l.split("|")[1].strip().split(" ")[0]
+                in speed.VARIANTS and "MiB" not in l]
+    assert len(mem_rows) == len(speed.VARIANTS)
+    for line in step_rows + fit_rows + mem_rows:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        values = [v for c in cells[1:] for v in _numbers(c)]
+        assert values, line
+        assert all(math.isfinite(v) and v > 0 for v in values), line
+    assert len(bars) == 1 + 2 + 2 + 1  # MLP ratio, 2 speedups, 2 fit, memory
+
+
+def test_cpu_peak_bytes_is_exact(speed):
+    assert speed.calibrate_cpu_peak() == 8_000_000
+
+
+def test_main_rejects_bad_repeats(speed, tmp_path):
+    with pytest.raises(SystemExit):
+        speed.main(["--repeats", "0", "--out", str(tmp_path)])
+
+
+def test_busy_repeats_are_left_out(speed):
+    assert speed._quiet_repeats([0.0, 0.5, 0.01, float("nan")]) == [0, 2, 3]
+    assert speed._quiet_repeats([0.5, 0.9]) == [0, 1]  # none quiet: keep all
+    assert "2 of 3 repeats used" in speed._repeats_note([0.0, 0.5, 0.0], [0, 2])
