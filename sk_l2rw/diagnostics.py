@@ -10,7 +10,10 @@ functions of the same names (``cleanlab.rank.get_label_quality_scores``,
 ``cleanlab.filter.find_label_issues``), without any extra fit:
 
 - :func:`relative_weights`: the weights as multiples of the uniform weight;
-- :func:`label_quality_scores`: one score per training row, low means suspect;
+- :func:`label_quality_scores`: one score per training row, low means suspect: the
+  mean weight relative to uniform (default), or the share of epochs in which the
+  row got a positive weight (``method="positive_share"``, which uses only the sign
+  of each weight and often ranks corrupted rows better);
 - :func:`find_label_issues`: a boolean mask of suspects, or their indices, most
   suspect first.
 
@@ -30,11 +33,14 @@ from sklearn.exceptions import NotFittedError
 
 __all__ = ["relative_weights", "label_quality_scores", "find_label_issues"]
 
-#: Default of :func:`find_label_issues`: a row is suspect when, on average over the
-#: chosen epochs, it got less than half the weight of a uniformly weighted row.
+#: Default threshold of :func:`find_label_issues`: a row is suspect when, over the
+#: chosen epochs, it got less than half the weight of a uniformly weighted row on
+#: average (``mean_weight``), or a positive weight in fewer than half of them
+#: (``positive_share``).
 DEFAULT_THRESHOLD = 0.5
 
 _RANKINGS = (None, "score")
+METHODS = ("mean_weight", "positive_share")
 
 
 def _final_estimator(estimator):
@@ -151,14 +157,26 @@ def relative_weights(estimator, last_epochs=None):
     return weights * size
 
 
-def label_quality_scores(estimator, last_epochs=None):
-    """One score per training row: its mean weight relative to uniform.
+def _check_method(method):
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
-    The mean over the chosen epochs of :func:`relative_weights`: how much the
-    row counted compared with plain, uniformly weighted training. About 1 for a
-    typical row; low means suspect (L2RW found that learning from the row's label
-    works against the clean set). Epochs in which a row did not train (NaN) are
-    ignored.
+
+def label_quality_scores(estimator, last_epochs=None, *, method="mean_weight"):
+    """One score per training row; low means suspect.
+
+    ``method="mean_weight"`` (default): the row's mean weight relative to uniform
+    over the chosen epochs (the mean of :func:`relative_weights`), i.e. how much
+    the row counted compared with plain, uniformly weighted training. About 1 for
+    a typical row; low means L2RW found that learning from the row's label works
+    against the clean set, or that the row barely mattered.
+
+    ``method="positive_share"``: the share of the chosen epochs in which the row got
+    a positive weight, i.e. in which its gradient agreed with the clean set's. It
+    uses only the *sign* of each weight, not its size (see Notes); 0.5 means the
+    clean set agreed with the row as often as not.
+
+    Epochs in which a row did not train (NaN) are ignored.
 
     Parameters
     ----------
@@ -166,15 +184,19 @@ def label_quality_scores(estimator, last_epochs=None):
         Or a Pipeline ending in one, or a fitted search whose ``best_estimator_``
         is one of those.
     last_epochs : int or None, default=None
-        Average over only this many of the most recent epochs (None: all). The
+        Score over only this many of the most recent epochs (None: all). The
         first epochs judge the rows with an untrained model; the later ones with
         a model that already fits the clean set.
+    method : {"mean_weight", "positive_share"}, default="mean_weight"
+        What to average over the epochs: the weight relative to uniform, or
+        whether the weight was positive.
 
     Returns
     -------
     scores : numpy.ndarray of shape (n_samples,)
-        Non-negative; NaN for a row that trained in none of the chosen epochs.
-        Rows are in the order of ``X`` given to ``fit``.
+        Non-negative (``positive_share``: in [0, 1]); NaN for a row that trained
+        in none of the chosen epochs. Rows are in the order of ``X`` given to
+        ``fit``.
 
     Raises
     ------
@@ -183,27 +205,51 @@ def label_quality_scores(estimator, last_epochs=None):
     TypeError
         If ``estimator`` is not an L2RW estimator.
     ValueError
-        If ``last_epochs`` is not a positive integer up to the number of epochs.
+        If ``last_epochs`` is not a positive integer up to the number of epochs,
+        or ``method`` is unknown.
+
+    Notes
+    -----
+    A row's weight is proportional to how much its gradient agrees with the
+    clean set's, so it reflects the size of the gradient as well as its
+    direction. A row the model already fits well has a small gradient and gets a
+    small weight whatever its label, while a row with a large loss gets a large
+    weight in the steps where its gradient happens to agree with the clean
+    batch's. The mean weight therefore mixes suspect rows with easy ones, and in
+    two-class problems with overlapping classes (or regression with
+    direction-less corruption) it can rank corrupted rows *above* intact ones.
+    ``positive_share`` drops the size and keeps the direction: a row whose label
+    the clean set keeps contradicting gets a positive weight in few epochs, an
+    easy intact row in about half or more. In ``benchmarks/label_issues.py`` it
+    ranks flipped labels better than the mean weight on every data set.
 
     See Also
     --------
     find_label_issues : the rows whose score is low.
-    relative_weights : the per-epoch values averaged here (and how the last,
-        shorter batch of an epoch is approximated).
+    relative_weights : the per-epoch values the mean weight averages (and how the
+        last, shorter batch of an epoch is approximated).
 
     Examples
     --------
     >>> scores = label_quality_scores(net)                  # doctest: +SKIP
     >>> suspects = np.argsort(scores)[:20]                  # doctest: +SKIP
+    >>> agreement = label_quality_scores(net, method="positive_share")  # doctest: +SKIP
     """
-    relative = relative_weights(estimator, last_epochs)
+    _check_method(method)
+    if method == "mean_weight":
+        values = relative_weights(estimator, last_epochs)
+    else:
+        _, weights = _weight_history(estimator)
+        n_epochs = weights.shape[0]
+        weights = weights[n_epochs - _check_last_epochs(last_epochs, n_epochs):]
+        values = np.where(np.isnan(weights), np.nan, (weights > 0).astype(np.float64))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN column -> NaN
-        return np.nanmean(relative, axis=0)
+        return np.nanmean(values, axis=0)
 
 
-def find_label_issues(estimator, *, last_epochs=None, threshold=None, n_issues=None,
-                      return_indices_ranked_by=None):
+def find_label_issues(estimator, *, last_epochs=None, method="mean_weight", threshold=None,
+                      n_issues=None, return_indices_ranked_by=None):
     """Flag the training rows L2RW trusted least.
 
     In the spirit of ``cleanlab.filter.find_label_issues``, from the weights
@@ -217,11 +263,14 @@ def find_label_issues(estimator, *, last_epochs=None, threshold=None, n_issues=N
     last_epochs : int or None, default=None
         Score over only this many of the most recent epochs (see
         :func:`label_quality_scores`).
+    method : {"mean_weight", "positive_share"}, default="mean_weight"
+        The score (see :func:`label_quality_scores`).
     threshold : float or None, default=None
-        Flag rows whose score (mean weight relative to uniform) is below this
-        (``numpy.inf`` flags every scored row).
-        None (and no ``n_issues``) means ``0.5``: rows that got less than half the
-        weight of a uniformly weighted row on average.
+        Flag rows whose score is below this (``numpy.inf`` flags every scored
+        row). None (and no ``n_issues``) means ``0.5``: rows that got less than
+        half the weight of a uniformly weighted row on average
+        (``mean_weight``), or a positive weight in fewer than half of the epochs
+        (``positive_share``).
     n_issues : int or None, default=None
         Flag exactly this many rows, those with the lowest scores (ties broken by
         row order). Use it when the number of bad rows is known or estimated.
@@ -246,7 +295,7 @@ def find_label_issues(estimator, *, last_epochs=None, threshold=None, n_issues=N
     TypeError
         If ``estimator`` is not an L2RW estimator.
     ValueError
-        For a bad ``last_epochs``, ``threshold``, ``n_issues`` or
+        For a bad ``last_epochs``, ``method``, ``threshold``, ``n_issues`` or
         ``return_indices_ranked_by``, or both ``threshold`` and ``n_issues``.
 
     See Also
@@ -256,9 +305,10 @@ def find_label_issues(estimator, *, last_epochs=None, threshold=None, n_issues=N
     Examples
     --------
     >>> mask = find_label_issues(net)                        # doctest: +SKIP
-    >>> worst = find_label_issues(net, n_issues=50,
+    >>> worst = find_label_issues(net, n_issues=50, method="positive_share",
     ...                           return_indices_ranked_by="score")  # doctest: +SKIP
     """
+    _check_method(method)
     if return_indices_ranked_by not in _RANKINGS:
         raise ValueError(
             f"return_indices_ranked_by must be None or 'score', got "
@@ -274,7 +324,7 @@ def find_label_issues(estimator, *, last_epochs=None, threshold=None, n_issues=N
                 or n_issues < 0):
             raise ValueError(
                 f"n_issues must be None or a non-negative integer, got {n_issues!r}")
-    scores = label_quality_scores(estimator, last_epochs)
+    scores = label_quality_scores(estimator, last_epochs, method=method)
     valid = ~np.isnan(scores)
     # Stable sort with NaN (never trained) last: ties keep row order.
     order = np.argsort(np.where(valid, scores, np.inf), kind="stable")

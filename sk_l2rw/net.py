@@ -221,7 +221,8 @@ class L2RWMixin:
             data = self._validate_fit(X, y, X_val, y_val, reset=True)
             if not self.warm_start or not self.initialized_:
                 self.initialize()
-            self._check_module(data)
+            with self._seeded(2):  # LazyLinear & co. materialise in the dry run
+                self._check_module(data)
         return self._train(data, _routing_method="fit", **fit_params)
 
     def partial_fit(self, X, y=None, classes=None, *, X_val=None, y_val=None,
@@ -241,7 +242,8 @@ class L2RWMixin:
             data = self._validate_fit(X, y, X_val, y_val, reset=reset)
             if not self.initialized_:
                 self.initialize()
-            self._check_module(data)
+            with self._seeded(2):  # LazyLinear & co. materialise in the dry run
+                self._check_module(data)
         return self._train(data, _routing_method="partial_fit", **fit_params)
 
     @contextlib.contextmanager

@@ -41,8 +41,8 @@ def _axes(ax, figsize):
     return ax
 
 
-def plot_weight_history(estimator, *, ax=None, last_epochs=None, max_rows=2000,
-                        vmax=None, cmap="viridis", colorbar=True):
+def plot_weight_history(estimator, *, ax=None, last_epochs=None, method="mean_weight",
+                        max_rows=2000, vmax=None, cmap="viridis", colorbar=True):
     """Heat map of every row's weight in every epoch, rows sorted by score.
 
     Rows run down, lowest :func:`~sk_l2rw.diagnostics.label_quality_scores`
@@ -58,12 +58,16 @@ def plot_weight_history(estimator, *, ax=None, last_epochs=None, max_rows=2000,
         Where to draw; a new figure when None.
     last_epochs : int or None, default=None
         Show and score only this many of the most recent epochs.
+    method : {"mean_weight", "positive_share"}, default="mean_weight"
+        The score the rows are sorted by (see
+        :func:`~sk_l2rw.diagnostics.label_quality_scores`).
     max_rows : int, default=2000
         With more training rows, show this many, evenly spaced along the sorted
         order (every quantile of the score is still represented).
     vmax : float or None, default=None
-        Top of the colour scale; None takes the 99th percentile of the weights
-        shown (a few rows can take many times the uniform weight).
+        Top of the colour scale (larger weights get its colour); None takes the
+        95th percentile of the weights shown, at least 1 (a few rows can take
+        many times the uniform weight).
     cmap : str or matplotlib colormap, default="viridis"
     colorbar : bool, default=True
         Add a colour bar next to ``ax``.
@@ -74,18 +78,18 @@ def plot_weight_history(estimator, *, ax=None, last_epochs=None, max_rows=2000,
     """
     ax = _axes(ax, (6, 4))
     relative = relative_weights(estimator, last_epochs)
-    scores = label_quality_scores(estimator, last_epochs)
+    scores = label_quality_scores(estimator, last_epochs, method=method)
     order = np.argsort(np.where(np.isnan(scores), np.inf, scores), kind="stable")
     if len(order) > max_rows:
         order = order[np.linspace(0, len(order) - 1, max_rows).round().astype(int)]
     image = relative[:, order].T
     finite = image[np.isfinite(image)]
     if vmax is None:
-        vmax = float(np.percentile(finite, 99)) if finite.size else 1.0
+        vmax = max(float(np.percentile(finite, 95)), 1.0) if finite.size else 1.0
     import matplotlib as mpl
 
-    cmap = mpl.colormaps[cmap].copy() if isinstance(cmap, str) else cmap.copy()
-    cmap.set_bad("white")
+    cmap = mpl.colormaps[cmap] if isinstance(cmap, str) else cmap
+    cmap = cmap.with_extremes(bad="white")
     n_epochs = image.shape[1]
     first = _n_epochs(estimator) - n_epochs + 1
     shown = ax.imshow(np.ma.masked_invalid(image), aspect="auto", interpolation="nearest",
@@ -94,15 +98,21 @@ def plot_weight_history(estimator, *, ax=None, last_epochs=None, max_rows=2000,
     if colorbar:
         ax.figure.colorbar(shown, ax=ax, label="weight relative to uniform")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("rows, lowest score at the top"
+    ax.set_ylabel(("rows, lowest mean weight at the top" if method == "mean_weight"
+                   else "rows, lowest positive share at the top")
                   + (f" ({len(order)} of {len(scores)})" if len(order) < len(scores) else ""))
     ax.set_title("L2RW weight history")
     return ax
 
 
 def plot_weight_distributions(estimator, mask=None, *, ax=None, last_epochs=None,
-                              bins=40, labels=("flipped", "intact"), threshold=True):
+                              method="mean_weight", bins=40, density=True,
+                              labels=("flipped", "intact"), threshold=True):
     """Histograms of the rows' scores, split by a known truth.
+
+    By default the score is each row's mean weight relative to uniform; with
+    ``method="positive_share"`` the share of epochs in which its weight was
+    positive (see :func:`~sk_l2rw.diagnostics.label_quality_scores`).
 
     Parameters
     ----------
@@ -114,7 +124,14 @@ def plot_weight_distributions(estimator, mask=None, *, ax=None, last_epochs=None
     ax : matplotlib.axes.Axes, optional
     last_epochs : int or None, default=None
         Score over only this many of the most recent epochs.
+    method : {"mean_weight", "positive_share"}, default="mean_weight"
     bins : int, default=40
+        Mean weights above the 99th percentile are counted in the last bin. For
+        ``positive_share`` over at most 100 epochs, one bin per possible share
+        instead.
+    density : bool, default=True
+        Normalise each histogram to unit area, so that a small group (e.g. 10% of
+        flipped rows) is as visible as a large one; False counts rows.
     labels : (str, str), default=("flipped", "intact")
         Legend names of the rows where ``mask`` is True and False.
     threshold : bool, default=True
@@ -130,28 +147,36 @@ def plot_weight_distributions(estimator, mask=None, *, ax=None, last_epochs=None
         If ``mask`` is not one boolean per training row.
     """
     ax = _axes(ax, (6, 3.5))
-    scores = label_quality_scores(estimator, last_epochs)
+    scores = label_quality_scores(estimator, last_epochs, method=method)
     scored = ~np.isnan(scores)
     finite = scores[scored]
-    top = float(finite.max()) if finite.size else 1.0
+    top = float(np.percentile(finite, 99)) if finite.size else 1.0
     edges = np.linspace(0.0, max(top, 1.0), bins + 1)
+    scores = np.minimum(scores, edges[-1])  # the long tail goes into the last bin
+    if method == "positive_share":
+        # shares are k / n_epochs: one bin per possible value (up to 100 epochs),
+        # else bins of equal width would catch unequal numbers of those values
+        n = _weight_history(estimator)[1].shape[0] if last_epochs is None else last_epochs
+        if n <= 100:
+            edges = np.linspace(-0.5 / n, 1 + 0.5 / n, n + 2)
     if mask is None:
-        ax.hist(finite, bins=edges, color="C0", alpha=0.8, label="all rows")
+        ax.hist(scores[scored], bins=edges, color="C0", alpha=0.8, density=density,
+                label="all rows")
     else:
         mask = np.asarray(mask)
         if mask.shape != scores.shape or mask.dtype != bool:
             raise ValueError(
                 f"mask must be a boolean array of shape {scores.shape} (one value per "
                 f"training row), got {mask.dtype} of shape {mask.shape}")
-        for part, name, colour in ((mask, labels[0], "C3"), (~mask, labels[1], "C0")):
-            values = scores[part & scored]
-            ax.hist(values, bins=edges, alpha=0.6, color=colour,
-                    label=f"{name} ({part.sum()})")
+        for part, name, colour in ((~mask, labels[1], "C0"), (mask, labels[0], "C3")):
+            ax.hist(scores[part & scored], bins=edges, alpha=0.55, color=colour,
+                    density=density, label=f"{name} ({part.sum()} rows)")
     if threshold:
         ax.axvline(DEFAULT_THRESHOLD, color="k", ls="--", lw=1,
                    label=f"find_label_issues threshold ({DEFAULT_THRESHOLD})")
-    ax.set_xlabel("mean weight relative to uniform (label quality score)")
-    ax.set_ylabel("rows")
+    ax.set_xlabel("mean weight relative to uniform" if method == "mean_weight"
+                  else "share of epochs with a positive weight")
+    ax.set_ylabel("density" if density else "rows")
     ax.set_title("Weights L2RW gave the training rows")
     ax.legend(fontsize="small")
     return ax
