@@ -45,6 +45,8 @@ from sk_l2rw.weights import effective_sample_share
 # A batch whose weights have an effective sample size under this share of the batch
 # trains on a handful of rows with a multiplied step (see the README's advice).
 COLLAPSED_SHARE = 0.05
+# A clean loss this many times above its best so far: the run is blowing up.
+CLEAN_LOSS_RISE = 10.0
 
 _STEPS = {
     "reference": reference_step,
@@ -772,6 +774,14 @@ class L2RWMixin:
             loss = self._clean_loss(run)
             earlier = [row["clean_loss"] for row in self.history[:-1] if "clean_loss" in row]
             self.history.record("clean_loss", loss)
+            if (earlier and loss > CLEAN_LOSS_RISE * min(earlier)
+                    and not run.warned_collapse):
+                run.warned_collapse = True
+                warnings.warn(
+                    f"the clean loss rose to {loss:.3g}, {loss / min(earlier):.0f}x its "
+                    f"best ({min(earlier):.3g}): the weights' multiplied steps are too "
+                    "large for this learning rate. Lower lr (e.g. 5x); see 'When weights "
+                    "collapse' in the README", UserWarning, stacklevel=2)
             # like skorch's valid_loss_best: lets Checkpoint(monitor="clean_loss_best")
             self.history.record("clean_loss_best", not earlier or loss < min(earlier))
 

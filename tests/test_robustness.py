@@ -76,6 +76,14 @@ class TestNumericalTrouble:
             net.fit(X[20:], y[20:])
 
 
+def test_clean_loss_blow_up_warns(monkeypatch):
+    monkeypatch.setattr(net_module, "CLEAN_LOSS_RISE", 0.5)  # any later epoch counts
+    X, y = make_blobs_data(100)
+    net = L2RWClassifier(MLP, X[:20], y[:20], **dict(FAST, lr=0.0))
+    with pytest.warns(UserWarning, match="clean loss rose.*Lower lr"):
+        net.fit(X[20:], y[20:])
+
+
 class InterruptAt(Callback):
     def __init__(self, epoch, batch):
         self.epoch, self.batch = epoch, batch
