@@ -185,6 +185,16 @@ def _quiet_repeats(busy):
     return keep or list(range(len(busy)))
 
 
+def _repeat_indices(wanted, busy, extra):
+    """Repeat numbers: ``wanted`` of them, then up to ``extra`` more while fewer
+    than ``wanted`` were quiet (``busy`` is filled in by the caller as it goes)."""
+    r = 0
+    while r < wanted or (r < wanted + extra
+                         and sum(not b > BUSY_LIMIT for b in busy) < wanted):
+        yield r
+        r += 1
+
+
 def _repeats_note(busy, kept):
     shares = ", ".join(f"{b:.0%}" for b in busy)
     if len(kept) == len(busy):
@@ -291,7 +301,7 @@ def bench_steps(cfg, device, log=None):
         results.append({"case": case, "auto_picks": picks, "steps": steps,
                         "ms": {v: [] for v in VARIANTS}, "steps_per_block": per_block})
     busy = []
-    for r in range(cfg.step_repeats):
+    for r in _repeat_indices(cfg.step_repeats, busy, extra=cfg.step_repeats // 3):
         meter = OtherLoad()
         for ci, res in enumerate(results):
             for v in _rotated(VARIANTS, r + ci):
@@ -310,7 +320,7 @@ def bench_steps(cfg, device, log=None):
                 _sync(device)
                 res["ms"][v].append((time.perf_counter() - t0) / done * 1e3)
         busy.append(meter.share())
-        log(f"  steps: repeat {r + 1}/{cfg.step_repeats} done "
+        log(f"  steps: repeat {r + 1}/{cfg.step_repeats}{'+' if r >= cfg.step_repeats else ''} done "
             f"(other processes {busy[-1]:.0%})")
     keep = _quiet_repeats(busy)
     for res in results:
@@ -382,7 +392,7 @@ def bench_fit(cfg, device, log=None):
         else:
             est.fit(X[warm], y[warm])
     busy = []
-    for r in range(cfg.fit_repeats):
+    for r in _repeat_indices(cfg.fit_repeats, busy, extra=cfg.fit_repeats):
         meter = OtherLoad()
         for name in _rotated(list(makers), r):
             est = makers[name]()
@@ -399,7 +409,7 @@ def bench_fit(cfg, device, log=None):
             if name == "L2RWClassifier":
                 out["meta_gradient"] = est.meta_gradient_
         busy.append(meter.share())
-        log(f"  fit: repeat {r + 1}/{cfg.fit_repeats} done "
+        log(f"  fit: repeat {r + 1}/{cfg.fit_repeats}{'+' if r >= cfg.fit_repeats else ''} done "
             f"(other processes {busy[-1]:.0%})")
     keep = _quiet_repeats(busy)
     out["s_all"] = out["s"]
@@ -659,7 +669,8 @@ def render_markdown(info, steps, fit, mem, cfg, command, started, elapsed, load)
                  f"CrossEntropyLoss, backward. L2RW variants: the step function of "
                  f"`sk_l2rw` with `CrossEntropyLoss(reduction='none')`. "
                  f"{cfg.step_warmup} warm-up steps per variant, then "
-                 f"{cfg.step_repeats} repeats of a block of about "
+                 f"{cfg.step_repeats} repeats (up to {cfg.step_repeats // 3} more "
+                 f"while some were busy) of a block of about "
                  f"{cfg.step_block_s:g} s per variant.\n")
         L.append(_repeats_note(steps[0]["busy"], steps[0]["kept"]) + "\n")
         L.append("| Model | batch / clean batch | Computation | median ms/step "
@@ -704,7 +715,8 @@ def render_markdown(info, steps, fit, mem, cfg, command, started, elapsed, load)
                  f"its Dataset). L2RWClassifier: meta_gradient='auto' (ran "
                  f"`{fit['meta_gradient']}`), clean set of {fit['clean_rows']} rows "
                  f"({cfg.fit_clean_per_class} per class), clean_batch_size default "
-                 f"(= batch_size). {cfg.fit_repeats} interleaved repeat(s).\n")
+                 f"(= batch_size). {cfg.fit_repeats} interleaved repeat(s) (up to "
+                 f"{cfg.fit_repeats} more while some were busy).\n")
         L.append(_repeats_note(fit["busy"], fit["kept"]) + "\n")
         L.append("| Estimator | median s/fit | repeats used (s) | x NeuralNetClassifier |")
         L.append("|---|---:|---|---:|")

@@ -102,3 +102,18 @@ def test_busy_repeats_are_left_out(speed):
     assert speed._quiet_repeats([0.0, 0.5, 0.01, float("nan")]) == [0, 2, 3]
     assert speed._quiet_repeats([0.5, 0.9]) == [0, 1]  # none quiet: keep all
     assert "2 of 3 repeats used" in speed._repeats_note([0.0, 0.5, 0.0], [0, 2])
+
+
+def test_busy_repeats_are_made_up_for(speed):
+    busy = []
+    for r in speed._repeat_indices(3, busy, extra=2):
+        busy.append(0.5 if r in (0, 1) else 0.0)
+    assert len(busy) == 5  # 2 busy, then made up for (at most 2 extra)
+    busy = []
+    for r in speed._repeat_indices(3, busy, extra=2):
+        busy.append(0.0)
+    assert len(busy) == 3
+    busy = []
+    for r in speed._repeat_indices(2, busy, extra=1):
+        busy.append(0.9)
+    assert len(busy) == 3
