@@ -578,6 +578,7 @@ def prepare_imbalance(cfg, pool):
 # --- collapse study ---------------------------------------------------------
 
 COLLAPSE_SHARE = 0.5  # a class predicted for more than half of a balanced test set
+EXPLODED = 100.0  # clean loss at the last epoch over its best: the run blew up
 
 
 def collapse_task(cfg, kind, seed, data, threads=1):
@@ -1250,16 +1251,23 @@ def collapse_tables(res, cfg):
             method, variant, lr = key
             acc = _stats([r["acc"] for r in g])
             collapsed = sum(r.get("diverged", False) or r["max_share"] > COLLAPSE_SHARE
-                            for r in g)
-            f = lambda k: np.nanmean([r.get(k, np.nan) for r in g])  # noqa: E731
+                            or r.get("clean_loss_rise", 1.0) > EXPLODED for r in g)
+
+            def f(k):
+                v = [r.get(k, np.nan) for r in g]
+                v = [x for x in v if x is not None and np.isfinite(x)]
+                return float(np.mean(v)) if v else float("nan")
             if method == "plain":
                 rows.append(["plain", f"{lr:g}", _pct(*acc), f"{collapsed}/{len(g)}",
                              "", "", "", f"{f('clean_loss_last'):.3g}", "", ""])
                 continue
+            def fmt(value, spec):
+                return "–" if not math.isfinite(value) else format(value, spec)
+
             rows.append([variant, f"{lr:g}", _pct(*acc), f"{collapsed}/{len(g)}",
-                         f"{f('ess_min'):.3f}", f"{f('zero_last'):.2f}",
-                         f"{f('multiplier'):.0f}", f"{f('clean_loss_last'):.3g}",
-                         f"{f('clean_loss_rise'):.3g}",
+                         fmt(f("ess_min"), ".3f"), fmt(f("zero_last"), ".2f"),
+                         fmt(f("multiplier"), ".0f"), fmt(f("clean_loss_last"), ".3g"),
+                         fmt(f("clean_loss_rise"), ".3g"),
                          f"{sum(bool(r.get('collapse_warned')) for r in g)}/{len(g)}"])
         lines += _table(["training", "lr", "accuracy %", "collapsed or diverged",
                          "min weight_ess over epochs", "weight_zero_frac (last)",
@@ -1372,7 +1380,8 @@ def render_charts(res, cfg, out_dir, prefix="quality"):
         ax.set_title(f"{d}: {cfg.sweep_clean} clean rows per class, "
                      f"{len(cfg.seeds)} seed(s), mean ± std")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower left")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="lower left")
         fig.tight_layout()
         path = out_dir / f"{prefix}_noise_rate.png"
         fig.savefig(path, dpi=120)
@@ -1399,7 +1408,8 @@ def render_charts(res, cfg, out_dir, prefix="quality"):
             ax.set_title(f"{cfg.imb_dataset} 4 vs 9, {clean} clean rows per class")
             ax.set_yscale("symlog", linthresh=10)
             ax.grid(alpha=0.3)
-        axes[0][0].legend(fontsize=7, loc="upper left")
+        if axes[0][0].get_legend_handles_labels()[0]:
+            axes[0][0].legend(fontsize=7, loc="upper left")
         fig.tight_layout()
         path = out_dir / f"{prefix}_imbalance.png"
         fig.savefig(path, dpi=120)
@@ -1639,7 +1649,8 @@ def COLLAPSE_TEXT(cfg):
         "(`fit` without a clean set, then `partial_fit(..., X_val=clean_X, "
         "y_val=clean_y)`), with both, and at a 5x smaller rate; and once with Adam at "
         "the benchmark's setting. *Collapsed*: one class predicted for more than half of "
-        "the (balanced) test set, or training stopped on a non-finite loss. *Largest row "
+        "the (balanced) test set, or training stopped on a non-finite loss, or the last "
+        "epoch's clean loss is over 100x its best. *Largest row "
         "step multiplier*: batch size × the largest weight of the last epoch (1 for "
         "uniform weights): how much more a single row moves the parameters than under "
         "plain training. All numbers are means over seeds.",
@@ -1648,10 +1659,113 @@ def COLLAPSE_TEXT(cfg):
 
 # Written from the full run's numbers (see the tables); only included in full runs.
 FINDINGS = [
-    "(filled in after the full run)",
+    "Numbers are means over 5 seeds, in points of accuracy (balanced accuracy for "
+    "imbalance), from the tables below.",
+    "",
+    "1. **L2RW wins clearly where the paper's method is meant to win**: BackgroundFlip "
+    "and PairFlip with 10 clean rows per class on the balanced sets. It beats the best "
+    "baseline by +12.4 / +9.9 (mnist), +7.9 / +7.9 (fashion_mnist), +19.7 / +3.9 "
+    "(letter) and +3.8 / +2.8 (digits), and comes within 2.7 (mnist), 3.3 "
+    "(fashion_mnist) and 7.3 (letter) points of the ceiling under BackgroundFlip. On "
+    "digits it holds 93-95% from 10% to 60% BackgroundFlip while every method trained "
+    "on the noisy labels falls to 23-39% (first figure). Its weights do what they "
+    "should: under BackgroundFlip the flipped rows get 6-13% of the other rows' mean "
+    "weight (PairFlip 15-43%).",
+    "2. **Adult and kdd_census (skewed binary sets): L2RW loses on accuracy, because "
+    "the clean set is balanced.** With the same number of clean rows per class, the "
+    "clean set is 50/50 while the test set is 76/24 (adult) and 94/6 (kdd_census). "
+    "L2RW minimises the loss on the clean set, so it learns for a balanced world: it "
+    "up-weights the minority class and gives up accuracy for balanced accuracy. On "
+    "balanced accuracy it beats every baseline under BackgroundFlip on all five sets "
+    "(adult +2.8, kdd_census +0.9) and is 1.1 / 2.7 points behind clean-only training "
+    "under PairFlip. Repeating the clean rows so that the clean set follows the base "
+    "rate (extras) recovers accuracy where the clean set is big enough: with 100 rows "
+    "per class L2RW goes from 77.0 to 82.3 (adult, UniformFlip; HGB 77.6), 79.0 to 84.3 "
+    "(adult, BackgroundFlip; cleanlab 84.0), 75.7 to 93.9 (kdd_census, UniformFlip; HGB "
+    "88.1) and 84.8 to 94.4 (kdd_census, BackgroundFlip; HGB 94.7). With 10 per class "
+    "it helps on kdd_census (76.3 to 90.7 under UniformFlip, above HGB's 88.5) but not "
+    "on adult: 20 clean rows are fitted to a clean loss of 0.005-0.011 within a few "
+    "epochs (weights table), after which the clean gradient says little, and L2RW "
+    "barely tells flipped from intact rows under Uniform/PairFlip (weight ratio "
+    "0.82-1.02 on adult and kdd_census, against 0.30-0.44 on mnist). On kdd_census, predicting the majority "
+    "class alone scores 93.8% accuracy; the ceiling scores 94.4.",
+    "3. **UniformFlip: the goal (within 1 point of the best baseline) holds only on "
+    "mnist** (85.6, tied with cleanlab). L2RW is 1.2 (digits), 1.8 (fashion_mnist), 4.2 "
+    "(adult), 4.9 (letter) and 12.3 (kdd_census) points behind with 10 clean rows per "
+    "class. Uniform noise over K-1 classes is benign for plain training (the true class "
+    "keeps 60% of its labels, each wrong class gets 40/(K-1)%), so cleaning buys little, "
+    "while L2RW sets 41-53% of the rows to weight 0, many of them correct (the flipped "
+    "rows still get 20-48% of the others' mean weight on the multi-class sets, 82-102% "
+    "on the binary ones): it trains on about half the data. HGB with early stopping on its noisy validation split is the strongest "
+    "baseline on letter, adult and kdd_census.",
+    "4. **100 clean rows per class: L2RW loses almost everywhere, mostly to clean-only "
+    "training, because it does not train on the clean rows.** The subsampling that "
+    "keeps this benchmark within an hour makes 100 rows per class a large share of the "
+    "training rows (digits 74%, mnist and fashion_mnist 50%, letter 65%; adult and "
+    "kdd_census 5%). By default L2RW trains on the remaining noisy rows only (1,000 on "
+    "mnist, 1,400 on letter) and uses the clean rows only as a yardstick; clean-only "
+    "trains on 1,000-2,600 correct rows. L2RW at 100 per class is even below L2RW at "
+    "10 per class on several sets (letter BackgroundFlip 75.7 to 65.9). Passing the "
+    "clean rows in X as well (extras, starred column) closes most of this gap: letter "
+    "63.2 to 76.5 (UniformFlip), 65.9 to 78.1 (BackgroundFlip); mnist 83.5 to 89.1; "
+    "digits 85.6 to 93.0 (PairFlip); at 10 per class it changes L2RW by -0.3 to +4.0 "
+    "points. On data sets where the clean set is a small share of the rows, as in the "
+    "paper (1,000 of 50,000), this matters much less.",
+    "5. **MNIST 4-vs-9 at 0.995: plain training collapses (52.1), L2RW does not (86.1, "
+    "the best of all methods with 10 clean rows per class), but it stays 11.4 points "
+    "below the balanced-data ceiling (97.6): the goal fails.** With 2,000 training rows "
+    "the minority class has 10 rows (the paper: 25 of 5,000). The weights concentrate "
+    "on them as intended (minority rows get ~800x the majority's mean weight, 93-98% of "
+    "rows weight 0), and more epochs do not help (a side run, not part of this script, "
+    "at 20, 60 and 150 epochs, seeds 0-1: 87.6/87.5/87.5 and 82.2/81.6/80.8; the clean loss goes to 0.002-0.04): "
+    "this MLP does not generalise well from a dozen minority images (class-balanced "
+    "weights on the same rows: 80.3; clean-only on 10 rows per class: 83.0). With the paper's 5,000 "
+    "rows (extras, seeds 0-2) L2RW reaches 86.5 (10 clean per class) and 90.4 (100), "
+    "and 90.5 / 93.5 with the clean rows also in X, against a ceiling of 98.3. With 100 "
+    "clean rows per class, clean-only training (94.6) and class-balanced weights (93.7) "
+    "beat L2RW (86.1) at 2,000 rows; L2RW with the clean rows in X reaches 94.2. "
+    "(The paper used LeNet, a CNN, whose priors need far fewer minority examples.)",
+    "6. **The estimator's collapse warning fires in the wrong places.** It fired in "
+    "every imbalance fit (50 of 50), where concentrated weights are the intended "
+    "behaviour (L2RW is the best method at 0.99-0.995 with 10 clean rows per class), "
+    "and in every kdd_census BackgroundFlip fit (10 of 10), which had the best balanced "
+    "accuracy of all methods; it never fired in the collapse study's diverging runs.",
+    "7. Optimiser: with the benchmark's Adam(1e-3) no L2RW fit diverged (255 main fits "
+    "and 314 in the extras); with SGD the rate that suits plain training breaks L2RW (study "
+    "below).",
 ]
 COLLAPSE_FINDINGS = [
-    "(filled in after the full run)",
+    "- **Reproduced.** Plain training's best SGD rate by clean-set loss is 0.1 or 0.3 "
+    "under BackgroundFlip. At 0.3 L2RW stops on a non-finite loss (3 of 3 seeds); at "
+    "0.1 its clean loss grows from ~0.3 to 10^4-10^7 (figure) and accuracy drops to "
+    "68.7, below plain training (76.4). At 0.03-0.01 (3-10x smaller) L2RW scores "
+    "95.0-95.8: +19 points over plain training. Under UniformFlip plain training picks "
+    "0.01-0.03; at 0.3 L2RW's clean loss explodes (10^23-10^28) and accuracy falls to "
+    "28% (one seed predicts one class for most rows), at 0.1 it matches "
+    "plain training, at plain's rate it is 2-4 points behind it (as in the main tables).",
+    "- **Mechanism.** The weights sum to 1 over a batch but sit on few rows (weight_ess "
+    "0.06-0.10 of the batch after a few epochs; the largest row gets 50-95x the weight "
+    "it would get under uniform weights), and the rows that get weight are those whose "
+    "gradients align best with the clean gradient. The weighted gradient is then up to "
+    "2-4x longer than plain training's at the same parameters (table above: median "
+    "1.3-1.7x after epochs 3-10, largest of 20 batches 2.1-3.9x), so the same lr takes "
+    "a 2-4x larger step, in a direction set by a handful of rows; with momentum 0.9 "
+    "that is enough to turn a stable rate unstable. Adam normalises the step per "
+    "coordinate and was stable in every fit.",
+    "- **weight_ess does not tell a diverging run from a good one**: its minimum over "
+    "epochs was 0.070-0.117 in the 12 diverging runs and 0.053-0.090 in the good "
+    "BackgroundFlip runs; the < 5% warning fired in none of the diverging runs and in 2 "
+    "good ones. **The clean loss does**: the rule \"clean_loss above both twice its best "
+    "so far and its first epoch's value\" fires in all 12 diverging runs that produced "
+    "a history (at epoch 2-6) and in 1 of the 36 others (lr 0.06, epoch 12, 92.6% "
+    "accuracy).",
+    "- **Remedies at the too-large rate do not work**: 3 plain warm-up epochs (71.7 vs "
+    "68.7, clean loss still 10^6) and a smaller clean batch (clean_batch_size=16: 55.9; "
+    "with warm-up: 57.5) leave the run unstable or make it worse. Only a smaller rate "
+    "(or Adam) fixes it. At a stable rate under UniformFlip, clean_batch_size=16 gave "
+    "+1 to +3 points (94.1 vs 92.5 on the same two seeds at lr 0.03; weight_ess 0.25 "
+    "vs 0.18) and warm-up "
+    "-1 to +1.",
 ]
 
 
@@ -1758,7 +1872,9 @@ def main(argv=None):
             rows += saved["rows"]
             metas.append(saved["meta"])
         cfg = _config_from_dict(metas[0]["config"])
-        cfg.parts = tuple(dict.fromkeys(p for m in metas for p in m["config"]["parts"]))
+        everything = ("noise", "imbalance", "collapse", "extras")
+        cfg.parts = tuple(dict.fromkeys(
+            p for m in metas for p in m["config"].get("parts", everything)))
         meta = dict(metas[0], merged=[dict(command=m["command"], elapsed=m["elapsed"])
                                       for m in metas[1:]])
         path = write_report(rows, cfg, args.out, meta=meta, charts=not args.no_charts)
