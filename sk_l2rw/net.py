@@ -139,7 +139,10 @@ class _Run:
         self._clean_pos = 0
         self.weights = None
         self.epoch_open = False
+        # separate flags: the ESS warning fires on purposeful concentration too
+        # (imbalance), and must not silence the clean-loss one
         self.warned_collapse = False
+        self.warned_clean_loss = False
 
     def restart_clean(self):
         """Start a new pass over the clean set (each epoch, for resumable runs)."""
@@ -775,8 +778,8 @@ class L2RWMixin:
             earlier = [row["clean_loss"] for row in self.history[:-1] if "clean_loss" in row]
             self.history.record("clean_loss", loss)
             if (earlier and loss > CLEAN_LOSS_RISE * min(earlier)
-                    and not run.warned_collapse):
-                run.warned_collapse = True
+                    and not run.warned_clean_loss):
+                run.warned_clean_loss = True
                 warnings.warn(
                     f"the clean loss rose to {loss:.3g}, {loss / min(earlier):.0f}x its "
                     f"best ({min(earlier):.3g}): the weights' multiplied steps are too "
