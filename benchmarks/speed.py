@@ -136,6 +136,9 @@ class Config:
     fit_batch: int = 128
     fit_hidden: tuple = (256, 256)
     fit_repeats: int = 5
+    # Extra repeats (making up for busy ones) start only this long into a part.
+    step_extra_until_s: float = 150.0
+    fit_extra_until_s: float = 150.0
     fit_lr: float = 0.05
     mem_sizes: tuple = (512, 1024, 512, 10)
     mem_batch: int = 1024
@@ -160,6 +163,8 @@ def quick_config():
     cfg.fit_rows = 10_000
     cfg.fit_epochs = 2
     cfg.fit_repeats = 1
+    cfg.step_extra_until_s = 15.0
+    cfg.fit_extra_until_s = 10.0
     cfg.mem_repeats = 1
     return cfg
 
@@ -185,12 +190,14 @@ def _quiet_repeats(busy):
     return keep or list(range(len(busy)))
 
 
-def _repeat_indices(wanted, busy, extra):
+def _repeat_indices(wanted, busy, extra, deadline=None):
     """Repeat numbers: ``wanted`` of them, then up to ``extra`` more while fewer
-    than ``wanted`` were quiet (``busy`` is filled in by the caller as it goes)."""
+    than ``wanted`` were quiet and ``time.monotonic()`` is before ``deadline``
+    (``busy`` is filled in by the caller as it goes)."""
     r = 0
     while r < wanted or (r < wanted + extra
-                         and sum(not b > BUSY_LIMIT for b in busy) < wanted):
+                         and sum(not b > BUSY_LIMIT for b in busy) < wanted
+                         and (deadline is None or time.monotonic() < deadline)):
         yield r
         r += 1
 
@@ -200,11 +207,11 @@ def _repeats_note(busy, kept):
     if len(kept) == len(busy):
         quiet = all(not b > BUSY_LIMIT for b in busy)
         return (f"All {len(busy)} repeats used (share of the machine used by other "
-                f"processes during each: {shares})"
+                f"processes, the largest over each repeat's timed pieces: {shares})"
                 + ("." if quiet else "; **none was quiet: numbers are inflated**."))
     return (f"{len(kept)} of {len(busy)} repeats used: a repeat is left out when other "
-            f"processes used more than {BUSY_LIMIT:.0%} of the machine during it "
-            f"(per repeat: {shares}).")
+            f"processes used more than {BUSY_LIMIT:.0%} of the machine during any of "
+            f"its timed pieces (largest share per repeat: {shares}).")
 
 
 def _log(message):
@@ -301,10 +308,13 @@ def bench_steps(cfg, device, log=None):
         results.append({"case": case, "auto_picks": picks, "steps": steps,
                         "ms": {v: [] for v in VARIANTS}, "steps_per_block": per_block})
     busy = []
-    for r in _repeat_indices(cfg.step_repeats, busy, extra=cfg.step_repeats // 3):
-        meter = OtherLoad()
+    deadline = time.monotonic() + cfg.step_extra_until_s
+    for r in _repeat_indices(cfg.step_repeats, busy, extra=cfg.step_repeats // 3,
+                             deadline=deadline):
+        shares = []
         for ci, res in enumerate(results):
             for v in _rotated(VARIANTS, r + ci):
+                meter = OtherLoad()
                 fn, n = res["steps"][v], res["steps_per_block"][v]
                 # A block stops early when the machine gets much slower than at
                 # calibration (another process), so that a run stays bounded.
@@ -319,7 +329,9 @@ def bench_steps(cfg, device, log=None):
                         break
                 _sync(device)
                 res["ms"][v].append((time.perf_counter() - t0) / done * 1e3)
-        busy.append(meter.share())
+                shares.append(meter.share())
+        # The busiest block decides: a repeat is fair only if no variant was hit.
+        busy.append(max(shares))
         log(f"  steps: repeat {r + 1}/{cfg.step_repeats}{'+' if r >= cfg.step_repeats else ''} done "
             f"(other processes {busy[-1]:.0%})")
     keep = _quiet_repeats(busy)
@@ -392,9 +404,12 @@ def bench_fit(cfg, device, log=None):
         else:
             est.fit(X[warm], y[warm])
     busy = []
-    for r in _repeat_indices(cfg.fit_repeats, busy, extra=cfg.fit_repeats):
-        meter = OtherLoad()
+    deadline = time.monotonic() + cfg.fit_extra_until_s
+    for r in _repeat_indices(cfg.fit_repeats, busy, extra=cfg.fit_repeats,
+                             deadline=deadline):
+        shares = []
         for name in _rotated(list(makers), r):
+            meter = OtherLoad()
             est = makers[name]()
             torch.manual_seed(r)
             gc.collect()
@@ -406,9 +421,10 @@ def bench_fit(cfg, device, log=None):
                 est.fit(X, y)
             _sync(device)
             out["s"][name].append(time.perf_counter() - t0)
+            shares.append(meter.share())
             if name == "L2RWClassifier":
                 out["meta_gradient"] = est.meta_gradient_
-        busy.append(meter.share())
+        busy.append(max(shares))
         log(f"  fit: repeat {r + 1}/{cfg.fit_repeats}{'+' if r >= cfg.fit_repeats else ''} done "
             f"(other processes {busy[-1]:.0%})")
     keep = _quiet_repeats(busy)
@@ -670,7 +686,8 @@ def render_markdown(info, steps, fit, mem, cfg, command, started, elapsed, load)
                  f"`sk_l2rw` with `CrossEntropyLoss(reduction='none')`. "
                  f"{cfg.step_warmup} warm-up steps per variant, then "
                  f"{cfg.step_repeats} repeats (up to {cfg.step_repeats // 3} more "
-                 f"while some were busy) of a block of about "
+                 f"while some were busy, begun in the part's first "
+                 f"{cfg.step_extra_until_s:g} s) of a block of about "
                  f"{cfg.step_block_s:g} s per variant.\n")
         L.append(_repeats_note(steps[0]["busy"], steps[0]["kept"]) + "\n")
         L.append("| Model | batch / clean batch | Computation | median ms/step "
@@ -716,7 +733,9 @@ def render_markdown(info, steps, fit, mem, cfg, command, started, elapsed, load)
                  f"`{fit['meta_gradient']}`), clean set of {fit['clean_rows']} rows "
                  f"({cfg.fit_clean_per_class} per class), clean_batch_size default "
                  f"(= batch_size). {cfg.fit_repeats} interleaved repeat(s) (up to "
-                 f"{cfg.fit_repeats} more while some were busy).\n")
+                 f"{cfg.fit_repeats} more while some were busy, begun in the part's "
+                 f"first {cfg.fit_extra_until_s:g} s), after one untimed warm-up fit "
+                 f"of each on {20 * cfg.fit_batch:,} rows.\n")
         L.append(_repeats_note(fit["busy"], fit["kept"]) + "\n")
         L.append("| Estimator | median s/fit | repeats used (s) | x NeuralNetClassifier |")
         L.append("|---|---:|---|---:|")

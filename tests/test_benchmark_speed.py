@@ -117,3 +117,7 @@ def test_busy_repeats_are_made_up_for(speed):
     for r in speed._repeat_indices(2, busy, extra=1):
         busy.append(0.9)
     assert len(busy) == 3
+    busy = []
+    for r in speed._repeat_indices(2, busy, extra=5, deadline=0.0):
+        busy.append(0.9)
+    assert len(busy) == 2  # past the deadline: no extra repeats
