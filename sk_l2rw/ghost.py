@@ -20,6 +20,7 @@ from collections.abc import Mapping
 
 import torch
 from torch import nn
+from torch.autograd.graph import get_gradient_edge
 from torch.nn import functional as F
 
 from sk_l2rw.meta_gradient import StepResult, call_module
@@ -92,7 +93,11 @@ class _LinearRule:
     @staticmethod
     def weighted_grads(layer, a, g, w):
         if a.dim() == 2:
-            grads = {"weight": (g * w[:, None]).T @ a}
+            # Scale the narrower factor: the temporary copy is smaller.
+            if a.shape[1] < g.shape[1]:
+                grads = {"weight": g.T @ (a * w[:, None])}
+            else:
+                grads = {"weight": (g * w[:, None]).T @ a}
             if layer.bias is not None:
                 grads["bias"] = w @ g
             return grads
@@ -242,19 +247,17 @@ def unsupported_layers(module):
 
 
 class _Capture:
-    """Forward hooks that record ``(layer, input, output)`` of every call.
+    """Forward hooks that record ``(layer, input, output edge)`` of every call.
 
     Output gradients are then asked for directly (``autograd.grad`` w.r.t. the
-    recorded outputs): parameter gradients are never computed. A module that
-    changes a layer output in place (``ReLU(inplace=True)``) would make that
-    gradient the one of the changed value; with ``anchored=True`` each output gets
-    ``+ anchor`` (a scalar zero leaf) and a tensor hook instead, and the backward
-    asks for the anchor's gradient: tensor hooks see the value before the change.
+    recorded outputs), so parameter gradients are never computed. Each output is
+    held as its autograd edge, not as a tensor: the output itself can be freed as
+    soon as the next layer has used it (as in plain training), and a module that
+    later changes it in place (``ReLU(inplace=True)``) does not change which
+    gradient the edge receives: the one of the value the layer produced.
     """
 
-    def __init__(self, module, anchored, dtype, device):
-        self.anchor = (torch.zeros((), dtype=dtype, device=device, requires_grad=True)
-                       if anchored else None)
+    def __init__(self, module):
         self.records = []
         self._handles = []
         self._layers = _hooked_layers(module)
@@ -271,42 +274,42 @@ class _Capture:
 
     def _hook(self, layer, rule):
         def hook(mod, inputs, output):
-            record = {"layer": layer, "rule": rule, "a": inputs[0].detach(), "g": None}
-            self.records.append(record)
-            if self.anchor is None:
-                record["z"], record["version"] = output, output._version
-                return None
-
-            output = output + self.anchor.to(output.dtype)
-
-            def keep(grad):
-                record["g"] = grad
-
-            output.register_hook(keep)
-            return output
+            edge, shape = _output_edge(output) if output.requires_grad else (None, None)
+            self.records.append({"layer": layer, "rule": rule, "a": inputs[0].detach(),
+                                 "edge": edge, "shape": shape, "g": None})
         return hook
-
-    def changed_in_place(self):
-        return any(r["z"]._version != r["version"] for r in self.records)
 
     def backward(self, losses, n):
         """Fill every record's output gradient from ``sum_i f_i + mean_j f_clean_j``."""
         weights = torch.ones_like(losses.detach())
         weights[n:] = 1.0 / (len(weights) - n)
-        if self.anchor is not None:
-            torch.autograd.grad(losses, self.anchor, weights, allow_unused=True)
-            return
-        reached = [r for r in self.records if r["z"].requires_grad]
-        grads = torch.autograd.grad(losses, [r["z"] for r in reached], weights,
+        reached = [r for r in self.records if r["edge"] is not None]
+        grads = torch.autograd.grad(losses, [r["edge"] for r in reached], weights,
                                     allow_unused=True)
         for record, grad in zip(reached, grads):
-            record["g"] = grad
+            shape = record["shape"]
+            record["g"] = grad if grad is None or shape is None else grad.view(shape)
+            record["edge"] = None  # the graph is freed; nothing more to reach
 
 
-# Layers with trainable parameters, per module; and the modules whose forward
-# changes a layer output in place (they take the anchored capture).
+def _output_edge(output):
+    """The autograd edge whose gradient is the layer output's, and the output's
+    shape when that gradient must be reshaped to it.
+
+    An output that is a reshaped view of a fresh result (``nn.Linear`` over
+    sequences) is reached through its base: an in-place change of the view
+    rebuilds the view's own autograd node, which then no longer receives a
+    gradient, while the base's node stays in the graph.
+    """
+    base = output._base
+    if (base is not None and base.requires_grad and base.numel() == output.numel()
+            and base.is_contiguous() and output.is_contiguous()):
+        return get_gradient_edge(base), output.shape
+    return get_gradient_edge(output), None
+
+
+# Layers with trainable parameters, per module.
 _LAYERS = weakref.WeakKeyDictionary()
-_IN_PLACE = weakref.WeakSet()
 
 
 def _hooked_layers(module):
@@ -344,24 +347,22 @@ def ghost_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0, forward_kwarg
     params = {id(p): p for p in module.parameters() if p.requires_grad}
     dtype = next(iter(params.values())).dtype
     stacked, targets = _stack_rows(X, X_clean), torch.cat([y, y_clean])
-    cap = _Capture(module, module in _IN_PLACE, dtype, y.device)
-    with cap:
+    with _Capture(module) as cap:
         out = call_module(module, stacked, forward_kwargs=forward_kwargs)
-    if cap.anchor is None and cap.changed_in_place():
-        _IN_PLACE.add(module)  # found once; later steps go straight to the anchor
-        cap = _Capture(module, True, dtype, y.device)
-        with cap:
-            out = call_module(module, stacked, forward_kwargs=forward_kwargs)
+    del stacked  # the first layer's record keeps it only while needed
     losses = loss_fn(out, targets)
     cap.backward(losses, n)
 
     # Split every record into training and clean rows, in the rule's layout.
     uses = []
-    for rec in cap.records:
+    records, cap.records = cap.records, []
+    while records:
+        rec = records.pop(0)  # held from here on by ``uses`` only, so it can be freed
         if rec["g"] is None:  # output never reached the loss
             continue
         layer, rule = rec["layer"], rec["rule"]
         a, g = rule.prepare(layer, rec["a"], rec["g"])
+        del rec
         names = [name for name, p in layer.named_parameters(recurse=False)
                  if p.requires_grad]
         uses.append((layer, rule, names, a[:n], g[:n], a[n:], g[n:]))
@@ -402,8 +403,12 @@ def ghost_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0, forward_kwarg
     if not update:
         return StepResult(loss, y_pred, weights, meta)
 
+    # Each layer's inputs and output gradients are released once its update is
+    # formed, so that they are not all alive next to every new gradient.
+    del direct
     grads = {}
-    for layer, rule, names, a_t, g_t, _, _ in uses:
+    while uses:
+        layer, rule, names, a_t, g_t, _, _ = uses.pop()
         for name, grad in rule.weighted_grads(layer, a_t, g_t, weights).items():
             if name in names:
                 key = id(getattr(layer, name))

@@ -26,6 +26,21 @@ def _batch(X, y, n, m):
     return X[:n], y[:n], X[n:n + m], y[n:n + m]
 
 
+class InPlaceOnViews(nn.Module):
+    """Linear over a sequence whose output is then changed in place, in part and
+    whole: the recorded output must still be the one the layer produced."""
+
+    def __init__(self):
+        super().__init__()
+        self.seq, self.head = nn.Linear(5, 8), nn.Linear(8, 3)
+
+    def forward(self, X):
+        h = self.seq(X.reshape(len(X), 2, 5))
+        h[:, :, :4].mul_(2.0)
+        F.relu(h, inplace=True)
+        return self.head(h.mean(1))
+
+
 def _case(name, dtype):
     torch.manual_seed(0)
     np_dtype = np.float64 if dtype == torch.float64 else np.float32
@@ -59,6 +74,10 @@ def _case(name, dtype):
                                nn.Linear(16, 16), nn.ReLU(inplace=True), nn.Linear(16, 3))
         X, y = make_blobs_data(48, dtype=np_dtype)
         batch = _batch(X, y, 32, 16)
+    elif name == "inplace_views":
+        module = InPlaceOnViews()
+        X, y = make_blobs_data(48, dtype=np_dtype)
+        batch = _batch(X, y, 32, 16)
     elif name == "tied_frozen":
         module = TiedFrozenNet()
         X, y = make_blobs_data(40, n_features=6, n_classes=4, dtype=np_dtype)
@@ -80,7 +99,7 @@ def _run(step, module, batch, lr=0.1):
 TOLERANCE = {torch.float32: dict(rtol=1e-4, atol=1e-7),
              torch.float64: dict(rtol=1e-10, atol=1e-13)}
 CASES = ["mlp", "batchnorm_dropout", "lenet", "conv1d", "embedding", "tied_frozen",
-         "inplace_relu"]
+         "inplace_relu", "inplace_views"]
 
 
 class TestAgainstReference:
