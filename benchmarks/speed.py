@@ -222,6 +222,13 @@ def _median(values):
     return statistics.median(values) if values else float("nan")
 
 
+def _ratio(num, den):
+    """Median over repeats of ``num[r] / den[r]``: both were timed in the same
+    repeat, moments apart, so a slow spell of the machine cancels out of each
+    ratio instead of landing in one median and not the other."""
+    return _median([a / b for a, b in zip(num, den)])
+
+
 def _rotated(seq, r):
     seq = list(seq)
     k = r % len(seq)
@@ -611,8 +618,7 @@ def evaluate_bars(steps, fit, mem):
     bars = []
     for res in steps:
         case = res["case"]
-        med = {v: _median(res["ms"][v]) for v in VARIANTS}
-        ratio = med["auto"] / med["plain"]
+        ratio = _ratio(res["ms"]["auto"], res["ms"]["plain"])
         if case.model == "mlp" and case.clean_batch <= 32:
             bars.append((f"auto/plain per step, {case.label}, clean batch "
                          f"{case.clean_batch}", f"{ratio:.2f}x", "<= 1.6x", ratio <= 1.6))
@@ -621,12 +627,12 @@ def evaluate_bars(steps, fit, mem):
                          f"{case.clean_batch}", f"{ratio:.2f}x", "<= 2.0x", ratio <= 2.0))
     for res in steps:
         case = res["case"]
-        speedup = _median(res["ms"]["reference"]) / _median(res["ms"]["auto"])
+        speedup = _ratio(res["ms"]["reference"], res["ms"]["auto"])
         bars.append((f"auto vs reference speedup, {case.label}, batch {case.batch}/"
                      f"clean {case.clean_batch}", f"{speedup:.2f}x", ">= 2x",
                      speedup >= 2.0))
     if fit is not None:
-        r = _median(fit["s"]["L2RWClassifier"]) / _median(fit["s"]["NeuralNetClassifier"])
+        r = _ratio(fit["s"]["L2RWClassifier"], fit["s"]["NeuralNetClassifier"])
         bars.append(("L2RWClassifier.fit / NeuralNetClassifier.fit", f"{r:.2f}x",
                      "<= 1.5x", r <= 1.5))
         bars.append(("L2RWClassifier.fit / NeuralNetClassifier.fit (stretch)",
@@ -672,8 +678,10 @@ def render_markdown(info, steps, fit, mem, cfg, command, started, elapsed, load)
     L.append("")
     L.append("Every part is interleaved: inside each repeat the variants run "
              "round-robin (the first one rotating between repeats), so noise from "
-             "the machine hits all of them alike. Numbers are medians over the "
-             "repeats; the spread column is min-max over the repeats.")
+             "the machine hits all of them alike. Times are medians over the "
+             "repeats; the spread column is min-max over the repeats. Ratios are "
+             "medians over the repeats of the ratio within each repeat (paired), "
+             "so a slow spell of the machine cancels out.")
     L.append("")
 
     # Part 1
@@ -695,25 +703,25 @@ def render_markdown(info, steps, fit, mem, cfg, command, started, elapsed, load)
         L.append("|---|---|---|---:|---:|---:|")
         for res in steps:
             case = res["case"]
-            plain = _median(res["ms"]["plain"])
+            plain = res["ms"]["plain"]
             for var in VARIANTS:
                 ms = res["ms"][var]
                 med = _median(ms)
                 name = f"auto (= {res['auto_picks']})" if var == "auto" else var
                 L.append(f"| {case.label} | {case.batch} / {case.clean_batch} | {name} "
                          f"| {_fmt_ms(med)} | {_fmt_ms(min(ms))}-{_fmt_ms(max(ms))} "
-                         f"| {med / plain:.2f} |")
+                         f"| {_ratio(ms, plain):.2f} |")
         L.append("")
         L.append("| Model | batch / clean batch | auto vs reference speedup "
                  "| jvp vs reference | ghost vs reference |")
         L.append("|---|---|---:|---:|---:|")
         for res in steps:
             case = res["case"]
-            ref = _median(res["ms"]["reference"])
+            ref = res["ms"]["reference"]
             L.append(f"| {case.label} | {case.batch} / {case.clean_batch} "
-                     f"| {ref / _median(res['ms']['auto']):.2f}x "
-                     f"| {ref / _median(res['ms']['jvp']):.2f}x "
-                     f"| {ref / _median(res['ms']['ghost']):.2f}x |")
+                     f"| {_ratio(ref, res['ms']['auto']):.2f}x "
+                     f"| {_ratio(ref, res['ms']['jvp']):.2f}x "
+                     f"| {_ratio(ref, res['ms']['ghost']):.2f}x |")
         L.append("")
         counts = {res["case"].label: n_parameters(res["case"].build()) for res in steps}
         params = ", ".join(f"{label}: {n:,}" for label, n in counts.items())
@@ -739,10 +747,10 @@ def render_markdown(info, steps, fit, mem, cfg, command, started, elapsed, load)
         L.append(_repeats_note(fit["busy"], fit["kept"]) + "\n")
         L.append("| Estimator | median s/fit | repeats used (s) | x NeuralNetClassifier |")
         L.append("|---|---:|---|---:|")
-        base = _median(fit["s"]["NeuralNetClassifier"])
+        base = fit["s"]["NeuralNetClassifier"]
         for name, s in fit["s"].items():
             L.append(f"| {name} | {_median(s):.2f} | {', '.join(f'{x:.2f}' for x in s)} "
-                     f"| {_median(s) / base:.2f} |")
+                     f"| {_ratio(s, base):.2f} |")
         L.append("")
 
     # Part 3
@@ -804,7 +812,7 @@ def render_chart(path, steps, fit, mem, title):
     ax = axes[0]
     width = 0.8 / len(VARIANTS)
     for i, var in enumerate(VARIANTS):
-        vals = [_median(r["ms"][var]) / _median(r["ms"]["plain"]) for r in steps]
+        vals = [_ratio(r["ms"][var], r["ms"]["plain"]) for r in steps]
         xs = [j + (i - (len(VARIANTS) - 1) / 2) * width for j in range(len(steps))]
         ax.bar(xs, vals, width, label=var)
     ax.set_xticks(range(len(steps)))

@@ -121,3 +121,9 @@ def test_busy_repeats_are_made_up_for(speed):
     for r in speed._repeat_indices(2, busy, extra=5, deadline=0.0):
         busy.append(0.9)
     assert len(busy) == 2  # past the deadline: no extra repeats
+
+
+def test_ratios_are_paired_within_repeats(speed):
+    # A slow spell in repeats 2-3 hits both numbers of those repeats; the
+    # ratio of the medians (30 / 10 = 3) would mix repeats, the paired one not.
+    assert speed._ratio([2.0, 40.0, 30.0], [1.0, 20.0, 10.0]) == 2.0
