@@ -2,18 +2,22 @@
 
 One command measures, in the same run, plain skorch ``NeuralNetClassifier`` (its
 default DataLoader route) and ``L2RWClassifier`` (auto) on generated float32 data of
-10k, 100k and 1M rows x 50 features and on the KDD census set (about 300k rows,
-one-hot encoded), two epochs each, the second one timed. Every (data set, estimator) pair runs in a fresh
-subprocess, so peak memory is that process's high-water resident set size
-(``ru_maxrss``) during ``fit`` beyond what it held once the data was ready.
+10k, 100k and 1M rows x 50 features and on the KDD census set (its 200k training
+rows, one-hot encoded). Time: both estimators in one process, epochs alternating
+between them (``partial_fit``), so that a slow spell of the machine hits both;
+the time ratio is the median of the ratios within each pair of epochs. Memory:
+each estimator's fit in a fresh subprocess, the growth of its high-water resident
+set size during ``fit`` (``VmHWM``, reset just before it).
 
-    python benchmarks/scale.py [--sizes 10000 100000 1000000] [--no-kdd] [--device cpu]
+    python benchmarks/scale.py [--sizes 10000 100000 1000000] [--no-kdd]
+                               [--min-pairs 3] [--timed-rows 300000] [--device cpu]
 
 Writes ``benchmarks/results/scale.md``. Bars: the L2RW/plain time ratio stays flat as
 n grows (cost linear in n) and L2RW's peak memory stays within 1.5x of plain.
 """
 
 import argparse
+import gc
 import json
 import platform
 import resource
@@ -24,11 +28,43 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 N_FEATURES = 50
+TIMED_ROWS = 300_000  # rows passed through in the timed epochs, at least
 
 
-def _rss_mib():
-    # ru_maxrss is in KiB on Linux: the process's high-water mark so far.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _status_mib(field):
+    """``VmRSS``/``VmHWM`` of this process from /proc/self/status, in MiB (or None)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss():
+    """Start a new high-water mark at the current RSS; returns that RSS in MiB.
+
+    Loading and preprocessing the data (one-hot encoding KDD) can leave a peak
+    above anything ``fit`` needs, which would hide the fit's own peak. Linux
+    resets the mark on writing 5 to /proc/self/clear_refs; elsewhere the
+    process's peak so far (``ru_maxrss``) is the baseline.
+    """
+    gc.collect()
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return _status_mib("VmRSS")
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _peak_rss_mib():
+    peak = _status_mib("VmHWM")
+    if peak is None:  # ru_maxrss is in KiB on Linux
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak
 
 
 def _data(name, seed=0):
@@ -50,10 +86,9 @@ def _data(name, seed=0):
     return X, y
 
 
-def child(name, estimator, device):
-    """Run one fit in this process and print a JSON line with time and memory."""
+def _problem(name, device):
+    """The data, and a maker of the plain or the L2RW estimator for it."""
     import numpy as np
-    import torch
     from skorch import NeuralNetClassifier
     from torch import nn
 
@@ -67,6 +102,8 @@ def child(name, estimator, device):
     X_clean, y_clean = X[clean], y[clean]
     X_train, y_train = X[mask], y[mask]
     n_classes = int(y.max()) + 1
+    # Plain training sees the clean rows as ordinary rows.
+    X_all, y_all = np.concatenate([X_train, X_clean]), np.concatenate([y_train, y_clean])
 
     class MLP(nn.Module):
         def __init__(self):
@@ -78,25 +115,32 @@ def child(name, estimator, device):
         def forward(self, X):
             return self.layers(X)
 
-    common = dict(module=MLP, criterion=nn.CrossEntropyLoss, lr=0.05, max_epochs=2,
-                  batch_size=256, verbose=0, device=device)
-    if estimator == "plain":
-        net = NeuralNetClassifier(train_split=None, iterator_train__shuffle=True, **common)
-        X_fit, y_fit = np.concatenate([X_train, X_clean]), np.concatenate([y_train, y_clean])
-        kwargs = {}
-    else:
-        net = L2RWClassifier(random_state=0, **common)
-        X_fit, y_fit = X_train, y_train
-        kwargs = dict(X_val=X_clean, y_val=y_clean)
-    before = _rss_mib()
+    def make(estimator, max_epochs):
+        common = dict(module=MLP, criterion=nn.CrossEntropyLoss, lr=0.05,
+                      max_epochs=max_epochs, batch_size=256, verbose=0, device=device)
+        if estimator == "plain":
+            net = NeuralNetClassifier(train_split=None, iterator_train__shuffle=True,
+                                      **common)
+            return net, X_all, y_all
+        net = L2RWClassifier(clean_X=X_clean, clean_y=y_clean, random_state=0, **common)
+        return net, X_train, y_train
+
+    return X, make
+
+
+def child_memory(name, estimator, device):
+    """One two-epoch fit in this (fresh) process; prints a JSON line with its peak."""
+    import torch
+
+    X, make = _problem(name, device)
+    net, X_fit, y_fit = make(estimator, 2)
+    before = _reset_peak_rss()
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    net.fit(X_fit, y_fit, **kwargs)
-    # the second epoch: the first also pays for start-up (threads, lazy init)
-    seconds = net.history[-1, "dur"]
+    net.fit(X_fit, y_fit)
     result = {"name": name, "estimator": estimator, "rows": len(y_fit),
-              "features": int(X.shape[1]), "seconds": seconds,
-              "peak_mib": _rss_mib() - before, "data_mib": X.nbytes / 2 ** 20}
+              "features": int(X.shape[1]), "peak_mib": _peak_rss_mib() - before,
+              "data_mib": X.nbytes / 2 ** 20}
     if device.startswith("cuda"):
         result["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2 ** 20
     if estimator == "l2rw":
@@ -104,26 +148,67 @@ def child(name, estimator, device):
     print(json.dumps(result))
 
 
-def run(names, device, out):
-    rows = []
+def child_time(name, device, timed_rows=TIMED_ROWS, min_pairs=3):
+    """Epochs of both estimators, interleaved in this process; prints a JSON line.
+
+    Each estimator first trains one untimed epoch (start-up, lazy initialisation);
+    then they alternate one epoch each (``partial_fit``), the first of each pair
+    switching, so a slow spell of the machine hits both alike. A set of n rows gets
+    ``max(min_pairs, round(timed_rows / n))`` pairs.
+    """
+    X, make = _problem(name, device)
+    nets = {e: make(e, 1) for e in ("plain", "l2rw")}
+    for net, X_fit, y_fit in nets.values():
+        net.partial_fit(X_fit, y_fit)
+    pairs = max(min_pairs, round(timed_rows / len(X)))
+    seconds = {e: [] for e in nets}
+    for r in range(pairs):
+        for e in (("plain", "l2rw") if r % 2 == 0 else ("l2rw", "plain")):
+            net, X_fit, y_fit = nets[e]
+            net.partial_fit(X_fit, y_fit)
+            seconds[e].append(net.history[-1, "dur"])
+    print(json.dumps({"name": name, "pairs": pairs, "seconds": seconds,
+                      "meta_gradient": nets["l2rw"][0].meta_gradient_}))
+
+
+def _child(*args):
+    done = subprocess.run([sys.executable, __file__, *args], capture_output=True,
+                          text=True, check=True)
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    print(row, flush=True)
+    return row
+
+
+def run(names, device, min_pairs=3, timed_rows=TIMED_ROWS):
+    """Measure every data set: memory of each estimator, then the interleaved timing.
+
+    Returns
+    -------
+    dict
+        ``name -> {"plain": memory row, "l2rw": memory row, "time": timing row}``.
+    """
+    results = {}
     for name in names:
-        for estimator in ("plain", "l2rw"):
-            done = subprocess.run(
-                [sys.executable, __file__, "--child", name, estimator, "--device", device],
-                capture_output=True, text=True, check=True)
-            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-            print(rows[-1], flush=True)
-    return rows
+        results[name] = {e: _child("--memory-child", name, e, "--device", device)
+                         for e in ("plain", "l2rw")}
+        results[name]["time"] = _child("--time-child", name, "--device", device,
+                                       "--timed-rows", str(timed_rows),
+                                       "--min-pairs", str(min_pairs))
+    return results
 
 
-def report(rows, command, device, out):
+def _median(values):
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def report(results, command, device, out, timed_rows=TIMED_ROWS, min_pairs=3):
     import numpy
     import skorch
     import sklearn
     import torch
 
-    by = {(r["name"], r["estimator"]): r for r in rows}
-    names = list(dict.fromkeys(r["name"] for r in rows))
     lines = [
         "# Scale: time per epoch and peak memory as n grows", "",
         f"Command: `{command}`  ",
@@ -133,28 +218,39 @@ def report(rows, command, device, out):
         f"Versions: python {platform.python_version()}, torch {torch.__version__}, "
         f"skorch {skorch.__version__}, scikit-learn {sklearn.__version__}, "
         f"numpy {numpy.__version__}", "",
-        "Two epochs each, the second one timed (skorch's `dur`), batch 256, MLP d-256-256-k (logits), SGD lr=0.05. Plain skorch "
-        "trains on noisy + clean rows through its default DataLoader; L2RWClassifier "
-        "(auto) on the noisy rows with a clean set of 300 rows. Each fit runs in a fresh "
-        "subprocess; peak memory is the growth of that process's high-water resident "
-        "set size during `fit` (the data set itself is already loaded and not counted).",
+        "Batch 256, MLP d-256-256-k (logits), SGD lr=0.05. Plain skorch trains on noisy "
+        "+ clean rows through its default DataLoader; L2RWClassifier (auto) on the "
+        "noisy rows with a clean set of 300 rows.",
         "",
-        "| data set | rows x features | data (MiB) | plain s/epoch | L2RW s/epoch | "
+        "Time: both estimators in one process, one untimed epoch each, then epochs "
+        "alternating between them (`partial_fit`, the first of each pair switching); "
+        f"a set of n rows gets max({min_pairs}, round({timed_rows:,} / n)) pairs. "
+        "Reported: medians of skorch's per-epoch `dur`, and the median over pairs of "
+        "the ratio within each pair (seconds apart, so a slow spell of this shared "
+        "machine hits both).",
+        "",
+        "Memory: each estimator's two-epoch `fit` in a fresh subprocess; the growth of "
+        "the process's high-water resident set size during `fit` (`VmHWM`, reset "
+        "through /proc/self/clear_refs just before it; the data set is already loaded "
+        "and not counted).",
+        "",
+        "| data set | rows x features | data (MiB) | pairs | plain s/epoch | L2RW s/epoch | "
         "time ratio | plain peak (MiB) | L2RW peak (MiB) | memory ratio |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     ratios, memory = [], []
-    for name in names:
-        p, l = by[(name, "plain")], by[(name, "l2rw")]
-        ratio = l["seconds"] / p["seconds"]
+    for name, r in results.items():
+        p, l, t = r["plain"], r["l2rw"], r["time"]
+        sp, sl = t["seconds"]["plain"], t["seconds"]["l2rw"]
+        ratio = _median([b / a for a, b in zip(sp, sl)])
         mem = l["peak_mib"] / max(p["peak_mib"], 1e-9)
         ratios.append(ratio)
         memory.append(mem)
         lines.append(
             f"| {name if name == 'kdd_census' else f'generated {int(name):,}'} | "
-            f"{p['rows']:,} x {p['features']} | {p['data_mib']:.0f} | {p['seconds']:.2f} | "
-            f"{l['seconds']:.2f} | {ratio:.2f} | {p['peak_mib']:.0f} | {l['peak_mib']:.0f} | "
-            f"{mem:.2f} |")
-    generated = [r for n, r in zip(names, ratios) if n != "kdd_census"]
+            f"{p['rows']:,} x {p['features']} | {p['data_mib']:.0f} | {t['pairs']} | "
+            f"{_median(sp):.3g} | {_median(sl):.3g} | {ratio:.2f} | {p['peak_mib']:.0f} | "
+            f"{l['peak_mib']:.0f} | {mem:.2f} |")
+    generated = [r for n, r in zip(results, ratios) if n != "kdd_census"]
     flat = max(generated) / min(generated) if generated else float("nan")
     lines += ["", "## Bars", "",
               f"- time ratio flat as n grows (generated sets): max/min of the ratios = "
@@ -173,15 +269,26 @@ def main(argv=None):
     parser.add_argument("--sizes", nargs="+", default=["10000", "100000", "1000000"])
     parser.add_argument("--no-kdd", action="store_true")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--min-pairs", type=int, default=3,
+                        help="timed epoch pairs per data set, at least")
+    parser.add_argument("--timed-rows", type=int, default=TIMED_ROWS,
+                        help="rows to pass through in the timed epochs, at least")
     parser.add_argument("--out", type=Path, default=HERE / "results")
-    parser.add_argument("--child", nargs=2, metavar=("NAME", "ESTIMATOR"))
+    parser.add_argument("--memory-child", nargs=2, metavar=("NAME", "ESTIMATOR"),
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--time-child", metavar="NAME", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.child:
-        return child(*args.child, args.device)
+    if args.memory_child:
+        return child_memory(*args.memory_child, args.device)
+    if args.time_child:
+        return child_time(args.time_child, args.device, args.timed_rows, args.min_pairs)
+    if args.min_pairs < 1:
+        parser.error("--min-pairs must be at least 1")
     names = list(args.sizes) + ([] if args.no_kdd else ["kdd_census"])
-    rows = run(names, args.device, args.out)
+    results = run(names, args.device, args.min_pairs, args.timed_rows)
     command = "python benchmarks/scale.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    report(rows, command.strip(), args.device, args.out)
+    return report(results, command.strip(), args.device, args.out, args.timed_rows,
+                  args.min_pairs)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,10 @@
 """Shared modules and data for the tests: small, generated, no downloads."""
 
+import contextlib
+import importlib.util
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -114,3 +119,23 @@ def tabular_data(n=64, n_numeric=5, n_classes=3, seed=0, dtype=np.float32):
 def torch_seed():
     torch.manual_seed(0)
     yield
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@contextlib.contextmanager
+def benchmark_script(name):
+    """Import ``benchmarks/<name>.py`` (a folder of scripts, not a package) for a test.
+
+    The module is registered in ``sys.modules`` while in use (dataclasses look
+    their module up there) and removed afterwards.
+    """
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)

@@ -1,27 +1,19 @@
 """Smoke test of benchmarks/speed.py: every part at tiny sizes, report written."""
 
-import importlib.util
 import math
 import re
-import sys
-from pathlib import Path
 
 import pytest
+
+from conftest import benchmark_script
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
 
 
 @pytest.fixture(scope="module")
 def speed():
-    spec = importlib.util.spec_from_file_location("_bench_speed", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    try:
-        spec.loader.exec_module(module)
+    with benchmark_script("speed") as module:
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 @pytest.fixture

@@ -7,11 +7,8 @@ fake's sha256 in the registry, so the real verification and readers run.
 
 import dataclasses
 import gzip
-import importlib.util
 import io
-import lzma
 import pickle
-import sys
 import tarfile
 import zipfile
 from collections import OrderedDict
@@ -21,18 +18,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "datasets.py"
+from conftest import benchmark_script
+
 
 
 @pytest.fixture(scope="module")
 def ds():
-    # benchmarks/ is a folder of scripts, not a package: load the file itself.
-    spec = importlib.util.spec_from_file_location("_sk_l2rw_bench_datasets", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    with benchmark_script("datasets") as module:
+        yield module
 
 
 @pytest.fixture

@@ -1,0 +1,57 @@
+"""Smoke test of benchmarks/scale.py: tiny generated sets, report written."""
+
+import re
+
+import pytest
+
+from conftest import benchmark_script
+
+
+@pytest.fixture(scope="module")
+def scale():
+    with benchmark_script("scale") as module:
+        yield module
+
+
+def test_scale_report_tiny(scale, tmp_path):
+    results = scale.run(["700", "1000"], "cpu", min_pairs=2, timed_rows=1000)
+    assert list(results) == ["700", "1000"]
+    for name, r in results.items():
+        for estimator in ("plain", "l2rw"):
+            assert r[estimator]["peak_mib"] >= 0
+            # the clean set (300 rows) is held out of L2RW's training rows only
+            assert r[estimator]["rows"] == int(name) - (300 if estimator == "l2rw" else 0)
+        assert r["l2rw"]["meta_gradient"] == r["time"]["meta_gradient"] == "ghost"
+        timing = r["time"]
+        assert timing["pairs"] == 2
+        assert all(len(timing["seconds"][e]) == 2 and min(timing["seconds"][e]) > 0
+                   for e in ("plain", "l2rw"))
+    path = scale.report(results, "test", "cpu", tmp_path, timed_rows=1000, min_pairs=2)
+    text = path.read_text()
+    assert len([line for line in text.splitlines() if line.startswith("| generated")]) == 2
+    assert re.search(r"time ratio flat .* (PASS|FAIL)", text)
+    assert re.search(r"peak memory <= 1.5x plain: worst \d+\.\d+x -> (PASS|FAIL)", text)
+
+
+def test_scale_rejects_bad_pairs(scale, tmp_path):
+    with pytest.raises(SystemExit):
+        scale.main(["--sizes", "700", "--no-kdd", "--min-pairs", "0", "--out", str(tmp_path)])
+
+
+def test_median_of_even_and_odd(scale):
+    assert scale._median([3.0, 1.0, 2.0]) == 2.0
+    assert scale._median([4.0, 1.0, 2.0, 3.0]) == 2.5
+
+
+def test_peak_memory_is_reset_before_fit(scale):
+    # Data preparation that peaks above the fit must not hide the fit's own peak.
+    import numpy as np
+
+    if scale._status_mib("VmHWM") is None:
+        pytest.skip("no /proc/self/status here")
+    big = np.ones(64 * 2 ** 20 // 8)  # 64 MiB, touched
+    del big
+    inflated = scale._peak_rss_mib()
+    base = scale._reset_peak_rss()
+    assert scale._peak_rss_mib() >= base - 1
+    assert scale._peak_rss_mib() < inflated - 32
