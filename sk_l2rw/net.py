@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from skorch.dataset import Dataset, unpack_data
 from skorch.net import NeuralNet
-from skorch.utils import to_device, to_tensor
+from skorch.utils import to_tensor
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import validate_data
 from torch.utils.data import DataLoader, Subset, default_collate
@@ -42,10 +42,11 @@ from sk_l2rw.validation import (
 )
 from sk_l2rw.weights import effective_sample_share
 
-# A batch whose weights have an effective sample size under this share of the batch
-# trains on a handful of rows with a multiplied step (see the README's advice).
-COLLAPSED_SHARE = 0.05
-# A clean loss this many times above its best so far: the run is blowing up.
+# A clean loss this many times above its best so far: the run is blowing up. (Weights
+# concentrated on few rows are not warned about: under class imbalance that is the
+# intended behaviour, and in the quality benchmark's collapse study such a warning
+# fired in every imbalance fit and in none of the diverging runs, which this rule
+# caught 12 of 12.)
 CLEAN_LOSS_RISE = 10.0
 
 _STEPS = {
@@ -120,6 +121,7 @@ class _Run:
         self.rng = (np.random.RandomState() if net._seed_ is not None
                     else check_random_state(None))
         self.n_samples = len(data.X)
+        self.batches_per_epoch = net._batches_per_epoch(self.n_samples)
         if data.y is None:  # a torch Dataset: skorch's DataLoader route
             self.X = self.y = None
         else:
@@ -139,9 +141,6 @@ class _Run:
         self._clean_pos = 0
         self.weights = None
         self.epoch_open = False
-        # separate flags: the ESS warning fires on purposeful concentration too
-        # (imbalance), and must not silence the clean-loss one
-        self.warned_collapse = False
         self.warned_clean_loss = False
 
     def restart_clean(self):
@@ -151,13 +150,13 @@ class _Run:
                                               self.clean_batches.batch_size, self.rng)
         self._clean_index = None
 
-    def next_clean(self, n_batches):
+    def next_clean(self):
         """The clean batch for the next training step."""
         if self.clean_batches is None:
             return self.X_clean, self.y_clean
         if self._clean_index is None or self._clean_pos >= len(self._clean_index):
             # A whole epoch of indices in one host-to-device copy.
-            idx = self.clean_batches.take(max(n_batches, 1))
+            idx = self.clean_batches.take(max(self.batches_per_epoch, 1))
             self._clean_index = torch.as_tensor(idx).to(self.X_clean.device)
             self._clean_pos = 0
         index = self._clean_index[self._clean_pos]
@@ -169,7 +168,6 @@ class _Run:
                                   device=device)
         self.zeros = torch.zeros((), dtype=torch.int64, device=device)
         self.ess = torch.zeros((), dtype=dtype, device=device)
-        self.collapsed = torch.zeros((), dtype=torch.int64, device=device)
         self.batches = 0
         self.rows = 0
         self.epoch_open = True
@@ -177,9 +175,7 @@ class _Run:
     def record(self, index, weights):
         self.weights[index] = weights.to(self.weights.dtype)
         self.zeros += (weights == 0).sum()
-        share = effective_sample_share(weights)
-        self.ess += share.to(self.ess.dtype)
-        self.collapsed += ((share > 0) & (share < COLLAPSED_SHARE)).to(torch.int64)
+        self.ess += effective_sample_share(weights).to(self.ess.dtype)
         self.batches += 1
         self.rows += weights.shape[0]
 
@@ -658,8 +654,7 @@ class L2RWMixin:
         yi = to_tensor(yi, device=device)
         index = to_tensor(index, device=device)
         run = self._run_
-        X_clean, y_clean = (None, None) if run.X_clean is None else run.next_clean(
-            self._batches_per_epoch(run))
+        X_clean, y_clean = (None, None) if run.X_clean is None else run.next_clean()
         lr = float(self.optimizer_.param_groups[0]["lr"])
         if run.verify_ghost:
             run.verify_ghost = False
@@ -712,12 +707,12 @@ class L2RWMixin:
     def _loss_fn(self, y_pred, y):
         return self.get_sample_losses(y_pred, y, training=True)
 
-    def _batches_per_epoch(self, run):
+    def _batches_per_epoch(self, n_samples):
         batch_size = self.get_params_for("iterator_train").get("batch_size",
                                                               self.batch_size)
         if batch_size in (-1, None):
             return 1
-        return -(-run.n_samples // batch_size)
+        return -(-n_samples // batch_size)
 
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         """Start the epoch's weight record."""
@@ -764,15 +759,6 @@ class L2RWMixin:
         if run.batches:
             self.history.record("weight_zero_frac", run.zeros.item() / max(run.rows, 1))
             self.history.record("weight_ess", run.ess.item() / run.batches)
-            collapsed = run.collapsed.item()
-            if collapsed > run.batches // 2 and not run.warned_collapse:
-                run.warned_collapse = True
-                warnings.warn(
-                    f"in epoch {len(self.history)}, {collapsed} of {run.batches} batches "
-                    f"put their weight on under {COLLAPSED_SHARE:.0%} of their rows "
-                    "(weight_ess): those rows take a multiplied step, which can make "
-                    "training collapse. Lower lr (e.g. 5x) or raise clean_batch_size; "
-                    "see 'When weights collapse' in the README", UserWarning, stacklevel=2)
         if run.X_clean is not None:
             loss = self._clean_loss(run)
             earlier = [row["clean_loss"] for row in self.history[:-1] if "clean_loss" in row]

@@ -68,12 +68,23 @@ class TestNumericalTrouble:
         big = torch.full((10,), torch.finfo(torch.float32).max)
         torch.testing.assert_close(normalize_weights(big), torch.full((10,), 0.1))
 
-    def test_collapsed_weights_warn_with_the_remedy(self, monkeypatch):
-        monkeypatch.setattr(net_module, "COLLAPSED_SHARE", 1.01)  # every batch counts
-        X, y = make_blobs_data(100)
-        net = L2RWClassifier(MLP, X[:20], y[:20], **FAST)
-        with pytest.warns(UserWarning, match="Lower lr.*clean_batch_size"):
-            net.fit(X[20:], y[20:])
+    def test_imbalance_upweights_the_minority_without_warning(self):
+        # 95/5 imbalance with a balanced clean set: the weights pile onto the
+        # minority rows on purpose; only a rising clean loss is worth a warning.
+        rng = np.random.RandomState(0)
+        X0, X1 = rng.normal(0, 1, (380, 10)), rng.normal(1.5, 1, (20, 10))
+        X = np.vstack([X0, X1]).astype(np.float32)
+        y = np.r_[np.zeros(380, int), np.ones(20, int)]
+        clean = np.r_[0:10, 380:390]
+        train = np.setdiff1d(np.arange(400), clean)
+        net = L2RWClassifier(MLP, X[clean], y[clean], **dict(FAST, module__n_classes=2))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            net.fit(X[train], y[train])
+        minority = y[train] == 1
+        w = net.sample_weights_[-1]
+        assert w[minority].mean() > 3 * w[~minority].mean()
+        assert min(net.history[:, "weight_ess"]) < 0.5
 
 
 def test_clean_loss_blow_up_warns(monkeypatch):
