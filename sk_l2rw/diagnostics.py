@@ -82,9 +82,12 @@ def _weight_history(estimator):
     return net, weights
 
 
-def _check_last_epochs(last_epochs, n_epochs):
+def _chosen_epochs(estimator, last_epochs):
+    """``(net, weights)`` with the weight history cut to the last ``last_epochs`` rows."""
+    net, weights = _weight_history(estimator)
+    n_epochs = weights.shape[0]
     if last_epochs is None:
-        return n_epochs
+        return net, weights
     if (isinstance(last_epochs, bool) or not isinstance(last_epochs, numbers.Integral)
             or last_epochs < 1):
         raise ValueError(
@@ -93,7 +96,7 @@ def _check_last_epochs(last_epochs, n_epochs):
         raise ValueError(
             f"last_epochs={last_epochs} but the estimator recorded only {n_epochs} "
             f"epoch{'s' if n_epochs != 1 else ''} of weights")
-    return int(last_epochs)
+    return net, weights[n_epochs - int(last_epochs):]
 
 
 def _train_batch_size(net):
@@ -144,10 +147,7 @@ def relative_weights(estimator, last_epochs=None):
     batches a row lands in that batch in about ``r / n_samples`` of the epochs,
     which makes the bias of an average over many epochs small.
     """
-    net, weights = _weight_history(estimator)
-    n_epochs = weights.shape[0]
-    keep = _check_last_epochs(last_epochs, n_epochs)
-    weights = weights[n_epochs - keep:]
+    net, weights = _chosen_epochs(estimator, last_epochs)
     trained = np.sum(~np.isnan(weights), axis=1, keepdims=True)
     batch_size = _train_batch_size(net)
     if batch_size is None or batch_size == -1:
@@ -239,9 +239,7 @@ def label_quality_scores(estimator, last_epochs=None, *, method="mean_weight"):
     if method == "mean_weight":
         values = relative_weights(estimator, last_epochs)
     else:
-        _, weights = _weight_history(estimator)
-        n_epochs = weights.shape[0]
-        weights = weights[n_epochs - _check_last_epochs(last_epochs, n_epochs):]
+        _, weights = _chosen_epochs(estimator, last_epochs)
         values = np.where(np.isnan(weights), np.nan, (weights > 0).astype(np.float64))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN column -> NaN

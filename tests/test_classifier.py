@@ -1,6 +1,5 @@
 """L2RWClassifier as a user sees it: fit, weights, labels, errors, reproducibility."""
 
-import warnings
 
 import numpy as np
 import pandas as pd

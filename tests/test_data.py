@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 from skorch.dataset import Dataset
-from torch.utils.data import DataLoader
 
 from conftest import MLP, make_blobs_data
 from sk_l2rw import L2RWClassifier
