@@ -11,9 +11,9 @@ functions of the same names (``cleanlab.rank.get_label_quality_scores``,
 
 - :func:`relative_weights`: the weights as multiples of the uniform weight;
 - :func:`label_quality_scores`: one score per training row, low means suspect: the
-  mean weight relative to uniform (default), or the share of epochs in which the
-  row got a positive weight (``method="positive_share"``, which uses only the sign
-  of each weight and often ranks corrupted rows better);
+  share of epochs in which the row got a positive weight (the default,
+  ``method="positive_share"``: only the sign of each weight counts), or its mean
+  weight relative to uniform (``method="mean_weight"``);
 - :func:`find_label_issues`: a boolean mask of suspects, or their indices, most
   suspect first.
 
@@ -34,13 +34,13 @@ from sklearn.exceptions import NotFittedError
 __all__ = ["relative_weights", "label_quality_scores", "find_label_issues"]
 
 #: Default threshold of :func:`find_label_issues`: a row is suspect when, over the
-#: chosen epochs, it got less than half the weight of a uniformly weighted row on
-#: average (``mean_weight``), or a positive weight in fewer than half of them
-#: (``positive_share``).
+#: chosen epochs, it got a positive weight in fewer than half of them
+#: (``positive_share``), or less than half the weight of a uniformly weighted row on
+#: average (``mean_weight``).
 DEFAULT_THRESHOLD = 0.5
 
 _RANKINGS = (None, "score")
-METHODS = ("mean_weight", "positive_share")
+METHODS = ("positive_share", "mean_weight")
 
 
 def _final_estimator(estimator):
@@ -162,19 +162,20 @@ def _check_method(method):
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 
-def label_quality_scores(estimator, last_epochs=None, *, method="mean_weight"):
+def label_quality_scores(estimator, last_epochs=None, *, method="positive_share"):
     """One score per training row; low means suspect.
 
-    ``method="mean_weight"`` (default): the row's mean weight relative to uniform
-    over the chosen epochs (the mean of :func:`relative_weights`), i.e. how much
-    the row counted compared with plain, uniformly weighted training. About 1 for
-    a typical row; low means L2RW found that learning from the row's label works
-    against the clean set, or that the row barely mattered.
+    ``method="positive_share"`` (default): the share of the chosen epochs in which
+    the row got a positive weight, i.e. in which its gradient agreed with the clean
+    set's. It uses only the *sign* of each weight, not its size (see Notes); 0.5
+    means the clean set agreed with the row as often as not.
 
-    ``method="positive_share"``: the share of the chosen epochs in which the row got
-    a positive weight, i.e. in which its gradient agreed with the clean set's. It
-    uses only the *sign* of each weight, not its size (see Notes); 0.5 means the
-    clean set agreed with the row as often as not.
+    ``method="mean_weight"``: the row's mean weight relative to uniform over the
+    chosen epochs (the mean of :func:`relative_weights`), i.e. how much the row
+    counted compared with plain, uniformly weighted training. About 1 for a
+    typical row; low means L2RW found that learning from the row's label works
+    against the clean set, or that the row barely mattered. Under class imbalance
+    it shows how much more a minority row counted.
 
     Epochs in which a row did not train (NaN) are ignored.
 
@@ -187,9 +188,9 @@ def label_quality_scores(estimator, last_epochs=None, *, method="mean_weight"):
         Score over only this many of the most recent epochs (None: all). The
         first epochs judge the rows with an untrained model; the later ones with
         a model that already fits the clean set.
-    method : {"mean_weight", "positive_share"}, default="mean_weight"
-        What to average over the epochs: the weight relative to uniform, or
-        whether the weight was positive.
+    method : {"positive_share", "mean_weight"}, default="positive_share"
+        What to average over the epochs: whether the weight was positive, or the
+        weight relative to uniform.
 
     Returns
     -------
@@ -221,7 +222,9 @@ def label_quality_scores(estimator, last_epochs=None, *, method="mean_weight"):
     ``positive_share`` drops the size and keeps the direction: a row whose label
     the clean set keeps contradicting gets a positive weight in few epochs, an
     easy intact row in about half or more. In ``benchmarks/label_issues.py`` it
-    ranks flipped labels better than the mean weight on every data set.
+    ranks flipped labels better than the mean weight in all 10 cases (5 data sets,
+    2 noises), including the 4 on data sets kept aside while it was chosen, which
+    is why it is the default.
 
     See Also
     --------
@@ -233,7 +236,7 @@ def label_quality_scores(estimator, last_epochs=None, *, method="mean_weight"):
     --------
     >>> scores = label_quality_scores(net)                  # doctest: +SKIP
     >>> suspects = np.argsort(scores)[:20]                  # doctest: +SKIP
-    >>> agreement = label_quality_scores(net, method="positive_share")  # doctest: +SKIP
+    >>> counted = label_quality_scores(net, method="mean_weight")  # doctest: +SKIP
     """
     _check_method(method)
     if method == "mean_weight":
@@ -246,7 +249,7 @@ def label_quality_scores(estimator, last_epochs=None, *, method="mean_weight"):
         return np.nanmean(values, axis=0)
 
 
-def find_label_issues(estimator, *, last_epochs=None, method="mean_weight", threshold=None,
+def find_label_issues(estimator, *, last_epochs=None, method="positive_share", threshold=None,
                       n_issues=None, return_indices_ranked_by=None):
     """Flag the training rows L2RW trusted least.
 
@@ -261,14 +264,14 @@ def find_label_issues(estimator, *, last_epochs=None, method="mean_weight", thre
     last_epochs : int or None, default=None
         Score over only this many of the most recent epochs (see
         :func:`label_quality_scores`).
-    method : {"mean_weight", "positive_share"}, default="mean_weight"
+    method : {"positive_share", "mean_weight"}, default="positive_share"
         The score (see :func:`label_quality_scores`).
     threshold : float or None, default=None
         Flag rows whose score is below this (``numpy.inf`` flags every scored
-        row). None (and no ``n_issues``) means ``0.5``: rows that got less than
-        half the weight of a uniformly weighted row on average
-        (``mean_weight``), or a positive weight in fewer than half of the epochs
-        (``positive_share``).
+        row). None (and no ``n_issues``) means ``0.5``: rows that got a positive
+        weight in fewer than half of the epochs (``positive_share``), or less
+        than half the weight of a uniformly weighted row on average
+        (``mean_weight``).
     n_issues : int or None, default=None
         Flag exactly this many rows, those with the lowest scores (ties broken by
         row order). Use it when the number of bad rows is known or estimated.
@@ -303,7 +306,7 @@ def find_label_issues(estimator, *, last_epochs=None, method="mean_weight", thre
     Examples
     --------
     >>> mask = find_label_issues(net)                        # doctest: +SKIP
-    >>> worst = find_label_issues(net, n_issues=50, method="positive_share",
+    >>> worst = find_label_issues(net, n_issues=50,
     ...                           return_indices_ranked_by="score")  # doctest: +SKIP
     """
     _check_method(method)

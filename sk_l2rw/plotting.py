@@ -41,7 +41,7 @@ def _axes(ax, figsize):
     return ax
 
 
-def plot_weight_history(estimator, *, ax=None, last_epochs=None, method="mean_weight",
+def plot_weight_history(estimator, *, ax=None, last_epochs=None, method="positive_share",
                         max_rows=2000, vmax=None, cmap="viridis", colorbar=True):
     """Heat map of every row's weight in every epoch, rows sorted by score.
 
@@ -58,7 +58,7 @@ def plot_weight_history(estimator, *, ax=None, last_epochs=None, method="mean_we
         Where to draw; a new figure when None.
     last_epochs : int or None, default=None
         Show and score only this many of the most recent epochs.
-    method : {"mean_weight", "positive_share"}, default="mean_weight"
+    method : {"positive_share", "mean_weight"}, default="positive_share"
         The score the rows are sorted by (see
         :func:`~sk_l2rw.diagnostics.label_quality_scores`).
     max_rows : int, default=2000
@@ -106,13 +106,13 @@ def plot_weight_history(estimator, *, ax=None, last_epochs=None, method="mean_we
 
 
 def plot_weight_distributions(estimator, mask=None, *, ax=None, last_epochs=None,
-                              method="mean_weight", bins=40, density=True,
+                              method="positive_share", bins=40, density=True,
                               labels=("flipped", "intact"), threshold=True):
     """Histograms of the rows' scores, split by a known truth.
 
-    By default the score is each row's mean weight relative to uniform; with
-    ``method="positive_share"`` the share of epochs in which its weight was
-    positive (see :func:`~sk_l2rw.diagnostics.label_quality_scores`).
+    By default the score is the share of epochs in which the row's weight was
+    positive; with ``method="mean_weight"`` its mean weight relative to uniform
+    (see :func:`~sk_l2rw.diagnostics.label_quality_scores`).
 
     Parameters
     ----------
@@ -124,7 +124,7 @@ def plot_weight_distributions(estimator, mask=None, *, ax=None, last_epochs=None
     ax : matplotlib.axes.Axes, optional
     last_epochs : int or None, default=None
         Score over only this many of the most recent epochs.
-    method : {"mean_weight", "positive_share"}, default="mean_weight"
+    method : {"positive_share", "mean_weight"}, default="positive_share"
     bins : int, default=40
         Mean weights above the 99th percentile are counted in the last bin. For
         ``positive_share`` over at most 100 epochs, one bin per possible share

@@ -71,13 +71,21 @@ class TestScores:
         np.testing.assert_allclose(relative, net.sample_weights_ * 32)
         # Each full batch sums to its size: about one row's worth per row.
         assert 0.8 < np.nanmean(relative) < 1.1
-        np.testing.assert_allclose(label_quality_scores(net), relative.mean(axis=0))
+        np.testing.assert_allclose(label_quality_scores(net, method="mean_weight"),
+                                   relative.mean(axis=0))
+
+    def test_default_is_positive_share(self, fitted):
+        net = fitted[0]
+        np.testing.assert_array_equal(label_quality_scores(net),
+                                      label_quality_scores(net, method="positive_share"))
+        np.testing.assert_array_equal(find_label_issues(net),
+                                      find_label_issues(net, method="positive_share"))
 
     def test_last_epochs(self, fitted):
         net, _, _, flipped = fitted
         relative = relative_weights(net)
         for last in (1, 3, N_EPOCHS):
-            scores = label_quality_scores(net, last_epochs=last)
+            scores = label_quality_scores(net, last_epochs=last, method="mean_weight")
             np.testing.assert_allclose(scores, relative[-last:].mean(axis=0))
             assert relative_weights(net, last_epochs=last).shape == (last, len(flipped))
         assert not np.allclose(label_quality_scores(net, 1), label_quality_scores(net))
@@ -105,7 +113,7 @@ class TestScores:
         w[:, 10] = np.nan        # row 10 never trained
         w[:, 11] = [0.0, 1 / 16, np.nan]
         net._weight_rows_ = list(w)
-        scores = label_quality_scores(net)
+        scores = label_quality_scores(net, method="mean_weight")
         np.testing.assert_allclose(scores[:10], 1.0)
         assert np.isnan(scores[10])
         assert scores[11] == pytest.approx(1.0)
