@@ -58,12 +58,12 @@ class _LinearRule:
 
     @staticmethod
     def dots(layer, a, g, G):
-        out = torch.zeros(a.shape[0], dtype=a.dtype, device=a.device)
-        inner = (1,) if a.dim() == 2 else (1, 2)
+        out = None
         if "weight" in G:
-            out = out + ((g @ G["weight"]) * a).sum(inner)
+            out = (g @ G["weight"]).mul_(a).sum((1,) if a.dim() == 2 else (1, 2))
         if "bias" in G:
-            out = out + (g if a.dim() == 2 else g.sum(1)) @ G["bias"]
+            bias = (g if a.dim() == 2 else g.sum(1)) @ G["bias"]
+            out = bias if out is None else out.add_(bias)
         return out
 
     @staticmethod
@@ -86,8 +86,8 @@ class _LinearRule:
         if "weight" in wanted:
             aa = a @ a_clean.T
             if "bias" in wanted:
-                aa = aa + 1
-            return (gg * aa).sum(1)
+                aa += 1
+            return gg.mul_(aa).sum(1)
         return gg.sum(1)
 
     @staticmethod
@@ -142,13 +142,14 @@ class _ConvRule:
 
     @classmethod
     def dots(cls, layer, a, g, G):
-        out = torch.zeros(a.shape[0], dtype=a.dtype, device=a.device)
+        out = None
         if "weight" in G:
             along = cls._conv(layer)(a, G["weight"], None, layer.stride, layer.padding,
                                      layer.dilation, layer.groups)
-            out = out + (along * g).flatten(1).sum(1)
+            out = along.mul_(g).flatten(1).sum(1)
         if "bias" in G:
-            out = out + g.flatten(2).sum(2) @ G["bias"]
+            bias = g.flatten(2).sum(2) @ G["bias"]
+            out = bias if out is None else out.add_(bias)
         return out
 
     gram_cost = staticmethod(lambda layer, a_train, a_clean: None)
@@ -263,8 +264,8 @@ class _Capture:
         self._layers = _hooked_layers(module)
 
     def __enter__(self):
-        for layer, rule in self._layers:
-            self._handles.append(layer.register_forward_hook(self._hook(layer, rule)))
+        for layer, rule, names in self._layers:
+            self._handles.append(layer.register_forward_hook(self._hook(layer, rule, names)))
         return self
 
     def __exit__(self, *exc):
@@ -272,11 +273,12 @@ class _Capture:
             handle.remove()
         self._handles = []
 
-    def _hook(self, layer, rule):
+    def _hook(self, layer, rule, names):
         def hook(mod, inputs, output):
             edge, shape = _output_edge(output) if output.requires_grad else (None, None)
-            self.records.append({"layer": layer, "rule": rule, "a": inputs[0].detach(),
-                                 "edge": edge, "shape": shape, "g": None})
+            self.records.append({"layer": layer, "rule": rule, "names": names,
+                                 "a": inputs[0].detach(), "edge": edge, "shape": shape,
+                                 "g": None})
         return hook
 
     def backward(self, losses, n):
@@ -316,8 +318,12 @@ def _hooked_layers(module):
     key = tuple(p.requires_grad for p in module.parameters())
     cached = _LAYERS.get(module)
     if cached is None or cached[0] != key:
-        layers = [(layer, _rule_for(layer)) for layer in module.modules()
-                  if any(p.requires_grad for p in layer.parameters(recurse=False))]
+        layers = []
+        for layer in module.modules():
+            names = tuple(name for name, p in layer.named_parameters(recurse=False)
+                          if p.requires_grad)
+            if names:
+                layers.append((layer, _rule_for(layer), names))
         cached = _LAYERS[module] = (key, layers)
     return cached[1]
 
@@ -344,8 +350,6 @@ def ghost_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0, forward_kwarg
     only the meta-gradients and weights are computed and no gradient is set.
     """
     n = y.shape[0]
-    params = {id(p): p for p in module.parameters() if p.requires_grad}
-    dtype = next(iter(params.values())).dtype
     stacked, targets = _stack_rows(X, X_clean), torch.cat([y, y_clean])
     with _Capture(module) as cap:
         out = call_module(module, stacked, forward_kwargs=forward_kwargs)
@@ -353,47 +357,49 @@ def ghost_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0, forward_kwarg
     losses = loss_fn(out, targets)
     cap.backward(losses, n)
 
-    # Split every record into training and clean rows, in the rule's layout.
+    # Split every record into training and clean rows, in the rule's layout;
+    # ``key`` identifies each trainable parameter the layer uses.
     uses = []
     records, cap.records = cap.records, []
     while records:
         rec = records.pop(0)  # held from here on by ``uses`` only, so it can be freed
         if rec["g"] is None:  # output never reached the loss
             continue
-        layer, rule = rec["layer"], rec["rule"]
+        layer, rule, names = rec["layer"], rec["rule"], rec["names"]
         a, g = rule.prepare(layer, rec["a"], rec["g"])
         del rec
-        names = [name for name, p in layer.named_parameters(recurse=False)
-                 if p.requires_grad]
-        uses.append((layer, rule, names, a[:n], g[:n], a[n:], g[n:]))
+        keys = [(name, id(getattr(layer, name))) for name in names]
+        uses.append((layer, rule, keys, a[:n], g[:n], a[n:], g[n:]))
 
     # Parameters used once may take the cheaper Gram form; tied ones need the
     # clean gradient summed over all their uses first.
     count = {}
-    for layer, _, names, *_ in uses:
-        for name in names:
-            key = id(getattr(layer, name))
+    for use in uses:
+        for _, key in use[2]:
             count[key] = count.get(key, 0) + 1
 
-    meta = torch.zeros(n, dtype=dtype, device=losses.device)
+    parts = []  # each layer's share of the meta-gradients
     clean_total = {}
     direct = []
     for use in uses:
-        layer, rule, names, a_t, g_t, a_c, g_c = use
-        single = all(count[id(getattr(layer, name))] == 1 for name in names)
+        layer, rule, keys, a_t, g_t, a_c, g_c = use
+        single = all(count[key] == 1 for _, key in keys)
         gram = rule.gram_cost(layer, a_t, a_c) if single else None
         if gram is not None and gram < rule.direct_cost(layer, a_t, a_c):
-            meta = meta + rule.gram_dots(layer, a_t, g_t, a_c, g_c, set(names))
+            parts.append(rule.gram_dots(layer, a_t, g_t, a_c, g_c,
+                                        {name for name, _ in keys}))
             continue
-        for name, grad in rule.clean_grads(layer, a_c, g_c).items():
-            if name in names:
-                key = id(getattr(layer, name))
-                clean_total[key] = clean_total[key] + grad if key in clean_total else grad
+        grads = rule.clean_grads(layer, a_c, g_c)
+        for name, key in keys:
+            clean_total[key] = (clean_total[key] + grads[name] if key in clean_total
+                                else grads[name])
         direct.append(use)
-    for layer, rule, names, a_t, g_t, a_c, g_c in direct:
-        G = {name: clean_total[id(getattr(layer, name))] for name in names}
-        meta = meta + rule.dots(layer, a_t, g_t, G)
+    for layer, rule, keys, a_t, g_t, _, _ in direct:
+        parts.append(rule.dots(layer, a_t, g_t, {name: clean_total[key]
+                                                 for name, key in keys}))
+    del direct
 
+    meta = parts[0] if len(parts) == 1 else torch.stack(parts).sum(0)
     meta = lr * meta
     weights = normalize_weights(meta)
     loss = (weights * losses[:n].detach()).sum()
@@ -405,16 +411,16 @@ def ghost_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0, forward_kwarg
 
     # Each layer's inputs and output gradients are released once its update is
     # formed, so that they are not all alive next to every new gradient.
-    del direct
-    grads = {}
+    grads, owner = {}, {}
     while uses:
-        layer, rule, names, a_t, g_t, _, _ = uses.pop()
-        for name, grad in rule.weighted_grads(layer, a_t, g_t, weights).items():
-            if name in names:
-                key = id(getattr(layer, name))
-                grads[key] = grads[key] + grad if key in grads else grad
+        layer, rule, keys, a_t, g_t, _, _ = uses.pop()
+        update_ = rule.weighted_grads(layer, a_t, g_t, weights)
+        for name, key in keys:
+            owner[key] = (layer, name)
+            grads[key] = grads[key] + update_[name] if key in grads else update_[name]
     for key, grad in grads.items():
-        p = params[key]
+        layer, name = owner[key]
+        p = getattr(layer, name)
         if p.grad is None:
             p.grad = grad
         else:

@@ -28,16 +28,16 @@ def normalize_weights(meta_gradients):
         NaN meta-gradients count as 0 and +inf as the largest value, so the
         weights are never NaN.
     """
-    finite = torch.nan_to_num(meta_gradients.detach(), nan=0.0, neginf=0.0,
-                              posinf=torch.finfo(meta_gradients.dtype).max)
-    clipped = torch.clamp(finite, min=0)
-    # Divide by the largest value first: the sum can then not overflow, and
-    # the weights are never NaN. (x == 0) tensors keep this branch-free: no
-    # .item() on CUDA.
-    largest = clipped.amax()
-    scaled = clipped / (largest + (largest == 0).to(largest.dtype))
-    total = scaled.sum()
-    return scaled / (total + (total == 0).to(total.dtype))
+    info = torch.finfo(meta_gradients.dtype)
+    clipped = torch.nan_to_num(meta_gradients.detach(), nan=0.0, neginf=0.0,
+                               posinf=info.max).clamp_(min=0)
+    # Divide by the largest value first, so that the sum cannot overflow; any
+    # positive divisor cancels in the second division. Clamping the divisors at
+    # the smallest normal number keeps an all-zero batch at 0 without a branch
+    # (no .item() on CUDA): 0 / tiny = 0, and a positive total is at least the
+    # largest scaled value, far above tiny.
+    scaled = clipped / clipped.amax().clamp_(min=info.tiny)
+    return scaled / scaled.sum().clamp_(min=info.tiny)
 
 
 def effective_sample_share(weights):
