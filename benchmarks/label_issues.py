@@ -54,6 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.environment import load_average, versions_line  # noqa: E402
 from benchmarks.datasets import (adult_preprocessor, kdd_census_preprocessor,  # noqa: E402
                                  load)
 from sk_l2rw import L2RWClassifier  # noqa: E402
@@ -272,16 +273,6 @@ def summarise(rows):
             for k in keys}
 
 
-def versions():
-    import cleanlab
-    import sklearn
-    import skorch
-
-    return (f"python {platform.python_version()}, torch {torch.__version__}, skorch "
-            f"{skorch.__version__}, scikit-learn {sklearn.__version__}, cleanlab "
-            f"{cleanlab.__version__}, numpy {np.__version__}")
-
-
 def _fmt(mean_std, digits=3, seeds=1):
     mean, std = mean_std
     if seeds > 1:
@@ -304,7 +295,7 @@ def write_report(out, results, args, wall, load_before, load_after):
         f"Machine: {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
         f"{platform.platform()}  ",
         f"Load average at start / end: {load_before} / {load_after}  ",
-        f"Versions: {versions()}", "",
+        f"Versions: {versions_line('cleanlab')}", "",
         "Setup. Training rows: at most "
         f"{args.max_rows} per set (stratified subsample of the training part of "
         "`benchmarks.datasets.load`), minus a balanced trusted set of max(10, "
@@ -446,7 +437,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     warm_up(args.epochs)
-    load_before = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    load_before = load_average()
     start = time.perf_counter()
     results = {}
     for name in args.datasets:
@@ -459,7 +450,7 @@ def main(argv=None):
                                          lambda m: print(m, flush=True)))
             results[name, noise] = summarise(rows)
     wall = time.perf_counter() - start
-    load_after = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    load_after = load_average()
     write_report(args.out, results, args, wall, load_before, load_after)
     write_chart(args.out, results, len(args.seeds))
     print(f"wrote {args.out / 'label_issues.md'} ({wall:.0f} s)")

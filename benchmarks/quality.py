@@ -56,6 +56,12 @@ from pathlib import Path
 
 import numpy as np
 
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.environment import cpu_model, load_average, versions_line  # noqa: E402
+
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 _DATASETS_PY = Path(__file__).resolve().parent / "datasets.py"
 
@@ -973,17 +979,6 @@ def execute(tasks, jobs=1, log=print):
 # ---------------------------------------------------------------------------
 
 
-def versions():
-    out = {"python": platform.python_version()}
-    for module in ("torch", "skorch", "sklearn", "numpy", "pandas", "cleanlab",
-                   "matplotlib", "joblib"):
-        try:
-            out[module] = __import__(module).__version__
-        except ImportError:
-            out[module] = "not installed"
-    return out
-
-
 def _stats(values):
     v = np.asarray([x for x in values if x is not None], dtype=float)
     if not len(v):
@@ -1536,7 +1531,7 @@ def protocol_lines(cfg):
 
 def render_markdown(res, cfg, *, command, started, elapsed, jobs, load, info,
                     merged=()):
-    ver = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
+    ver = info["versions"]
     also = "".join(f"  \nMerged with the rows of: `{m['command']}` "
                    f"({m['elapsed'] / 60:.1f} min), rendered by `python "
                    "benchmarks/quality.py --render RAW1 RAW2`" for m in merged)
@@ -1773,24 +1768,9 @@ COLLAPSE_FINDINGS = [
 
 
 def machine_info(out_dir, charts):
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"machine": f"{cpu}, {os.cpu_count()} cores, {platform.platform()}",
-            "versions": versions(), "out_dir": Path(out_dir), "charts": charts}
-
-
-def _loadavg():
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
+    return {"machine": f"{cpu_model()}, {os.cpu_count()} cores, {platform.platform()}",
+            "versions": versions_line("pandas", "cleanlab", "matplotlib", "joblib"),
+            "out_dir": Path(out_dir), "charts": charts}
 
 
 def run(cfg, out_dir=DEFAULT_OUT, *, jobs=1, command=None, charts=True, raw=None,
@@ -1805,7 +1785,7 @@ def run(cfg, out_dir=DEFAULT_OUT, *, jobs=1, command=None, charts=True, raw=None
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = datetime.datetime.now(datetime.timezone.utc)
-    load_start = _loadavg()
+    load_start = load_average()
     t0 = time.perf_counter()
     tasks = plan(cfg, log=log)
     log(f"{len(tasks)} tasks on {jobs} worker(s)")
@@ -1813,7 +1793,7 @@ def run(cfg, out_dir=DEFAULT_OUT, *, jobs=1, command=None, charts=True, raw=None
     elapsed = time.perf_counter() - t0
     meta = dict(config=dataclasses.asdict(cfg), command=command, jobs=jobs,
                 started=started.isoformat(), elapsed=elapsed,
-                load=[load_start, _loadavg()])
+                load=[load_start, load_average()])
     if raw:
         with open(raw, "w") as f:
             json.dump({"meta": meta, "rows": rows}, f)

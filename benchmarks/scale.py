@@ -19,7 +19,7 @@ n grows (cost linear in n) and L2RW's peak memory stays within 1.5x of plain.
 import argparse
 import gc
 import json
-import platform
+import os
 import resource
 import subprocess
 import sys
@@ -27,6 +27,11 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+if str(HERE.parent) not in sys.path:
+    sys.path.insert(0, str(HERE.parent))
+
+from benchmarks.environment import cpu_model, versions_line  # noqa: E402
+
 N_FEATURES = 50
 TIMED_ROWS = 300_000  # rows passed through in the timed epochs, at least
 
@@ -70,8 +75,7 @@ def _peak_rss_mib():
 def _data(name, seed=0):
     import numpy as np
     if name == "kdd_census":
-        sys.path.insert(0, str(HERE))
-        from datasets import kdd_census_preprocessor, load
+        from benchmarks.datasets import kdd_census_preprocessor, load
         split = load("kdd_census")
         pre = kdd_census_preprocessor()
         X = pre.fit_transform(split.X_train).astype(np.float32)
@@ -204,20 +208,15 @@ def _median(values):
 
 
 def report(results, command, device, out, timed_rows=TIMED_ROWS, min_pairs=3):
-    import numpy
-    import skorch
-    import sklearn
     import torch
 
     lines = [
         "# Scale: time per epoch and peak memory as n grows", "",
         f"Command: `{command}`  ",
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}  ",
-        f"Machine: {platform.processor() or platform.machine()}, "
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores, "
         f"{torch.get_num_threads()} torch threads, device {device}  ",
-        f"Versions: python {platform.python_version()}, torch {torch.__version__}, "
-        f"skorch {skorch.__version__}, scikit-learn {sklearn.__version__}, "
-        f"numpy {numpy.__version__}", "",
+        f"Versions: {versions_line()}", "",
         "Batch 256, MLP d-256-256-k (logits), SGD lr=0.05. Plain skorch trains on noisy "
         "+ clean rows through its default DataLoader; L2RWClassifier (auto) on the "
         "noisy rows with a clean set of 300 rows.",

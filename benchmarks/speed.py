@@ -47,9 +47,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from sk_l2rw.ghost import ghost_step
-from sk_l2rw.meta_gradient import jvp_step, reference_step
-from sk_l2rw.net import choose_meta_gradient
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.environment import cpu_model, load_average, versions_line  # noqa: E402
+from sk_l2rw.ghost import ghost_step  # noqa: E402
+from sk_l2rw.meta_gradient import jvp_step, reference_step  # noqa: E402
+from sk_l2rw.net import choose_meta_gradient  # noqa: E402
 
 VARIANTS = ("plain", "reference", "jvp", "ghost", "auto")
 STEP_FUNCTIONS = {"reference": reference_step, "jvp": jvp_step, "ghost": ghost_step}
@@ -550,29 +555,11 @@ def bench_memory(cfg, device, log=None):
 
 
 def machine_info(device):
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
+    info = {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
             "platform": platform.platform()}
     if torch.device(device).type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
-
-
-def versions():
-    import sklearn
-    import skorch
-
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "skorch": skorch.__version__, "sklearn": sklearn.__version__,
-            "numpy": np.__version__}
 
 
 class OtherLoad:
@@ -605,12 +592,6 @@ class OtherLoad:
         busy, own, wall = (e - s for e, s in zip(end, self._start))
         return max(0.0, busy - own) / max(wall * (os.cpu_count() or 1), 1e-9)
 
-
-def _loadavg():
-    try:
-        return "%.2f %.2f %.2f" % os.getloadavg()
-    except OSError:
-        return "n/a"
 
 
 def evaluate_bars(steps, fit, mem):
@@ -672,9 +653,7 @@ def render_markdown(info, steps, fit, mem, cfg, command, started, elapsed, load)
                  f"/proc/stat minus this process): {shares}"
                  + (" -- the machine was busy at times; busy repeats are left out "
                     "(below)" if busy else " (quiet)") + "  ")
-    v = info["versions"]
-    L.append(f"Versions: python {v['python']}, torch {v['torch']}, skorch "
-             f"{v['skorch']}, scikit-learn {v['sklearn']}, numpy {v['numpy']}")
+    L.append(f"Versions: {info['versions']}")
     L.append("")
     L.append("Every part is interleaved: inside each repeat the variants run "
              "round-robin (the first one rotating between repeats), so noise from "
@@ -885,11 +864,11 @@ def run(cfg, out_dir=DEFAULT_OUT, device="cpu", command=None, chart=True,
     if command is None:
         command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    load_start = _loadavg()
+    load_start = load_average()
     t0 = time.perf_counter()
     info = machine_info(device)
     info["device"] = device
-    info["versions"] = versions()
+    info["versions"] = versions_line()
     log(f"device {device}, torch threads {info['threads']}, cpu {info['cpu']}")
     steps = fit = mem = None
     info["other_load"] = {}
@@ -914,7 +893,7 @@ def run(cfg, out_dir=DEFAULT_OUT, device="cpu", command=None, chart=True,
                 f"part {part}; busy repeats are left out of the medians")
     elapsed = time.perf_counter() - t0
     md = render_markdown(info, steps, fit, mem, cfg, command, started, elapsed,
-                         (load_start, _loadavg()))
+                         (load_start, load_average()))
     path = out_dir / f"speed{suffix}.md"
     path.write_text(md)
     log(f"wrote {path}")

@@ -1,0 +1,61 @@
+"""What a benchmark ran on: CPU model, load average and library versions.
+
+Shared by the scripts in this folder so that every report describes its machine
+the same way. Import it as ``benchmarks.environment`` (each script puts the
+repository root on ``sys.path``).
+"""
+
+import os
+import platform
+
+#: Libraries every report names, as (import name, name in the report).
+CORE = (("torch", "torch"), ("skorch", "skorch"), ("sklearn", "scikit-learn"),
+        ("numpy", "numpy"))
+
+
+def cpu_model():
+    """The CPU's model name from /proc/cpuinfo, else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def load_average():
+    """The 1, 5 and 15 minute load averages as one string, or "n/a"."""
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def versions(*extra):
+    """Python's and the libraries' versions, in report order.
+
+    Parameters
+    ----------
+    *extra : str
+        Further import names (``"cleanlab"``, ``"pandas"``...); one that is not
+        installed is reported as such.
+
+    Returns
+    -------
+    dict
+        Report name -> version string.
+    """
+    out = {"python": platform.python_version()}
+    for module, name in CORE + tuple((m, m) for m in extra):
+        try:
+            out[name] = __import__(module).__version__
+        except ImportError:
+            out[name] = "not installed"
+    return out
+
+
+def versions_line(*extra):
+    """:func:`versions` as one line: ``python 3.11.7, torch 2.13.0, ...``."""
+    return ", ".join(f"{name} {version}" for name, version in versions(*extra).items())
