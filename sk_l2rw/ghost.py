@@ -328,6 +328,13 @@ def _hooked_layers(module):
     return cached[1]
 
 
+def _add(totals, p, value):
+    """Sum ``value`` into ``totals[id(p)] = (p, sum)``: a tied parameter collects
+    the contributions of all its uses."""
+    key = id(p)
+    totals[key] = (p, value) if key not in totals else (p, totals[key][1] + value)
+
+
 def _stack_rows(X, X_clean):
     if isinstance(X, Mapping):
         return {k: torch.cat([X[k], X_clean[k]]) for k in X}
@@ -357,8 +364,8 @@ def ghost_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0, forward_kwarg
     losses = loss_fn(out, targets)
     cap.backward(losses, n)
 
-    # Split every record into training and clean rows, in the rule's layout;
-    # ``key`` identifies each trainable parameter the layer uses.
+    # Split every record into training and clean rows, in the rule's layout,
+    # with the trainable parameters the layer uses.
     uses = []
     records, cap.records = cap.records, []
     while records:
@@ -368,35 +375,34 @@ def ghost_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0, forward_kwarg
         layer, rule, names = rec["layer"], rec["rule"], rec["names"]
         a, g = rule.prepare(layer, rec["a"], rec["g"])
         del rec
-        keys = [(name, id(getattr(layer, name))) for name in names]
-        uses.append((layer, rule, keys, a[:n], g[:n], a[n:], g[n:]))
+        params = [(name, getattr(layer, name)) for name in names]
+        uses.append((layer, rule, params, a[:n], g[:n], a[n:], g[n:]))
 
     # Parameters used once may take the cheaper Gram form; tied ones need the
     # clean gradient summed over all their uses first.
     count = {}
     for use in uses:
-        for _, key in use[2]:
-            count[key] = count.get(key, 0) + 1
+        for _, p in use[2]:
+            count[id(p)] = count.get(id(p), 0) + 1
 
     parts = []  # each layer's share of the meta-gradients
     clean_total = {}
     direct = []
     for use in uses:
-        layer, rule, keys, a_t, g_t, a_c, g_c = use
-        single = all(count[key] == 1 for _, key in keys)
+        layer, rule, params, a_t, g_t, a_c, g_c = use
+        single = all(count[id(p)] == 1 for _, p in params)
         gram = rule.gram_cost(layer, a_t, a_c) if single else None
         if gram is not None and gram < rule.direct_cost(layer, a_t, a_c):
             parts.append(rule.gram_dots(layer, a_t, g_t, a_c, g_c,
-                                        {name for name, _ in keys}))
+                                        {name for name, _ in params}))
             continue
         grads = rule.clean_grads(layer, a_c, g_c)
-        for name, key in keys:
-            clean_total[key] = (clean_total[key] + grads[name] if key in clean_total
-                                else grads[name])
+        for name, p in params:
+            _add(clean_total, p, grads[name])
         direct.append(use)
-    for layer, rule, keys, a_t, g_t, _, _ in direct:
-        parts.append(rule.dots(layer, a_t, g_t, {name: clean_total[key]
-                                                 for name, key in keys}))
+    for layer, rule, params, a_t, g_t, _, _ in direct:
+        parts.append(rule.dots(layer, a_t, g_t, {name: clean_total[id(p)][1]
+                                                 for name, p in params}))
     del direct
 
     meta = parts[0] if len(parts) == 1 else torch.stack(parts).sum(0)
@@ -411,16 +417,13 @@ def ghost_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0, forward_kwarg
 
     # Each layer's inputs and output gradients are released once its update is
     # formed, so that they are not all alive next to every new gradient.
-    grads, owner = {}, {}
+    grads = {}
     while uses:
-        layer, rule, keys, a_t, g_t, _, _ = uses.pop()
+        layer, rule, params, a_t, g_t, _, _ = uses.pop()
         update_ = rule.weighted_grads(layer, a_t, g_t, weights)
-        for name, key in keys:
-            owner[key] = (layer, name)
-            grads[key] = grads[key] + update_[name] if key in grads else update_[name]
-    for key, grad in grads.items():
-        layer, name = owner[key]
-        p = getattr(layer, name)
+        for name, p in params:
+            _add(grads, p, update_[name])
+    for p, grad in grads.values():
         if p.grad is None:
             p.grad = grad
         else:
