@@ -268,6 +268,20 @@ def make_step(variant, module, X, y, X_clean, y_clean, lr):
     return step, name
 
 
+def _variant_steps(template, X, y, X_clean, y_clean, lr):
+    """One step closure per variant, each on its own copy of ``template``.
+
+    Returns the closures by variant and the computation "auto" resolved to.
+    """
+    steps, picks = {}, None
+    for v in VARIANTS:
+        module = copy.deepcopy(template).train()
+        steps[v], name = make_step(v, module, X, y, X_clean, y_clean, lr)
+        if v == "auto":
+            picks = name
+    return steps, picks
+
+
 def _case_data(case, device, seed=0):
     g = torch.Generator().manual_seed(seed)
     shape = case.input_shape()
@@ -298,12 +312,7 @@ def bench_steps(cfg, device, log=None):
         torch.manual_seed(ci)
         template = case.build().to(device)
         X, y, Xc, yc = _case_data(case, device, seed=ci)
-        steps, picks = {}, None
-        for v in VARIANTS:
-            module = copy.deepcopy(template).train()
-            steps[v], name = make_step(v, module, X, y, Xc, yc, cfg.lr)
-            if v == "auto":
-                picks = name
+        steps, picks = _variant_steps(template, X, y, Xc, yc, cfg.lr)
         # Warm-up, then size the blocks so that each lasts about step_block_s.
         per_block = {}
         for v in VARIANTS:
@@ -519,13 +528,9 @@ def bench_memory(cfg, device, log=None):
     case = StepCase("mem", "mlp", cfg.mem_batch, cfg.mem_clean_batch,
                     sizes=tuple(cfg.mem_sizes), n_classes=cfg.mem_sizes[-1])
     X, y, Xc, yc = _case_data(case, device, seed=99)
-    steps, picks = {}, None
-    for v in VARIANTS:
-        module = copy.deepcopy(template).train()
-        steps[v], name = make_step(v, module, X, y, Xc, yc, cfg.lr)
-        if v == "auto":
-            picks = name
-        steps[v]()  # warm-up (lazy initialisation happens outside the measurement)
+    steps, picks = _variant_steps(template, X, y, Xc, yc, cfg.lr)
+    for step in steps.values():
+        step()  # warm-up (lazy initialisation happens outside the measurement)
     cuda = torch.device(device).type == "cuda"
     out = {"peak": {v: [] for v in VARIANTS}, "end": {v: [] for v in VARIANTS},
            "n_params": n_parameters(template), "auto_picks": picks,

@@ -139,3 +139,17 @@ def benchmark_script(name):
         yield module
     finally:
         sys.modules.pop(spec.name, None)
+
+
+@pytest.fixture
+def one_thread():
+    """Run on one torch thread and restore the count afterwards.
+
+    Tiny ops gain nothing from threads, and on a busy machine intra-op threads
+    waiting for each other make a smoke test needlessly slow; scripts that set
+    their own count are undone too.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -3,7 +3,6 @@
 import re
 
 import pytest
-import torch
 
 from conftest import benchmark_script
 
@@ -14,13 +13,6 @@ pytest.importorskip("cleanlab")
 def label_issues():
     with benchmark_script("label_issues") as module:
         yield module
-
-
-@pytest.fixture
-def keep_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)  # the script sets its own
 
 
 @pytest.fixture
@@ -37,7 +29,7 @@ def no_download(label_issues, monkeypatch, tmp_path):
     monkeypatch.setattr(datasets, "artifact_path", refuse)
 
 
-def test_quick_run_on_digits(label_issues, tmp_path, keep_threads, no_download):
+def test_quick_run_on_digits(label_issues, tmp_path, one_thread, no_download):
     results = label_issues.main(["--quick", "--datasets", "digits", "--out", str(tmp_path)])
     assert set(results) == {("digits", "background"), ("digits", "pair")}
     for summary in results.values():

@@ -6,7 +6,6 @@ import re
 import pytest
 
 from conftest import benchmark_script
-import torch
 
 
 
@@ -14,16 +13,6 @@ import torch
 def speed():
     with benchmark_script("speed") as module:
         yield module
-
-
-@pytest.fixture
-def one_thread():
-    # Tiny ops gain nothing from threads, and on a busy machine intra-op threads
-    # waiting for each other make a smoke test needlessly slow.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_config(speed):
