@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from statistics import median
 
 HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:
@@ -201,12 +202,6 @@ def run(names, device, min_pairs=3, timed_rows=TIMED_ROWS):
     return results
 
 
-def _median(values):
-    values = sorted(values)
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
-
-
 def report(results, command, device, out, timed_rows=TIMED_ROWS, min_pairs=3):
     import torch
 
@@ -240,14 +235,14 @@ def report(results, command, device, out, timed_rows=TIMED_ROWS, min_pairs=3):
     for name, r in results.items():
         p, l, t = r["plain"], r["l2rw"], r["time"]
         sp, sl = t["seconds"]["plain"], t["seconds"]["l2rw"]
-        ratio = _median([b / a for a, b in zip(sp, sl)])
+        ratio = median([b / a for a, b in zip(sp, sl)])
         mem = l["peak_mib"] / max(p["peak_mib"], 1e-9)
         ratios.append(ratio)
         memory.append(mem)
         lines.append(
             f"| {name if name == 'kdd_census' else f'generated {int(name):,}'} | "
             f"{p['rows']:,} x {p['features']} | {p['data_mib']:.0f} | {t['pairs']} | "
-            f"{_median(sp):.3g} | {_median(sl):.3g} | {ratio:.2f} | {p['peak_mib']:.0f} | "
+            f"{median(sp):.3g} | {median(sl):.3g} | {ratio:.2f} | {p['peak_mib']:.0f} | "
             f"{l['peak_mib']:.0f} | {mem:.2f} |")
     generated = [r for n, r in zip(results, ratios) if n != "kdd_census"]
     flat = max(generated) / min(generated) if generated else float("nan")

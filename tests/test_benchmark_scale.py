@@ -38,9 +38,20 @@ def test_scale_rejects_bad_pairs(scale, tmp_path):
         scale.main(["--sizes", "700", "--no-kdd", "--min-pairs", "0", "--out", str(tmp_path)])
 
 
-def test_median_of_even_and_odd(scale):
-    assert scale._median([3.0, 1.0, 2.0]) == 2.0
-    assert scale._median([4.0, 1.0, 2.0, 3.0]) == 2.5
+@pytest.mark.parametrize("plain, l2rw, ratio", [
+    # per-pair ratios 2, 2, 3: their median, not the ratio of the medians (3/2)
+    ([1.0, 2.0, 1.0], [2.0, 4.0, 3.0], "2.00"),
+    # an even number of pairs: the mean of the middle two ratios (1, 2, 3, 4)
+    ([1.0, 1.0, 1.0, 1.0], [1.0, 2.0, 3.0, 4.0], "2.50"),
+])
+def test_time_ratio_is_the_median_of_paired_ratios(scale, tmp_path, plain, l2rw, ratio):
+    memory = {"rows": 700, "features": 50, "peak_mib": 10.0, "data_mib": 0.1}
+    results = {"700": {"plain": memory, "l2rw": dict(memory, rows=400),
+                       "time": {"pairs": len(plain),
+                                "seconds": {"plain": plain, "l2rw": l2rw}}}}
+    text = scale.report(results, "test", "cpu", tmp_path).read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| generated"))
+    assert row.split("|")[7].strip() == ratio
 
 
 def test_peak_memory_is_reset_before_fit(scale):
