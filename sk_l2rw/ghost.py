@@ -47,7 +47,7 @@ class _LinearRule:
     @staticmethod
     def clean_grads(layer, a, g):
         if a.dim() == 2:
-            grads = {"weight": g.T @ a}
+            grads = {"weight": torch.mm(g.t(), a)}
             if layer.bias is not None:
                 grads["bias"] = g.sum(0)
             return grads
@@ -58,12 +58,20 @@ class _LinearRule:
 
     @staticmethod
     def dots(layer, a, g, G):
+        weight, bias = G.get("weight"), G.get("bias")
+        if a.dim() == 2:
+            # g_i . (G a_i + G_bias): one fused product when both are trainable.
+            if weight is None:
+                return torch.mv(g, bias)
+            if bias is None:
+                return torch.mm(g, weight).mul_(a).sum(1)
+            return torch.addmm(bias, a, weight.t()).mul_(g).sum(1)
         out = None
-        if "weight" in G:
-            out = (g @ G["weight"]).mul_(a).sum((1,) if a.dim() == 2 else (1, 2))
-        if "bias" in G:
-            bias = (g if a.dim() == 2 else g.sum(1)) @ G["bias"]
-            out = bias if out is None else out.add_(bias)
+        if weight is not None:
+            out = (g @ weight).mul_(a).sum((1, 2))
+        if bias is not None:
+            b = g.sum(1) @ bias
+            out = b if out is None else out.add_(b)
         return out
 
     @staticmethod
@@ -82,9 +90,9 @@ class _LinearRule:
     def gram_dots(layer, a, g, a_clean, g_clean, wanted):
         # <g_i a_i^T, sum_j g_j a_j^T> = sum_j (g_i . g_j)(a_i . a_j): cheaper than
         # forming G when the clean batch is small. The bias adds (g_i . g_j) * 1.
-        gg = g @ g_clean.T
+        gg = torch.mm(g, g_clean.t())
         if "weight" in wanted:
-            aa = a @ a_clean.T
+            aa = torch.mm(a, a_clean.t())
             if "bias" in wanted:
                 aa += 1
             return gg.mul_(aa).sum(1)
@@ -95,11 +103,11 @@ class _LinearRule:
         if a.dim() == 2:
             # Scale the narrower factor: the temporary copy is smaller.
             if a.shape[1] < g.shape[1]:
-                grads = {"weight": g.T @ (a * w[:, None])}
+                grads = {"weight": torch.mm(g.t(), a * w[:, None])}
             else:
-                grads = {"weight": (g * w[:, None]).T @ a}
+                grads = {"weight": torch.mm((g * w[:, None]).t(), a)}
             if layer.bias is not None:
-                grads["bias"] = w @ g
+                grads["bias"] = torch.mv(g.t(), w)
             return grads
         wg = g * w[:, None, None]
         grads = {"weight": torch.einsum("nto,nti->oi", wg, a)}
@@ -283,8 +291,7 @@ class _Capture:
 
     def backward(self, losses, n):
         """Fill every record's output gradient from ``sum_i f_i + mean_j f_clean_j``."""
-        weights = torch.ones_like(losses.detach())
-        weights[n:] = 1.0 / (len(weights) - n)
+        weights = _grad_outputs(n, len(losses), losses.dtype, losses.device)
         reached = [r for r in self.records if r["edge"] is not None]
         grads = torch.autograd.grad(losses, [r["edge"] for r in reached], weights,
                                     allow_unused=True)
@@ -292,6 +299,24 @@ class _Capture:
             shape = record["shape"]
             record["g"] = grad if grad is None or shape is None else grad.view(shape)
             record["edge"] = None  # the graph is freed; nothing more to reach
+
+
+_GRAD_OUTPUTS = {}
+
+
+def _grad_outputs(n, total, dtype, device):
+    """``[1] * n + [1 / m] * m``, the gradient of ``sum f_i + mean f_clean`` w.r.t.
+    the loss vector; the same for every step, so made once (autograd does not
+    write to it)."""
+    key = (n, total, dtype, device)
+    out = _GRAD_OUTPUTS.get(key)
+    if out is None:
+        if len(_GRAD_OUTPUTS) > 64:  # batch shapes vary only at epoch ends
+            _GRAD_OUTPUTS.clear()
+        out = torch.full((total,), 1.0 / (total - n), dtype=dtype, device=device)
+        out[:n] = 1.0
+        _GRAD_OUTPUTS[key] = out
+    return out
 
 
 def _output_edge(output):
@@ -376,7 +401,9 @@ def ghost_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0, forward_kwarg
         a, g = rule.prepare(layer, rec["a"], rec["g"])
         del rec
         params = [(name, getattr(layer, name)) for name in names]
-        uses.append((layer, rule, params, a[:n], g[:n], a[n:], g[n:]))
+        sizes = [n, a.shape[0] - n]
+        (a_t, a_c), (g_t, g_c) = a.split(sizes), g.split(sizes)
+        uses.append((layer, rule, params, a_t, g_t, a_c, g_c))
 
     # Parameters used once may take the cheaper Gram form; tied ones need the
     # clean gradient summed over all their uses first.

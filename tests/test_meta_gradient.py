@@ -41,6 +41,23 @@ class InPlaceOnViews(nn.Module):
         return self.head(h.mean(1))
 
 
+def partial_parameters_net():
+    """Linear layers with only a weight, only a bias or both trainable, some narrow
+    (ghost takes the direct form) and some wide (the Gram form at these batches)."""
+    def frozen(layer, name):
+        getattr(layer, name).requires_grad_(False)
+        return layer
+
+    return nn.Sequential(
+        nn.Linear(10, 64, bias=False), nn.ReLU(),            # direct, weight only
+        frozen(nn.Linear(64, 64), "weight"), nn.ReLU(),      # Gram, bias only
+        nn.Linear(64, 64, bias=False), nn.Tanh(),            # Gram, weight only
+        nn.Linear(64, 64), nn.ReLU(),                        # Gram, both
+        frozen(nn.Linear(64, 4), "bias"), nn.ReLU(),         # direct, weight only
+        frozen(nn.Linear(4, 4), "weight"), nn.ReLU(),        # direct, bias only
+        nn.Linear(4, 3))                                     # direct, both
+
+
 def _case(name, dtype):
     torch.manual_seed(0)
     np_dtype = np.float64 if dtype == torch.float64 else np.float32
@@ -78,6 +95,10 @@ def _case(name, dtype):
         module = InPlaceOnViews()
         X, y = make_blobs_data(48, dtype=np_dtype)
         batch = _batch(X, y, 32, 16)
+    elif name == "partial_parameters":
+        module = partial_parameters_net()
+        X, y = make_blobs_data(48, dtype=np_dtype)
+        batch = _batch(X, y, 32, 16)
     elif name == "tied_frozen":
         module = TiedFrozenNet()
         X, y = make_blobs_data(40, n_features=6, n_classes=4, dtype=np_dtype)
@@ -99,7 +120,7 @@ def _run(step, module, batch, lr=0.1):
 TOLERANCE = {torch.float32: dict(rtol=1e-4, atol=1e-7),
              torch.float64: dict(rtol=1e-10, atol=1e-13)}
 CASES = ["mlp", "batchnorm_dropout", "lenet", "conv1d", "embedding", "tied_frozen",
-         "inplace_relu", "inplace_views"]
+         "partial_parameters", "inplace_relu", "inplace_views"]
 
 
 class TestAgainstReference:
