@@ -116,7 +116,9 @@ class Config:
     kinds: tuple = ("uniform", "background", "pair")
     rate: float = 0.4
     clean_sizes: tuple = (10, 100)
-    # The one setting every net uses.
+    # The one setting every net uses. module: "mlp" (every data set) or "lenet" (the
+    # paper's CNN; 28x28 images only, so only mnist, fashion_mnist and 4-vs-9 run).
+    module: str = "mlp"
     hidden: int = 256
     lr: float = 1e-3
     batch_size: int = 128
@@ -250,13 +252,13 @@ def prepare(name, pool, size, seed):
 # Methods
 # ---------------------------------------------------------------------------
 
-_MLP = None
+_MODULES = {}
 
 
-def _mlp_class():
-    """The module of every net: one hidden ReLU layer, logits out."""
-    global _MLP
-    if _MLP is None:
+def _module_class(kind="mlp"):
+    """The module of every net: ``"mlp"``, one hidden ReLU layer; ``"lenet"``, the
+    paper's LeNet on 28x28 images given as 784 flat pixels. Both return logits."""
+    if kind not in _MODULES:
         from torch import nn
 
         class MLP(nn.Module):
@@ -268,10 +270,30 @@ def _mlp_class():
             def forward(self, X):
                 return self.layers(X)
 
-        MLP.__module__ = __name__
-        MLP.__qualname__ = "MLP"
-        _MLP = MLP
-    return _MLP
+        class LeNet(nn.Module):
+            def __init__(self, n_features=784, n_classes=10):
+                super().__init__()
+                if n_features != 28 * 28:
+                    raise ValueError(f"LeNet takes 28x28 images (784 features), got "
+                                     f"{n_features} features")
+                self.features = nn.Sequential(
+                    nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
+                    nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2))
+                self.head = nn.Sequential(
+                    nn.Linear(16 * 4 * 4, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+                    nn.Linear(84, n_classes))
+
+            def forward(self, X):
+                return self.head(self.features(X.reshape(-1, 1, 28, 28)).flatten(1))
+
+        # Module-level names, so that worker processes can unpickle the nets.
+        for cls in (MLP, LeNet):
+            cls.__module__, cls.__qualname__ = __name__, cls.__name__
+            _MODULES[cls.__name__.lower()] = cls
+            globals()[cls.__name__] = cls
+    if kind not in _MODULES:
+        raise ValueError(f"unknown module {kind!r}: use 'mlp' or 'lenet'")
+    return _MODULES[kind]
 
 
 def n_epochs(cfg, n_rows, batch_size=None):
@@ -286,8 +308,10 @@ def net_params(cfg, n_features, n_classes, n_rows, *, optimizer=None, lr=None,
     import torch
     from torch import nn
 
-    return dict(module=_mlp_class(), module__n_features=n_features,
-                module__n_hidden=cfg.hidden, module__n_classes=n_classes,
+    sizes = dict(module__n_features=n_features, module__n_classes=n_classes)
+    if cfg.module == "mlp":
+        sizes["module__n_hidden"] = cfg.hidden
+    return dict(module=_module_class(cfg.module), **sizes,
                 criterion=nn.CrossEntropyLoss, optimizer=optimizer or torch.optim.Adam,
                 lr=cfg.lr if lr is None else lr, batch_size=cfg.batch_size,
                 max_epochs=epochs or n_epochs(cfg, n_rows), train_split=None, verbose=0)
@@ -1137,7 +1161,7 @@ def evaluate_goals(res, cfg):
                          f"({'accuracy' if metric == 'acc' else 'balanced accuracy'})",
                          f"{wins} of {len(sets)}: " + ", ".join(detail),
                          "PASS" if ok else "FAIL"])
-    if "uniform" in cfg.kinds:
+    if "uniform" in cfg.kinds and cfg.datasets:
         for c in cfg.clean_sizes:
             ok_all, detail = True, []
             for d in [d for d in ("digits",) + MAIN_SETS if d in cfg.datasets]:
@@ -1459,10 +1483,16 @@ def protocol_lines(cfg):
     sizes = ", ".join(f"{d} {'all' if n is None else f'{n:,}'} train / "
                       f"{'all' if m is None else f'{m:,}'} test"
                       for d, (n, m) in cfg.datasets.items())
+    if cfg.module == "lenet":
+        module = ("the paper's LeNet on the 28x28 images (conv 5x5 with 6 channels, "
+                  "ReLU, max-pool 2; conv 5x5 with 16 channels, ReLU, max-pool 2; "
+                  "linear 256 → 120 → 84 → n_classes with ReLUs), returning logits")
+    else:
+        module = (f"an MLP `n_features → {cfg.hidden} (ReLU) → n_classes` returning "
+                  "logits")
     return [
         "**Every net** (plain, class-balanced, clean-only, cleanlab's inner net, the "
-        "ceiling and L2RW): the same module, an MLP `n_features → "
-        f"{cfg.hidden} (ReLU) → n_classes` returning logits, `CrossEntropyLoss`, "
+        f"ceiling and L2RW): the same module, {module}, `CrossEntropyLoss`, "
         f"`torch.optim.Adam(lr={cfg.lr:g})` (default betas, no weight decay), batch "
         f"{cfg.batch_size}, {cfg.epochs} epochs or {cfg.min_steps} optimizer steps "
         "if that is more (so that a net trained on a few dozen clean rows still takes "
@@ -1536,7 +1566,8 @@ def render_markdown(res, cfg, *, command, started, elapsed, jobs, load, info,
                    f"({m['elapsed'] / 60:.1f} min), rendered by `python "
                    "benchmarks/quality.py --render RAW1 RAW2`" for m in merged)
     lines = [
-        "# sk_l2rw quality benchmark: L2RW against the baselines",
+        "# sk_l2rw quality benchmark: L2RW against the baselines"
+        + (" (LeNet)" if cfg.module == "lenet" else ""),
         "",
         f"Command: `{command}`{also}  ",
         f"Mode: {cfg.mode}  ",
@@ -1565,10 +1596,12 @@ def render_markdown(res, cfg, *, command, started, elapsed, jobs, load, info,
               "requested baseline's (accuracy; balanced accuracy for imbalance):", ""]
     lines += losses_list(res, cfg)
     if cfg.mode == "full":
-        lines += ["", "## Findings", ""] + FINDINGS
+        lines += ["", "## Findings", ""] + (LENET_FINDINGS if cfg.module == "lenet"
+                                            else FINDINGS)
     lines += ["", "## Protocol", ""] + protocol_lines(cfg)
-    lines += ["", "## Label noise: test accuracy (%)"]
-    lines += noise_tables(res, cfg)
+    if cfg.datasets:
+        lines += ["", "## Label noise: test accuracy (%)"]
+        lines += noise_tables(res, cfg)
     imb_sets = [d for d in ("adult", "kdd_census") if d in cfg.datasets]
     if imb_sets:
         lines += ["", "## Label noise on the imbalanced sets: balanced accuracy (%)", "",
@@ -1604,8 +1637,9 @@ def render_markdown(res, cfg, *, command, started, elapsed, jobs, load, info,
                         "the majority proportion (as in the paper's figure)"),
                        ("collapse", "L2RW with SGD in the collapse study: clean-set loss "
                         "and weight_ess per epoch")):
-        if (info["out_dir"] / f"quality_{name}.png").exists() or info.get("charts"):
-            lines += [f"![{text}](quality_{name}.png)", "", f"*{text}.*", ""]
+        figure = f"{report_name(cfg)}_{name}.png"
+        if (info["out_dir"] / figure).exists() or info.get("charts"):
+            lines += [f"![{text}]({figure})", "", f"*{text}.*", ""]
     lines += ["## L2RW's weights", "", "Means over seeds at the last epoch. "
               "weight_ess: effective sample size of a batch's weights as a share of the "
               "batch; weight_zero_frac: share of rows with weight 0; weight ratio: mean "
@@ -1732,6 +1766,9 @@ FINDINGS = [
     "and 314 in the extras); with SGD the rate that suits plain training breaks L2RW (study "
     "below).",
 ]
+# Findings of the full LeNet run (``--module lenet --parts imbalance``).
+LENET_FINDINGS = []
+
 COLLAPSE_FINDINGS = [
     "- **Reproduced.** Plain training's best SGD rate by clean-set loss is 0.1 or 0.3 "
     "under BackgroundFlip. At 0.3 L2RW stops on a non-finite loss (3 of 3 seeds); at "
@@ -1804,16 +1841,43 @@ def write_report(rows, cfg, out_dir, *, meta, charts=True):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     res = Results(rows)
+    # Report only the parts that ran (a run with --parts, or on LeNet).
+    if not res.values(part="noise"):
+        cfg = dataclasses.replace(cfg, datasets={})
+    if not res.values(part="imbalance"):
+        cfg = dataclasses.replace(cfg, imb_proportions=())
     if charts:
-        render_charts(res, cfg, out_dir)
+        render_charts(res, cfg, out_dir, prefix=report_name(cfg))
     md = render_markdown(res, cfg, command=meta["command"],
                          started=datetime.datetime.fromisoformat(meta["started"]),
                          elapsed=meta["elapsed"], jobs=meta["jobs"],
                          load=meta["load"], info=machine_info(out_dir, False),
                          merged=meta.get("merged", ()))
-    path = out_dir / "quality.md"
+    path = out_dir / f"{report_name(cfg)}.md"
     path.write_text(md)
     return path
+
+
+def report_name(cfg):
+    """File stem of the report and prefix of its figures: ``quality``, or
+    ``quality_lenet`` for a run with the LeNet module."""
+    return "quality" if cfg.module == "mlp" else f"quality_{cfg.module}"
+
+
+IMAGE_SETS = ("mnist", "fashion_mnist")
+
+
+def use_module(cfg, module):
+    """Switch ``cfg`` to ``module`` for every net. LeNet takes 28x28 images, so only
+    the image data sets and the 4-vs-9 setting stay (the collapse study and the
+    gradient-length extra run on letter, a tabular set, and are dropped)."""
+    cfg.module = module
+    if module == "lenet":
+        cfg.datasets = {k: v for k, v in cfg.datasets.items() if k in IMAGE_SETS}
+        if cfg.imb_dataset not in IMAGE_SETS:
+            cfg.imb_proportions = ()
+        cfg.collapse_kinds, cfg.gradnorm_seeds = (), ()
+    return cfg
 
 
 def _config_from_dict(d):
@@ -1839,6 +1903,10 @@ def main(argv=None):
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder")
     parser.add_argument("--raw", default=None, help="also save per-seed rows as JSON")
     parser.add_argument("--no-charts", action="store_true", help="skip the figures")
+    parser.add_argument("--module", choices=("mlp", "lenet"), default="mlp",
+                        help="the net of every method: mlp (default, every data set) "
+                             "or lenet (the paper's CNN: mnist, fashion_mnist and 4-vs-9 "
+                             "only; writes quality_lenet.md)")
     parser.add_argument("--parts", default=None,
                         help="comma-separated subset of noise,imbalance,collapse,extras "
                              "(default: all)")
@@ -1870,6 +1938,8 @@ def main(argv=None):
         if unknown:
             parser.error(f"unknown parts: {sorted(unknown)}")
         cfg.parts = parts
+    if args.module != "mlp":
+        use_module(cfg, args.module)
     jobs = args.jobs or (1 if args.smoke else 2)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     path = run(cfg, args.out, jobs=jobs, command=command, charts=not args.no_charts,

@@ -114,3 +114,45 @@ def test_epoch_rule(quality):
     assert quality.n_epochs(cfg, 4000) == cfg.epochs  # 32 batches x 20 epochs > 200
     assert quality.n_epochs(cfg, 100) == cfg.min_steps  # one batch per epoch
     assert quality.n_epochs(cfg, 300) == math.ceil(cfg.min_steps / 3)
+
+
+class TestLeNetOption:
+    def test_keeps_only_image_sets_and_names_the_report(self, quality):
+        cfg = quality.use_module(quality.full_config(), "lenet")
+        assert set(cfg.datasets) == {"mnist", "fashion_mnist"}
+        assert cfg.imb_proportions  # 4-vs-9 is MNIST: it stays
+        assert not cfg.collapse_kinds and not cfg.gradnorm_seeds  # letter: dropped
+        assert quality.report_name(cfg) == "quality_lenet"
+        assert quality.report_name(quality.full_config()) == "quality"
+        assert "LeNet" in " ".join(quality.protocol_lines(cfg))
+
+    def test_lenet_nets_take_flat_images(self, quality):
+        import numpy as np
+        import torch
+
+        cfg = quality.use_module(quality.smoke_config(), "lenet")
+        params = quality.net_params(cfg, 784, 2, 64)
+        assert "module__n_hidden" not in params
+        module = params["module"](n_features=784, n_classes=2)
+        out = module(torch.as_tensor(np.random.rand(5, 784), dtype=torch.float32))
+        assert out.shape == (5, 2)
+        with pytest.raises(ValueError, match="784 features"):
+            params["module"](n_features=64, n_classes=2)
+
+    def test_report_leaves_out_parts_that_did_not_run(self, quality, tmp_path):
+        cfg = quality.use_module(quality.full_config(), "lenet")
+        cfg.imb_clean_sizes = (10,)
+        cfg.imb_proportions = (0.995,)
+        rows = [dict(part="imbalance", dataset="mnist", seed=s, proportion=p,
+                     clean=c, method=m, acc=v, bal_acc=v, max_share=0.5)
+                for s in (0, 1)
+                for p, c, m, v in ((None, None, "ceiling", 0.98),
+                                   (0.995, 10, "plain_noisy", 0.5),
+                                   (0.995, 10, "l2rw", 0.96))]
+        meta = dict(command="test", started="2026-01-01T00:00:00+00:00", elapsed=1.0,
+                    jobs=1, load=["0", "0"])
+        path = quality.write_report(rows, cfg, tmp_path, meta=meta, charts=False)
+        text = path.read_text()
+        assert path.name == "quality_lenet.md"
+        assert "## Label noise" not in text and "UniformFlip" not in text
+        assert re.search(r"4-vs-9 at 0\.995, 10 clean/class.*\(-2\.0\).*PASS", text)
