@@ -29,9 +29,12 @@ Usage::
     python benchmarks/quality.py --quick    # every part, small; under 5 minutes
     python benchmarks/quality.py --smoke    # digits only, ~20 s (CI; no download)
     python benchmarks/quality.py --render RAW.json   # re-render a saved run
+    python benchmarks/quality.py --module lenet --parts imbalance   # the paper's CNN
 
 Options: ``--jobs N`` worker processes (default 2, one torch thread each),
-``--raw PATH`` also save every per-seed number as JSON, ``--out DIR``.
+``--raw PATH`` also save every per-seed number as JSON, ``--out DIR``,
+``--parts`` and ``--datasets`` run a subset, ``--module lenet`` uses the paper's
+LeNet for every net (image data only; the report is ``quality_lenet.md``).
 Needs cleanlab (``pip install cleanlab``) for its column and matplotlib for the
 figures; without them those parts are skipped with a note.
 """
@@ -1903,6 +1906,9 @@ def main(argv=None):
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder")
     parser.add_argument("--raw", default=None, help="also save per-seed rows as JSON")
     parser.add_argument("--no-charts", action="store_true", help="skip the figures")
+    parser.add_argument("--datasets", default=None,
+                        help="comma-separated subset of the label-noise data sets "
+                             "(default: all of the mode's; 'none' for none)")
     parser.add_argument("--module", choices=("mlp", "lenet"), default="mlp",
                         help="the net of every method: mlp (default, every data set) "
                              "or lenet (the paper's CNN: mnist, fashion_mnist and 4-vs-9 "
@@ -1938,6 +1944,16 @@ def main(argv=None):
         if unknown:
             parser.error(f"unknown parts: {sorted(unknown)}")
         cfg.parts = parts
+    if args.datasets:
+        names = [d.strip() for d in args.datasets.split(",") if d.strip()]
+        names = [] if names == ["none"] else names
+        unknown = set(names) - set(cfg.datasets)
+        if unknown:
+            parser.error(f"unknown data sets for this mode: {sorted(unknown)} "
+                         f"(choose from {sorted(cfg.datasets)})")
+        cfg.datasets = {d: cfg.datasets[d] for d in names}
+        if args.module == "lenet" and set(names) - set(IMAGE_SETS):
+            parser.error(f"--module lenet takes 28x28 images: only {', '.join(IMAGE_SETS)}")
     if args.module != "mlp":
         use_module(cfg, args.module)
     jobs = args.jobs or (1 if args.smoke else 2)

@@ -156,3 +156,11 @@ class TestLeNetOption:
         assert path.name == "quality_lenet.md"
         assert "## Label noise" not in text and "UniformFlip" not in text
         assert re.search(r"4-vs-9 at 0\.995, 10 clean/class.*\(-2\.0\).*PASS", text)
+
+    @pytest.mark.parametrize("argv", [["--datasets", "no_such_set"],
+                                      ["--module", "lenet", "--datasets", "digits"]])
+    def test_bad_data_set_choice_is_refused(self, quality, argv, capsys):
+        with pytest.raises(SystemExit):
+            quality.main(["--smoke"] + argv)
+        err = capsys.readouterr().err
+        assert ("unknown data sets" in err) if "no_such_set" in argv else ("28x28" in err)
