@@ -1493,7 +1493,7 @@ def protocol_lines(cfg):
     else:
         module = (f"an MLP `n_features → {cfg.hidden} (ReLU) → n_classes` returning "
                   "logits")
-    return [
+    lines = [
         "**Every net** (plain, class-balanced, clean-only, cleanlab's inner net, the "
         f"ceiling and L2RW): the same module, {module}, `CrossEntropyLoss`, "
         f"`torch.optim.Adam(lr={cfg.lr:g})` (default betas, no weight decay), batch "
@@ -1506,9 +1506,10 @@ def protocol_lines(cfg):
         "sets, fixed before any run: Adam at its default learning rate (torch's and "
         "scikit-learn's `MLPClassifier`'s default) and a common batch size. Nothing is "
         "tuned per data set or per method; test labels are used only for the final "
-        "scores. A user can follow it as is. (The collapse study below shows why a "
-        "fixed *SGD* rate would not be a fair choice: the rate that suits plain "
-        "training can be too large for L2RW.)",
+        "scores. A user can follow it as is."
+        + (" (The collapse study below shows why a fixed *SGD* rate would not be a "
+           "fair choice: the rate that suits plain training can be too large for L2RW.)"
+           if cfg.collapse_kinds else ""),
         "",
         "**L2RWClassifier**: all its defaults (`meta_gradient='auto'`, "
         "`clean_batch_size=None` i.e. min(batch, clean set)), `random_state=seed`, "
@@ -1535,18 +1536,6 @@ def protocol_lines(cfg):
         "**Ceiling**: the same net on every training row with its true label (noise), "
         f"or on {cfg.imb_train:,} balanced rows (imbalance).",
         "",
-        f"**Data**: {sizes}. A fixed train/test split per set (the official one, else "
-        "`datasets.load(random_state=0)`'s stratified 75/25), then per seed a stratified "
-        "subsample of it. Preprocessing is fitted on the training rows only "
-        "(standard scaling for letter; `adult_preprocessor()` / "
-        "`kdd_census_preprocessor()` for adult and kdd_census; image pixels stay in "
-        "[0, 1]). The clean set is `split_clean(X, y, n_per_class, seed)` from the "
-        "training rows, which leaves them; the remaining rows get "
-        f"`flip_labels(y, {cfg.rate}, kind, background_class=<most frequent training "
-        "class>, seed)`. Test labels are never corrupted. Adult (24% positive) and "
-        "kdd_census (6% positive) are imbalanced: their clean sets, with the same count "
-        "per class, are balanced while their test sets are not (see the findings).",
-        "",
         f"**Imbalance** ({cfg.imb_dataset} {cfg.imb_classes[0]} vs {cfg.imb_classes[1]}, "
         f"{cfg.imb_classes[0]} the majority): a balanced clean set is drawn first from "
         "the training rows of the two classes, then "
@@ -1560,6 +1549,23 @@ def protocol_lines(cfg):
         "standard deviation over seeds, in %. **Bold**: the best of L2RW and the "
         "requested baselines (ceiling and the starred extra excluded).",
     ]
+    if cfg.datasets:  # label noise ran
+        at = lines.index(next(x for x in lines if x.startswith("**Imbalance**")))
+        lines[at:at] = [
+            f"**Data**: {sizes}. A fixed train/test split per set (the official one, else "
+            "`datasets.load(random_state=0)`'s stratified 75/25), then per seed a stratified "
+            "subsample of it. Preprocessing is fitted on the training rows only "
+            "(standard scaling for letter; `adult_preprocessor()` / "
+            "`kdd_census_preprocessor()` for adult and kdd_census; image pixels stay in "
+            "[0, 1]). The clean set is `split_clean(X, y, n_per_class, seed)` from the "
+            "training rows, which leaves them; the remaining rows get "
+            f"`flip_labels(y, {cfg.rate}, kind, background_class=<most frequent training "
+            "class>, seed)`. Test labels are never corrupted. Adult (24% positive) and "
+            "kdd_census (6% positive) are imbalanced: their clean sets, with the same count "
+            "per class, are balanced while their test sets are not (see the findings).",
+            "",
+        ]
+    return lines
 
 
 def render_markdown(res, cfg, *, command, started, elapsed, jobs, load, info,
@@ -1757,7 +1763,9 @@ FINDINGS = [
     "and 90.5 / 93.5 with the clean rows also in X, against a ceiling of 98.3. With 100 "
     "clean rows per class, clean-only training (94.6) and class-balanced weights (93.7) "
     "beat L2RW (86.1) at 2,000 rows; L2RW with the clean rows in X reaches 94.2. "
-    "(The paper used LeNet, a CNN, whose priors need far fewer minority examples.)",
+    "The paper used LeNet, a CNN; with it (quality_lenet.md, same protocol) L2RW "
+    "reaches 94.1 / 96.0 at 0.995 against a ceiling of 99.0 (-4.9 / -3.0), and 95.8 / "
+    "97.0 against 99.4 at the paper's 5,000 rows: most of the MLP's gap was the module.",
     "6. **The estimator's collapse warning fires in the wrong places.** It fired in "
     "every imbalance fit (50 of 50), where concentrated weights are the intended "
     "behaviour (L2RW is the best method at 0.99-0.995 with 10 clean rows per class), "
@@ -1769,8 +1777,37 @@ FINDINGS = [
     "and 314 in the extras); with SGD the rate that suits plain training breaks L2RW (study "
     "below).",
 ]
-# Findings of the full LeNet run (``--module lenet --parts imbalance``).
-LENET_FINDINGS = []
+# Findings of the full LeNet run (``--module lenet --parts imbalance`` merged with
+# ``--module lenet --parts extras --datasets none``).
+LENET_FINDINGS = [
+    "1. **Most of the MLP's gap to the ceiling was the module, not the method.** With "
+    "the paper's LeNet, L2RW at a 0.995 majority proportion (2,000 rows, 10 minority "
+    "rows) reaches 94.1 (10 clean rows per class) and 96.0 (100) balanced accuracy "
+    "against a ceiling of 99.0: 4.9 and 3.0 points short, where the MLP run "
+    "(quality.md) was 11.4 and 11.5 short. The goal (within 3 points) still fails, "
+    "narrowly with 100 clean rows per class. Plain training collapses to the majority "
+    "class (50.0) as with the MLP.",
+    "2. **With 10 clean rows per class L2RW is the best method from 0.99 up** (96.5 and "
+    "94.1 against class-balanced weights 94.3 and 89.7 and clean-only training 91.8); "
+    "below 0.99 it is within 0.7 points of class-balanced weights. With 100 clean rows "
+    "per class, methods that train on those 200 correct rows beat it at 0.99-0.995 "
+    "(class-balanced 97.8, plain on imbalanced + clean rows 97.4 at 0.995); L2RW with "
+    "the clean rows also in X reaches 98.2 there (0.8 below the ceiling).",
+    "3. **At the paper's size** (5,000 rows, 25 minority rows at 0.995; seeds 0-2) L2RW "
+    "reaches 95.8 / 97.0 against a ceiling of 99.4: within 3 points with 100 clean rows "
+    "per class (-2.4), 3.6 short with 10. With the clean rows also in X: 97.2 / 98.3 "
+    "(-2.2 / -1.1). At this size LeNet's plain training no longer collapses (89.1 / "
+    "86.6). The paper reports about 2 points with 8,000 steps; these fits take 20 "
+    "epochs (320 steps at 2,000 rows, 800 at 5,000).",
+    "4. The clean-loss warning fired in 4 of 50 L2RW fits (one each at 0.95, 0.99 and "
+    "0.995 with 10 clean rows per class, one at 0.995 with 100), and none of them went "
+    "wrong: balanced accuracy 93-97%, last-epoch clean loss 0.004-0.15. When the clean "
+    "set is fitted almost perfectly its best loss is tiny, and 10x a tiny loss is still "
+    "small: false alarms (the warning is meant for diverging runs, which it caught "
+    "12 of 12 in the MLP run's collapse study).",
+    "5. Cost: an L2RW fit took 5.7 CPU s against 3.4 for plain training (1.7x) and 10.5 "
+    "for cleanlab's three folds and refit.",
+]
 
 COLLAPSE_FINDINGS = [
     "- **Reproduced.** Plain training's best SGD rate by clean-set loss is 0.1 or 0.3 "
