@@ -124,6 +124,18 @@ def torch_seed():
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
+def refuse_downloads(monkeypatch, cache, datasets):
+    """Point the data cache at ``cache`` (empty) and make every download in the
+    ``benchmarks/datasets.py`` module ``datasets`` fail the test."""
+    monkeypatch.setenv("SK_L2RW_DATA", str(cache))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("this run must not download anything")
+
+    monkeypatch.setattr(datasets, "_download", refuse)
+    monkeypatch.setattr(datasets, "artifact_path", refuse)
+
+
 @contextlib.contextmanager
 def benchmark_script(name):
     """Import ``benchmarks/<name>.py`` (a folder of scripts, not a package) for a test.

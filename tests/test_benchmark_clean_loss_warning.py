@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from conftest import benchmark_script
+from conftest import benchmark_script, refuse_downloads
 
 
 @pytest.fixture(scope="module")
@@ -15,14 +15,8 @@ def study():
 
 @pytest.fixture
 def no_download(study, monkeypatch, tmp_path):
-    monkeypatch.setenv("SK_L2RW_DATA", str(tmp_path / "empty-cache"))
-    datasets = study.quality_module().bench_datasets()
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("the smoke run must not download anything")
-
-    monkeypatch.setattr(datasets, "_download", refuse)
-    monkeypatch.setattr(datasets, "artifact_path", refuse)
+    refuse_downloads(monkeypatch, tmp_path / "empty-cache",
+                     study.quality_module().bench_datasets())
 
 
 def test_rules_replay_on_a_curve(study):

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from conftest import benchmark_script
+from conftest import benchmark_script, refuse_downloads
 
 pytest.importorskip("cleanlab")
 
@@ -19,14 +19,7 @@ def label_issues():
 def no_download(label_issues, monkeypatch, tmp_path):
     import sys
 
-    monkeypatch.setenv("SK_L2RW_DATA", str(tmp_path / "empty-cache"))
-    datasets = sys.modules["benchmarks.datasets"]
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("the quick run on digits must not download anything")
-
-    monkeypatch.setattr(datasets, "_download", refuse)
-    monkeypatch.setattr(datasets, "artifact_path", refuse)
+    refuse_downloads(monkeypatch, tmp_path / "empty-cache", sys.modules["benchmarks.datasets"])
 
 
 def test_quick_run_on_digits(label_issues, tmp_path, one_thread, no_download):

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from conftest import benchmark_script
+from conftest import benchmark_script, refuse_downloads
 
 
 
@@ -22,14 +22,7 @@ def quality():
 
 @pytest.fixture
 def no_download(quality, monkeypatch, tmp_path):
-    monkeypatch.setenv("SK_L2RW_DATA", str(tmp_path / "empty-cache"))
-    ds = quality.bench_datasets()
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("the smoke run must not download anything")
-
-    monkeypatch.setattr(ds, "_download", refuse)
-    monkeypatch.setattr(ds, "artifact_path", refuse)
+    refuse_downloads(monkeypatch, tmp_path / "empty-cache", quality.bench_datasets())
 
 
 def _numbers(cell):
