@@ -78,6 +78,13 @@ class L2RWClassifier(L2RWMixin, NeuralNetClassifier):
         of the batch, averaged).
     device_ : str
         The device training ran on.
+
+    Warns
+    -----
+    UserWarning
+        At most once per fit, when an epoch's ``clean_loss`` is more than 10 times
+        its best so far and above the first epoch's (:func:`sk_l2rw.net.clean_loss_alarm`):
+        the weighted steps are too large for this learning rate.
     """
 
     def __init__(self, module, clean_X=None, clean_y=None, *, meta_gradient="auto",

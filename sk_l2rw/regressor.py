@@ -43,6 +43,11 @@ class L2RWRegressor(L2RWMixin, NeuralNetRegressor):
     device_ : as in :class:`sk_l2rw.L2RWClassifier`.
     n_outputs_ : int
         Number of targets per row.
+
+    Warns
+    -----
+    UserWarning
+        As in :class:`sk_l2rw.L2RWClassifier`, when the clean loss blows up.
     """
 
     def __init__(self, module, clean_X=None, clean_y=None, *, meta_gradient="auto",
