@@ -36,7 +36,6 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -130,17 +129,13 @@ def fit_one(kind, args):
     else:
         cfg, pool, p, clean, seed = args
         major, minor = cfg.imb_classes
-
-        def codes(labels):
-            return (np.asarray(labels) == minor).astype(np.int64)
-
         X, y = pool["X_train"], pool["y_train"]
-        X_test, y_test = pool["X_test"], codes(pool["y_test"])
+        X_test, y_test = pool["X_test"], q.minority_codes(pool["y_test"], minor)
         X_rest, y_rest, X_clean, y_clean = split_clean(X, y, clean, random_state=seed)
-        y_clean = codes(y_clean)
+        y_clean = q.minority_codes(y_clean, minor)
         X_fit, y_fit = make_imbalanced(X_rest, y_rest, p, classes=(major, minor),
                                        n_samples=cfg.imb_train, random_state=seed)
-        y_fit = codes(y_fit)
+        y_fit = q.minority_codes(y_fit, minor)
         params = q.net_params(cfg, X.shape[1], 2, len(y_fit))
     net = L2RWClassifier(clean_X=X_clean, clean_y=y_clean, random_state=seed, **params)
     with warnings.catch_warnings():

@@ -513,18 +513,35 @@ def run_methods(cfg, base, X, y_obs, X_clean, y_clean, X_test, y_test, K, seed, 
 # ---------------------------------------------------------------------------
 
 
-def noise_task(cfg, name, seed, data, cells, threads=1):
-    """All noise cells of one data set and seed; ``cells`` is [(kind, rate, clean)].
+def _noise_splits(X, y, cells, seed):
+    """For each clean size in ``cells`` ([(kind, rate, clean)]): the clean split of
+    the training rows, then the noisy labels of that size's (kind, rate) cells.
 
+    Yields ``(clean, X_rest, X_clean, y_clean, [(kind, rate, y_noisy, flipped)])``.
     The background class of BackgroundFlip is the most frequent training class.
     """
     from sk_l2rw.noise import flip_labels, split_clean
 
+    background = int(np.bincount(y).argmax())
+    for clean in sorted({c for _, _, c in cells}):
+        X_rest, y_rest, X_clean, y_clean = split_clean(X, y, clean, random_state=seed)
+        noisy = [(kind, rate, *flip_labels(y_rest, rate, kind, background_class=background,
+                                           random_state=seed))
+                 for kind, rate, c in cells if c == clean]
+        yield clean, X_rest, X_clean, y_clean, noisy
+
+
+def minority_codes(labels, minor):
+    """Binary targets of the imbalance setting: 1 for the minority class, else 0."""
+    return (np.asarray(labels) == minor).astype(np.int64)
+
+
+def noise_task(cfg, name, seed, data, cells, threads=1):
+    """All noise cells of one data set and seed; ``cells`` is [(kind, rate, clean)]."""
     with limited_threads(threads):
         rows = []
         X, y, X_te, y_te = data["X_train"], data["y_train"], data["X_test"], data["y_test"]
         K = len(data["classes"])
-        background = int(np.bincount(y, minlength=K).argmax())
         base = dict(part="noise", dataset=name, seed=seed)
         # The ceiling sees every training row with its true label: it depends on
         # neither the noise nor the clean split.
@@ -532,18 +549,12 @@ def noise_task(cfg, name, seed, data, cells, threads=1):
             net, _ = fit_plain(cfg, X, y, K, seed)
         _record(rows, dict(base, kind="*", rate=None, clean=None), "ceiling",
                 _metrics(net, X_te, y_te), t)
-        for clean in sorted({c for _, _, c in cells}):
-            X_rest, y_rest, X_clean, y_clean = split_clean(X, y, clean, random_state=seed)
+        for clean, X_rest, X_clean, y_clean, noisy in _noise_splits(X, y, cells, seed):
             with _Timer() as t:
                 net, _ = fit_plain(cfg, X_clean, y_clean, K, seed)
             _record(rows, dict(base, kind="*", rate=None, clean=clean), "clean_only",
                     _metrics(net, X_te, y_te), t)
-            for kind, rate, c in cells:
-                if c != clean:
-                    continue
-                y_noisy, flipped = flip_labels(y_rest, rate, kind,
-                                               background_class=background,
-                                               random_state=seed)
+            for kind, rate, y_noisy, flipped in noisy:
                 run_methods(cfg, dict(base, kind=kind, rate=rate, clean=clean), X_rest,
                             y_noisy, X_clean, y_clean, X_te, y_te, K, seed, mask=flipped,
                             methods=("plain_noisy", "plain_es", "plain_both", "cleanlab",
@@ -566,19 +577,16 @@ def imbalance_task(cfg, seed, pool, threads=1):
         major, minor = cfg.imb_classes
         base = dict(part="imbalance", dataset=cfg.imb_dataset, seed=seed)
 
-        def codes(labels):
-            return (np.asarray(labels) == minor).astype(np.int64)
-
-        y_te = codes(y_te)
+        y_te = minority_codes(y_te, minor)
         X_bal, y_bal = make_imbalanced(X, y, 0.5, classes=(major, minor),
                                        n_samples=cfg.imb_train, random_state=seed)
         with _Timer() as t:
-            net, _ = fit_plain(cfg, X_bal, codes(y_bal), 2, seed)
+            net, _ = fit_plain(cfg, X_bal, minority_codes(y_bal, minor), 2, seed)
         _record(rows, dict(base, proportion=None, clean=None), "ceiling",
                 _metrics(net, X_te, y_te), t)
         for clean in cfg.imb_clean_sizes:
             X_rest, y_rest, X_clean, y_clean = split_clean(X, y, clean, random_state=seed)
-            y_clean = codes(y_clean)
+            y_clean = minority_codes(y_clean, minor)
             with _Timer() as t:
                 net, _ = fit_plain(cfg, X_clean, y_clean, 2, seed)
             _record(rows, dict(base, proportion=None, clean=clean), "clean_only",
@@ -586,7 +594,7 @@ def imbalance_task(cfg, seed, pool, threads=1):
             for p in cfg.imb_proportions:
                 X_imb, y_imb = make_imbalanced(X_rest, y_rest, p, classes=(major, minor),
                                                n_samples=cfg.imb_train, random_state=seed)
-                y_imb = codes(y_imb)
+                y_imb = minority_codes(y_imb, minor)
                 run_methods(cfg, dict(base, proportion=p, clean=clean), X_imb, y_imb,
                             X_clean, y_clean, X_te, y_te, 2, seed, mask=y_imb == 1,
                             methods=("plain_noisy", "plain_es", "plain_both",
@@ -759,23 +767,14 @@ def extras_noise_task(cfg, name, seed, data, cells, threads=1):
     the clean set's rows repeated so that its class shares follow the training
     rows' base rate (equivalent to weighting the clean loss by class).
     """
-    from sk_l2rw.noise import flip_labels, split_clean
-
     with limited_threads(threads):
         rows = []
         X, y, X_te, y_te = data["X_train"], data["y_train"], data["X_test"], data["y_test"]
         K = len(data["classes"])
-        background = int(np.bincount(y, minlength=K).argmax())
         prior = np.bincount(y, minlength=K) / len(y)
         base = dict(part="noise", dataset=name, seed=seed)
-        for clean in sorted({c for _, _, c in cells}):
-            X_rest, y_rest, X_clean, y_clean = split_clean(X, y, clean, random_state=seed)
-            for kind, rate, c in cells:
-                if c != clean:
-                    continue
-                y_noisy, flipped = flip_labels(y_rest, rate, kind,
-                                               background_class=background,
-                                               random_state=seed)
+        for clean, X_rest, X_clean, y_clean, noisy in _noise_splits(X, y, cells, seed):
+            for kind, rate, y_noisy, flipped in noisy:
                 key = dict(base, kind=kind, rate=rate, clean=clean)
                 with _Timer() as t:
                     net, warned = fit_l2rw(cfg, np.vstack([X_rest, X_clean]),
@@ -803,10 +802,7 @@ def extras_imbalance_task(cfg, seed, pool, threads=1):
         X, y, X_te, y_te = pool["X_train"], pool["y_train"], pool["X_test"], pool["y_test"]
         major, minor = cfg.imb_classes
 
-        def codes(labels):
-            return (np.asarray(labels) == minor).astype(np.int64)
-
-        y_te = codes(y_te)
+        y_te = minority_codes(y_te, minor)
         sizes = [(cfg.imb_train, cfg.imb_proportions)]
         if cfg.imb_paper_train and seed in cfg.imb_paper_seeds:
             sizes.append((cfg.imb_paper_train, (max(cfg.imb_proportions),)))
@@ -817,18 +813,18 @@ def extras_imbalance_task(cfg, seed, pool, threads=1):
                 X_bal, y_bal = make_imbalanced(X, y, 0.5, classes=(major, minor),
                                                n_samples=n_train, random_state=seed)
                 with _Timer() as t:
-                    net, _ = fit_plain(cfg, X_bal, codes(y_bal), 2, seed)
+                    net, _ = fit_plain(cfg, X_bal, minority_codes(y_bal, minor), 2, seed)
                 _record(rows, dict(base, proportion=None, clean=None), "ceiling",
                         _metrics(net, X_te, y_te), t)
             for clean in cfg.imb_clean_sizes:
                 X_rest, y_rest, X_clean, y_clean = split_clean(X, y, clean,
                                                                random_state=seed)
-                y_clean = codes(y_clean)
+                y_clean = minority_codes(y_clean, minor)
                 for p in proportions:
                     X_imb, y_imb = make_imbalanced(X_rest, y_rest, p,
                                                    classes=(major, minor),
                                                    n_samples=n_train, random_state=seed)
-                    y_imb = codes(y_imb)
+                    y_imb = minority_codes(y_imb, minor)
                     key = dict(base, proportion=p, clean=clean)
                     if part == "imbalance_paper":
                         run_methods(cfg, key, X_imb, y_imb, X_clean, y_clean, X_te, y_te,
