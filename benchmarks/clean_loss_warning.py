@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.environment import cpu_model, load_average, versions_line  # noqa: E402
+from benchmarks.environment import report_header  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 FAILED_POINTS = 0.20  # balanced accuracy this far below the best of the group
@@ -215,16 +215,8 @@ def fired_table(rows):
 
 
 def render(rows, *, command, started, elapsed, smoke):
-    lines = [
-        "# sk_l2rw: the clean-loss warning, measured", "",
-        f"Command: `{command}`  ",
-        f"Date: {started:%Y-%m-%d %H:%M} UTC  ",
-        f"Wall time: {elapsed / 60:.1f} min  ",
-        f"Machine: {cpu_model()}, load average at the end {load_average()}  ",
-        f"Versions: {versions_line()}", "",
-    ]
-    if smoke:
-        lines += ["**A `--smoke` run on digits: it only shows that the script runs.**", ""]
+    lines = report_header("sk_l2rw: the clean-loss warning, measured", command=command,
+                          started=started, elapsed=elapsed, smoke=smoke)
     lines += [
         "`L2RWClassifier` warns (once per fit) when the epoch's clean loss is more than "
         "10x its best so far and above the first epoch's "

@@ -59,3 +59,37 @@ def versions(*extra):
 def versions_line(*extra):
     """:func:`versions` as one line: ``python 3.11.7, torch 2.13.0, ...``."""
     return ", ".join(f"{name} {version}" for name, version in versions(*extra).items())
+
+
+def report_header(title, *, command, started, elapsed, smoke=False):
+    """The first lines of a side-study report: title, command, date, wall time,
+    machine and versions, and a warning when the run was only a ``--smoke`` test.
+
+    Parameters
+    ----------
+    title : str
+        Markdown heading text (without ``#``).
+    command : str
+        The command line as run.
+    started : datetime.datetime
+        UTC start time.
+    elapsed : float
+        Wall time in seconds.
+    smoke : bool
+        Whether this was a ``--smoke`` run (its numbers are not results).
+
+    Returns
+    -------
+    list of str
+    """
+    lines = [
+        f"# {title}", "",
+        f"Command: `{command}`  ",
+        f"Date: {started:%Y-%m-%d %H:%M} UTC  ",
+        f"Wall time: {elapsed / 60:.1f} min  ",
+        f"Machine: {cpu_model()}, load average at the end {load_average()}  ",
+        f"Versions: {versions_line()}", "",
+    ]
+    if smoke:
+        lines += ["**A `--smoke` run on digits: it only shows that the script runs.**", ""]
+    return lines

@@ -43,24 +43,18 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.environment import cpu_model, load_average, versions_line  # noqa: E402
+# By its package name, so that worker processes can unpickle the configurations and
+# nets that benchmarks/quality.py defines.
+from benchmarks import quality as q  # noqa: E402
+from benchmarks.environment import report_header  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 METHODS = (("plain", "plain (imbalanced)"), ("l2rw", "L2RW"),
            ("ceiling", "ceiling (balanced rows)"))
 
 
-def quality_module():
-    """benchmarks/quality.py, imported by its package name so that worker processes
-    can unpickle the configurations and nets it defines."""
-    import importlib
-
-    return importlib.import_module("benchmarks.quality")
-
-
 def setting(smoke=False):
     """The quality benchmark's configuration for this study, and its training size."""
-    q = quality_module()
     if smoke:  # digits 4 vs 9 with the small MLP: bundled with scikit-learn
         cfg = q.smoke_config()
         return cfg, cfg.imb_train, 0.9
@@ -79,7 +73,6 @@ def fit_cell(cfg, pool, n_train, proportion, clean, steps, seed):
 
     from sk_l2rw.noise import make_imbalanced, split_clean
 
-    q = quality_module()
     torch.set_num_threads(1)
     epochs = epochs_for(steps, n_train, cfg.batch_size)
     run = dataclasses.replace(cfg, epochs=epochs, min_steps=0)
@@ -107,7 +100,6 @@ def fit_cell(cfg, pool, n_train, proportion, clean, steps, seed):
 
 def run(steps, seeds, *, clean=10, smoke=False, jobs=2, log=print):
     """Every (steps, seed) cell; returns the rows and a description of the setting."""
-    q = quality_module()
     cfg, n_train, proportion = setting(smoke)
     pool = q.prepare_imbalance(cfg, q.load_pool(cfg.imb_dataset))
     cells = [(s, seed) for s in steps for seed in seeds]
@@ -151,16 +143,9 @@ def table(rows):
 def render(rows, about, *, command, started, elapsed, smoke):
     warned = sum(r["warned"] for r in rows)
     minority = round(about["n_train"] * (1 - about["proportion"]))
-    lines = [
-        "# sk_l2rw: MNIST 4-vs-9 imbalance against training length", "",
-        f"Command: `{command}`  ",
-        f"Date: {started:%Y-%m-%d %H:%M} UTC  ",
-        f"Wall time: {elapsed / 60:.1f} min  ",
-        f"Machine: {cpu_model()}, load average at the end {load_average()}  ",
-        f"Versions: {versions_line()}", "",
-    ]
-    if smoke:
-        lines += ["**A `--smoke` run on digits: it only shows that the script runs.**", ""]
+    lines = report_header("sk_l2rw: MNIST 4-vs-9 imbalance against training length",
+                          command=command, started=started, elapsed=elapsed,
+                          smoke=smoke)
     lines += [
         f"{about['dataset']} {about['classes'][0]} vs {about['classes'][1]}, "
         f"{about['n_train']:,} training rows at majority proportion {about['proportion']} "
