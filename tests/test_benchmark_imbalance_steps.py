@@ -51,3 +51,13 @@ def test_rejects_non_positive_steps(study, capsys):
     with pytest.raises(SystemExit):
         study.main(["--smoke", "--steps", "0"])
     assert "--steps must be positive" in capsys.readouterr().err
+
+
+def test_paper_optimizer_writes_its_own_report(study, tmp_path, one_thread, no_download):
+    assert study.main(["--smoke", "--optimizer", "sgd", "--steps", "4",
+                       "--out", str(tmp_path)]) == 0
+    assert not (tmp_path / "imbalance_steps.md").exists()  # the Adam report is kept
+    text = (tmp_path / "imbalance_steps_sgd.md").read_text()
+    assert "the paper's SGD with momentum 0.9 (lr=0.001, batch 100)" in text
+    # 120 rows in batches of 100: 2 steps per epoch, so 4 steps take 2 epochs.
+    assert re.search(r"^\| 4 \| 2 \| ", text, flags=re.M)
