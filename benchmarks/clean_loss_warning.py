@@ -41,22 +41,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+# benchmarks/quality.py holds the data preparation and net settings. Imported by its
+# package name, so that worker processes can unpickle the configurations and nets
+# it defines.
+from benchmarks import quality as q  # noqa: E402
 from benchmarks.environment import report_header  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 FAILED_POINTS = 0.20  # balanced accuracy this far below the best of the group
 COLLAPSE_LRS = (0.3, 0.1, 0.03, 0.01)
-
-
-def quality_module():
-    """benchmarks/quality.py, which holds the data preparation and net settings.
-
-    Imported by its package name, so that worker processes can unpickle the
-    configurations and nets it defines.
-    """
-    import importlib
-
-    return importlib.import_module("benchmarks.quality")
 
 
 def rules():
@@ -80,7 +73,6 @@ def first_alarm(rule, curve):
 
 def plan(smoke=False):
     """The fits to run: ``(group, label, kind, args)``."""
-    q = quality_module()
     jobs = []
     cfg = q.smoke_config() if smoke else q.full_config()
     lrs = (0.3, 0.01) if smoke else COLLAPSE_LRS
@@ -110,9 +102,8 @@ def fit_one(kind, args):
     import torch
 
     from sk_l2rw import L2RWClassifier
-    from sk_l2rw.noise import flip_labels, make_imbalanced, split_clean
+    from sk_l2rw.noise import flip_labels, split_clean
 
-    q = quality_module()
     torch.set_num_threads(1)
     if kind == "collapse":
         cfg, data, noise, lr, seed = args
@@ -128,14 +119,10 @@ def fit_one(kind, args):
         params.update(optimizer=torch.optim.SGD, optimizer__momentum=0.9)
     else:
         cfg, pool, p, clean, seed = args
-        major, minor = cfg.imb_classes
         X, y = pool["X_train"], pool["y_train"]
-        X_test, y_test = pool["X_test"], q.minority_codes(pool["y_test"], minor)
-        X_rest, y_rest, X_clean, y_clean = split_clean(X, y, clean, random_state=seed)
-        y_clean = q.minority_codes(y_clean, minor)
-        X_fit, y_fit = make_imbalanced(X_rest, y_rest, p, classes=(major, minor),
-                                       n_samples=cfg.imb_train, random_state=seed)
-        y_fit = q.minority_codes(y_fit, minor)
+        X_test, y_test = pool["X_test"], q.minority_codes(pool["y_test"], cfg.imb_classes[1])
+        X_rest, y_rest, X_clean, y_clean = q.imbalance_clean_split(cfg, X, y, clean, seed)
+        X_fit, y_fit = q.imbalanced_rows(cfg, X_rest, y_rest, p, cfg.imb_train, seed)
         params = q.net_params(cfg, X.shape[1], 2, len(y_fit))
     net = L2RWClassifier(clean_X=X_clean, clean_y=y_clean, random_state=seed, **params)
     with warnings.catch_warnings():

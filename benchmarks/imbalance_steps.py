@@ -82,8 +82,6 @@ def fit_cell(cfg, pool, n_train, proportion, clean, steps, seed, optimizer="adam
     """Plain, L2RW and ceiling, each trained for ``steps`` steps; balanced accuracies."""
     import torch
 
-    from sk_l2rw.noise import make_imbalanced, split_clean
-
     torch.set_num_threads(1)
     opt = OPTIMIZERS[optimizer]
     lr, batch_size = opt["lr"] or cfg.lr, opt["batch_size"] or cfg.batch_size
@@ -91,19 +89,15 @@ def fit_cell(cfg, pool, n_train, proportion, clean, steps, seed, optimizer="adam
     run = dataclasses.replace(cfg, epochs=epochs, min_steps=0, lr=lr,
                               batch_size=batch_size)
     net_kw = dict(opt["extra"], optimizer=getattr(torch.optim, opt["optimizer"]))
-    major, minor = cfg.imb_classes
     X, y = pool["X_train"], pool["y_train"]
-    X_test, y_test = pool["X_test"], q.minority_codes(pool["y_test"], minor)
+    X_test, y_test = pool["X_test"], q.minority_codes(pool["y_test"], cfg.imb_classes[1])
     out = dict(seed=seed, steps=steps, epochs=epochs)
     # Same draws, in the same order, as the quality benchmark's paper-size extra.
-    X_bal, y_bal = make_imbalanced(X, y, 0.5, classes=(major, minor), n_samples=n_train,
-                                   random_state=seed)
-    net, _ = q.fit_plain(run, X_bal, q.minority_codes(y_bal, minor), 2, seed, **net_kw)
+    X_bal, y_bal = q.imbalanced_rows(cfg, X, y, 0.5, n_train, seed)
+    net, _ = q.fit_plain(run, X_bal, y_bal, 2, seed, **net_kw)
     out["ceiling"] = q._metrics(net, X_test, y_test)["bal_acc"]
-    X_rest, y_rest, X_clean, y_clean = split_clean(X, y, clean, random_state=seed)
-    X_imb, y_imb = make_imbalanced(X_rest, y_rest, proportion, classes=(major, minor),
-                                   n_samples=n_train, random_state=seed)
-    y_imb, y_clean = q.minority_codes(y_imb, minor), q.minority_codes(y_clean, minor)
+    X_rest, y_rest, X_clean, y_clean = q.imbalance_clean_split(cfg, X, y, clean, seed)
+    X_imb, y_imb = q.imbalanced_rows(cfg, X_rest, y_rest, proportion, n_train, seed)
     net, _ = q.fit_plain(run, X_imb, y_imb, 2, seed, **net_kw)
     out["plain"] = q._metrics(net, X_test, y_test)["bal_acc"]
     net, warned = q.fit_l2rw(run, X_imb, y_imb, X_clean, y_clean, 2, seed, **net_kw)

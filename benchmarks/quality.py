@@ -539,6 +539,25 @@ def minority_codes(labels, minor):
     return (np.asarray(labels) == minor).astype(np.int64)
 
 
+def imbalance_clean_split(cfg, X, y, clean, seed):
+    """4-vs-9: ``clean`` rows per class drawn first (balanced). Returns the rest
+    (original labels) and the clean set in :func:`minority_codes`."""
+    from sk_l2rw.noise import split_clean
+
+    X_rest, y_rest, X_clean, y_clean = split_clean(X, y, clean, random_state=seed)
+    return X_rest, y_rest, X_clean, minority_codes(y_clean, cfg.imb_classes[1])
+
+
+def imbalanced_rows(cfg, X, y, proportion, n_train, seed):
+    """4-vs-9: ``n_train`` rows at majority ``proportion`` (0.5: balanced), labels in
+    :func:`minority_codes`."""
+    from sk_l2rw.noise import make_imbalanced
+
+    X_imb, y_imb = make_imbalanced(X, y, proportion, classes=cfg.imb_classes,
+                                   n_samples=n_train, random_state=seed)
+    return X_imb, minority_codes(y_imb, cfg.imb_classes[1])
+
+
 def noise_task(cfg, name, seed, data, cells, threads=1):
     """All noise cells of one data set and seed; ``cells`` is [(kind, rate, clean)]."""
     with limited_threads(threads):
@@ -572,32 +591,25 @@ def imbalance_task(cfg, seed, pool, threads=1):
     Clean rows are drawn first (balanced), the imbalanced training rows from the rest.
     The ceiling is the same net on balanced rows (proportion 0.5) of the same number.
     """
-    from sk_l2rw.noise import make_imbalanced, split_clean
-
     with limited_threads(threads):
         rows = []
         X, y, X_te, y_te = pool["X_train"], pool["y_train"], pool["X_test"], pool["y_test"]
-        major, minor = cfg.imb_classes
         base = dict(part="imbalance", dataset=cfg.imb_dataset, seed=seed)
 
-        y_te = minority_codes(y_te, minor)
-        X_bal, y_bal = make_imbalanced(X, y, 0.5, classes=(major, minor),
-                                       n_samples=cfg.imb_train, random_state=seed)
+        y_te = minority_codes(y_te, cfg.imb_classes[1])
+        X_bal, y_bal = imbalanced_rows(cfg, X, y, 0.5, cfg.imb_train, seed)
         with _Timer() as t:
-            net, _ = fit_plain(cfg, X_bal, minority_codes(y_bal, minor), 2, seed)
+            net, _ = fit_plain(cfg, X_bal, y_bal, 2, seed)
         _record(rows, dict(base, proportion=None, clean=None), "ceiling",
                 _metrics(net, X_te, y_te), t)
         for clean in cfg.imb_clean_sizes:
-            X_rest, y_rest, X_clean, y_clean = split_clean(X, y, clean, random_state=seed)
-            y_clean = minority_codes(y_clean, minor)
+            X_rest, y_rest, X_clean, y_clean = imbalance_clean_split(cfg, X, y, clean, seed)
             with _Timer() as t:
                 net, _ = fit_plain(cfg, X_clean, y_clean, 2, seed)
             _record(rows, dict(base, proportion=None, clean=clean), "clean_only",
                     _metrics(net, X_te, y_te), t)
             for p in cfg.imb_proportions:
-                X_imb, y_imb = make_imbalanced(X_rest, y_rest, p, classes=(major, minor),
-                                               n_samples=cfg.imb_train, random_state=seed)
-                y_imb = minority_codes(y_imb, minor)
+                X_imb, y_imb = imbalanced_rows(cfg, X_rest, y_rest, p, cfg.imb_train, seed)
                 run_methods(cfg, dict(base, proportion=p, clean=clean), X_imb, y_imb,
                             X_clean, y_clean, X_te, y_te, 2, seed, mask=y_imb == 1,
                             methods=("plain_noisy", "plain_es", "plain_both",
@@ -798,14 +810,10 @@ def extras_noise_task(cfg, name, seed, data, cells, threads=1):
 def extras_imbalance_task(cfg, seed, pool, threads=1):
     """``l2rw_both`` on every imbalance cell; and the paper's 5,000 training rows at
     the largest proportion (plain, L2RW, L2RW with clean rows in X, ceiling)."""
-    from sk_l2rw.noise import make_imbalanced, split_clean
-
     with limited_threads(threads):
         rows = []
         X, y, X_te, y_te = pool["X_train"], pool["y_train"], pool["X_test"], pool["y_test"]
-        major, minor = cfg.imb_classes
-
-        y_te = minority_codes(y_te, minor)
+        y_te = minority_codes(y_te, cfg.imb_classes[1])
         sizes = [(cfg.imb_train, cfg.imb_proportions)]
         if cfg.imb_paper_train and seed in cfg.imb_paper_seeds:
             sizes.append((cfg.imb_paper_train, (max(cfg.imb_proportions),)))
@@ -813,21 +821,16 @@ def extras_imbalance_task(cfg, seed, pool, threads=1):
             part = "imbalance" if n_train == cfg.imb_train else "imbalance_paper"
             base = dict(part=part, dataset=cfg.imb_dataset, seed=seed, n_train=n_train)
             if part == "imbalance_paper":
-                X_bal, y_bal = make_imbalanced(X, y, 0.5, classes=(major, minor),
-                                               n_samples=n_train, random_state=seed)
+                X_bal, y_bal = imbalanced_rows(cfg, X, y, 0.5, n_train, seed)
                 with _Timer() as t:
-                    net, _ = fit_plain(cfg, X_bal, minority_codes(y_bal, minor), 2, seed)
+                    net, _ = fit_plain(cfg, X_bal, y_bal, 2, seed)
                 _record(rows, dict(base, proportion=None, clean=None), "ceiling",
                         _metrics(net, X_te, y_te), t)
             for clean in cfg.imb_clean_sizes:
-                X_rest, y_rest, X_clean, y_clean = split_clean(X, y, clean,
-                                                               random_state=seed)
-                y_clean = minority_codes(y_clean, minor)
+                X_rest, y_rest, X_clean, y_clean = imbalance_clean_split(cfg, X, y, clean,
+                                                                         seed)
                 for p in proportions:
-                    X_imb, y_imb = make_imbalanced(X_rest, y_rest, p,
-                                                   classes=(major, minor),
-                                                   n_samples=n_train, random_state=seed)
-                    y_imb = minority_codes(y_imb, minor)
+                    X_imb, y_imb = imbalanced_rows(cfg, X_rest, y_rest, p, n_train, seed)
                     key = dict(base, proportion=p, clean=clean)
                     if part == "imbalance_paper":
                         run_methods(cfg, key, X_imb, y_imb, X_clean, y_clean, X_te, y_te,

@@ -48,9 +48,8 @@ from sk_l2rw.weights import effective_sample_share
 # then drift to ~0.05: over 124 fits (benchmarks/clean_loss_warning.py: the collapse
 # study, 4-vs-9 with an MLP and a LeNet) both rules caught 9 of 9 failed runs at the
 # same epoch; the ratio alone also fired on 7 fits that did not fail, the combined
-# rule on none. (Weights
-# concentrated on few rows are not warned about: under class imbalance that is the
-# intended behaviour.)
+# rule on none. (Weights concentrated on few rows are not warned about: under class
+# imbalance that is the intended behaviour.)
 CLEAN_LOSS_RISE = 10.0
 
 
@@ -74,6 +73,7 @@ def clean_loss_alarm(clean_losses, rise=CLEAN_LOSS_RISE):
         return False
     *earlier, loss = clean_losses
     return bool(loss > rise * min(earlier) and loss > earlier[0])
+
 
 _STEPS = {
     "reference": reference_step,
