@@ -8,8 +8,10 @@ parameters is ever formed. The weighted update ``sum_i w_i g_i a_i^T`` reuses th
 
 One forward runs over the training rows and the clean rows stacked together (rows are
 independent of each other, which :func:`unsupported_layers` checks), and one backward
-of ``sum_i f_i + mean_j f^clean_j`` gives every row's output gradients: the training
-rows' are ``grad f_i``, the clean rows' sum to the clean gradient.
+of ``sum_i f_i + mean_j f^clean_j`` (``sum_j v_j f^clean_j`` with clean weights) gives
+every row's output gradients: the training rows' are ``grad f_i``, the clean rows' sum
+to the clean gradient. Training on the clean rows too (``clean_share > 0``) reuses
+their inputs and output gradients in the same weighted update.
 
 A parameter used by several layers (weight tying) is handled exactly: its clean
 gradient is summed over all uses before any dot product is taken.
@@ -23,7 +25,7 @@ from torch import nn
 from torch.autograd.graph import get_gradient_edge
 from torch.nn import functional as F
 
-from sk_l2rw.meta_gradient import StepResult, call_module
+from sk_l2rw.meta_gradient import StepResult, call_module, clean_objective
 from sk_l2rw.weights import normalize_weights
 
 __all__ = ["ghost_step", "unsupported_layers"]
@@ -289,9 +291,14 @@ class _Capture:
                                  "g": None})
         return hook
 
-    def backward(self, losses, n):
-        """Fill every record's output gradient from ``sum_i f_i + mean_j f_clean_j``."""
-        weights = _grad_outputs(n, len(losses), losses.dtype, losses.device)
+    def backward(self, losses, n, clean_weights=None):
+        """Fill every record's output gradient from ``sum_i f_i + mean_j f_clean_j``
+        (``sum_j v_j f_clean_j`` when ``clean_weights`` holds the ``v_j``)."""
+        if clean_weights is None:
+            weights = _grad_outputs(n, len(losses), losses.dtype, losses.device)
+        else:
+            weights = torch.cat([torch.ones(n, dtype=losses.dtype, device=losses.device),
+                                 clean_weights.to(losses.dtype)])
         reached = [r for r in self.records if r["edge"] is not None]
         grads = torch.autograd.grad(losses, [r["edge"] for r in reached], weights,
                                     allow_unused=True)
@@ -373,7 +380,7 @@ def _rows(y_pred, stop):
 
 
 def ghost_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0, forward_kwargs=None,
-               update=True):
+               clean_weights=None, clean_share=0.0, update=True):
     """Exact L2RW step from layer inputs and output gradients.
 
     The module must pass :func:`unsupported_layers` (rows independent, every
@@ -387,7 +394,7 @@ def ghost_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0, forward_kwarg
         out = call_module(module, stacked, forward_kwargs=forward_kwargs)
     del stacked  # the first layer's record keeps it only while needed
     losses = loss_fn(out, targets)
-    cap.backward(losses, n)
+    cap.backward(losses, n, clean_weights)
 
     # Split every record into training and clean rows, in the rule's layout,
     # with the trainable parameters the layer uses.
@@ -403,7 +410,7 @@ def ghost_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0, forward_kwarg
         params = [(name, getattr(layer, name)) for name in names]
         sizes = [n, a.shape[0] - n]
         (a_t, a_c), (g_t, g_c) = a.split(sizes), g.split(sizes)
-        uses.append((layer, rule, params, a_t, g_t, a_c, g_c))
+        uses.append((layer, rule, params, a_t, g_t, a_c, g_c, a, g))
 
     # Parameters used once may take the cheaper Gram form; tied ones need the
     # clean gradient summed over all their uses first.
@@ -416,7 +423,7 @@ def ghost_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0, forward_kwarg
     clean_total = {}
     direct = []
     for use in uses:
-        layer, rule, params, a_t, g_t, a_c, g_c = use
+        layer, rule, params, a_t, g_t, a_c, g_c = use[:7]
         single = all(count[id(p)] == 1 for _, p in params)
         gram = rule.gram_cost(layer, a_t, a_c) if single else None
         if gram is not None and gram < rule.direct_cost(layer, a_t, a_c):
@@ -427,7 +434,7 @@ def ghost_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0, forward_kwarg
         for name, p in params:
             _add(clean_total, p, grads[name])
         direct.append(use)
-    for layer, rule, params, a_t, g_t, _, _ in direct:
+    for layer, rule, params, a_t, g_t, *_ in direct:
         parts.append(rule.dots(layer, a_t, g_t, {name: clean_total[id(p)][1]
                                                  for name, p in params}))
     del direct
@@ -436,6 +443,20 @@ def ghost_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0, forward_kwarg
     meta = lr * meta
     weights = normalize_weights(meta)
     loss = (weights * losses[:n].detach()).sum()
+    if clean_share:
+        # The clean rows' output gradients carry v_j already (1/m without clean
+        # weights): one scale clean_share / sum(v) gives row j its update weight
+        # clean_share * v_j / sum(v).
+        m, dtype = losses.shape[0] - n, losses.dtype
+        if clean_weights is None:
+            scale = torch.tensor(float(clean_share), dtype=dtype, device=losses.device)
+        else:
+            total = clean_weights.to(dtype).sum().clamp(min=torch.finfo(dtype).tiny)
+            scale = clean_share / total
+        loss = loss + scale * clean_objective(losses[n:].detach(), clean_weights)
+        update_weights = torch.cat([weights, scale.expand(m)])
+    else:
+        update_weights = None
     y_pred = _rows(out, n)
     y_pred = (y_pred.detach() if torch.is_tensor(y_pred)
               else tuple(t.detach() for t in y_pred))
@@ -446,8 +467,12 @@ def ghost_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0, forward_kwarg
     # formed, so that they are not all alive next to every new gradient.
     grads = {}
     while uses:
-        layer, rule, params, a_t, g_t, _, _ = uses.pop()
-        update_ = rule.weighted_grads(layer, a_t, g_t, weights)
+        layer, rule, params, a_t, g_t, _, _, a, g = uses.pop()
+        if update_weights is None:
+            update_ = rule.weighted_grads(layer, a_t, g_t, weights)
+        else:
+            update_ = rule.weighted_grads(layer, a, g, update_weights)
+        del a, g
         for name, p in params:
             _add(grads, p, update_[name])
     for p, grad in grads.values():

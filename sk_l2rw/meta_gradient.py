@@ -17,8 +17,14 @@ different computation of the meta-gradients ``u_i = -dL_clean(theta'(eps))/d eps
 ``plain``
     Uniform weights ``1/n``: ordinary training, used when there is no clean set.
 
+Every step also takes ``clean_weights`` (the clean loss is ``sum_j v_j f^clean_j``;
+None means the paper's mean) and ``clean_share`` (the update also trains on the clean
+batch, with total weight ``clean_share`` split over its rows in proportion to ``v``;
+0 means the paper's update, which uses the clean rows only as a yardstick).
+
 Each step leaves ``p.grad`` of every trainable parameter of ``module`` equal to the
-gradient of ``sum_i w_i f_i`` (so the caller's optimizer takes the real step), changes
+gradient of ``sum_i w_i f_i`` (plus the clean part when ``clean_share > 0``), so the
+caller's optimizer takes the real step, changes
 the module's buffers exactly as one ordinary training forward on the batch would
 (batch-norm running statistics move once), and never touches optimizer state.
 """
@@ -39,6 +45,8 @@ __all__ = [
     "jvp_step",
     "jvp_meta_gradients",
     "plain_step",
+    "clean_objective",
+    "clean_update_weights",
     "trainable_parameters",
 ]
 
@@ -145,11 +153,74 @@ def _weighted_backward(losses, weights):
     return weighted.detach()
 
 
+def clean_objective(losses, clean_weights=None):
+    """The clean loss that defines the weights: ``mean_j f_j``, or ``sum_j v_j f_j``.
+
+    Parameters
+    ----------
+    losses : torch.Tensor of shape (m,)
+        Per-row losses on the clean batch.
+    clean_weights : torch.Tensor of shape (m,) or None
+        Non-negative weights ``v_j`` of the clean rows (class weights over the batch
+        size); None gives every row ``1/m``.
+
+    Returns
+    -------
+    torch.Tensor, scalar
+    """
+    if clean_weights is None:
+        return losses.mean()
+    return (clean_weights.to(losses.dtype) * losses).sum()
+
+
+def clean_update_weights(clean_weights, m, clean_share, *, dtype, device):
+    """Weights of the clean rows in the update: ``clean_share * v_j / sum_k v_k``.
+
+    Parameters
+    ----------
+    clean_weights : torch.Tensor of shape (m,) or None
+        As in :func:`clean_objective`; None means equal shares.
+    m : int
+        Rows in the clean batch.
+    clean_share : float
+        Total weight of the clean batch in the update.
+
+    Returns
+    -------
+    torch.Tensor of shape (m,)
+        Sums to ``clean_share``, or is all zero when every ``v_j`` is 0.
+    """
+    if clean_weights is None:
+        return torch.full((m,), clean_share / m, dtype=dtype, device=device)
+    v = clean_weights.to(dtype)
+    return v * (clean_share / v.sum().clamp(min=torch.finfo(dtype).tiny))
+
+
+def _update_backward(module, loss_fn, losses, weights, X_clean, y_clean, *,
+                     clean_weights, clean_share, forward_kwargs):
+    """Backward of ``sum_i w_i f_i`` (+ the clean batch's share); the loss stepped on.
+
+    The clean rows go through the module a second time at the current parameters,
+    with batch-norm statistics untracked: the training batch alone moves the buffers.
+    """
+    total = (weights * losses).sum()
+    if clean_share:
+        with _statistics_untracked(module):
+            clean_pred = call_module(module, X_clean, forward_kwargs=forward_kwargs)
+        clean_losses = loss_fn(clean_pred, y_clean)
+        shares = clean_update_weights(clean_weights, clean_losses.shape[0], clean_share,
+                                      dtype=clean_losses.dtype, device=clean_losses.device)
+        total = total + (shares * clean_losses).sum()
+    total.backward()
+    return total.detach()
+
+
 def plain_step(module, loss_fn, X, y, X_clean=None, y_clean=None, *, lr=1.0,
-               forward_kwargs=None):
+               forward_kwargs=None, clean_weights=None, clean_share=0.0):
     """Ordinary training with uniform weights ``1/n`` (no clean set).
 
-    Parameters are those of :func:`reference_step`; the clean set is ignored.
+    Parameters are those of :func:`reference_step`; the clean set and its weights
+    are ignored.
 
     Returns
     -------
@@ -165,14 +236,15 @@ def plain_step(module, loss_fn, X, y, X_clean=None, y_clean=None, *, lr=1.0,
 
 
 def reference_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0,
-                   forward_kwargs=None):
+                   forward_kwargs=None, clean_weights=None, clean_share=0.0):
     """The paper's computation: double back-propagation through a look-ahead step.
 
     1. ``f_i`` from the real forward on the training batch, perturbed by ``eps = 0``.
     2. ``theta' = theta - lr * grad sum_i eps_i f_i``, with the graph kept.
     3. ``L_clean(theta')`` through ``torch.func.functional_call``.
     4. ``u = -dL_clean/d eps``; weights as :func:`~sk_l2rw.weights.normalize_weights`.
-    5. Backward of ``sum_i w_i f_i`` through the graph of step 1.
+    5. Backward of ``sum_i w_i f_i`` through the graph of step 1 (plus
+       ``clean_share`` times the clean loss at ``theta``, when positive).
 
     Parameters
     ----------
@@ -187,10 +259,19 @@ def reference_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0,
         weights; it only scales ``meta_gradients``.
     forward_kwargs : dict or None
         Extra keyword arguments for the module's ``forward``.
+    clean_weights : torch.Tensor of shape (m,) or None
+        The clean loss is ``sum_j v_j f^clean_j`` (:func:`clean_objective`); None
+        means the mean, as in the paper. Only ratios matter for the weights.
+    clean_share : float, default=0
+        When positive, the update also trains on the clean batch: the loss stepped
+        on is ``sum_i w_i f_i + sum_j r_j f^clean_j`` with
+        ``r = clean_update_weights(v, m, clean_share)``. The weights ``w`` are the
+        same either way.
 
     Returns
     -------
     StepResult
+        ``loss`` is the loss stepped on.
     """
     names, params = trainable_parameters(module)
     y_pred = call_module(module, X, forward_kwargs=forward_kwargs)
@@ -204,19 +285,23 @@ def reference_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0,
         for name, p, g in zip(names, params, grads)
     })
     clean_pred = call_module(module, X_clean, state, forward_kwargs)
-    clean_loss = loss_fn(clean_pred, y_clean).mean()
+    clean_loss = clean_objective(loss_fn(clean_pred, y_clean), clean_weights)
     (d_eps,) = torch.autograd.grad(clean_loss, eps, retain_graph=True,
                                    allow_unused=True)
     if d_eps is None:  # clean loss does not depend on any trainable parameter
         d_eps = torch.zeros_like(eps)
     meta = -d_eps.detach()
     weights = normalize_weights(meta)
-    loss = _weighted_backward(losses, weights)
+    loss = _update_backward(module, loss_fn, losses, weights, X_clean, y_clean,
+                            clean_weights=clean_weights, clean_share=clean_share,
+                            forward_kwargs=forward_kwargs)
     return StepResult(loss, _detach(y_pred), weights, meta)
 
 
-def clean_gradient(module, loss_fn, X_clean, y_clean, *, forward_kwargs=None):
-    """Gradient of the mean clean loss w.r.t. the trainable parameters.
+def clean_gradient(module, loss_fn, X_clean, y_clean, *, forward_kwargs=None,
+                   clean_weights=None):
+    """Gradient of the clean loss (:func:`clean_objective`) w.r.t. the trainable
+    parameters.
 
     Runs in the module's current mode on private copies of its buffers.
 
@@ -228,14 +313,14 @@ def clean_gradient(module, loss_fn, X_clean, y_clean, *, forward_kwargs=None):
     names, params = trainable_parameters(module)
     state = _private_buffers(module)
     clean_pred = call_module(module, X_clean, state, forward_kwargs)
-    clean_loss = loss_fn(clean_pred, y_clean).mean()
+    clean_loss = clean_objective(loss_fn(clean_pred, y_clean), clean_weights)
     grads = torch.autograd.grad(clean_loss, params, allow_unused=True)
     return tuple(torch.zeros_like(p) if g is None else g
                  for p, g in zip(params, grads))
 
 
 def jvp_meta_gradients(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0,
-                       forward_kwargs=None):
+                       forward_kwargs=None, clean_weights=None):
     """Meta-gradients as one forward-mode product along the clean gradient.
 
     ``u_i = lr * d/dt f_i(theta + t * grad L_clean)`` at ``t = 0``, which equals the
@@ -252,7 +337,7 @@ def jvp_meta_gradients(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0,
     """
     names, params = trainable_parameters(module)
     tangent = clean_gradient(module, loss_fn, X_clean, y_clean,
-                             forward_kwargs=forward_kwargs)
+                             forward_kwargs=forward_kwargs, clean_weights=clean_weights)
     fixed = _private_buffers(module)
     fixed.update({n: p.detach() for n, p in module.named_parameters()
                   if not p.requires_grad})
@@ -269,14 +354,16 @@ def jvp_meta_gradients(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0,
 
 
 def jvp_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0,
-             forward_kwargs=None):
+             forward_kwargs=None, clean_weights=None, clean_share=0.0):
     """L2RW step with :func:`jvp_meta_gradients`, then the weighted backward.
 
     Parameters and return value are those of :func:`reference_step`.
     """
     meta = jvp_meta_gradients(module, loss_fn, X, y, X_clean, y_clean, lr=lr,
-                              forward_kwargs=forward_kwargs)
+                              forward_kwargs=forward_kwargs, clean_weights=clean_weights)
     weights = normalize_weights(meta)
     y_pred = call_module(module, X, forward_kwargs=forward_kwargs)
-    loss = _weighted_backward(loss_fn(y_pred, y), weights)
+    loss = _update_backward(module, loss_fn, loss_fn(y_pred, y), weights, X_clean,
+                            y_clean, clean_weights=clean_weights, clean_share=clean_share,
+                            forward_kwargs=forward_kwargs)
     return StepResult(loss, _detach(y_pred), weights, meta)

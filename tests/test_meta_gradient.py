@@ -106,12 +106,12 @@ def _case(name, dtype):
     return module.to(dtype), batch
 
 
-def _run(step, module, batch, lr=0.1):
+def _run(step, module, batch, lr=0.1, **kwargs):
     module = copy.deepcopy(module)
     module.train()
     for p in module.parameters():
         p.grad = None
-    result = step(module, ce, *batch, lr=lr)
+    result = step(module, ce, *batch, lr=lr, **kwargs)
     _, params = trainable_parameters(module)
     grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
     return result, grads, dict(module.named_buffers())
@@ -167,6 +167,75 @@ class TestAgainstReference:
             step(module, ce, X[:256], y[:256], X[256:], y[256:])
         biggest = max(e.cpu_memory_usage for e in prof.events())
         assert 0 < biggest < 256 * n_params * 4 / 50
+
+
+def _clean_options(batch, dtype):
+    m = len(batch[3])
+    v = torch.as_tensor(np.random.RandomState(3).uniform(0.2, 2.0, size=m), dtype=dtype)
+    v[0] = 0.0  # a class weight of 0 is allowed: that row counts for nothing
+    return {"clean weights": dict(clean_weights=v / m),
+            "clean share": dict(clean_share=0.3),
+            "both": dict(clean_weights=v / m, clean_share=0.3)}
+
+
+class TestCleanWeightsAndShare:
+    """``clean_weights`` (the class-weighted clean loss) and ``clean_share``
+    (training on the clean batch too) in every computation."""
+
+    @pytest.mark.parametrize("case", CASES)
+    def test_fast_computations_equal_reference(self, case):
+        dtype = torch.float64
+        module, batch = _case(case, dtype)
+        steps = {"jvp": jvp_step}
+        if not unsupported_layers(module):
+            steps["ghost"] = ghost_step
+        for label, options in _clean_options(batch, dtype).items():
+            ref, ref_grads, ref_buffers = _run(reference_step, module, batch, **options)
+            for name, step in steps.items():
+                got, grads, buffers = _run(step, module, batch, **options)
+                msg = f"{name}, {label}"
+                torch.testing.assert_close(got.meta_gradients, ref.meta_gradients,
+                                           **TOLERANCE[dtype], msg=msg)
+                torch.testing.assert_close(got.loss, ref.loss, **TOLERANCE[dtype])
+                for g, r in zip(grads, ref_grads):
+                    torch.testing.assert_close(g, r, **TOLERANCE[dtype], msg=msg)
+                for key in ref_buffers:
+                    torch.testing.assert_close(buffers[key], ref_buffers[key])
+
+    def test_weighted_clean_loss_is_a_clean_set_of_repeated_rows(self):
+        # Weights 2, 1, 0, ... on the clean rows equal a clean batch that holds the
+        # first row twice, the second once and the third not at all.
+        module, (X, y, Xc, yc) = _case("mlp", torch.float64)
+        m = len(yc)
+        counts = torch.as_tensor(np.random.RandomState(0).randint(0, 3, size=m),
+                                 dtype=torch.float64)
+        counts[0] = 2
+        weighted, _, _ = _run(reference_step, module, (X, y, Xc, yc),
+                              clean_weights=counts / m)
+        rows = torch.repeat_interleave(torch.arange(m), counts.long())
+        repeated, _, _ = _run(reference_step, module, (X, y, Xc[rows], yc[rows]))
+        torch.testing.assert_close(weighted.weights, repeated.weights)
+        # the look-ahead meta-gradient scales with the clean loss's total weight
+        torch.testing.assert_close(weighted.meta_gradients * m / len(rows),
+                                   repeated.meta_gradients)
+
+    @pytest.mark.parametrize("step", [reference_step, jvp_step, ghost_step])
+    def test_clean_share_keeps_the_weights_and_adds_the_clean_gradient(self, step):
+        module, (X, y, Xc, yc) = _case("mlp", torch.float64)
+        v = torch.linspace(0.5, 1.5, len(yc), dtype=torch.float64)
+        plain, plain_grads, _ = _run(step, module, (X, y, Xc, yc), clean_weights=v)
+        mixed, mixed_grads, _ = _run(step, module, (X, y, Xc, yc), clean_weights=v,
+                                     clean_share=0.25)
+        torch.testing.assert_close(mixed.weights, plain.weights)
+        # the difference is the gradient of 0.25 * sum_j (v_j / sum v) f_j, by autograd
+        probe = copy.deepcopy(module)
+        losses = ce(probe(Xc), yc)
+        extra = torch.autograd.grad(0.25 * (v / v.sum() * losses).sum(),
+                                    list(probe.parameters()))
+        for p_, m_, e in zip(plain_grads, mixed_grads, extra):
+            torch.testing.assert_close(m_ - p_, e)
+        torch.testing.assert_close(mixed.loss - plain.loss,
+                                   (0.25 * v / v.sum() * losses).sum().detach())
 
 
 class TestFiniteDifferences:
