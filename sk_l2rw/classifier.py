@@ -7,7 +7,8 @@ from skorch import NeuralNetClassifier
 from sklearn.utils.multiclass import check_classification_targets
 
 from sk_l2rw.net import L2RWMixin
-from sk_l2rw.validation import check_labels, encode_labels, warn_missing_classes
+from sk_l2rw.validation import (check_labels, clean_class_weights, encode_labels,
+                                warn_missing_classes)
 
 __all__ = ["L2RWClassifier"]
 
@@ -43,6 +44,28 @@ class L2RWClassifier(L2RWMixin, NeuralNetClassifier):
         Clean rows per training step; None means ``batch_size``. Capped at the
         size of the clean set (then the whole clean set is used every step).
         Drawn without replacement, cycling through the clean set.
+    clean_class_weight : None, "balanced" or dict, default=None
+        Class weights ``c_k`` on the clean loss that defines the example weights,
+        ``L_clean = sum_j c_{y_j} f_j / sum_j c_{y_j}``, with the meaning of
+        scikit-learn's ``class_weight``: None, every clean row counts the same (the
+        paper); ``"balanced"``, ``n / (K * n_k)`` over the clean labels; a dict
+        label -> weight (labels it omits weigh 1). Only the ratios matter. To
+        make a clean set with class shares ``q_k`` stand for a population with
+        prior ``pi_k`` (e.g. 10 audited rows per class from a table that is 76%
+        negative), pass ``{k: pi_k / q_k}``: the weights then optimise the loss
+        of that population instead of a balanced one.
+    train_on_clean : bool, default=False
+        Also train on the clean rows. Each step adds the clean batch to the
+        update with a total weight of ``n_clean / n_train``, split over its rows in
+        proportion to their class weights, so that over an epoch every clean row
+        counts as much as one average training row (the batch weights sum to 1,
+        and the clean set is cycled through about ``n_clean`` times per
+        ``n_train`` training rows). Weighting each reuse of a clean row as a full
+        row would let a small clean set be fitted by heart within a few epochs,
+        after which its gradient no longer tells good rows from bad. The weights
+        of the training rows are exactly the paper's either way: they are
+        computed, and normalised over the training batch, before the clean rows
+        join the update.
     random_state : None, int or numpy.random.RandomState, default=None
         Seeds initial weights, dropout, shuffling and clean batches. With an int,
         two fits give identical ``sample_weights_``.
@@ -73,7 +96,7 @@ class L2RWClassifier(L2RWMixin, NeuralNetClassifier):
         Only when ``X`` was a DataFrame with string column names.
     history_ : skorch.History
         Per epoch also ``clean_loss`` (mean loss on the whole clean set at the end
-        of the epoch), ``weight_zero_frac`` (share of rows with weight 0) and
+        of the epoch, class-weighted when ``clean_class_weight`` is set), ``weight_zero_frac`` (share of rows with weight 0) and
         ``weight_ess`` (effective sample size of each batch's weights as a share
         of the batch, averaged).
     device_ : str
@@ -88,14 +111,17 @@ class L2RWClassifier(L2RWMixin, NeuralNetClassifier):
     """
 
     def __init__(self, module, clean_X=None, clean_y=None, *, meta_gradient="auto",
-                 clean_batch_size=None, random_state=None, device="auto",
-                 criterion=torch.nn.NLLLoss, train_split=None, **kwargs):
+                 clean_batch_size=None, clean_class_weight=None, train_on_clean=False,
+                 random_state=None, device="auto", criterion=torch.nn.NLLLoss,
+                 train_split=None, **kwargs):
         super().__init__(module, criterion=criterion, train_split=train_split,
                          device=device, **kwargs)
         self.clean_X = clean_X
         self.clean_y = clean_y
         self.meta_gradient = meta_gradient
         self.clean_batch_size = clean_batch_size
+        self.clean_class_weight = clean_class_weight
+        self.train_on_clean = train_on_clean
         self.random_state = random_state
 
     # ----------------------------------------------------------------- targets
@@ -124,6 +150,14 @@ class L2RWClassifier(L2RWMixin, NeuralNetClassifier):
         if reset:
             self.classes_inferred_ = classes
         return y_enc, y_clean_enc
+
+    def _clean_row_weights(self, y_clean):
+        return clean_class_weights(self.clean_class_weight, y_clean)
+
+    def _module_sizes(self):
+        return {"n_outputs": len(self.classes_inferred_),
+                "softmax": isinstance(self.criterion, type)
+                and issubclass(self.criterion, torch.nn.NLLLoss)}
 
     def _target_tensor(self, y, device):
         return torch.as_tensor(y, dtype=torch.int64).to(device)

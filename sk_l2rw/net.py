@@ -10,6 +10,7 @@ adds labels. The mixin only wires together the pure pieces: input checks
 """
 
 import contextlib
+import inspect
 import math
 import warnings
 from collections.abc import Mapping
@@ -38,6 +39,7 @@ from sk_l2rw.validation import (
     check_consistent_rows,
     check_features,
     check_meta_gradient,
+    check_train_on_clean,
     numpy_dtype,
 )
 from sk_l2rw.weights import effective_sample_share
@@ -129,6 +131,8 @@ class FitData(NamedTuple):
     y: np.ndarray
     X_clean: np.ndarray = None
     y_clean: np.ndarray = None
+    # Per clean row, mean 1 (clean_class_weight); None: all rows count the same.
+    w_clean: np.ndarray = None
 
 
 class _Run:
@@ -153,8 +157,9 @@ class _Run:
         else:
             self.X = _as_device_tensor(data.X, dtype, device)
             self.y = net._target_tensor(data.y, device)
-        self.X_clean = self.y_clean = None
+        self.X_clean = self.y_clean = self.w_clean = None
         self.clean_batches = None
+        self.clean_share = 0.0
         if data.X_clean is not None:
             self.X_clean = torch.as_tensor(data.X_clean, dtype=dtype).to(device)
             self.y_clean = net._target_tensor(data.y_clean, device)
@@ -163,6 +168,13 @@ class _Run:
             size = min(size, len(data.y_clean))
             if size < len(data.y_clean):
                 self.clean_batches = CleanBatches(len(data.y_clean), size, self.rng)
+            if data.w_clean is not None:
+                # v_j = c_j / m: the clean loss sum_j v_j f_j is a weighted mean.
+                self.w_clean = torch.as_tensor(data.w_clean / size, dtype=dtype).to(device)
+            if net.train_on_clean:
+                # Each clean row counts, over an epoch, as much as one average
+                # training row (see train_on_clean in L2RWClassifier's docstring).
+                self.clean_share = len(data.y_clean) / max(self.n_samples, 1)
         self._clean_index = None
         self._clean_pos = 0
         self.weights = None
@@ -177,9 +189,10 @@ class _Run:
         self._clean_index = None
 
     def next_clean(self):
-        """The clean batch for the next training step."""
+        """The clean batch for the next training step: rows, targets, row weights
+        (None when every clean row counts the same)."""
         if self.clean_batches is None:
-            return self.X_clean, self.y_clean
+            return self.X_clean, self.y_clean, self.w_clean
         if self._clean_index is None or self._clean_pos >= len(self._clean_index):
             # A whole epoch of indices in one host-to-device copy.
             idx = self.clean_batches.take(max(self.batches_per_epoch, 1))
@@ -187,7 +200,8 @@ class _Run:
             self._clean_pos = 0
         index = self._clean_index[self._clean_pos]
         self._clean_pos += 1
-        return self.X_clean[index], self.y_clean[index]
+        w = None if self.w_clean is None else self.w_clean[index]
+        return self.X_clean[index], self.y_clean[index], w
 
     def start_epoch(self, dtype, device):
         self.weights = torch.full((self.n_samples,), float("nan"), dtype=dtype,
@@ -204,6 +218,12 @@ class _Run:
         self.ess += effective_sample_share(weights).to(self.ess.dtype)
         self.batches += 1
         self.rows += weights.shape[0]
+
+
+def _flat_width(X):
+    """Features per row once flattened (a torch Dataset: of its first item)."""
+    first = X[0][0] if _is_torch_dataset(X) else X[0]
+    return int(np.prod(np.shape(first)))
 
 
 def _as_device_tensor(X, dtype, device):
@@ -246,6 +266,7 @@ class L2RWMixin:
         """
         with self._unchanged_on_error():
             data = self._validate_fit(X, y, X_val, y_val, reset=True)
+            self._features_seen = _flat_width(data.X)
             if not self.warm_start or not self.initialized_:
                 self.initialize()
             with self._seeded(2):  # LazyLinear & co. materialise in the dry run
@@ -267,6 +288,8 @@ class L2RWMixin:
             # A net initialized by hand (e.g. to load_params) has seen no data yet.
             reset = not (self.initialized_ and hasattr(self, "n_features_in_"))
             data = self._validate_fit(X, y, X_val, y_val, reset=reset)
+            if reset:
+                self._features_seen = _flat_width(data.X)
             if not self.initialized_:
                 self.initialize()
             with self._seeded(2):  # LazyLinear & co. materialise in the dry run
@@ -351,6 +374,7 @@ class L2RWMixin:
         """Check everything before anything changes; raise on the first problem."""
         check_meta_gradient(self.meta_gradient)
         check_clean_batch_size(self.clean_batch_size)
+        check_train_on_clean(self.train_on_clean)
         dataset = X if _is_torch_dataset(X) else None
         if dataset is not None and y is not None:
             raise ValueError("with a torch Dataset as X, pass y=None: the dataset's "
@@ -412,6 +436,7 @@ class L2RWMixin:
                 "weights (plain training).", UserWarning, stacklevel=3)
         y_enc, y_clean_enc = self._encode_targets(y_arr, y_clean, reset=reset, where=where,
                                                   dataset=dataset)
+        w_clean = None if y_clean is None else self._clean_row_weights(y_clean)
         # Nothing above changed the estimator; from here on it may.
         if reset and dataset is not None:
             for attribute in ("n_features_in_", "feature_names_in_"):
@@ -422,7 +447,12 @@ class L2RWMixin:
                 self.feature_names_in_ = names
             elif hasattr(self, "feature_names_in_"):
                 del self.feature_names_in_
-        return FitData(X_arr, y_enc, X_clean, y_clean_enc)
+        return FitData(X_arr, y_enc, X_clean, y_clean_enc, w_clean)
+
+    def _clean_row_weights(self, y_clean):
+        """Per-row weights of the clean set (mean 1), or None: all count the same.
+        The classifier derives them from ``clean_class_weight``."""
+        return None
 
     def _check_same_features(self, X, names, name):
         if X.shape[1] != self.n_features_in_:
@@ -509,6 +539,41 @@ class L2RWMixin:
         with self._device_resolved(), self._seeded(0):
             super().initialize()
         return self
+
+    def initialize_module(self):
+        """Initialize the module, sizing it from the data where it asks for that.
+
+        A module class whose constructor has ``n_features``, ``n_outputs`` or
+        ``softmax`` defaulting to None (such as :class:`sk_l2rw.modules.MLP`) gets
+        them from the data seen by ``fit`` unless they are given as ``module__*``.
+        """
+        kwargs = self.get_params_for("module")
+        if isinstance(self.module, type):
+            try:
+                accepted = inspect.signature(self.module).parameters
+            except (TypeError, ValueError):  # a builtin or C type: nothing to size
+                accepted = {}
+            for key, value in self._sizes_from_data().items():
+                param = accepted.get(key)
+                if param is not None and param.default is None and kwargs.get(key) is None:
+                    kwargs[key] = value
+        self.module_ = self.initialized_instance(self.module, kwargs)
+        return self
+
+    def _sizes_from_data(self):
+        """What :meth:`initialize_module` may fill in; empty before any data."""
+        sizes = {}
+        if getattr(self, "_features_seen", None) is not None:
+            sizes["n_features"] = self._features_seen
+        try:
+            sizes.update(self._module_sizes())
+        except AttributeError:  # no targets seen yet (initialize() by hand)
+            pass
+        return sizes
+
+    def _module_sizes(self):
+        """Subclasses: the output sizes a module may take from the targets."""
+        return {}
 
     def initialize_criterion(self):
         """Initialize the criterion with per-example losses (``reduction='none'``)."""
@@ -680,11 +745,13 @@ class L2RWMixin:
         yi = to_tensor(yi, device=device)
         index = to_tensor(index, device=device)
         run = self._run_
-        X_clean, y_clean = (None, None) if run.X_clean is None else run.next_clean()
+        X_clean, y_clean, w_clean = ((None, None, None) if run.X_clean is None
+                                     else run.next_clean())
         lr = float(self.optimizer_.param_groups[0]["lr"])
+        clean = dict(clean_weights=w_clean, clean_share=run.clean_share)
         if run.verify_ghost:
             run.verify_ghost = False
-            if not self._ghost_agrees(Xi, yi, X_clean, y_clean, lr, fit_params):
+            if not self._ghost_agrees(Xi, yi, X_clean, y_clean, lr, fit_params, w_clean):
                 warnings.warn(
                     "meta_gradient='auto': the layer-wise computation disagreed with "
                     "the forward-mode one on this module (a parameter used outside "
@@ -694,7 +761,7 @@ class L2RWMixin:
         step = _STEPS[run.method]
         try:
             result = step(self.module_, self._loss_fn, Xi, yi, X_clean, y_clean,
-                          lr=lr, forward_kwargs=fit_params)
+                          lr=lr, forward_kwargs=fit_params, **clean)
         except (RuntimeError, NotImplementedError):
             # torch.func cannot run every module; "auto" then takes the paper's route.
             if not (run.method == "jvp" and self.meta_gradient == "auto"):
@@ -702,11 +769,11 @@ class L2RWMixin:
             run.method = self.meta_gradient_ = "reference"
             self._zero_grad_optimizer()
             result = reference_step(self.module_, self._loss_fn, Xi, yi, X_clean,
-                                    y_clean, lr=lr, forward_kwargs=fit_params)
+                                    y_clean, lr=lr, forward_kwargs=fit_params, **clean)
         run.record(index, result.weights)
         return {"loss": result.loss, "y_pred": result.y_pred}
 
-    def _ghost_agrees(self, Xi, yi, X_clean, y_clean, lr, fit_params):
+    def _ghost_agrees(self, Xi, yi, X_clean, y_clean, lr, fit_params, w_clean=None):
         """Check ghost against jvp once per fit, with dropout off in both.
 
         Ghost can only see parameters used inside their own layer; a parameter a
@@ -718,11 +785,12 @@ class L2RWMixin:
         module.eval()
         try:
             fast = ghost.ghost_step(module, self._loss_fn, Xi, yi, X_clean, y_clean,
-                                    lr=lr, forward_kwargs=fit_params,
+                                    lr=lr, forward_kwargs=fit_params, clean_weights=w_clean,
                                     update=False).meta_gradients
             try:
                 exact = jvp_meta_gradients(module, self._loss_fn, Xi, yi, X_clean,
-                                           y_clean, lr=lr, forward_kwargs=fit_params)
+                                           y_clean, lr=lr, forward_kwargs=fit_params,
+                                           clean_weights=w_clean)
             except (RuntimeError, NotImplementedError):
                 return True  # nothing to compare with; trust the layer rules
         finally:
@@ -801,14 +869,19 @@ class L2RWMixin:
             self.history.record("clean_loss_best", not earlier or loss < min(earlier))
 
     def _clean_loss(self, run):
-        """Mean loss over the whole clean set, in evaluation mode."""
+        """Mean loss over the whole clean set, in evaluation mode (weighted by the
+        clean rows' class weights, when there are any)."""
         self._set_training(False)
         n = len(run.y_clean)
         step = self.batch_size if self.batch_size > 0 else n
         total = torch.zeros((), dtype=torch.float64, device=run.X_clean.device)
+        # w_clean holds c_j / clean batch size; its ratios are all that count here.
+        w = None if run.w_clean is None else run.w_clean.double()
         with torch.no_grad():
             for start in range(0, n, step):
                 y_pred = self.infer(run.X_clean[start:start + step])
                 losses = self.get_sample_losses(y_pred, run.y_clean[start:start + step])
+                if w is not None:
+                    losses = losses.double() * w[start:start + step]
                 total += losses.sum().double()
-        return total.item() / n
+        return total.item() / (n if w is None else w.sum().item())

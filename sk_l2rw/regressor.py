@@ -28,6 +28,8 @@ class L2RWRegressor(L2RWMixin, NeuralNetRegressor):
     meta_gradient : {"auto", "ghost", "jvp", "reference"}, default="auto"
         As in :class:`sk_l2rw.L2RWClassifier`.
     clean_batch_size : int or None, default=None
+    train_on_clean : bool, default=False
+        Also train on the clean rows, as in :class:`sk_l2rw.L2RWClassifier`.
     random_state : None, int or numpy.random.RandomState, default=None
     device : str or torch.device, default="auto"
     criterion : torch criterion class, default=torch.nn.MSELoss
@@ -51,14 +53,15 @@ class L2RWRegressor(L2RWMixin, NeuralNetRegressor):
     """
 
     def __init__(self, module, clean_X=None, clean_y=None, *, meta_gradient="auto",
-                 clean_batch_size=None, random_state=None, device="auto",
-                 criterion=torch.nn.MSELoss, train_split=None, **kwargs):
+                 clean_batch_size=None, train_on_clean=False, random_state=None,
+                 device="auto", criterion=torch.nn.MSELoss, train_split=None, **kwargs):
         super().__init__(module, criterion=criterion, train_split=train_split,
                          device=device, **kwargs)
         self.clean_X = clean_X
         self.clean_y = clean_y
         self.meta_gradient = meta_gradient
         self.clean_batch_size = clean_batch_size
+        self.train_on_clean = train_on_clean
         self.random_state = random_state
 
     # ----------------------------------------------------------------- targets
@@ -94,6 +97,9 @@ class L2RWRegressor(L2RWMixin, NeuralNetRegressor):
         if dataset is not None:
             return None, y_clean
         return y.reshape(len(y), n_outputs), y_clean
+
+    def _module_sizes(self):
+        return {"n_outputs": self.n_outputs_}
 
     def _target_tensor(self, y, device):
         return torch.as_tensor(y, dtype=self._module_dtype()).to(device)

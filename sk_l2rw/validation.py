@@ -5,16 +5,20 @@ problem, so that a bad call never reaches the module and never touches a fitted 
 """
 
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 from sklearn.utils import check_array, column_or_1d
+from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import _get_feature_names
 
 __all__ = [
     "META_GRADIENTS",
     "check_meta_gradient",
     "check_clean_batch_size",
+    "check_train_on_clean",
+    "clean_class_weights",
     "check_features",
     "check_labels",
     "check_consistent_rows",
@@ -45,6 +49,73 @@ def check_clean_batch_size(value):
     if value <= 0:
         raise ValueError(f"clean_batch_size must be a positive int; got {value}")
     return int(value)
+
+
+def check_train_on_clean(value):
+    """Validate ``train_on_clean``: a bool."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"train_on_clean must be True or False; got {value!r}")
+    return bool(value)
+
+
+def clean_class_weights(class_weight, y_clean):
+    """Per-row weights of the clean set from ``clean_class_weight``.
+
+    Parameters
+    ----------
+    class_weight : None, "balanced" or dict
+        None: every clean row counts the same. ``"balanced"``: class k counts
+        ``n / (K * n_k)`` over the clean labels, as scikit-learn's
+        ``class_weight="balanced"``. A dict maps labels to non-negative finite
+        weights; labels it does not name weigh 1.
+    y_clean : numpy.ndarray of shape (m,)
+        The clean labels, as given (before encoding).
+
+    Returns
+    -------
+    numpy.ndarray of shape (m,) or None
+        Float64 weights with mean 1 over the clean set (only their ratios matter),
+        or None for ``class_weight=None``.
+    """
+    if class_weight is None:
+        return None
+    present = np.unique(y_clean)
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise ValueError(
+                "clean_class_weight must be None, 'balanced' or a dict label -> weight; "
+                f"got {class_weight!r}")
+        per_class = dict(zip(present.tolist(), compute_class_weight(
+            "balanced", classes=present, y=y_clean).tolist()))
+    elif isinstance(class_weight, Mapping):
+        unknown = [label for label in class_weight if not np.isin(label, present).any()]
+        if unknown:
+            raise ValueError(
+                f"clean_class_weight names labels {unknown} that the clean set does not "
+                f"contain (its labels: {present.tolist()})")
+        per_class = {}
+        for label, weight in class_weight.items():
+            if (isinstance(weight, (bool, np.bool_))
+                    or not isinstance(weight, (int, float, np.integer, np.floating))):
+                raise TypeError(f"clean_class_weight[{label!r}] must be a number; "
+                                f"got {weight!r}")
+            if not np.isfinite(weight) or weight < 0:
+                raise ValueError(
+                    f"clean_class_weight[{label!r}] is {weight}: weights must be finite "
+                    "and non-negative")
+            per_class[label] = float(weight)
+    else:
+        raise TypeError(
+            "clean_class_weight must be None, 'balanced' or a dict label -> weight; "
+            f"got {type(class_weight).__name__}")
+    weights = np.ones(len(y_clean), dtype=np.float64)
+    for label, weight in per_class.items():
+        weights[y_clean == label] = weight
+    if not weights.any():
+        raise ValueError(
+            "clean_class_weight gives every row of the clean set weight 0: the clean "
+            "set would say nothing")
+    return weights / weights.mean()
 
 
 def numpy_dtype(torch_dtype):
