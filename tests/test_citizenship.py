@@ -20,6 +20,8 @@ from sklearn.model_selection import GridSearchCV, cross_validate
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from sk_l2rw.modules import MLP as TabularMLP
 from torch import nn
 
 from conftest import MLP, make_blobs_data
@@ -199,7 +201,10 @@ SKORCH_FAILURES = {
      # and float32 BLAS rounding depends on the batch's composition (3e-7 seen).
      # small lr: the checks' regression targets are unscaled (hundreds)
      AdaptiveRegressor(Adaptive, module__dtype=torch.float64, max_epochs=40, lr=0.005,
-                       batch_size=32, verbose=0, random_state=0)],
+                       batch_size=32, verbose=0, random_state=0),
+     # the shipped tabular module, sized by the estimator itself
+     L2RWClassifier(TabularMLP, module__hidden_layer_sizes=(8,), max_epochs=40, lr=0.2,
+                    batch_size=32, verbose=0, random_state=0)],
     expected_failed_checks=lambda est: SKORCH_FAILURES)
 def test_sklearn_estimator_checks(estimator, check):
     import warnings
