@@ -1,0 +1,616 @@
+"""Win on tables: the routes a tabular user can take, against every baseline.
+
+For each data set, noise kind (UniformFlip, BackgroundFlip, PairFlip at 40%) and
+clean-set protocol, every method below is fitted in the same run on the same rows:
+
+- clean-set protocols: ``per_class`` (10 trusted rows per class, the paper's and
+  quality.md's protocol: balanced even where the population is not) and ``audit``
+  (a random sample of the training rows with their true labels, 200 rows and 1% of
+  the rows: what a practitioner who audits part of a table gets; the clean set then
+  has the population's class prior);
+- baselines: skorch's ``NeuralNetClassifier`` on the noisy rows and on noisy + clean
+  rows, the same net on the clean rows only, cleanlab's ``CleanLearning`` around the
+  net and around ``HistGradientBoostingClassifier``, and HGB on noisy + clean rows;
+- routes: ``L2RWClassifier`` as in the paper; with ``clean_class_weight`` aimed at the
+  population prior (per_class protocol only: the audit clean set has that prior
+  already); with ``train_on_clean=True``; and
+  ``ReweightedClassifier(HistGradientBoostingClassifier())``;
+- ``recommended``: the route README's "Which route" prescribes for the cell, chosen
+  by a rule fixed before any test score was seen (:func:`recommended_method`).
+
+Every net is :class:`sk_l2rw.modules.MLP` with one hidden layer of 256 ReLU units,
+cross-entropy, ``Adam(lr=1e-3)``, batch 128, 20 epochs or 200 steps if more (the
+quality benchmark's setting); HGB is ``HistGradientBoostingClassifier(max_iter=100,
+early_stopping=True)``. Accuracy is the headline metric, balanced accuracy beside it.
+
+Writes ``tables.md`` and ``tables.json`` (every per-seed row) into ``--out``.
+
+Usage::
+
+    python -m benchmarks.tables            # full run (about 1.5 h on 2 cores)
+    python -m benchmarks.tables --quick    # every data set, small; under 5 minutes
+    python -m benchmarks.tables --smoke    # digits only, no download (CI)
+    python -m benchmarks.tables --render benchmarks/results/tables.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import math
+import shlex
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import quality  # noqa: E402
+from benchmarks.environment import report_header  # noqa: E402
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+
+#: Data sets whose rows are tables of measured features; the others are pixels.
+TABULAR = ("adult", "kdd_census", "letter")
+KIND_NAMES = quality.KIND_NAMES
+
+METHODS = {
+    "plain_noisy": "plain (noisy)",
+    "plain_both": "plain (noisy+clean)",
+    "clean_only": "clean only",
+    "cleanlab": "cleanlab (net)",
+    "cleanlab_hgb": "cleanlab (HGB)",
+    "hgb": "HGB (noisy+clean)",
+    "l2rw": "L2RW (paper)",
+    "l2rw_prior": "L2RW, prior weights",
+    "l2rw_toc": "L2RW, train_on_clean",
+    "reweighted_hgb": "Reweighted HGB",
+    "ceiling": "ceiling (net, true labels)",
+}
+BASELINES = ("plain_noisy", "plain_both", "clean_only", "cleanlab", "cleanlab_hgb", "hgb")
+ROUTES = ("l2rw", "l2rw_prior", "l2rw_toc", "reweighted_hgb")
+
+
+@dataclasses.dataclass
+class Config:
+    """What sizes a run: ``full``, ``quick`` and ``smoke`` below."""
+
+    mode: str
+    seeds: tuple
+    # name -> (training rows, test rows) per seed; None keeps the whole split.
+    datasets: dict
+    kinds: tuple = ("uniform", "background", "pair")
+    rate: float = 0.4
+    # (protocol, size): per_class rows per class, or audit rows (an int) or share
+    # of the training rows (a float below 1).
+    protocols: tuple = (("per_class", 10), ("audit", 200), ("audit", 0.01))
+    hidden: int = 256
+    lr: float = 1e-3
+    batch_size: int = 128
+    epochs: int = 20
+    min_steps: int = 200
+    cv_folds: int = 3
+    hgb_max_iter: int = 100
+
+
+def full_config():
+    return Config(
+        mode="full", seeds=(0, 1, 2, 3, 4),
+        datasets={"digits": (None, None), "mnist": (2000, 2000),
+                  "fashion_mnist": (2000, 2000), "letter": (None, 5000),
+                  "adult": (10000, 5000), "kdd_census": (20000, 10000)})
+
+
+def quick_config():
+    return Config(
+        mode="quick", seeds=(0,),
+        datasets={"digits": (None, None), "mnist": (800, 1000),
+                  "fashion_mnist": (800, 1000), "letter": (2000, 1000),
+                  "adult": (2000, 1000), "kdd_census": (2000, 1000)},
+        kinds=("uniform", "background"), protocols=(("per_class", 10), ("audit", 200)),
+        epochs=10, min_steps=60, cv_folds=2, hgb_max_iter=30)
+
+
+def smoke_config():
+    """Digits only (bundled with scikit-learn): nothing is downloaded."""
+    return Config(
+        mode="smoke", seeds=(0,), datasets={"digits": (500, 300)},
+        kinds=("background",), protocols=(("per_class", 10), ("audit", 0.2)),
+        hidden=32, epochs=3, min_steps=10, cv_folds=2, hgb_max_iter=5)
+
+
+# ---------------------------------------------------------------------------
+# The rule (fixed before any score of this benchmark was seen)
+# ---------------------------------------------------------------------------
+
+
+def recommended_method(dataset, protocol):
+    """The route README's "Which route" prescribes.
+
+    Tables of measured features (adult, kdd_census, letter): gradient boosting on
+    L2RW's weights, ``ReweightedClassifier(HistGradientBoostingClassifier())``.
+    Pixels (digits, mnist, fashion_mnist): ``L2RWClassifier(MLP,
+    train_on_clean=True)``. A clean set drawn per class stands for the population
+    through ``clean_class_weight = prior / clean share``; a random audit needs none.
+    Both routes in this benchmark already carry those weights under the per_class
+    protocol, so the protocol does not change the choice of route.
+    """
+    del protocol  # the class weights, not the route, follow the protocol
+    return "reweighted_hgb" if dataset in TABULAR else "l2rw_toc"
+
+
+# ---------------------------------------------------------------------------
+# Cells
+# ---------------------------------------------------------------------------
+
+
+def protocol_label(protocol):
+    kind, size = protocol
+    if kind == "per_class":
+        return f"{size} clean rows per class"
+    if isinstance(size, float) and size < 1:
+        return f"audit of {size:.0%} of the rows"
+    return f"audit of {size} rows"
+
+
+def clean_split(X, y, protocol, seed):
+    """``(X_rest, y_rest, X_clean, y_clean)``: the trusted rows leave the training rows."""
+    from sk_l2rw.noise import split_clean
+
+    kind, size = protocol
+    if kind == "per_class":
+        return split_clean(X, y, size, random_state=seed)
+    n = len(y)
+    count = int(round(size * n)) if isinstance(size, float) and size < 1 else int(size)
+    count = min(max(count, 2), n - 1)
+    # An audit draws rows, not classes: its class shares follow the population's.
+    picked = np.random.RandomState(seed).choice(n, size=count, replace=False)
+    mask = np.zeros(n, dtype=bool)
+    mask[picked] = True
+    return X[~mask], y[~mask], X[mask], y[mask]
+
+
+def prior_weights(prior, y_clean):
+    """``{k: prior_k / clean share_k}`` for the classes of the clean set."""
+    classes, counts = np.unique(y_clean, return_counts=True)
+    shares = counts / counts.sum()
+    return {int(k): float(prior[k] / q) for k, q in zip(classes, shares)}
+
+
+# ---------------------------------------------------------------------------
+# Methods
+# ---------------------------------------------------------------------------
+
+
+def net_params(cfg, n_features, K, n_rows):
+    import torch
+
+    from sk_l2rw.modules import MLP
+
+    return dict(module=MLP, module__n_features=n_features, module__n_outputs=K,
+                module__hidden_layer_sizes=(cfg.hidden,), module__softmax=False,
+                criterion=torch.nn.CrossEntropyLoss, optimizer=torch.optim.Adam,
+                lr=cfg.lr, batch_size=cfg.batch_size,
+                max_epochs=quality.n_epochs(cfg, n_rows), train_split=None, verbose=0)
+
+
+def _hgb(cfg, seed):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(early_stopping=True, max_iter=cfg.hgb_max_iter,
+                                          random_state=seed)
+
+
+def fit_net(cfg, X, y, K, seed):
+    from skorch import NeuralNetClassifier
+
+    quality._seed_torch(seed)
+    net = NeuralNetClassifier(iterator_train__shuffle=True,
+                              **net_params(cfg, X.shape[1], K, len(y)))
+    return net.fit(X, y)
+
+
+def fit_cleanlab(cfg, clf, X, y, seed):
+    from cleanlab.classification import CleanLearning
+
+    quality._seed_torch(seed)
+    # n_jobs=1: cleanlab's own process pool cannot start inside a worker process.
+    model = CleanLearning(clf=clf, seed=seed, cv_n_folds=cfg.cv_folds, verbose=False,
+                          find_label_issues_kwargs={"n_jobs": 1})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X, y)
+    return model
+
+
+def fit_l2rw(cfg, X, y, X_clean, y_clean, K, seed, **options):
+    from sk_l2rw import L2RWClassifier
+
+    net = L2RWClassifier(clean_X=X_clean, clean_y=y_clean, random_state=seed,
+                         **net_params(cfg, X.shape[1], K, len(y)), **options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # classes missing from an audit
+        return net.fit(X, y)
+
+
+def fit_reweighted(cfg, X, y, X_clean, y_clean, seed, clean_class_weight=None):
+    from sk_l2rw import L2RWClassifier, ReweightedClassifier
+    from sk_l2rw.modules import MLP
+
+    if cfg.mode == "full":
+        net = None  # the shipped default net: the benchmark's setting, with scaling
+    else:  # smaller runs shrink the net like every other one
+        import torch
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        net = make_pipeline(StandardScaler(), L2RWClassifier(
+            MLP, module__hidden_layer_sizes=(cfg.hidden,),
+            criterion=torch.nn.CrossEntropyLoss, optimizer=torch.optim.Adam, lr=cfg.lr,
+            batch_size=cfg.batch_size, max_epochs=quality.n_epochs(cfg, len(y)),
+            random_state=seed, verbose=0))
+    model = ReweightedClassifier(_hgb(cfg, seed), net=net, random_state=seed,
+                                 clean_class_weight=clean_class_weight)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return model.fit(X, y, X_val=X_clean, y_val=y_clean)
+
+
+def _scores(model, X_test, y_test):
+    from sklearn.metrics import balanced_accuracy_score
+
+    pred = np.asarray(model.predict(X_test))
+    return dict(acc=float(np.mean(pred == y_test)),
+                bal_acc=float(balanced_accuracy_score(y_test, pred)))
+
+
+def cell_methods(cfg, key, X, y_noisy, flipped, X_clean, y_clean, X_test, y_test, K,
+                 seed, prior):
+    """Every baseline and route on one (data set, protocol, noise) cell."""
+    rows = []
+
+    def record(method, fit):
+        with quality._Timer() as t:
+            model = fit()
+        rows.append(dict(key, method=method, wall_s=round(t.wall, 3),
+                         **_scores(model, X_test, y_test)))
+        return model
+
+    X_both = np.vstack([X, X_clean])
+    y_both = np.concatenate([y_noisy, y_clean])
+    weights = prior_weights(prior, y_clean) if key["protocol"] == "per_class" else None
+    options = {} if weights is None else {"clean_class_weight": weights}
+    record("plain_noisy", lambda: fit_net(cfg, X, y_noisy, K, seed))
+    record("plain_both", lambda: fit_net(cfg, X_both, y_both, K, seed))
+    if quality.have_cleanlab():
+        from skorch import NeuralNetClassifier
+
+        clf = NeuralNetClassifier(iterator_train__shuffle=True,
+                                  **net_params(cfg, X.shape[1], K, len(y_both)))
+        record("cleanlab", lambda: fit_cleanlab(cfg, clf, X_both, y_both, seed))
+        record("cleanlab_hgb", lambda: fit_cleanlab(cfg, _hgb(cfg, seed), X_both, y_both,
+                                                    seed))
+    record("hgb", lambda: _hgb(cfg, seed).fit(X_both, y_both))
+    for method, extra in (("l2rw", {}), ("l2rw_prior", options),
+                          ("l2rw_toc", dict(options, train_on_clean=True))):
+        if method == "l2rw_prior" and weights is None:
+            continue
+        net = record(method, lambda extra=extra: fit_l2rw(cfg, X, y_noisy, X_clean,
+                                                          y_clean, K, seed, **extra))
+        rows[-1].update(_weight_stats(np.nanmean(net.sample_weights_, axis=0), flipped))
+    model = record("reweighted_hgb", lambda: fit_reweighted(
+        cfg, X, y_noisy, X_clean, y_clean, seed, clean_class_weight=weights))
+    rows[-1].update(_weight_stats(model.sample_weight_, flipped))
+    return rows
+
+
+def _weight_stats(weights, flipped):
+    """Mean weight of flipped rows over that of intact ones; share of zero weights."""
+    intact = weights[~flipped].mean()
+    ratio = float(weights[flipped].mean() / intact) if intact > 0 else float("nan")
+    return dict(weight_ratio=ratio, zero_share=float(np.mean(weights == 0)))
+
+
+def dataset_task(cfg, name, seed, data, threads=1):
+    """Every protocol and noise kind of one data set and seed (one worker)."""
+    from sk_l2rw.noise import flip_labels
+
+    with quality.limited_threads(threads):
+        X, y, X_te, y_te = data["X_train"], data["y_train"], data["X_test"], data["y_test"]
+        K = len(data["classes"])
+        prior = np.bincount(y, minlength=K) / len(y)
+        background = int(np.bincount(y).argmax())
+        base = dict(dataset=name, seed=seed, n_train=len(y), n_test=len(y_te))
+        rows = []
+        with quality._Timer() as t:
+            net = fit_net(cfg, X, y, K, seed)
+        rows.append(dict(base, protocol="*", size=None, kind="*", method="ceiling",
+                         wall_s=round(t.wall, 3), **_scores(net, X_te, y_te)))
+        for protocol in cfg.protocols:
+            X_rest, y_rest, X_clean, y_clean = clean_split(X, y, protocol, seed)
+            key = dict(base, protocol=protocol[0], size=protocol[1], n_clean=len(y_clean))
+            with quality._Timer() as t:
+                net = fit_net(cfg, X_clean, y_clean, K, seed)
+            rows.append(dict(key, kind="*", method="clean_only", wall_s=round(t.wall, 3),
+                             **_scores(net, X_te, y_te)))
+            for kind in cfg.kinds:
+                y_noisy, flipped = flip_labels(y_rest, cfg.rate, kind,
+                                               background_class=background,
+                                               random_state=seed)
+                rows += cell_methods(cfg, dict(key, kind=kind), X_rest, y_noisy, flipped,
+                                     X_clean, y_clean, X_te, y_te, K, seed, prior)
+        return rows
+
+
+def plan(cfg, log=print):
+    tasks = []
+    for name, size in cfg.datasets.items():
+        start = time.perf_counter()
+        pool = quality.load_pool(name)
+        log(f"loaded {name} in {time.perf_counter() - start:.1f} s")
+        for seed in cfg.seeds:
+            data = quality.prepare(name, pool, size, seed)
+            weight = len(data["y_train"]) * len(data["classes"]) ** 0.5
+            tasks.append((weight, f"{name} seed {seed}", dataset_task,
+                          (cfg, name, seed, data)))
+    tasks.sort(key=lambda t: -t[0])  # longest first: better packing on the workers
+    return [(label, fn, args) for _, label, fn, args in tasks]
+
+
+def run(cfg, *, jobs=1, log=print):
+    """Fit everything; returns ``(rows, meta)``."""
+    started = datetime.datetime.now(datetime.timezone.utc)
+    t0 = time.perf_counter()
+    rows = quality.execute(plan(cfg, log=log), jobs=jobs, log=log)
+    meta = dict(config=dataclasses.asdict(cfg), jobs=jobs, started=started.isoformat(),
+                elapsed=time.perf_counter() - t0)
+    return rows, meta
+
+
+# ---------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------
+
+
+def _select(rows, **key):
+    return [r for r in rows if all(r.get(k) == v for k, v in key.items())]
+
+
+def cell_values(rows, dataset, protocol, kind, method, metric="acc"):
+    """Per-seed scores of one method in one cell (ceiling and clean-only rows hold
+    for every noise kind; ``recommended`` is the rule's route)."""
+    if method == "recommended":
+        method = recommended_method(dataset, protocol)
+    if method == "ceiling":
+        found = _select(rows, dataset=dataset, method="ceiling")
+    elif method == "clean_only":
+        found = _select(rows, dataset=dataset, protocol=protocol[0], size=protocol[1],
+                        method="clean_only")
+    else:
+        found = _select(rows, dataset=dataset, protocol=protocol[0], size=protocol[1],
+                        kind=kind, method=method)
+    return [r[metric] for r in sorted(found, key=lambda r: r["seed"])]
+
+
+def cell_summary(rows, dataset, protocol, kind, metric="acc"):
+    """Means per method, the best baseline, and the recommended route's margin."""
+    means = {}
+    for method in (*METHODS, "recommended"):
+        values = cell_values(rows, dataset, protocol, kind, method, metric)
+        if values:
+            means[method] = (float(np.mean(values)), float(np.std(values)), len(values))
+    baselines = {m: means[m][0] for m in BASELINES if m in means}
+    best = max(baselines, key=baselines.get) if baselines else None
+    margin = (means["recommended"][0] - baselines[best]
+              if best and "recommended" in means else float("nan"))
+    return means, best, margin
+
+
+def _pct(stat):
+    mean, std, n = stat
+    return f"{100 * mean:.1f}" if n == 1 else f"{100 * mean:.1f} ± {100 * std:.1f}"
+
+
+def _table(header, body):
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    return lines + ["| " + " | ".join(r) + " |" for r in body]
+
+
+def datasets_of(rows):
+    return list(dict.fromkeys(r["dataset"] for r in rows))
+
+
+def protocols_of(rows):
+    seen = dict.fromkeys((r["protocol"], r["size"]) for r in rows if r["protocol"] != "*")
+    return [(p, s) for p, s in seen]
+
+
+def kinds_of(rows):
+    return [k for k in KIND_NAMES if any(r["kind"] == k for r in rows)]
+
+
+def cell_tables(rows, metric):
+    lines = []
+    for protocol in protocols_of(rows):
+        for kind in kinds_of(rows):
+            methods = [m for m in METHODS if any(
+                cell_values(rows, d, protocol, kind, m) for d in datasets_of(rows))]
+            body = []
+            for d in datasets_of(rows):
+                means, best, margin = cell_summary(rows, d, protocol, kind, metric)
+                if best is None:
+                    continue
+                top = max(means[m][0] for m in (*BASELINES, *ROUTES) if m in means)
+                cells = []
+                for m in methods:
+                    text = _pct(means[m]) if m in means else "–"
+                    if m in means and means[m][0] == top and m != "ceiling":
+                        text = f"**{text}**"
+                    cells.append(text)
+                body.append([d, METHODS[recommended_method(d, protocol)]] + cells
+                            + [f"{100 * margin:+.1f} ({METHODS[best]})"])
+            name = "accuracy" if metric == "acc" else "balanced accuracy"
+            lines += ["", f"### {KIND_NAMES[kind]} {40}%, {protocol_label(protocol)}: "
+                      f"test {name} (%)", ""]
+            lines += _table(["data set", "recommended"] + [METHODS[m] for m in methods]
+                            + ["recommended − best baseline (points)"], body)
+    return lines
+
+
+def goals(rows):
+    """The issue's goals, judged on means over seeds (accuracy)."""
+    cells, behind = [], []
+    uniform_ok, uniform_detail = True, []
+    tab_ok, tab_detail = True, []
+    for d in datasets_of(rows):
+        for protocol in protocols_of(rows):
+            for kind in kinds_of(rows):
+                means, best, margin = cell_summary(rows, d, protocol, kind)
+                if best is None or not math.isfinite(margin):
+                    continue
+                cells.append(margin > 0)
+                label = f"{d}, {KIND_NAMES[kind]}, {protocol_label(protocol)}"
+                if margin < -0.01:
+                    behind.append(f"{label}: {100 * margin:+.1f} ({METHODS[best]})")
+                if kind == "uniform":
+                    ok = margin >= -0.01
+                    uniform_ok &= ok
+                    if not ok:
+                        uniform_detail.append(f"{label} {100 * margin:+.1f}")
+                if (d in ("adult", "kdd_census") and kind in ("background", "pair")
+                        and protocol[0] == "audit"):
+                    gain = means["recommended"][0] - means["hgb"][0]
+                    ok = gain >= 0.01
+                    tab_ok &= ok
+                    tab_detail.append(f"{label} {100 * gain:+.1f}{'' if ok else ' ✗'}")
+    share = float(np.mean(cells)) if cells else float("nan")
+    body = [
+        ["recommended route beats every baseline in ≥ 80% of the cells",
+         f"{sum(cells)} of {len(cells)} ({100 * share:.0f}%)",
+         "PASS" if share >= 0.8 else "FAIL"],
+        ["... and is never more than 1 point behind the best baseline",
+         "; ".join(behind) or "never behind by more than 1 point",
+         "PASS" if not behind else "FAIL"],
+        ["UniformFlip: within 1 point of the best baseline, or better, everywhere",
+         "; ".join(uniform_detail) or "every cell",
+         "PASS" if uniform_ok else "FAIL"],
+        ["adult and kdd_census, BackgroundFlip/PairFlip, audit: ≥ HGB + 1 point",
+         "; ".join(tab_detail) or "n/a", "PASS" if tab_ok and tab_detail else "FAIL"],
+    ]
+    return _table(["goal", "numbers (points)", "verdict"], body)
+
+
+def weights_table(rows):
+    body = []
+    for d in datasets_of(rows):
+        for protocol in protocols_of(rows):
+            for kind in kinds_of(rows):
+                found = _select(rows, dataset=d, protocol=protocol[0], size=protocol[1],
+                                kind=kind, method="reweighted_hgb")
+                if found:
+                    ratio = np.nanmean([r["weight_ratio"] for r in found])
+                    zeros = np.mean([r["zero_share"] for r in found])
+                    body.append([d, protocol_label(protocol), KIND_NAMES[kind],
+                                 f"{ratio:.2f}", f"{100 * zeros:.0f}%"])
+    return _table(["data set", "clean set", "noise", "flipped / intact mean weight",
+                   "rows at weight 0"], body)
+
+
+def time_table(rows):
+    body = []
+    for d in datasets_of(rows):
+        stats = []
+        for m in ("plain_noisy", "cleanlab", "cleanlab_hgb", "hgb", "l2rw", "l2rw_toc",
+                  "reweighted_hgb"):
+            found = _select(rows, dataset=d, method=m)
+            stats.append(f"{np.median([r['wall_s'] for r in found]):.1f}" if found else "–")
+        body.append([d] + stats)
+    return _table(["data set", "plain", "cleanlab (net)", "cleanlab (HGB)", "HGB",
+                   "L2RW", "L2RW train_on_clean", "Reweighted HGB"], body)
+
+
+def render(rows, meta, command):
+    """The Markdown report: only what the rows say."""
+    cfg = meta["config"]
+    started = datetime.datetime.fromisoformat(meta["started"])
+    lines = report_header("sk_l2rw tables benchmark: routes for tabular users",
+                          command=command, started=started, elapsed=meta["elapsed"],
+                          smoke=cfg["mode"] == "smoke")
+    sizes = ", ".join(f"{d} {r['n_train']:,} train / {r['n_test']:,} test"
+                      for d in datasets_of(rows)
+                      for r in _select(rows, dataset=d, method="ceiling")[:1])
+    lines += [f"Mode: {cfg['mode']}; seeds {', '.join(map(str, cfg['seeds']))}; "
+              f"{meta['jobs']} worker(s), 1 thread each. Rows per seed: {sizes}.", "",
+              "Recommended route (fixed rule, `benchmarks.tables.recommended_method`): "
+              f"{', '.join(TABULAR)}: {METHODS['reweighted_hgb']}; the pixel sets: "
+              f"{METHODS['l2rw_toc']}; both with clean_class_weight = prior / clean "
+              "share under the per-class protocol.", "",
+              "## Goals", ""]
+    lines += goals(rows)
+    lines += ["", "## Test accuracy (%)"]
+    lines += cell_tables(rows, "acc")
+    lines += ["", "## Test balanced accuracy (%)"]
+    lines += cell_tables(rows, "bal_acc")
+    lines += ["", "## Reweighted HGB's row weights", ""]
+    lines += weights_table(rows)
+    lines += ["", "## Median wall time per fit (s, one thread)", ""]
+    lines += time_table(rows)
+    return "\n".join(lines) + "\n"
+
+
+def write(rows, meta, out_dir, command):
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "tables.json").write_text(json.dumps(
+        {"meta": dict(meta, command=command), "rows": rows}, indent=0))
+    path = out_dir / "tables.md"
+    path.write_text(render(rows, meta, command))
+    return path
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="small, under 5 minutes")
+    size.add_argument("--smoke", action="store_true", help="digits only (CI)")
+    size.add_argument("--render", metavar="JSON", help="re-render a saved tables.json")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="worker processes (default 2; 1 for --smoke)")
+    parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder")
+    parser.add_argument("--datasets", default=None, help="comma-separated subset")
+    args = parser.parse_args(argv)
+    if args.jobs is not None and args.jobs < 1:
+        parser.error("--jobs must be >= 1")
+    if args.render:
+        saved = json.loads(Path(args.render).read_text())
+        path = write(saved["rows"], saved["meta"], args.out, saved["meta"]["command"])
+        print(f"wrote {path}")
+        return 0
+    command = "python -m benchmarks.tables" + "".join(
+        f" {shlex.quote(a)}" for a in (sys.argv[1:] if argv is None else argv))
+    cfg = smoke_config() if args.smoke else quick_config() if args.quick else full_config()
+    if args.datasets:
+        names = [d.strip() for d in args.datasets.split(",") if d.strip()]
+        unknown = set(names) - set(cfg.datasets)
+        if unknown:
+            parser.error(f"unknown data sets for this mode: {sorted(unknown)} "
+                         f"(choose from {sorted(cfg.datasets)})")
+        cfg.datasets = {d: cfg.datasets[d] for d in names}
+    jobs = args.jobs or (1 if args.smoke else 2)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    rows, meta = run(cfg, jobs=jobs, log=lambda m: print(m, flush=True))
+    path = write(rows, meta, args.out, command)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

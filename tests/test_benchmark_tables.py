@@ -1,0 +1,105 @@
+"""benchmarks/tables.py: the --smoke run on digits (no download), asserted on its rows."""
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import refuse_downloads
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tables():
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return importlib.import_module("benchmarks.tables")
+
+
+@pytest.fixture(scope="module")
+def smoke(tables, tmp_path_factory):
+    monkeypatch = pytest.MonkeyPatch()
+    refuse_downloads(monkeypatch, tmp_path_factory.mktemp("empty-cache"),
+                     tables.quality.bench_datasets())
+    try:
+        cfg = tables.smoke_config()
+        rows, meta = tables.run(cfg, jobs=1, log=lambda m: None)
+    finally:
+        monkeypatch.undo()
+    return cfg, rows, meta
+
+
+class TestSmokeRows:
+    def test_every_method_in_every_cell(self, tables, smoke):
+        cfg, rows, _ = smoke
+        for protocol, size in cfg.protocols:
+            for kind in cfg.kinds:
+                found = {r["method"] for r in rows if r["protocol"] == protocol
+                         and r["size"] == size and r["kind"] == kind}
+                expected = set(tables.BASELINES) - {"clean_only"} | set(tables.ROUTES)
+                if protocol == "audit":
+                    expected.discard("l2rw_prior")  # an audit has the prior already
+                assert found == expected
+        assert {r["method"] for r in rows if r["kind"] == "*"} == {"ceiling", "clean_only"}
+        for r in rows:
+            assert 0.0 <= r["acc"] <= 1.0 and 0.0 <= r["bal_acc"] <= 1.0
+
+    def test_audit_size_and_weights_recorded(self, smoke):
+        cfg, rows, _ = smoke
+        audit = [r for r in rows if r["protocol"] == "audit"]
+        assert {r["n_clean"] for r in audit} == {round(0.2 * audit[0]["n_train"])}
+        per_class = [r for r in rows if r["protocol"] == "per_class"]
+        assert {r["n_clean"] for r in per_class} == {100}
+        reweighted = [r for r in rows if r["method"] == "reweighted_hgb"]
+        assert all(0.0 <= r["zero_share"] <= 1.0 for r in reweighted)
+
+    def test_summary_is_the_recommended_route_against_the_best_baseline(self, tables,
+                                                                        smoke):
+        cfg, rows, _ = smoke
+        protocol, kind = cfg.protocols[0], cfg.kinds[0]
+        means, best, margin = tables.cell_summary(rows, "digits", protocol, kind)
+        route = tables.recommended_method("digits", protocol)
+        own = [r["acc"] for r in rows if r["method"] == route and r["kind"] == kind
+               and r["protocol"] == protocol[0]]
+        baselines = {m: means[m][0] for m in tables.BASELINES}
+        assert best == max(baselines, key=baselines.get)
+        assert margin == pytest.approx(np.mean(own) - baselines[best])
+
+    def test_report_and_rows_written(self, tables, smoke, tmp_path):
+        cfg, rows, meta = smoke
+        path = tables.write(rows, meta, tmp_path, "python -m benchmarks.tables --smoke")
+        saved = json.loads((tmp_path / "tables.json").read_text())
+        assert saved["rows"] == json.loads(json.dumps(rows))
+        text = path.read_text()
+        assert "## Goals" in text and text.count("| digits |") >= 2 * len(cfg.protocols)
+        assert tables.main(["--render", str(tmp_path / "tables.json"),
+                            "--out", str(tmp_path / "again")]) == 0
+        assert (tmp_path / "again" / "tables.md").read_text() == text
+
+
+class TestPieces:
+    def test_rule(self, tables):
+        for d in ("adult", "kdd_census", "letter"):
+            assert tables.recommended_method(d, ("audit", 200)) == "reweighted_hgb"
+        for d in ("digits", "mnist", "fashion_mnist"):
+            assert tables.recommended_method(d, ("per_class", 10)) == "l2rw_toc"
+
+    def test_clean_splits(self, tables):
+        rng = np.random.RandomState(0)
+        y = (rng.rand(4000) < 0.1).astype(int)
+        X = np.arange(4000)[:, None]
+        _, y_rest, Xc, yc = tables.clean_split(X, y, ("audit", 0.05), seed=1)
+        assert len(yc) == 200 and len(y_rest) == 3800
+        assert abs(yc.mean() - y.mean()) < 0.04  # an audit keeps the prior
+        assert not set(Xc.ravel()) & set(tables.clean_split(X, y, ("audit", 0.05), 1)[0]
+                                         .ravel())
+        _, _, _, yc = tables.clean_split(X, y, ("per_class", 10), seed=1)
+        assert np.bincount(yc).tolist() == [10, 10]
+
+    def test_prior_weights(self, tables):
+        weights = tables.prior_weights(np.array([0.9, 0.1]), np.array([0] * 10 + [1] * 10))
+        assert weights == pytest.approx({0: 1.8, 1: 0.2})
