@@ -64,6 +64,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.environment import cpu_model, load_average, versions_line  # noqa: E402
+from sk_l2rw.exceptions import CleanLossWarning  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 _DATASETS_PY = Path(__file__).resolve().parent / "datasets.py"
@@ -385,7 +386,7 @@ def fit_l2rw(cfg, X, y, X_clean, y_clean, K, seed, **overrides):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         net.fit(X, y)
-    collapse_warned = any("When weights collapse" in str(w.message) for w in caught)
+    collapse_warned = any(issubclass(w.category, CleanLossWarning) for w in caught)
     return net, collapse_warned
 
 
@@ -695,7 +696,7 @@ def collapse_task(cfg, kind, seed, data, threads=1):
                 except FloatingPointError:
                     net = None
             out.update(wall_s=round(t.wall, 3), cpu_s=round(t.cpu, 3),
-                       collapse_warned=any("When weights collapse" in str(w.message)
+                       collapse_warned=any(issubclass(w.category, CleanLossWarning)
                                            for w in caught))
             if net is None:
                 out.update(diverged=True, acc=1.0 / K, bal_acc=1.0 / K, max_share=1.0)

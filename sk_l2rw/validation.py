@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from sklearn.utils import check_array, column_or_1d
 from sklearn.utils.class_weight import compute_class_weight
+
+from sk_l2rw.exceptions import MissingClassesWarning
 from sklearn.utils.validation import _get_feature_names
 
 __all__ = [
@@ -18,6 +20,7 @@ __all__ = [
     "check_meta_gradient",
     "check_clean_batch_size",
     "check_train_on_clean",
+    "check_clean_class_weight",
     "clean_class_weights",
     "check_features",
     "check_labels",
@@ -58,6 +61,34 @@ def check_train_on_clean(value):
     return bool(value)
 
 
+def check_clean_class_weight(value):
+    """Validate the form of ``clean_class_weight``: None, "balanced" or a dict of
+    finite non-negative numbers (which labels it names is checked against the clean
+    set by :func:`clean_class_weights`)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value != "balanced":
+            raise ValueError(
+                "clean_class_weight must be None, 'balanced' or a dict label -> weight; "
+                f"got {value!r}")
+        return value
+    if not isinstance(value, Mapping):
+        raise TypeError(
+            "clean_class_weight must be None, 'balanced' or a dict label -> weight; "
+            f"got {type(value).__name__}")
+    for label, weight in value.items():
+        if (isinstance(weight, (bool, np.bool_))
+                or not isinstance(weight, (int, float, np.integer, np.floating))):
+            raise TypeError(f"clean_class_weight[{label!r}] must be a number; "
+                            f"got {weight!r}")
+        if not np.isfinite(weight) or weight < 0:
+            raise ValueError(
+                f"clean_class_weight[{label!r}] is {weight}: weights must be finite "
+                "and non-negative")
+    return value
+
+
 def clean_class_weights(class_weight, y_clean):
     """Per-row weights of the clean set from ``clean_class_weight``.
 
@@ -77,37 +108,20 @@ def clean_class_weights(class_weight, y_clean):
         Float64 weights with mean 1 over the clean set (only their ratios matter),
         or None for ``class_weight=None``.
     """
+    class_weight = check_clean_class_weight(class_weight)
     if class_weight is None:
         return None
     present = np.unique(y_clean)
     if isinstance(class_weight, str):
-        if class_weight != "balanced":
-            raise ValueError(
-                "clean_class_weight must be None, 'balanced' or a dict label -> weight; "
-                f"got {class_weight!r}")
         per_class = dict(zip(present.tolist(), compute_class_weight(
             "balanced", classes=present, y=y_clean).tolist()))
-    elif isinstance(class_weight, Mapping):
+    else:
         unknown = [label for label in class_weight if not np.isin(label, present).any()]
         if unknown:
             raise ValueError(
                 f"clean_class_weight names labels {unknown} that the clean set does not "
                 f"contain (its labels: {present.tolist()})")
-        per_class = {}
-        for label, weight in class_weight.items():
-            if (isinstance(weight, (bool, np.bool_))
-                    or not isinstance(weight, (int, float, np.integer, np.floating))):
-                raise TypeError(f"clean_class_weight[{label!r}] must be a number; "
-                                f"got {weight!r}")
-            if not np.isfinite(weight) or weight < 0:
-                raise ValueError(
-                    f"clean_class_weight[{label!r}] is {weight}: weights must be finite "
-                    "and non-negative")
-            per_class[label] = float(weight)
-    else:
-        raise TypeError(
-            "clean_class_weight must be None, 'balanced' or a dict label -> weight; "
-            f"got {type(class_weight).__name__}")
+        per_class = {label: float(weight) for label, weight in class_weight.items()}
     weights = np.ones(len(y_clean), dtype=np.float64)
     for label, weight in per_class.items():
         weights[y_clean == label] = weight
@@ -225,4 +239,4 @@ def warn_missing_classes(y_clean, classes):
     if missing.size:
         warnings.warn(
             f"the clean set has no rows of classes {missing.tolist()}; its signal "
-            "about rows of those classes is weak", UserWarning, stacklevel=5)
+            "about rows of those classes is weak", MissingClassesWarning, stacklevel=5)

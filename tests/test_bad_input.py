@@ -6,6 +6,7 @@ import scipy.sparse as sp
 
 from conftest import MLP, make_blobs_data
 from sk_l2rw import L2RWClassifier
+from sk_l2rw.exceptions import MissingClassesWarning
 
 X, Y = make_blobs_data(120)
 XC, YC = X[:20], Y[:20]
@@ -89,5 +90,5 @@ def test_predict_with_wrong_width(fitted):
 def test_clean_set_missing_classes_warns():
     net = L2RWClassifier(MLP, max_epochs=1, verbose=0)
     keep = YC != 2
-    with pytest.warns(UserWarning, match=r"no rows of classes \[2\]"):
+    with pytest.warns(MissingClassesWarning, match=r"no rows of classes \[2\]"):
         net.fit(XT, YT, X_val=XC[keep], y_val=YC[keep])

@@ -13,6 +13,7 @@ from skorch.dataset import ValidSplit
 
 from conftest import MLP, make_blobs_data
 from sk_l2rw import L2RWClassifier, L2RWRegressor
+from sk_l2rw.exceptions import NoCleanSetWarning
 from sk_l2rw.diagnostics import (
     DEFAULT_THRESHOLD,
     find_label_issues,
@@ -347,7 +348,7 @@ class TestPlotting:
         from sk_l2rw.plotting import plot_training_curves
 
         _, X, y, _ = fitted
-        with pytest.warns(UserWarning, match="no clean set"):
+        with pytest.warns(NoCleanSetWarning, match="no clean set"):
             plain = L2RWClassifier(MLP, max_epochs=1, **FAST).fit(X, y)
         with pytest.raises(ValueError, match="clean_loss"):
             plot_training_curves(plain)
