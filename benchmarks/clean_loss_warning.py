@@ -1,6 +1,6 @@
 """When should L2RW warn that a fit is blowing up? The clean-loss rule, measured.
 
-``L2RWClassifier`` warns once per fit when :func:`sk_l2rw.net.clean_loss_alarm`
+``L2RWClassifier`` warns once per fit when :func:`sk_l2rw.callbacks.clean_loss_alarm`
 says so: the epoch's clean loss is more than 10x its best so far *and* above the
 first epoch's. This script fits the runs that tell a good rule from a bad one and
 reports, for that rule and for the ratio alone, which fits it fires on:
@@ -54,7 +54,7 @@ COLLAPSE_LRS = (0.3, 0.1, 0.03, 0.01)
 
 def rules():
     """The estimator's rule and the ratio alone, as ``name -> f(losses) -> bool``."""
-    from sk_l2rw.net import CLEAN_LOSS_RISE, clean_loss_alarm
+    from sk_l2rw.callbacks import CLEAN_LOSS_RISE, clean_loss_alarm
 
     def ratio_only(losses):
         return len(losses) > 1 and losses[-1] > CLEAN_LOSS_RISE * min(losses[:-1])
@@ -207,7 +207,7 @@ def render(rows, *, command, started, elapsed, smoke):
     lines += [
         "`L2RWClassifier` warns (once per fit) when the epoch's clean loss is more than "
         "10x its best so far and above the first epoch's "
-        "(`sk_l2rw.net.clean_loss_alarm`). The rules are replayed here on the clean-loss "
+        "(`sk_l2rw.callbacks.clean_loss_alarm`). The rules are replayed here on the clean-loss "
         "curve of every fit. A fit *failed* when training stopped on a non-finite loss "
         f"or its test balanced accuracy is {100 * FAILED_POINTS:.0f}+ points below the "
         "best fit of its group (collapse study: same noise and seed, over the learning "

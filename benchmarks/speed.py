@@ -54,7 +54,7 @@ if str(ROOT) not in sys.path:
 from benchmarks.environment import cpu_model, load_average, versions_line  # noqa: E402
 from sk_l2rw.ghost import ghost_step  # noqa: E402
 from sk_l2rw.meta_gradient import jvp_step, reference_step  # noqa: E402
-from sk_l2rw.net import choose_meta_gradient  # noqa: E402
+from sk_l2rw.dispatch import choose_meta_gradient  # noqa: E402
 
 VARIANTS = ("plain", "reference", "jvp", "ghost", "auto")
 STEP_FUNCTIONS = {"reference": reference_step, "jvp": jvp_step, "ghost": ghost_step}

@@ -7,8 +7,8 @@ from skorch import NeuralNetClassifier
 from sklearn.utils.multiclass import check_classification_targets
 
 from sk_l2rw.net import L2RWMixin
-from sk_l2rw.validation import (check_labels, clean_class_weights, encode_labels,
-                                warn_missing_classes)
+from sk_l2rw.validation import (check_clean_class_weight, check_labels,
+                                clean_class_weights, encode_labels, warn_missing_classes)
 
 __all__ = ["L2RWClassifier"]
 
@@ -106,7 +106,7 @@ class L2RWClassifier(L2RWMixin, NeuralNetClassifier):
     -----
     UserWarning
         At most once per fit, when an epoch's ``clean_loss`` is more than 10 times
-        its best so far and above the first epoch's (:func:`sk_l2rw.net.clean_loss_alarm`):
+        its best so far and above the first epoch's (:func:`sk_l2rw.callbacks.clean_loss_alarm`):
         the weighted steps are too large for this learning rate.
     """
 
@@ -123,6 +123,9 @@ class L2RWClassifier(L2RWMixin, NeuralNetClassifier):
         self.clean_class_weight = clean_class_weight
         self.train_on_clean = train_on_clean
         self.random_state = random_state
+
+    _parameter_constraints = {**L2RWMixin._parameter_constraints,
+                              "clean_class_weight": check_clean_class_weight}
 
     # ----------------------------------------------------------------- targets
 

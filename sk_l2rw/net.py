@@ -11,7 +11,6 @@ adds labels. The mixin only wires together the pure pieces: input checks
 
 import contextlib
 import inspect
-import math
 import warnings
 from collections.abc import Mapping
 from typing import NamedTuple
@@ -26,14 +25,17 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import validate_data
 from torch.utils.data import DataLoader, Subset, default_collate
 
-from sk_l2rw import ghost
-from sk_l2rw.data import CleanBatches, IndexedDataset, TensorBatches
-from sk_l2rw.meta_gradient import (
-    jvp_meta_gradients,
-    jvp_step,
-    plain_step,
-    reference_step,
+from sk_l2rw.callbacks import (  # noqa: F401 (clean_loss_alarm: public here before)
+    CLEAN_LOSS_RISE,
+    CleanLoss,
+    CleanLossAlarm,
+    FiniteLoss,
+    WeightStats,
+    clean_loss_alarm,
 )
+from sk_l2rw.data import CleanBatches, IndexedDataset, TensorBatches
+from sk_l2rw.dispatch import Computation, choose_meta_gradient  # noqa: F401
+from sk_l2rw.exceptions import NoCleanSetWarning
 from sk_l2rw.validation import (
     check_clean_batch_size,
     check_consistent_rows,
@@ -44,76 +46,11 @@ from sk_l2rw.validation import (
 )
 from sk_l2rw.weights import effective_sample_share
 
-# The run is blowing up when the clean loss is this many times above its best so far
-# and above its first epoch's value (all progress on the clean set undone). The
-# second condition spares fits that drive a small clean set's loss to ~0.005 and
-# then drift to ~0.05: over 124 fits (benchmarks/clean_loss_warning.py: the collapse
-# study, 4-vs-9 with an MLP and a LeNet) both rules caught 9 of 9 failed runs at the
-# same epoch; the ratio alone also fired on 7 fits that did not fail, the combined
-# rule on none. (Weights concentrated on few rows are not warned about: under class
-# imbalance that is the intended behaviour.)
-CLEAN_LOSS_RISE = 10.0
-
-
-def clean_loss_alarm(clean_losses, rise=CLEAN_LOSS_RISE):
-    """Whether the last epoch's clean loss says the run is blowing up.
-
-    True when it is more than ``rise`` times the best earlier value and above the
-    first epoch's value.
-
-    Parameters
-    ----------
-    clean_losses : sequence of float
-        The clean loss of every epoch so far, oldest first.
-    rise : float, default=10
-
-    Returns
-    -------
-    bool
-    """
-    if len(clean_losses) < 2:
-        return False
-    *earlier, loss = clean_losses
-    return bool(loss > rise * min(earlier) and loss > earlier[0])
-
-
-_STEPS = {
-    "reference": reference_step,
-    "jvp": jvp_step,
-    "ghost": ghost.ghost_step,
-    "plain": plain_step,
-}
-
-
 def resolve_device(device):
     """``"auto"`` becomes ``"cuda"`` when CUDA is available, else ``"cpu"``."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
-
-
-def choose_meta_gradient(module, requested):
-    """The computation to run for ``requested`` on ``module``.
-
-    ``"auto"`` takes ``"ghost"`` when every layer with trainable parameters is
-    supported and rows are independent, else ``"jvp"`` (which itself falls back to
-    ``"reference"`` when ``torch.func`` cannot run the module). An explicit
-    ``"ghost"`` on an unsupported module is an error that names the layers.
-
-    Returns
-    -------
-    str
-    """
-    if requested in ("ghost", "auto"):
-        bad = ghost.unsupported_layers(module)
-        if not bad:
-            return "ghost"
-        if requested == "ghost":
-            raise ValueError(
-                "meta_gradient='ghost' cannot handle these layers: "
-                f"{', '.join(bad)}; use meta_gradient='auto' or 'jvp'")
-        return "jvp"
-    return requested
 
 
 def _is_torch_dataset(X):
@@ -142,11 +79,9 @@ class _Run:
     per epoch, so a CUDA training step never waits for the host.
     """
 
-    def __init__(self, net, data, method):
+    def __init__(self, net, data, computation):
         device, dtype = net.device_, net._module_dtype()
-        self.method = method
-        # "auto" checks its choice of ghost once, on the first batch.
-        self.verify_ghost = method == "ghost" and net.meta_gradient == "auto"
+        self.computation = computation
         # Seeded fits re-seed this generator at every epoch (on_epoch_begin).
         self.rng = (np.random.RandomState() if net._seed_ is not None
                     else check_random_state(None))
@@ -179,7 +114,6 @@ class _Run:
         self._clean_pos = 0
         self.weights = None
         self.epoch_open = False
-        self.warned_clean_loss = False
 
     def restart_clean(self):
         """Start a new pass over the clean set (each epoch, for resumable runs)."""
@@ -351,9 +285,10 @@ class L2RWMixin:
         """Subclasses check the module's output width against the targets."""
 
     def _train(self, data, **fit_params):
-        method = self._meta_gradient_for(data)
-        self.meta_gradient_ = method
-        self._run_ = _Run(self, data, method)
+        computation = Computation(self.module_, self.meta_gradient,
+                                  has_clean=data.X_clean is not None)
+        self.meta_gradient_ = computation.method
+        self._run_ = _Run(self, data, computation)
         try:
             # skorch's callbacks read ``net.device`` (cached predictions for
             # scoring): the resolved device stands in for "auto" while training.
@@ -363,77 +298,31 @@ class L2RWMixin:
             self._run_ = None
         return self
 
-    def _meta_gradient_for(self, data):
-        if data.X_clean is None:
-            return "plain"
-        return choose_meta_gradient(self.module_, self.meta_gradient)
-
     # ------------------------------------------------------------- validation
+
+    #: Parameter name -> validator, checked at every fit before anything else
+    #: (scikit-learn's ``_parameter_constraints`` idea; its helpers are private).
+    _parameter_constraints = {
+        "meta_gradient": check_meta_gradient,
+        "clean_batch_size": check_clean_batch_size,
+        "train_on_clean": check_train_on_clean,
+    }
+
+    def _validate_params(self):
+        for name, check in self._parameter_constraints.items():
+            check(getattr(self, name))
 
     def _validate_fit(self, X, y, X_val, y_val, *, reset):
         """Check everything before anything changes; raise on the first problem."""
-        check_meta_gradient(self.meta_gradient)
-        check_clean_batch_size(self.clean_batch_size)
-        check_train_on_clean(self.train_on_clean)
-        dataset = X if _is_torch_dataset(X) else None
-        if dataset is not None and y is not None:
-            raise ValueError("with a torch Dataset as X, pass y=None: the dataset's "
-                             "items (x_i, target_i) hold the targets")
-        if dataset is None and y is None:
-            raise ValueError(f"{type(self).__name__} requires y to be passed, but the "
-                             "target y is None")
-        if (X_val is None) != (y_val is None):
-            given = "X_val" if X_val is not None else "y_val"
-            raise ValueError(
-                f"the clean set needs both X_val and y_val; only {given} was given")
-        if (self.clean_X is None) != (self.clean_y is None):
-            raise ValueError("the clean set needs both clean_X and clean_y; only "
-                             f"{'clean_X' if self.clean_X is not None else 'clean_y'}"
-                             " was given to the constructor")
+        self._validate_params()
+        Xc, yc, where = self._clean_source(X_val, y_val)
         dtype = numpy_dtype(self._module_dtype())
-        if dataset is not None:
-            if len(dataset) == 0:
-                raise ValueError("the training Dataset X is empty")
-            X_arr, names, y_arr = dataset, None, None
-            row_shape = tuple(np.shape(dataset[0][0]))
-        else:
-            X_arr, names = check_features(X, dtype=dtype, name="X")
-            y_arr = self._check_targets(y, name="y")
-            check_consistent_rows(X_arr, y_arr)
-            row_shape = X_arr.shape[1:]
-            if not reset:
-                self._check_same_features(X_arr, names, "X")
-        if X_val is not None:
-            Xc, yc, where = X_val, y_val, ("X_val", "y_val")
-        else:
-            Xc, yc, where = self.clean_X, self.clean_y, ("clean_X", "clean_y")
-        X_clean = y_clean = None
-        if Xc is not None:
-            if len(Xc) == 0 or len(yc) == 0:
-                raise ValueError(
-                    f"the clean set ({where[0]}, {where[1]}) is empty; give at least "
-                    "one trusted row, or none at all for plain training")
-            X_clean, _ = check_features(Xc, dtype=dtype, name=f"the clean set {where[0]}")
-            y_clean = self._check_targets(yc, name=f"the clean set {where[1]}")
-            check_consistent_rows(X_clean, y_clean, names=where)
-            if X_val is not None and len(X_clean) == len(X_arr):
-                raise ValueError(
-                    f"the clean set X_val has exactly as many rows as X ({len(X_arr)}). "
-                    "scikit-learn's search and cross-validation tools slice fit "
-                    "parameters of that length per fold, which would silently cut the "
-                    "clean set down to the fold's rows; pass the clean set to the "
-                    "constructor (clean_X, clean_y) instead, or use a clean set of "
-                    "another size")
-            if X_clean.shape[1:] != row_shape:
-                raise ValueError(
-                    f"the clean set {where[0]} has rows of shape {X_clean.shape[1:]} "
-                    f"but X has rows of shape {row_shape}; they must match "
-                    "(transform the clean set like X)")
-        else:
-            warnings.warn(
-                f"{type(self).__name__} got no clean set: pass X_val and y_val to fit, "
-                "or clean_X and clean_y to the constructor. Training with uniform "
-                "weights (plain training).", UserWarning, stacklevel=3)
+        X_arr, names, y_arr, dataset = self._validate_training(X, y, dtype, reset=reset)
+        row_shape = (tuple(np.shape(dataset[0][0])) if dataset is not None
+                     else X_arr.shape[1:])
+        X_clean, y_clean = self._validate_clean(Xc, yc, where, dtype, row_shape,
+                                                n_rows=len(X_arr),
+                                                routed=X_val is not None)
         y_enc, y_clean_enc = self._encode_targets(y_arr, y_clean, reset=reset, where=where,
                                                   dataset=dataset)
         w_clean = None if y_clean is None else self._clean_row_weights(y_clean)
@@ -448,6 +337,71 @@ class L2RWMixin:
             elif hasattr(self, "feature_names_in_"):
                 del self.feature_names_in_
         return FitData(X_arr, y_enc, X_clean, y_clean_enc, w_clean)
+
+    def _clean_source(self, X_val, y_val):
+        """Where the clean set comes from: ``fit``'s X_val/y_val, else the
+        constructor's clean_X/clean_y. Returns ``(X, y, (name of X, name of y))``."""
+        if (X_val is None) != (y_val is None):
+            given = "X_val" if X_val is not None else "y_val"
+            raise ValueError(
+                f"the clean set needs both X_val and y_val; only {given} was given")
+        if (self.clean_X is None) != (self.clean_y is None):
+            raise ValueError("the clean set needs both clean_X and clean_y; only "
+                             f"{'clean_X' if self.clean_X is not None else 'clean_y'}"
+                             " was given to the constructor")
+        if X_val is not None:
+            return X_val, y_val, ("X_val", "y_val")
+        return self.clean_X, self.clean_y, ("clean_X", "clean_y")
+
+    def _validate_training(self, X, y, dtype, *, reset):
+        """The training rows: ``(X, feature names, y, dataset or None)``."""
+        dataset = X if _is_torch_dataset(X) else None
+        if dataset is not None:
+            if y is not None:
+                raise ValueError("with a torch Dataset as X, pass y=None: the dataset's "
+                                 "items (x_i, target_i) hold the targets")
+            if len(dataset) == 0:
+                raise ValueError("the training Dataset X is empty")
+            return dataset, None, None, dataset
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the "
+                             "target y is None")
+        X_arr, names = check_features(X, dtype=dtype, name="X")
+        y_arr = self._check_targets(y, name="y")
+        check_consistent_rows(X_arr, y_arr)
+        if not reset:
+            self._check_same_features(X_arr, names, "X")
+        return X_arr, names, y_arr, None
+
+    def _validate_clean(self, Xc, yc, where, dtype, row_shape, *, n_rows, routed):
+        """The clean set as arrays ``(X, y)``, or ``(None, None)`` with a warning."""
+        if Xc is None:
+            warnings.warn(
+                f"{type(self).__name__} got no clean set: pass X_val and y_val to fit, "
+                "or clean_X and clean_y to the constructor. Training with uniform "
+                "weights (plain training).", NoCleanSetWarning, stacklevel=4)
+            return None, None
+        if len(Xc) == 0 or len(yc) == 0:
+            raise ValueError(
+                f"the clean set ({where[0]}, {where[1]}) is empty; give at least "
+                "one trusted row, or none at all for plain training")
+        X_clean, _ = check_features(Xc, dtype=dtype, name=f"the clean set {where[0]}")
+        y_clean = self._check_targets(yc, name=f"the clean set {where[1]}")
+        check_consistent_rows(X_clean, y_clean, names=where)
+        if routed and len(X_clean) == n_rows:
+            raise ValueError(
+                f"the clean set X_val has exactly as many rows as X ({n_rows}). "
+                "scikit-learn's search and cross-validation tools slice fit "
+                "parameters of that length per fold, which would silently cut the "
+                "clean set down to the fold's rows; pass the clean set to the "
+                "constructor (clean_X, clean_y) instead, or use a clean set of "
+                "another size")
+        if X_clean.shape[1:] != row_shape:
+            raise ValueError(
+                f"the clean set {where[0]} has rows of shape {X_clean.shape[1:]} "
+                f"but X has rows of shape {row_shape}; they must match "
+                "(transform the clean set like X)")
+        return X_clean, y_clean
 
     def _clean_row_weights(self, y_clean):
         """Per-row weights of the clean set (mean 1), or None: all count the same.
@@ -748,55 +702,14 @@ class L2RWMixin:
         X_clean, y_clean, w_clean = ((None, None, None) if run.X_clean is None
                                      else run.next_clean())
         lr = float(self.optimizer_.param_groups[0]["lr"])
-        clean = dict(clean_weights=w_clean, clean_share=run.clean_share)
-        if run.verify_ghost:
-            run.verify_ghost = False
-            if not self._ghost_agrees(Xi, yi, X_clean, y_clean, lr, fit_params, w_clean):
-                warnings.warn(
-                    "meta_gradient='auto': the layer-wise computation disagreed with "
-                    "the forward-mode one on this module (a parameter used outside "
-                    "its layer, e.g. F.linear(x, self.layer.weight)?); using 'jvp'",
-                    UserWarning, stacklevel=2)
-                run.method = self.meta_gradient_ = "jvp"
-        step = _STEPS[run.method]
-        try:
-            result = step(self.module_, self._loss_fn, Xi, yi, X_clean, y_clean,
-                          lr=lr, forward_kwargs=fit_params, **clean)
-        except (RuntimeError, NotImplementedError):
-            # torch.func cannot run every module; "auto" then takes the paper's route.
-            if not (run.method == "jvp" and self.meta_gradient == "auto"):
-                raise
-            run.method = self.meta_gradient_ = "reference"
-            self._zero_grad_optimizer()
-            result = reference_step(self.module_, self._loss_fn, Xi, yi, X_clean,
-                                    y_clean, lr=lr, forward_kwargs=fit_params, **clean)
+        computation = run.computation
+        result = computation.step(
+            self.module_, self._loss_fn, Xi, yi, X_clean, y_clean,
+            zero_grad=self._zero_grad_optimizer, lr=lr, forward_kwargs=fit_params,
+            clean_weights=w_clean, clean_share=run.clean_share)
+        self.meta_gradient_ = computation.method
         run.record(index, result.weights)
         return {"loss": result.loss, "y_pred": result.y_pred}
-
-    def _ghost_agrees(self, Xi, yi, X_clean, y_clean, lr, fit_params, w_clean=None):
-        """Check ghost against jvp once per fit, with dropout off in both.
-
-        Ghost can only see parameters used inside their own layer; a parameter a
-        parent module uses directly would be missed silently. One comparison on
-        the first batch catches that.
-        """
-        module = self.module_
-        was_training = module.training
-        module.eval()
-        try:
-            fast = ghost.ghost_step(module, self._loss_fn, Xi, yi, X_clean, y_clean,
-                                    lr=lr, forward_kwargs=fit_params, clean_weights=w_clean,
-                                    update=False).meta_gradients
-            try:
-                exact = jvp_meta_gradients(module, self._loss_fn, Xi, yi, X_clean,
-                                           y_clean, lr=lr, forward_kwargs=fit_params,
-                                           clean_weights=w_clean)
-            except (RuntimeError, NotImplementedError):
-                return True  # nothing to compare with; trust the layer rules
-        finally:
-            module.train(was_training)
-        scale = exact.abs().max()
-        return bool(torch.allclose(fast, exact, rtol=1e-3, atol=float(1e-4 * scale)))
 
     def _loss_fn(self, y_pred, y):
         return self.get_sample_losses(y_pred, y, training=True)
@@ -820,22 +733,6 @@ class L2RWMixin:
             run.restart_clean()
         run.start_epoch(self._module_dtype(), self.device_)
 
-    def on_batch_end(self, net, batch=None, training=False, **kwargs):
-        """Stop with a clear error when the training loss is no longer finite.
-
-        skorch has already copied the batch loss to the host for its history, so
-        the check costs no extra synchronisation.
-        """
-        super().on_batch_end(net, batch=batch, training=training, **kwargs)
-        if not training:
-            return
-        loss = self.history[-1, "batches", -1, "train_loss"]
-        if not math.isfinite(loss):
-            raise FloatingPointError(
-                f"training diverged: the loss became {loss} in epoch {len(self.history)}, "
-                f"batch {len(self.history[-1, 'batches'])}; lower the learning rate "
-                f"(lr={self.lr}) or scale the features")
-
     def on_train_end(self, net, X=None, y=None, **kwargs):
         """After an interruption, keep only completed epochs in the history."""
         super().on_train_end(net, X=X, y=y, **kwargs)
@@ -844,29 +741,23 @@ class L2RWMixin:
             self.history.pop()
 
     def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
-        """Copy the epoch's weights to the host; record clean loss and weight stats."""
+        """Copy the epoch's weights to the host (the callbacks then read the rest)."""
         super().on_epoch_end(net, dataset_train=dataset_train,
                              dataset_valid=dataset_valid, **kwargs)
         run = self._run_
         run.epoch_open = False
         self._weight_rows_.append(run.weights.double().cpu().numpy())
-        if run.batches:
-            self.history.record("weight_zero_frac", run.zeros.item() / max(run.rows, 1))
-            self.history.record("weight_ess", run.ess.item() / run.batches)
-        if run.X_clean is not None:
-            loss = self._clean_loss(run)
-            earlier = [row["clean_loss"] for row in self.history[:-1] if "clean_loss" in row]
-            self.history.record("clean_loss", loss)
-            if not run.warned_clean_loss and clean_loss_alarm(earlier + [loss]):
-                run.warned_clean_loss = True
-                warnings.warn(
-                    f"the clean loss rose to {loss:.3g}, {loss / min(earlier):.0f}x its "
-                    f"best ({min(earlier):.3g}) and above its first epoch's "
-                    f"({earlier[0]:.3g}): the weights' multiplied steps are too large for "
-                    "this learning rate. Lower lr (e.g. 5x); see 'When weights collapse' "
-                    "in the README", UserWarning, stacklevel=2)
-            # like skorch's valid_loss_best: lets Checkpoint(monitor="clean_loss_best")
-            self.history.record("clean_loss_best", not earlier or loss < min(earlier))
+
+    @property
+    def _default_callbacks(self):
+        """skorch's defaults with L2RW's monitoring (:mod:`sk_l2rw.callbacks`) before
+        the log, so that its columns are printed."""
+        base = list(super()._default_callbacks)
+        ours = [("clean_loss", CleanLoss()), ("weight_stats", WeightStats()),
+                ("clean_loss_alarm", CleanLossAlarm()), ("finite_loss", FiniteLoss())]
+        at = next((i for i, (name, _) in enumerate(base) if name == "print_log"),
+                  len(base))
+        return base[:at] + ours + base[at:]
 
     def _clean_loss(self, run):
         """Mean loss over the whole clean set, in evaluation mode (weighted by the

@@ -11,6 +11,7 @@ from torch import nn
 
 from conftest import MLP, make_blobs_data
 from sk_l2rw import L2RWClassifier
+from sk_l2rw.exceptions import FallbackWarning, NoCleanSetWarning
 from sk_l2rw.noise import flip_labels
 
 COMMON = dict(max_epochs=15, lr=0.1, batch_size=32, verbose=0)
@@ -130,7 +131,7 @@ class TestCleanSetRoutes:
     def test_no_clean_set_warns_and_trains_uniformly(self):
         X, y = make_blobs_data(100)
         net = L2RWClassifier(MLP, **dict(COMMON, max_epochs=2, batch_size=25))
-        with pytest.warns(UserWarning, match="X_val.*clean_X"):
+        with pytest.warns(NoCleanSetWarning, match="X_val.*clean_X"):
             net.fit(X, y)
         np.testing.assert_allclose(net.sample_weights_, 1 / 25)
         assert net.meta_gradient_ == "plain"
@@ -166,7 +167,7 @@ class TestCleanSetRoutes:
 
         X, y = make_blobs_data(100)
         net = L2RWClassifier(Sneaky, X[:10], y[:10], **dict(COMMON, max_epochs=1))
-        with pytest.warns(UserWarning, match="disagreed"):
+        with pytest.warns(FallbackWarning, match="disagreed"):
             net.fit(X[10:], y[10:])
         assert net.meta_gradient_ == "jvp"
 

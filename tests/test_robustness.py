@@ -86,32 +86,6 @@ class TestNumericalTrouble:
         assert min(net.history[:, "weight_ess"]) < 0.5
 
 
-class TestCleanLossWarning:
-    @staticmethod
-    def _fit_with_clean_losses(monkeypatch, losses):
-        """Fit with the clean loss of each epoch scripted; returns the warnings."""
-        script = iter(losses)
-        monkeypatch.setattr(L2RWClassifier, "_clean_loss", lambda self, run: next(script))
-        X, y = make_blobs_data(100)
-        net = L2RWClassifier(MLP, X[:20], y[:20], **dict(FAST, max_epochs=len(losses)))
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            net.fit(X[20:], y[20:])
-        assert list(net.history[:, "clean_loss"]) == list(losses)
-        return [str(w.message) for w in caught if "clean loss rose" in str(w.message)]
-
-    def test_warns_once_when_the_loss_passes_its_first_epoch(self, monkeypatch):
-        # Epoch 3 is 20x the best but below epoch 1: a small clean set fitted
-        # almost perfectly and drifting, no alarm. Epoch 4 undoes all progress.
-        messages = self._fit_with_clean_losses(monkeypatch, [0.5, 0.01, 0.2, 0.6, 0.9])
-        assert len(messages) == 1
-        assert "rose to 0.6, 60x its best (0.01)" in messages[0]
-        assert "first epoch's (0.5)" in messages[0] and "Lower lr" in messages[0]
-
-    def test_no_warning_for_a_rise_below_the_first_epoch(self, monkeypatch):
-        assert not self._fit_with_clean_losses(monkeypatch, [0.7, 0.004, 0.05, 0.3])
-
-
 class InterruptAt(Callback):
     def __init__(self, epoch, batch):
         self.epoch, self.batch = epoch, batch
