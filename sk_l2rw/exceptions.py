@@ -10,7 +10,7 @@ All derive from :class:`L2RWWarning`, itself a ``UserWarning``.
 """
 
 __all__ = ["L2RWWarning", "CleanLossWarning", "NoCleanSetWarning",
-           "MissingClassesWarning", "FallbackWarning"]
+           "MissingClassesWarning", "CleanTargetScaleWarning", "FallbackWarning"]
 
 
 class L2RWWarning(UserWarning):
@@ -27,6 +27,11 @@ class NoCleanSetWarning(L2RWWarning):
 
 class MissingClassesWarning(L2RWWarning):
     """The clean set has no rows of some classes: its signal about them is weak."""
+
+
+class CleanTargetScaleWarning(L2RWWarning):
+    """The clean targets sit on another scale than the training targets (a target
+    transformation applied to ``y`` only, e.g. by ``TransformedTargetRegressor``)."""
 
 
 class FallbackWarning(L2RWWarning):

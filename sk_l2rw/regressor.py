@@ -6,6 +6,7 @@ from skorch import NeuralNetRegressor
 from sklearn.utils import check_array
 
 from sk_l2rw.net import L2RWMixin
+from sk_l2rw.validation import warn_other_scale
 
 __all__ = ["L2RWRegressor"]
 
@@ -91,6 +92,8 @@ class L2RWRegressor(L2RWMixin, NeuralNetRegressor):
                     f"the clean set {where[1]} has {clean_outputs} outputs per row but "
                     f"y has {n_outputs}")
             y_clean = y_clean.reshape(len(y_clean), n_outputs)
+            if dataset is None:
+                warn_other_scale(y.reshape(len(y), n_outputs), y_clean, where[1])
         if reset:
             self.n_outputs_ = n_outputs
             self._y_1d_ = y.ndim == 1

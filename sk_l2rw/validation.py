@@ -12,7 +12,7 @@ import torch
 from sklearn.utils import check_array, column_or_1d
 from sklearn.utils.class_weight import compute_class_weight
 
-from sk_l2rw.exceptions import MissingClassesWarning
+from sk_l2rw.exceptions import CleanTargetScaleWarning, MissingClassesWarning
 from sklearn.utils.validation import _get_feature_names
 
 __all__ = [
@@ -228,6 +228,46 @@ def encode_labels(y, classes, *, name="y"):
             f"not contain (classes: {classes.tolist()})")
     sorter = np.argsort(classes, kind="stable")
     return sorter[np.searchsorted(classes, y, sorter=sorter)].astype(np.int64)
+
+
+#: Clean targets further than this many training standard deviations from the
+#: training mean, or spread this many times wider, are taken to be on another
+#: scale. Noise in the training targets cannot cause either: it widens the
+#: training spread, which moves both limits away (40% of the targets shifted by
+#: 30 standard deviations put the clean mean 12 from the training mean with a
+#: training spread of 15). A clean spread far *below* the training one is what
+#: heavy noise looks like, so it is not warned about.
+SCALE_FACTOR = 10.0
+
+
+def warn_other_scale(y, y_clean, name="y_val"):
+    """Warn when the clean targets look like another scale than ``y``.
+
+    Parameters
+    ----------
+    y : numpy.ndarray of shape (n, n_outputs)
+    y_clean : numpy.ndarray of shape (m, n_outputs)
+    name : str
+        How to call the clean targets in the message.
+    """
+    mean, std = y.mean(0), y.std(0)
+    c_mean = y_clean.mean(0)
+    c_std = y_clean.std(0) if len(y_clean) > 1 else None
+    spread = np.maximum(std, np.finfo(np.float64).tiny)
+    far = np.abs(c_mean - mean) > SCALE_FACTOR * spread
+    if c_std is not None:
+        ratio = np.maximum(c_std, np.finfo(np.float64).tiny) / spread
+        far |= ratio > SCALE_FACTOR
+    if far.any():
+        k = int(np.flatnonzero(far)[0])
+        warnings.warn(
+            f"the clean targets {name} (mean {c_mean[k]:.3g}, std "
+            f"{'n/a' if c_std is None else f'{c_std[k]:.3g}'}) are on another scale than "
+            f"y (mean {mean[k]:.3g}, std {std[k]:.3g}), so every row's weight would be "
+            "judged against targets it cannot match. A TransformedTargetRegressor "
+            "transforms y but not the clean set: transform the clean targets the same "
+            "way (e.g. func(y_val), or transformer.transform(y_val)) before passing them",
+            CleanTargetScaleWarning, stacklevel=6)
 
 
 def warn_missing_classes(y_clean, classes):

@@ -1,5 +1,7 @@
 """L2RWRegressor: corrupted targets get less weight; its own input checks."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -47,3 +49,43 @@ class TestRegressor:
         with pytest.raises(ValueError, match="clean set y_val has 2 outputs per row"):
             net.fit(X[10:], y[10:], X_val=X[:10], y_val=np.c_[y[:10], y[:10]])
         assert not hasattr(net, "predict_proba")
+
+
+class TestCleanTargetScale:
+    def _problem(self):
+        rng = np.random.RandomState(0)
+        X = rng.normal(size=(300, 5)).astype(np.float32)
+        y = np.exp(X[:, 0] + 3)
+        return X, y
+
+    def test_transformed_target_regressor_is_caught(self):
+        from sklearn.compose import TransformedTargetRegressor
+
+        from sk_l2rw.exceptions import CleanTargetScaleWarning
+        from sk_l2rw.modules import MLP
+
+        X, y = self._problem()
+        net = L2RWRegressor(MLP, X[:30], y[:30], max_epochs=1, verbose=0)
+        model = TransformedTargetRegressor(net, func=np.log, inverse_func=np.exp)
+        with pytest.warns(CleanTargetScaleWarning, match="TransformedTargetRegressor"):
+            model.fit(X[30:], y[30:])
+        # the pattern that works: the clean targets on the transformed scale
+        net = L2RWRegressor(MLP, X[:30], np.log(y[:30]), max_epochs=1, verbose=0)
+        model = TransformedTargetRegressor(net, func=np.log, inverse_func=np.exp)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", CleanTargetScaleWarning)
+            model.fit(X[30:], y[30:])
+
+    def test_heavy_noise_is_not_another_scale(self):
+        from sk_l2rw.exceptions import CleanTargetScaleWarning
+
+        rng = np.random.RandomState(1)
+        X = rng.normal(size=(400, 3)).astype(np.float32)
+        y = X[:, 0].astype(np.float64)
+        noisy = y.copy()
+        noisy[rng.rand(400) < 0.4] += 30.0  # 40% of the targets shifted by 30 sd
+        net = L2RWRegressor(nn.Linear, module__in_features=3, module__out_features=1,
+                            max_epochs=1, verbose=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", CleanTargetScaleWarning)
+            net.fit(X[50:], noisy[50:], X_val=X[:50], y_val=y[:50])
