@@ -161,6 +161,15 @@ def recommended_method(dataset, protocol):
 # ---------------------------------------------------------------------------
 
 
+def parse_protocol(text):
+    """``"per_class:10"`` -> ``("per_class", 10)``; ``"audit:0.01"`` -> a share."""
+    kind, _, size = text.strip().partition(":")
+    if kind not in ("per_class", "audit") or not size:
+        raise ValueError(f"a protocol is per_class:N, audit:N or audit:SHARE; got {text!r}")
+    value = float(size)
+    return kind, (int(value) if value >= 1 and value == int(value) else value)
+
+
 def protocol_label(protocol):
     kind, size = protocol
     if kind == "per_class":
@@ -596,6 +605,10 @@ def main(argv=None):
                         help="worker processes (default 2; 1 for --smoke)")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder")
     parser.add_argument("--datasets", default=None, help="comma-separated subset")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds")
+    parser.add_argument("--protocols", default=None,
+                        help="comma-separated clean-set protocols, e.g. "
+                             "per_class:10,audit:200,audit:0.01")
     args = parser.parse_args(argv)
     if args.jobs is not None and args.jobs < 1:
         parser.error("--jobs must be >= 1")
@@ -615,6 +628,10 @@ def main(argv=None):
             parser.error(f"unknown data sets for this mode: {sorted(unknown)} "
                          f"(choose from {sorted(known)})")
         cfg.datasets = {d: known[d] for d in names}
+    if args.seeds:
+        cfg.seeds = tuple(int(s) for s in args.seeds.split(","))
+    if args.protocols:
+        cfg.protocols = tuple(parse_protocol(p) for p in args.protocols.split(","))
     jobs = args.jobs or (1 if args.smoke else 2)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     rows, meta = run(cfg, jobs=jobs, log=lambda m: print(m, flush=True))

@@ -103,3 +103,10 @@ class TestPieces:
     def test_prior_weights(self, tables):
         weights = tables.prior_weights(np.array([0.9, 0.1]), np.array([0] * 10 + [1] * 10))
         assert weights == pytest.approx({0: 1.8, 1: 0.2})
+
+    def test_parse_protocol(self, tables):
+        assert tables.parse_protocol("per_class:10") == ("per_class", 10)
+        assert tables.parse_protocol("audit:0.01") == ("audit", 0.01)
+        assert tables.parse_protocol("audit:200") == ("audit", 200)
+        with pytest.raises(ValueError, match="per_class:N"):
+            tables.parse_protocol("random:5")
