@@ -223,9 +223,25 @@ def encode_labels(y, classes, *, name="y"):
     """
     unseen = np.unique(y[~np.isin(y, classes)])
     if unseen.size:
+        hint = ""
+        codes = classes.dtype.kind in "iu" and np.array_equal(np.sort(classes),
+                                                              np.arange(len(classes)))
+        if codes and name != "y":
+            # 0..K-1 training labels next to other clean labels: the usual sign of a
+            # meta-estimator that encoded y but could not encode the clean set.
+            hint = (
+                ". The training labels are codes 0..K-1: a meta-estimator probably "
+                "re-encoded y before fitting this estimator (OneVsRestClassifier gives "
+                "every sub-estimator 0/1 targets; VotingClassifier, StackingClassifier "
+                "and BaggingClassifier give codes 0..K-1 when the labels are strings "
+                "or not 0..K-1), while the clean set kept the original labels. Fit "
+                "L2RWClassifier outside the meta-estimator, or encode the labels "
+                "yourself first (LabelEncoder().fit(y), then transform y and the "
+                "clean labels) so that both reach it as codes; OneVsRestClassifier "
+                "cannot be told which class each sub-estimator is for")
         raise ValueError(
             f"{name} contains labels {unseen.tolist()} that the training labels do "
-            f"not contain (classes: {classes.tolist()})")
+            f"not contain (classes: {classes.tolist()}){hint}")
     sorter = np.argsort(classes, kind="stable")
     return sorter[np.searchsorted(classes, y, sorter=sorter)].astype(np.int64)
 

@@ -92,3 +92,51 @@ def test_clean_set_missing_classes_warns():
     keep = YC != 2
     with pytest.warns(MissingClassesWarning, match=r"no rows of classes \[2\]"):
         net.fit(XT, YT, X_val=XC[keep], y_val=YC[keep])
+
+
+class TestMetaEstimatorsThatReencodeY:
+    """Meta-estimators that encode y hand L2RWClassifier codes while the clean set
+    keeps its labels: a clear error that names the pattern, and a route that works."""
+
+    def _problem(self):
+        X, y = make_blobs_data(240)
+        names = np.array(["ant", "bee", "cat"])
+        return X[40:], names[y[40:]], X[:40], names[y[:40]]
+
+    @pytest.mark.parametrize("wrap", ["voting", "stacking", "bagging", "ovr"])
+    def test_error_names_the_pattern(self, wrap):
+        from sklearn.ensemble import (BaggingClassifier, StackingClassifier,
+                                      VotingClassifier)
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.multiclass import OneVsRestClassifier
+
+        X, y, Xc, yc = self._problem()
+        net = L2RWClassifier(MLP, Xc, yc, max_epochs=1, verbose=0)
+        model = {"voting": lambda: VotingClassifier([("net", net)]),
+                 "stacking": lambda: StackingClassifier(
+                     [("net", net)], final_estimator=LogisticRegression(), cv=2),
+                 "bagging": lambda: BaggingClassifier(net, n_estimators=2),
+                 "ovr": lambda: OneVsRestClassifier(net)}[wrap]()
+        with pytest.raises(ValueError, match="meta-estimator probably re-encoded y"):
+            model.fit(X, y)
+
+    def test_encoding_first_works(self):
+        from sklearn.ensemble import VotingClassifier
+        from sklearn.preprocessing import LabelEncoder
+
+        X, y, Xc, yc = self._problem()
+        encoder = LabelEncoder().fit(y)
+        net = L2RWClassifier(MLP, Xc, encoder.transform(yc), max_epochs=2, verbose=0)
+        model = VotingClassifier([("net", net)], voting="soft").fit(X, encoder.transform(y))
+        assert set(encoder.inverse_transform(model.predict(X))) <= {"ant", "bee", "cat"}
+
+    def test_hint_only_next_to_training_codes(self):
+        X, y = make_blobs_data(100)
+        net = L2RWClassifier(MLP, max_epochs=1, verbose=0)
+        with pytest.raises(ValueError, match=r"labels \[7\]") as info:
+            net.fit(X[20:], y[20:], X_val=X[:20], y_val=np.r_[y[:19], 7])
+        assert "meta-estimator" in str(info.value)  # codes 0..2 next to a 7
+        named = np.array(["a", "b", "c"])
+        with pytest.raises(ValueError, match=r"labels \['z'\]") as info:
+            net.fit(X[20:], named[y[20:]], X_val=X[:20], y_val=np.concatenate([named[y[:19]], ["z"]]))
+        assert "meta-estimator" not in str(info.value)
