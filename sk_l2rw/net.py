@@ -320,9 +320,9 @@ class L2RWMixin:
         X_arr, names, y_arr, dataset = self._validate_training(X, y, dtype, reset=reset)
         row_shape = (tuple(np.shape(dataset[0][0])) if dataset is not None
                      else X_arr.shape[1:])
-        X_clean, y_clean = self._validate_clean(Xc, yc, where, dtype, row_shape,
-                                                n_rows=len(X_arr),
-                                                routed=X_val is not None)
+        X_clean, y_clean = self._validate_clean(
+            Xc, yc, where, dtype, row_shape,
+            training=X_arr if dataset is None and X_val is not None else None)
         y_enc, y_clean_enc = self._encode_targets(y_arr, y_clean, reset=reset, where=where,
                                                   dataset=dataset)
         w_clean = None if y_clean is None else self._clean_row_weights(y_clean)
@@ -373,8 +373,11 @@ class L2RWMixin:
             self._check_same_features(X_arr, names, "X")
         return X_arr, names, y_arr, None
 
-    def _validate_clean(self, Xc, yc, where, dtype, row_shape, *, n_rows, routed):
-        """The clean set as arrays ``(X, y)``, or ``(None, None)`` with a warning."""
+    def _validate_clean(self, Xc, yc, where, dtype, row_shape, *, training=None):
+        """The clean set as arrays ``(X, y)``, or ``(None, None)`` with a warning.
+
+        ``training``: the training rows, when the clean set came through ``fit``.
+        """
         if Xc is None:
             warnings.warn(
                 f"{type(self).__name__} got no clean set: pass X_val and y_val to fit, "
@@ -388,14 +391,18 @@ class L2RWMixin:
         X_clean, _ = check_features(Xc, dtype=dtype, name=f"the clean set {where[0]}")
         y_clean = self._check_targets(yc, name=f"the clean set {where[1]}")
         check_consistent_rows(X_clean, y_clean, names=where)
-        if routed and len(X_clean) == n_rows:
+        # A clean set as long as X may be a whole clean set or one that a search
+        # sliced per fold (it slices fit parameters as long as its own X); the two
+        # cannot be told apart from here. Only the clean set that is the training
+        # rows themselves, sliced or not, is certainly wrong.
+        if (training is not None and X_clean.shape == training.shape
+                and np.array_equal(X_clean, training)):
             raise ValueError(
-                f"the clean set X_val has exactly as many rows as X ({n_rows}). "
-                "scikit-learn's search and cross-validation tools slice fit "
-                "parameters of that length per fold, which would silently cut the "
-                "clean set down to the fold's rows; pass the clean set to the "
-                "constructor (clean_X, clean_y) instead, or use a clean set of "
-                "another size")
+                "the clean set X_val holds exactly the training rows X: a clean set "
+                "must be trusted rows kept apart from the (noisy) training rows. If a "
+                "search or cross-validation tool sliced it per fold, it was as long as "
+                "the X given to that tool; pass the clean set itself (clean_X, clean_y "
+                "or X_val, y_val)")
         if X_clean.shape[1:] != row_shape:
             raise ValueError(
                 f"the clean set {where[0]} has rows of shape {X_clean.shape[1:]} "

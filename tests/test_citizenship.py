@@ -144,12 +144,34 @@ class TestSearchAndCV:
         search.fit(X, y, X_val=Xc, y_val=yc)
         assert search.best_score_ > 0.8
 
-    def test_clean_set_as_long_as_X_is_refused(self):
+    def test_training_rows_as_clean_set_are_refused_sliced_or_not(self):
         X, y = make_blobs_data(120)
         search = GridSearchCV(L2RWClassifier(MLP, **FAST), {"lr": [0.1]}, cv=2,
                               error_score="raise")
-        with pytest.raises(ValueError, match="exactly as many rows as X.*clean_X"):
-            search.fit(X[:60], y[:60], X_val=X[60:], y_val=y[60:])
+        with pytest.raises(ValueError, match="holds exactly the training rows"):
+            search.fit(X, y, X_val=X, y_val=y)
+        with pytest.raises(ValueError, match="holds exactly the training rows"):
+            L2RWClassifier(MLP, **FAST).fit(X, y, X_val=X, y_val=y)
+
+    def test_whole_clean_set_as_long_as_a_fold(self, routing):
+        # The client cases: a whole clean set of 100 rows meets training folds of
+        # 100 rows (HalvingGridSearchCV over a routed Pipeline; cross_val_score).
+        from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+        from sklearn.model_selection import HalvingGridSearchCV, cross_val_score
+
+        rows, labels, _, _ = table_problem(n=540)
+        Xc, yc = rows.iloc[:100], labels[:100]
+        X, y = rows.iloc[100:500], labels[100:500]
+        net = L2RWClassifier(MLP, module__n_features=5, **FAST).set_fit_request(
+            X_val=True, y_val=True)
+        search = HalvingGridSearchCV(table_pipeline(net), {"net__lr": [0.05, 0.2]},
+                                     cv=2, min_resources=200, error_score="raise",
+                                     random_state=0)
+        search.fit(X, y, X_val=Xc, y_val=yc)
+        assert search.n_resources_[0] == 200  # folds of 100 rows, as the clean set
+        scores = cross_val_score(table_pipeline(net), X.iloc[:150], y[:150], cv=3,
+                                 params=dict(X_val=Xc, y_val=yc), error_score="raise")
+        assert len(scores) == 3 and np.all(scores > 0.5)
 
 
 class Adaptive(nn.Module):
