@@ -29,14 +29,14 @@ from sk_l2rw.exceptions import CleanLossWarning
 __all__ = ["CleanLoss", "WeightStats", "CleanLossAlarm", "FiniteLoss",
            "clean_loss_alarm", "CLEAN_LOSS_RISE"]
 
-# The run is blowing up when the clean loss is this many times above its best so far
-# and above its first epoch's value (all progress on the clean set undone). The
-# second condition spares fits that drive a small clean set's loss to ~0.005 and
-# then drift to ~0.05: over 124 fits (benchmarks/clean_loss_warning.py: the collapse
-# study, 4-vs-9 with an MLP and a LeNet) both rules caught 9 of 9 failed runs at the
-# same epoch; the ratio alone also fired on 7 fits that did not fail, the combined
-# rule on none. (Weights concentrated on few rows are not warned about: under class
-# imbalance that is the intended behaviour.)
+#: The run is blowing up when the clean loss is this many times above its best so
+#: far and above its first epoch's value (all progress on the clean set undone). The
+#: second condition spares fits that drive a small clean set's loss to ~0.005 and
+#: then drift to ~0.05: over 124 fits (benchmarks/clean_loss_warning.py: the collapse
+#: study, 4-vs-9 with an MLP and a LeNet) both rules caught 9 of 9 failed runs at the
+#: same epoch; the ratio alone also fired on 7 fits that did not fail, the combined
+#: rule on none. (Weights concentrated on few rows are not warned about: under class
+#: imbalance that is the intended behaviour.)
 CLEAN_LOSS_RISE = 10.0
 
 
