@@ -10,11 +10,31 @@ y_batch)``) so that every row's weight can be recorded; :class:`IndexedDataset` 
 the same for any ``torch`` dataset on skorch's own route.
 """
 
+from collections.abc import Mapping
+
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
-__all__ = ["CleanBatches", "IndexedDataset", "TensorBatches"]
+__all__ = ["CleanBatches", "IndexedDataset", "TensorBatches", "n_rows", "take_rows"]
+
+
+def n_rows(X):
+    """Rows of an array, a tensor, or a dict of them (skorch's multi-input X)."""
+    if isinstance(X, Mapping):
+        return len(next(iter(X.values())))
+    return len(X)
+
+
+def take_rows(X, index):
+    """``X[index]`` for an array or tensor, or for every value of a dict."""
+    if isinstance(X, Mapping):
+        return {key: value[index] for key, value in X.items()}
+    return X[index]
+
+
+def _device_of(X):
+    return next(iter(X.values())).device if isinstance(X, Mapping) else X.device
 
 
 class CleanBatches:
@@ -96,7 +116,7 @@ class TensorBatches:
 
     Parameters
     ----------
-    X : torch.Tensor
+    X : torch.Tensor or dict of str to torch.Tensor
     y : torch.Tensor or None
         ``None`` for prediction.
     batch_size : int
@@ -118,10 +138,10 @@ class TensorBatches:
         self.random_state = random_state
 
     def __len__(self):
-        return -(-len(self.X) // self.batch_size)
+        return -(-n_rows(self.X) // self.batch_size)
 
     def __iter__(self):
-        n, device = len(self.X), self.X.device
+        n, device = n_rows(self.X), _device_of(self.X)
         if self.shuffle:
             rng = check_random_state(self.random_state)
             # One host-to-device copy per epoch, not per batch.
@@ -131,12 +151,12 @@ class TensorBatches:
         for start in range(0, n, self.batch_size):
             stop = min(start + self.batch_size, n)
             if order is None:
-                Xb = self.X[start:stop]
+                Xb = take_rows(self.X, slice(start, stop))
                 yb = None if self.y is None else self.y[start:stop]
                 index = torch.arange(start, stop, device=device) if self.with_index else None
             else:
                 index = order[start:stop]
-                Xb = self.X[index]
+                Xb = take_rows(self.X, index)
                 yb = None if self.y is None else self.y[index]
             if self.with_index:
                 yield (Xb, index), yb

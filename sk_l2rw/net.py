@@ -33,13 +33,15 @@ from sk_l2rw.callbacks import (  # noqa: F401 (clean_loss_alarm: public here bef
     WeightStats,
     clean_loss_alarm,
 )
-from sk_l2rw.data import CleanBatches, IndexedDataset, TensorBatches
+from sk_l2rw.data import CleanBatches, IndexedDataset, TensorBatches, n_rows, take_rows
 from sk_l2rw.dispatch import Computation, choose_meta_gradient  # noqa: F401
 from sk_l2rw.exceptions import NoCleanSetWarning
 from sk_l2rw.validation import (
     check_clean_batch_size,
     check_consistent_rows,
+    check_feature_dict,
     check_features,
+    check_same_keys,
     check_meta_gradient,
     check_train_on_clean,
     numpy_dtype,
@@ -85,18 +87,18 @@ class _Run:
         # Seeded fits re-seed this generator at every epoch (on_epoch_begin).
         self.rng = (np.random.RandomState() if net._seed_ is not None
                     else check_random_state(None))
-        self.n_samples = len(data.X)
+        self.n_samples = n_rows(data.X)
         self.batches_per_epoch = net._batches_per_epoch(self.n_samples)
         if data.y is None:  # a torch Dataset: skorch's DataLoader route
             self.X = self.y = None
         else:
-            self.X = _as_device_tensor(data.X, dtype, device)
+            self.X = _to_device(data.X, dtype, device)
             self.y = net._target_tensor(data.y, device)
         self.X_clean = self.y_clean = self.w_clean = None
         self.clean_batches = None
         self.clean_share = 0.0
         if data.X_clean is not None:
-            self.X_clean = torch.as_tensor(data.X_clean, dtype=dtype).to(device)
+            self.X_clean = _to_device(data.X_clean, dtype, device, fit=False)
             self.y_clean = net._target_tensor(data.y_clean, device)
             size = net.clean_batch_size or net.batch_size
             size = len(data.y_clean) if size in (-1, None) else size
@@ -130,12 +132,12 @@ class _Run:
         if self._clean_index is None or self._clean_pos >= len(self._clean_index):
             # A whole epoch of indices in one host-to-device copy.
             idx = self.clean_batches.take(max(self.batches_per_epoch, 1))
-            self._clean_index = torch.as_tensor(idx).to(self.X_clean.device)
+            self._clean_index = torch.as_tensor(idx).to(self.y_clean.device)
             self._clean_pos = 0
         index = self._clean_index[self._clean_pos]
         self._clean_pos += 1
         w = None if self.w_clean is None else self.w_clean[index]
-        return self.X_clean[index], self.y_clean[index], w
+        return take_rows(self.X_clean, index), self.y_clean[index], w
 
     def start_epoch(self, dtype, device):
         self.weights = torch.full((self.n_samples,), float("nan"), dtype=dtype,
@@ -154,10 +156,39 @@ class _Run:
         self.rows += weights.shape[0]
 
 
+def _in_memory(X):
+    """Arrays or tensors (or a dict of them) that batches can be sliced from."""
+    if isinstance(X, Mapping):
+        return bool(X) and all(isinstance(v, (np.ndarray, torch.Tensor)) for v in X.values())
+    return isinstance(X, (np.ndarray, torch.Tensor))
+
+
+def _row_shapes(X):
+    """The shape of one row: of the array, or of every value of a dict."""
+    if isinstance(X, Mapping):
+        return {key: value.shape[1:] for key, value in X.items()}
+    return X.shape[1:]
+
+
 def _flat_width(X):
-    """Features per row once flattened (a torch Dataset: of its first item)."""
+    """Features per row once flattened (a torch Dataset: of its first item); None
+    for a dict X, whose inputs a module sizes itself."""
+    if isinstance(X, Mapping):
+        return None
     first = X[0][0] if _is_torch_dataset(X) else X[0]
     return int(np.prod(np.shape(first)))
+
+
+def _to_device(X, dtype, device, fit=True):
+    """An array, or every value of a dict, as a tensor on ``device``: floating values
+    in ``dtype``, integer codes as they are. ``fit=False``: always onto the device
+    (a clean set is small)."""
+    if isinstance(X, Mapping):
+        return {key: _to_device(value, dtype, device, fit) for key, value in X.items()}
+    if not fit:
+        X = torch.as_tensor(X)
+        return (X.to(dtype) if X.is_floating_point() else X).to(device)
+    return _as_device_tensor(X, dtype, device)
 
 
 def _as_device_tensor(X, dtype, device):
@@ -260,23 +291,29 @@ class L2RWMixin:
                 first = default_collate([data.X[i] for i in range(min(2, len(data.X)))])
                 train = (first[0], first[1])
             else:
-                train = (data.X[:2], self._target_tensor(data.y[:2], "cpu"))
+                train = (take_rows(data.X, slice(0, 2)),
+                         self._target_tensor(data.y[:2], "cpu"))
             clean = (None, None) if data.X_clean is None else (
-                data.X_clean[:2], self._target_tensor(data.y_clean[:2], "cpu"))
+                take_rows(data.X_clean, slice(0, 2)),
+                self._target_tensor(data.y_clean[:2], "cpu"))
             for name, (X, y) in (("X", train), ("the clean set", clean)):
                 if X is None:
                     continue
-                rows = torch.as_tensor(X if torch.is_tensor(X) else np.array(X),
-                                       dtype=dtype).to(self.device_)
+                if isinstance(X, Mapping):
+                    rows = _to_device(X, dtype, self.device_, fit=False)
+                else:
+                    rows = torch.as_tensor(X if torch.is_tensor(X) else np.array(X),
+                                           dtype=dtype).to(self.device_)
                 try:
                     with torch.no_grad():
                         out = self.infer(rows)
                         self.get_sample_losses(out, torch.as_tensor(y).to(self.device_))
                 except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+                    shape = ({k: tuple(np.shape(v)[1:]) for k, v in X.items()}
+                             if isinstance(X, Mapping) else tuple(np.shape(X)[1:]))
                     raise ValueError(
                         f"the module cannot process {name}: rows of shape "
-                        f"{tuple(np.shape(X)[1:])} gave {type(exc).__name__}: {exc}"
-                    ) from exc
+                        f"{shape} gave {type(exc).__name__}: {exc}") from exc
                 self._check_output(out[0] if isinstance(out, tuple) else out)
         finally:
             module.train(was_training)
@@ -319,7 +356,7 @@ class L2RWMixin:
         dtype = numpy_dtype(self._module_dtype())
         X_arr, names, y_arr, dataset = self._validate_training(X, y, dtype, reset=reset)
         row_shape = (tuple(np.shape(dataset[0][0])) if dataset is not None
-                     else X_arr.shape[1:])
+                     else _row_shapes(X_arr))
         X_clean, y_clean = self._validate_clean(
             Xc, yc, where, dtype, row_shape,
             training=X_arr if dataset is None and X_val is not None else None)
@@ -327,7 +364,10 @@ class L2RWMixin:
                                                   dataset=dataset)
         w_clean = None if y_clean is None else self._clean_row_weights(y_clean)
         # Nothing above changed the estimator; from here on it may.
-        if reset and dataset is not None:
+        if reset:
+            # the inputs of a dict X, checked again at predict and partial_fit
+            self._x_keys = list(X_arr) if isinstance(X_arr, Mapping) else None
+        if reset and (dataset is not None or isinstance(X_arr, Mapping)):
             for attribute in ("n_features_in_", "feature_names_in_"):
                 self.__dict__.pop(attribute, None)
         elif reset:
@@ -366,6 +406,16 @@ class L2RWMixin:
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the "
                              "target y is None")
+        if isinstance(X, Mapping):
+            X_arr = check_feature_dict(X, dtype=dtype, name="X")
+            y_arr = self._check_targets(y, name="y")
+            check_consistent_rows(next(iter(X_arr.values())), y_arr)
+            if not reset:
+                fitted = getattr(self, "_x_keys", None)
+                if fitted is not None:
+                    check_same_keys(dict.fromkeys(fitted), X_arr,
+                                    names=("the X of the first fit", "X"))
+            return X_arr, None, y_arr, None
         X_arr, names = check_features(X, dtype=dtype, name="X")
         y_arr = self._check_targets(y, name="y")
         check_consistent_rows(X_arr, y_arr)
@@ -384,28 +434,38 @@ class L2RWMixin:
                 "or clean_X and clean_y to the constructor. Training with uniform "
                 "weights (plain training).", NoCleanSetWarning, stacklevel=4)
             return None, None
+        if isinstance(row_shape, Mapping) != isinstance(Xc, Mapping):
+            raise ValueError(
+                f"X is {'a dict' if isinstance(row_shape, Mapping) else 'an array'} but "
+                f"the clean set {where[0]} is {'a dict' if isinstance(Xc, Mapping) else 'not'}: "
+                "give both in the same form")
         if len(Xc) == 0 or len(yc) == 0:
             raise ValueError(
                 f"the clean set ({where[0]}, {where[1]}) is empty; give at least "
                 "one trusted row, or none at all for plain training")
-        X_clean, _ = check_features(Xc, dtype=dtype, name=f"the clean set {where[0]}")
+        if isinstance(Xc, Mapping):
+            check_same_keys(row_shape, Xc, names=("X", f"the clean set {where[0]}"))
+            X_clean = check_feature_dict(Xc, dtype=dtype, name=f"the clean set {where[0]}")
+        else:
+            X_clean, _ = check_features(Xc, dtype=dtype, name=f"the clean set {where[0]}")
         y_clean = self._check_targets(yc, name=f"the clean set {where[1]}")
-        check_consistent_rows(X_clean, y_clean, names=where)
+        check_consistent_rows(next(iter(X_clean.values())) if isinstance(X_clean, Mapping)
+                              else X_clean, y_clean, names=where)
         # A clean set as long as X may be a whole clean set or one that a search
         # sliced per fold (it slices fit parameters as long as its own X); the two
         # cannot be told apart from here. Only the clean set that is the training
         # rows themselves, sliced or not, is certainly wrong.
-        if (training is not None and X_clean.shape == training.shape
-                and np.array_equal(X_clean, training)):
+        if (training is not None and not isinstance(training, Mapping)
+                and X_clean.shape == training.shape and np.array_equal(X_clean, training)):
             raise ValueError(
                 "the clean set X_val holds exactly the training rows X: a clean set "
                 "must be trusted rows kept apart from the (noisy) training rows. If a "
                 "search or cross-validation tool sliced it per fold, it was as long as "
                 "the X given to that tool; pass the clean set itself (clean_X, clean_y "
                 "or X_val, y_val)")
-        if X_clean.shape[1:] != row_shape:
+        if _row_shapes(X_clean) != row_shape:
             raise ValueError(
-                f"the clean set {where[0]} has rows of shape {X_clean.shape[1:]} "
+                f"the clean set {where[0]} has rows of shape {_row_shapes(X_clean)} "
                 f"but X has rows of shape {row_shape}; they must match "
                 "(transform the clean set like X)")
         return X_clean, y_clean
@@ -425,6 +485,13 @@ class L2RWMixin:
         self.check_is_fitted()
         if isinstance(X, torch.utils.data.Dataset):
             return X  # skorch's route (e.g. its validation split): nothing to check
+        if isinstance(X, Mapping):
+            X = check_feature_dict(X, dtype=numpy_dtype(self._module_dtype()))
+            fitted = getattr(self, "_x_keys", None)
+            if fitted is not None:
+                check_same_keys(dict.fromkeys(fitted), X,
+                                names=("the X the estimator was fitted on", "X"))
+            return X
         if torch.is_tensor(X):
             X = X.detach().cpu().numpy()
         return validate_data(self, X, reset=False, allow_nd=True,
@@ -678,7 +745,7 @@ class L2RWMixin:
         inner = dataset.dataset if indexed else dataset
         in_memory = (type(inner) is Dataset
                      and not (indexed and dataset.positions is not None)
-                     and isinstance(inner.X, (np.ndarray, torch.Tensor))
+                     and _in_memory(inner.X)
                      and (inner.y is None or isinstance(inner.y, (np.ndarray, torch.Tensor))))
         if not (iterator is DataLoader and set(kwargs) <= {"shuffle", "batch_size"}
                 and in_memory):
@@ -687,8 +754,9 @@ class L2RWMixin:
         if training and run is not None and indexed and run.X is not None:
             X, y = run.X, run.y
         else:
-            X = _as_device_tensor(inner.X, self._module_dtype(), self.device_)
-            y = None if inner.y is None else torch.as_tensor(inner.y).to(X.device)
+            X = _to_device(inner.X, self._module_dtype(), self.device_)
+            device = next(iter(X.values())).device if isinstance(X, Mapping) else X.device
+            y = None if inner.y is None else torch.as_tensor(inner.y).to(device)
         return TensorBatches(X, y, batch_size, shuffle=bool(kwargs.get("shuffle")),
                              with_index=indexed,
                              random_state=run.rng if run is not None else None)
@@ -772,12 +840,12 @@ class L2RWMixin:
         self._set_training(False)
         n = len(run.y_clean)
         step = self.batch_size if self.batch_size > 0 else n
-        total = torch.zeros((), dtype=torch.float64, device=run.X_clean.device)
+        total = torch.zeros((), dtype=torch.float64, device=run.y_clean.device)
         # w_clean holds c_j / clean batch size; its ratios are all that count here.
         w = None if run.w_clean is None else run.w_clean.double()
         with torch.no_grad():
             for start in range(0, n, step):
-                y_pred = self.infer(run.X_clean[start:start + step])
+                y_pred = self.infer(take_rows(run.X_clean, slice(start, start + step)))
                 losses = self.get_sample_losses(y_pred, run.y_clean[start:start + step])
                 if w is not None:
                     losses = losses.double() * w[start:start + step]

@@ -23,6 +23,8 @@ __all__ = [
     "check_clean_class_weight",
     "clean_class_weights",
     "check_features",
+    "check_feature_dict",
+    "check_same_keys",
     "check_labels",
     "check_consistent_rows",
     "encode_labels",
@@ -178,6 +180,69 @@ def check_features(X, *, dtype, name="X"):
                 "columns first, e.g. with a ColumnTransformer(OneHotEncoder)") from exc
         raise
     return X, feature_names
+
+
+def check_feature_dict(X, *, dtype, name="X"):
+    """Validate a dict of feature arrays (skorch's multi-input form).
+
+    Every value is an array with one row per sample, passed to the module's
+    ``forward`` by keyword. Floating values are cast to the module's dtype and must
+    be finite; integer and boolean values (category codes for an ``nn.Embedding``)
+    stay integers.
+
+    Parameters
+    ----------
+    X : Mapping of str to array-like
+    dtype : numpy dtype
+        The module's dtype, for floating values.
+    name : str
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+    """
+    if not X:
+        raise ValueError(f"{name} is an empty dict: it needs at least one input array")
+    out, lengths = {}, {}
+    for key, value in X.items():
+        label = f"{name}[{key!r}]"
+        if torch.is_tensor(value):
+            value = value.detach().cpu().numpy()
+        if hasattr(value, "dtypes") and hasattr(value, "to_numpy"):
+            value = value.to_numpy()
+        array = np.asarray(value)
+        if array.ndim == 0:
+            raise ValueError(f"{label} is a scalar; every value of a dict X must hold "
+                             "one row per sample")
+        if array.dtype.kind in "biu":
+            array = array.astype(np.int64, copy=False)
+        elif array.dtype.kind == "f":
+            array = array.astype(dtype, copy=False)
+            if not np.all(np.isfinite(array)):
+                raise ValueError(f"{label} contains NaN or infinity")
+        else:
+            raise ValueError(
+                f"{label} holds values of dtype {array.dtype}: give numbers (floats, or "
+                "integer codes for an embedding)")
+        out[key] = array
+        lengths[key] = len(array)
+    if len(set(lengths.values())) > 1:
+        raise ValueError(
+            f"the values of {name} differ in length ({lengths}): every value must have "
+            "one row per sample")
+    if not next(iter(lengths.values())):
+        raise ValueError(f"{name} has no rows")
+    return out
+
+
+def check_same_keys(X, X_clean, *, names=("X", "the clean set")):
+    """Raise when two dict inputs do not have the same keys."""
+    missing, extra = sorted(set(X) - set(X_clean)), sorted(set(X_clean) - set(X))
+    if missing or extra:
+        raise ValueError(
+            f"{names[1]} must have the keys of {names[0]} ({sorted(X)}); "
+            + "; ".join(part for part in (f"missing {missing}" if missing else "",
+                                          f"extra {extra}" if extra else "") if part))
 
 
 def check_labels(y, *, name="y"):
