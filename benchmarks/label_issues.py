@@ -59,6 +59,7 @@ from benchmarks.datasets import (adult_preprocessor, kdd_census_preprocessor,  #
                                  load)
 from sk_l2rw import L2RWClassifier  # noqa: E402
 from sk_l2rw.diagnostics import find_label_issues, label_quality_scores  # noqa: E402
+from sk_l2rw.modules import MLP  # noqa: E402
 from sk_l2rw.noise import flip_labels, split_clean  # noqa: E402
 
 DATASETS = ("adult", "letter", "digits", "fashion_mnist", "kdd_census")
@@ -131,21 +132,11 @@ same trusted rows; 6,000-row subsamples; three seeds.
 """
 
 
-class MLP(nn.Module):
-    """features -> hidden -> classes, logits (``nn.CrossEntropyLoss``)."""
-
-    def __init__(self, n_features, n_classes, n_hidden=128):
-        super().__init__()
-        self.layers = nn.Sequential(nn.Linear(n_features, n_hidden), nn.ReLU(),
-                                    nn.Linear(n_hidden, n_classes))
-
-    def forward(self, X):
-        return self.layers(X)
-
-
 def net_params(n_features, n_classes, epochs):
     """The skorch settings both methods share."""
-    return dict(module=MLP, module__n_features=n_features, module__n_classes=n_classes,
+    # features -> 128 ReLU units -> classes, logits (nn.CrossEntropyLoss)
+    return dict(module=MLP, module__n_features=n_features, module__n_outputs=n_classes,
+                module__hidden_layer_sizes=(128,), module__softmax=False,
                 criterion=nn.CrossEntropyLoss, optimizer=torch.optim.SGD,
                 optimizer__momentum=0.9, lr=0.05, batch_size=128, max_epochs=epochs,
                 verbose=0)
@@ -210,7 +201,7 @@ def run_cleanlab(X, y, X_clean, y_clean, params, seed):
     from sklearn.model_selection import StratifiedKFold
 
     start = time.perf_counter()
-    n_classes = params["module__n_classes"]
+    n_classes = params["module__n_outputs"]
     proba = np.zeros((len(y), n_classes))
     folds = StratifiedKFold(N_FOLDS, shuffle=True, random_state=seed)
     for i, (train, held_out) in enumerate(folds.split(X, y)):

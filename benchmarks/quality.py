@@ -260,19 +260,15 @@ _MODULES = {}
 
 
 def _module_class(kind="mlp"):
-    """The module of every net: ``"mlp"``, one hidden ReLU layer; ``"lenet"``, the
-    paper's LeNet on 28x28 images given as 784 flat pixels. Both return logits."""
+    """The module of every net: ``"mlp"``, :class:`sk_l2rw.modules.MLP` with one hidden
+    ReLU layer; ``"lenet"``, the paper's LeNet on 28x28 images given as 784 flat
+    pixels. Both return logits."""
+    if kind == "mlp":
+        from sk_l2rw.modules import MLP
+
+        return MLP
     if kind not in _MODULES:
         from torch import nn
-
-        class MLP(nn.Module):
-            def __init__(self, n_features=64, n_hidden=256, n_classes=10):
-                super().__init__()
-                self.layers = nn.Sequential(nn.Linear(n_features, n_hidden), nn.ReLU(),
-                                            nn.Linear(n_hidden, n_classes))
-
-            def forward(self, X):
-                return self.layers(X)
 
         class LeNet(nn.Module):
             def __init__(self, n_features=784, n_classes=10):
@@ -290,8 +286,8 @@ def _module_class(kind="mlp"):
             def forward(self, X):
                 return self.head(self.features(X.reshape(-1, 1, 28, 28)).flatten(1))
 
-        # Module-level names, so that worker processes can unpickle the nets.
-        for cls in (MLP, LeNet):
+        # A module-level name, so that worker processes can unpickle the nets.
+        for cls in (LeNet,):
             cls.__module__, cls.__qualname__ = __name__, cls.__name__
             _MODULES[cls.__name__.lower()] = cls
             globals()[cls.__name__] = cls
@@ -312,9 +308,11 @@ def net_params(cfg, n_features, n_classes, n_rows, *, optimizer=None, lr=None,
     import torch
     from torch import nn
 
-    sizes = dict(module__n_features=n_features, module__n_classes=n_classes)
     if cfg.module == "mlp":
-        sizes["module__n_hidden"] = cfg.hidden
+        sizes = dict(module__n_features=n_features, module__n_outputs=n_classes,
+                     module__hidden_layer_sizes=(cfg.hidden,), module__softmax=False)
+    else:
+        sizes = dict(module__n_features=n_features, module__n_classes=n_classes)
     return dict(module=_module_class(cfg.module), **sizes,
                 criterion=nn.CrossEntropyLoss, optimizer=optimizer or torch.optim.Adam,
                 lr=cfg.lr if lr is None else lr, batch_size=cfg.batch_size,

@@ -125,7 +125,7 @@ class TestLeNetOption:
 
         cfg = quality.use_module(quality.smoke_config(), "lenet")
         params = quality.net_params(cfg, 784, 2, 64)
-        assert "module__n_hidden" not in params
+        assert "module__hidden_layer_sizes" not in params
         module = params["module"](n_features=784, n_classes=2)
         out = module(torch.as_tensor(np.random.rand(5, 784), dtype=torch.float32))
         assert out.shape == (5, 2)
