@@ -137,8 +137,8 @@ class CleanLossAlarm(Callback):
                 f"the clean loss rose to {loss:.3g}, {loss / min(earlier):.0f}x its "
                 f"best ({min(earlier):.3g}) and above its first epoch's "
                 f"({earlier[0]:.3g}): the weights' multiplied steps are too large for "
-                "this learning rate. Lower lr (e.g. 5x); see 'When weights collapse' "
-                "in the README", CleanLossWarning, stacklevel=2)
+                "this learning rate. Lower lr (e.g. 5x); see 'Learning rate and "
+                "collapse' in the user guide", CleanLossWarning, stacklevel=2)
 
 
 class FiniteLoss(Callback):
