@@ -574,6 +574,7 @@ def render(rows, meta, command):
               "share under the per-class protocol.", "",
               "## Goals", ""]
     lines += goals(rows)
+    lines += ["", "![recommended route against the best baseline](tables.png)"]
     lines += ["", "## Test accuracy (%)"]
     lines += cell_tables(rows, "acc")
     lines += ["", "## Test balanced accuracy (%)"]
@@ -585,9 +586,45 @@ def render(rows, meta, command):
     return "\n".join(lines) + "\n"
 
 
+def render_figure(rows, path):
+    """The recommended route's margin over the best baseline, one cell per square."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    datasets, protocols, kinds = datasets_of(rows), protocols_of(rows), kinds_of(rows)
+    columns = [(p, k) for p in protocols for k in kinds]
+    grid = np.full((len(datasets), len(columns)), np.nan)
+    for i, d in enumerate(datasets):
+        for j, (p, k) in enumerate(columns):
+            grid[i, j] = 100 * cell_summary(rows, d, p, k)[2]
+    limit = max(5.0, float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 5.0)
+    fig, ax = plt.subplots(figsize=(1.1 * len(columns) + 2.5, 0.55 * len(datasets) + 2))
+    image = ax.imshow(grid, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
+    for i in range(len(datasets)):
+        for j in range(len(columns)):
+            if np.isfinite(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:+.1f}", ha="center", va="center", fontsize=8,
+                        color="white" if abs(grid[i, j]) > 0.6 * limit else "black")
+    ax.set_xticks(range(len(columns)),
+                  [f"{KIND_NAMES[k].replace('Flip', '')}\n{protocol_label(p).replace(' clean rows per class', '/class').replace('audit of ', 'audit ')}"
+                   for p, k in columns], fontsize=7)
+    ax.set_yticks(range(len(datasets)), datasets)
+    fig.colorbar(image, ax=ax, label="recommended route − best baseline (points)")
+    ax.set_title("Test accuracy: the recommended route against the best baseline")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def write(rows, meta, out_dir, command):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    render_figure(rows, out_dir / "tables.png")
     (out_dir / "tables.json").write_text(json.dumps(
         {"meta": dict(meta, command=command), "rows": rows}, indent=0))
     path = out_dir / "tables.md"
