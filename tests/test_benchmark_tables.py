@@ -110,3 +110,17 @@ class TestPieces:
         assert tables.parse_protocol("audit:200") == ("audit", 200)
         with pytest.raises(ValueError, match="per_class:N"):
             tables.parse_protocol("random:5")
+
+
+def test_class_balance_study_smoke(tables, tmp_path):
+    balance = importlib.import_module("benchmarks.tables_balance")
+    monkeypatch = pytest.MonkeyPatch()
+    refuse_downloads(monkeypatch, tmp_path / "empty-cache", tables.quality.bench_datasets())
+    try:
+        rows = balance.main(["--smoke"])
+    finally:
+        monkeypatch.undo()
+    assert {r["model"] for r in rows} == {"reweighted_hgb", "hgb_uniform_weights", "hgb"}
+    for r in rows:
+        assert 0 <= r["weighted_noisy_1"] <= 1 and 0 <= r["predicted_1"] <= 1
+        assert r["noisy_1"] != r["true_1"]  # 40% of the labels were flipped
