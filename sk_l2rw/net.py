@@ -41,6 +41,7 @@ from sk_l2rw.validation import (
     check_consistent_rows,
     check_feature_dict,
     check_features,
+    is_dict_input,
     check_same_keys,
     check_meta_gradient,
     check_train_on_clean,
@@ -406,7 +407,7 @@ class L2RWMixin:
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the "
                              "target y is None")
-        if isinstance(X, Mapping):
+        if is_dict_input(X):
             X_arr = check_feature_dict(X, dtype=dtype, name="X")
             y_arr = self._check_targets(y, name="y")
             check_consistent_rows(next(iter(X_arr.values())), y_arr)
@@ -434,16 +435,16 @@ class L2RWMixin:
                 "or clean_X and clean_y to the constructor. Training with uniform "
                 "weights (plain training).", NoCleanSetWarning, stacklevel=4)
             return None, None
-        if isinstance(row_shape, Mapping) != isinstance(Xc, Mapping):
+        if isinstance(row_shape, Mapping) != is_dict_input(Xc):
             raise ValueError(
                 f"X is {'a dict' if isinstance(row_shape, Mapping) else 'an array'} but "
-                f"the clean set {where[0]} is {'a dict' if isinstance(Xc, Mapping) else 'not'}: "
+                f"the clean set {where[0]} is {'a dict' if is_dict_input(Xc) else 'not'}: "
                 "give both in the same form")
         if len(Xc) == 0 or len(yc) == 0:
             raise ValueError(
                 f"the clean set ({where[0]}, {where[1]}) is empty; give at least "
                 "one trusted row, or none at all for plain training")
-        if isinstance(Xc, Mapping):
+        if is_dict_input(Xc):
             check_same_keys(row_shape, Xc, names=("X", f"the clean set {where[0]}"))
             X_clean = check_feature_dict(Xc, dtype=dtype, name=f"the clean set {where[0]}")
         else:
@@ -485,7 +486,7 @@ class L2RWMixin:
         self.check_is_fitted()
         if isinstance(X, torch.utils.data.Dataset):
             return X  # skorch's route (e.g. its validation split): nothing to check
-        if isinstance(X, Mapping):
+        if is_dict_input(X):
             X = check_feature_dict(X, dtype=numpy_dtype(self._module_dtype()))
             fitted = getattr(self, "_x_keys", None)
             if fitted is not None:

@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Mapping
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from sklearn.utils import check_array, column_or_1d
 from sklearn.utils.class_weight import compute_class_weight
@@ -24,6 +25,7 @@ __all__ = [
     "clean_class_weights",
     "check_features",
     "check_feature_dict",
+    "is_dict_input",
     "check_same_keys",
     "check_labels",
     "check_consistent_rows",
@@ -180,6 +182,11 @@ def check_features(X, *, dtype, name="X"):
                 "columns first, e.g. with a ColumnTransformer(OneHotEncoder)") from exc
         raise
     return X, feature_names
+
+
+def is_dict_input(X):
+    """Whether ``X`` is skorch's dict of inputs (a scipy DOK matrix is a dict too)."""
+    return isinstance(X, Mapping) and not sp.issparse(X)
 
 
 def check_feature_dict(X, *, dtype, name="X"):

@@ -52,6 +52,9 @@ CASES = [
     ("y is None", {}, dict(X=XT, y=None, X_val=XC, y_val=YC), r"requires y to be passed", ValueError),
     ("sparse X", {}, dict(X=sp.csr_matrix(XT), y=YT, X_val=XC, y_val=YC),
      r"Sparse data was passed for X", TypeError),
+    # a DOK matrix is a dict subclass: it must not be taken for a dict of inputs
+    ("sparse DOK X", {}, dict(X=sp.dok_matrix(XT), y=YT, X_val=XC, y_val=YC),
+     r"Sparse data was passed for X", TypeError),
     ("strings in X", {}, dict(X=np.array([["a"] * 10] * 100), y=YT, X_val=XC, y_val=YC),
      r"X holds values that are not numbers", ValueError),
 ]
