@@ -61,7 +61,7 @@ def versions_line(*extra):
     return ", ".join(f"{name} {version}" for name, version in versions(*extra).items())
 
 
-def report_header(title, *, command, started, elapsed, smoke=False):
+def report_header(title, *, command, started, elapsed, smoke=False, load=None):
     """The first lines of a side-study report: title, command, date, wall time,
     machine and versions, and a warning when the run was only a ``--smoke`` test.
 
@@ -77,6 +77,9 @@ def report_header(title, *, command, started, elapsed, smoke=False):
         Wall time in seconds.
     smoke : bool
         Whether this was a ``--smoke`` run (its numbers are not results).
+    load : str or None
+        The load average at the end of the run, as recorded then; None reads it now
+        (for a report written as the run ends).
 
     Returns
     -------
@@ -87,7 +90,8 @@ def report_header(title, *, command, started, elapsed, smoke=False):
         f"Command: `{command}`  ",
         f"Date: {started:%Y-%m-%d %H:%M} UTC  ",
         f"Wall time: {elapsed / 60:.1f} min  ",
-        f"Machine: {cpu_model()}, load average at the end {load_average()}  ",
+        f"Machine: {cpu_model()}, load average at the end "
+        f"{load_average() if load is None else load}  ",
         f"Versions: {versions_line()}", "",
     ]
     if smoke:

@@ -110,8 +110,9 @@ def bench_datasets():
 
 
 @dataclasses.dataclass
-class Config:
-    """Everything that sizes a run; ``full``, ``quick`` and ``smoke`` below."""
+class Setting:
+    """The cells of a label-noise run and the one setting every method uses (this
+    benchmark's and ``benchmarks/tables.py``'s)."""
 
     mode: str
     seeds: tuple
@@ -119,10 +120,9 @@ class Config:
     datasets: dict
     kinds: tuple = ("uniform", "background", "pair")
     rate: float = 0.4
-    clean_sizes: tuple = (10, 100)
-    # The one setting every net uses. module: "mlp" (every data set) or "lenet" (the
-    # paper's CNN; 28x28 images only, so only mnist, fashion_mnist and 4-vs-9 run).
-    module: str = "mlp"
+    # The one setting every net uses: an MLP with `hidden` ReLU units, Adam at `lr`,
+    # `epochs` epochs or `min_steps` steps if more; HGB with `hgb_max_iter` rounds;
+    # cleanlab with `cv_folds` folds.
     hidden: int = 256
     lr: float = 1e-3
     batch_size: int = 128
@@ -130,6 +130,16 @@ class Config:
     min_steps: int = 200
     cv_folds: int = 3
     hgb_max_iter: int = 100
+
+
+@dataclasses.dataclass
+class Config(Setting):
+    """Everything that sizes a run; ``full``, ``quick`` and ``smoke`` below."""
+
+    clean_sizes: tuple = (10, 100)
+    # module: "mlp" (every data set) or "lenet" (the paper's CNN; 28x28 images only,
+    # so only mnist, fashion_mnist and 4-vs-9 run).
+    module: str = "mlp"
     # MNIST 4-vs-9 imbalance (the paper's setting).
     imb_dataset: str = "mnist"
     imb_classes: tuple = (4, 9)

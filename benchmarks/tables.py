@@ -53,7 +53,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import quality  # noqa: E402
-from benchmarks.environment import report_header  # noqa: E402
+from benchmarks.environment import load_average, report_header  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
@@ -79,25 +79,13 @@ ROUTES = ("l2rw", "l2rw_prior", "l2rw_toc", "reweighted_hgb")
 
 
 @dataclasses.dataclass
-class Config:
-    """What sizes a run: ``full``, ``quick`` and ``smoke`` below."""
+class Config(quality.Setting):
+    """What sizes a run: ``full``, ``quick`` and ``smoke`` below; the net, HGB and
+    cleanlab settings are the quality benchmark's (:class:`quality.Setting`)."""
 
-    mode: str
-    seeds: tuple
-    # name -> (training rows, test rows) per seed; None keeps the whole split.
-    datasets: dict
-    kinds: tuple = ("uniform", "background", "pair")
-    rate: float = 0.4
     # (protocol, size): per_class rows per class, or audit rows (an int) or share
     # of the training rows (a float below 1).
     protocols: tuple = (("per_class", 10), ("audit", 200), ("audit", 0.01))
-    hidden: int = 256
-    lr: float = 1e-3
-    batch_size: int = 128
-    epochs: int = 20
-    min_steps: int = 200
-    cv_folds: int = 3
-    hgb_max_iter: int = 100
 
 
 #: Rows (training, test) of every data set in a full run; None keeps the whole split.
@@ -389,7 +377,7 @@ def run(cfg, *, jobs=1, log=print):
     t0 = time.perf_counter()
     rows = quality.execute(plan(cfg, log=log), jobs=jobs, log=log)
     meta = dict(config=dataclasses.asdict(cfg), jobs=jobs, started=started.isoformat(),
-                elapsed=time.perf_counter() - t0)
+                elapsed=time.perf_counter() - t0, load_end=load_average())
     return rows, meta
 
 
@@ -562,7 +550,8 @@ def render(rows, meta, command):
     started = datetime.datetime.fromisoformat(meta["started"])
     lines = report_header("sk_l2rw tables benchmark: routes for tabular users",
                           command=command, started=started, elapsed=meta["elapsed"],
-                          smoke=cfg["mode"] == "smoke")
+                          smoke=cfg["mode"] == "smoke",
+                          load=meta.get("load_end", "not recorded"))
     sizes = ", ".join(f"{d} {r['n_train']:,} train / {r['n_test']:,} test"
                       for d in datasets_of(rows)
                       for r in _select(rows, dataset=d, method="ceiling")[:1])
