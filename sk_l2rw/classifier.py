@@ -1,5 +1,7 @@
 """``L2RWClassifier``: skorch's ``NeuralNetClassifier`` trained by Learning to Reweight."""
 
+import warnings
+
 import numpy as np
 import torch
 from skorch import NeuralNetClassifier
@@ -7,8 +9,10 @@ from skorch import NeuralNetClassifier
 from sklearn.utils.multiclass import check_classification_targets
 
 from sk_l2rw.net import L2RWMixin
+from sk_l2rw.exceptions import EncodedLabelsWarning
 from sk_l2rw.validation import (check_clean_class_weight, check_labels,
-                                clean_class_weights, encode_labels, warn_missing_classes)
+                                clean_class_weights, codes_for_clean_labels, encode_labels,
+                                warn_missing_classes)
 
 __all__ = ["L2RWClassifier"]
 
@@ -148,6 +152,16 @@ class L2RWClassifier(L2RWMixin, NeuralNetClassifier):
         y_enc = None if y is None else encode_labels(y, classes, name="y")
         y_clean_enc = None
         if y_clean is not None:
+            codes = codes_for_clean_labels(y_clean, classes)
+            if codes is not None:
+                warnings.warn(
+                    f"the training labels are the codes {classes.tolist()} but the clean "
+                    f"labels are {np.unique(y_clean).tolist()}: taken to be those labels "
+                    "encoded in sorted order, as VotingClassifier, StackingClassifier, "
+                    "BaggingClassifier (LabelEncoder) and a binary OneVsRestClassifier "
+                    "encode y. If y was encoded otherwise, encode the clean labels the "
+                    "same way", EncodedLabelsWarning, stacklevel=5)
+                y_clean = codes
             y_clean_enc = encode_labels(y_clean, classes, name=f"the clean set {where[1]}")
             warn_missing_classes(y_clean, classes)
         if reset:

@@ -10,7 +10,8 @@ All derive from :class:`L2RWWarning`, itself a ``UserWarning``.
 """
 
 __all__ = ["L2RWWarning", "CleanLossWarning", "NoCleanSetWarning",
-           "MissingClassesWarning", "CleanTargetScaleWarning", "FallbackWarning"]
+           "MissingClassesWarning", "CleanTargetScaleWarning", "EncodedLabelsWarning",
+           "FallbackWarning"]
 
 
 class L2RWWarning(UserWarning):
@@ -32,6 +33,11 @@ class MissingClassesWarning(L2RWWarning):
 class CleanTargetScaleWarning(L2RWWarning):
     """The clean targets sit on another scale than the training targets (a target
     transformation applied to ``y`` only, e.g. by ``TransformedTargetRegressor``)."""
+
+
+class EncodedLabelsWarning(L2RWWarning):
+    """The clean labels were mapped onto training codes 0..K-1 that a meta-estimator
+    (VotingClassifier, StackingClassifier, BaggingClassifier) made from ``y``."""
 
 
 class FallbackWarning(L2RWWarning):

@@ -31,6 +31,7 @@ __all__ = [
     "check_consistent_rows",
     "encode_labels",
     "warn_missing_classes",
+    "codes_for_clean_labels",
     "numpy_dtype",
 ]
 
@@ -305,12 +306,13 @@ def encode_labels(y, classes, *, name="y"):
                 ". The training labels are codes 0..K-1: a meta-estimator probably "
                 "re-encoded y before fitting this estimator (OneVsRestClassifier gives "
                 "every sub-estimator 0/1 targets; VotingClassifier, StackingClassifier "
-                "and BaggingClassifier give codes 0..K-1 when the labels are strings "
-                "or not 0..K-1), while the clean set kept the original labels. Fit "
-                "L2RWClassifier outside the meta-estimator, or encode the labels "
-                "yourself first (LabelEncoder().fit(y), then transform y and the "
-                "clean labels) so that both reach it as codes; OneVsRestClassifier "
-                "cannot be told which class each sub-estimator is for")
+                "and BaggingClassifier give codes 0..K-1, which are mapped back only "
+                "when the clean set has every class), while the clean set kept the "
+                "original labels. Fit L2RWClassifier outside the meta-estimator, or "
+                "encode the labels yourself first (LabelEncoder().fit(y), then "
+                "transform y and the clean labels) so that both reach it as codes; "
+                "OneVsRestClassifier cannot be told which class each sub-estimator is "
+                "for")
         raise ValueError(
             f"{name} contains labels {unseen.tolist()} that the training labels do "
             f"not contain (classes: {classes.tolist()}){hint}")
@@ -356,6 +358,30 @@ def warn_other_scale(y, y_clean, name="y_val"):
             "transforms y but not the clean set: transform the clean targets the same "
             "way (e.g. func(y_val), or transformer.transform(y_val)) before passing them",
             CleanTargetScaleWarning, stacklevel=6)
+
+
+def codes_for_clean_labels(y_clean, classes):
+    """Map original clean labels onto training codes 0..K-1, where that is certain.
+
+    Meta-estimators that encode ``y`` with a ``LabelEncoder`` (VotingClassifier,
+    StackingClassifier, BaggingClassifier) or a ``LabelBinarizer`` over two classes
+    (OneVsRestClassifier on a binary task) give the estimator codes ``0..K-1`` in the
+    sorted order of the labels. When the training labels are exactly those codes, no
+    clean label is one of them, and the clean set holds exactly K distinct labels,
+    the same sorted order maps the clean labels onto the codes.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        The clean labels as codes, or None when the mapping is not certain.
+    """
+    if classes.dtype.kind not in "iu" or not np.array_equal(np.sort(classes),
+                                                            np.arange(len(classes))):
+        return None
+    labels = np.unique(y_clean)
+    if len(labels) != len(classes) or np.isin(y_clean, classes).any():
+        return None
+    return np.searchsorted(labels, y_clean).astype(classes.dtype)
 
 
 def warn_missing_classes(y_clean, classes):

@@ -106,22 +106,44 @@ class TestMetaEstimatorsThatReencodeY:
         names = np.array(["ant", "bee", "cat"])
         return X[40:], names[y[40:]], X[:40], names[y[:40]]
 
-    @pytest.mark.parametrize("wrap", ["voting", "stacking", "bagging", "ovr"])
-    def test_error_names_the_pattern(self, wrap):
+    @staticmethod
+    def _wrapped(wrap, net):
         from sklearn.ensemble import (BaggingClassifier, StackingClassifier,
                                       VotingClassifier)
         from sklearn.linear_model import LogisticRegression
         from sklearn.multiclass import OneVsRestClassifier
 
+        return {"voting": lambda: VotingClassifier([("net", net)], voting="soft"),
+                "stacking": lambda: StackingClassifier(
+                    [("net", net)], final_estimator=LogisticRegression(), cv=2),
+                "bagging": lambda: BaggingClassifier(net, n_estimators=2, random_state=0),
+                "ovr": lambda: OneVsRestClassifier(net)}[wrap]()
+
+    @pytest.mark.parametrize("wrap", ["voting", "stacking", "bagging"])
+    def test_label_encoding_meta_estimators_work(self, wrap):
+        from sk_l2rw.exceptions import EncodedLabelsWarning
+
+        X, y, Xc, yc = self._problem()
+        net = L2RWClassifier(MLP, Xc, yc, max_epochs=2, verbose=0)
+        model = self._wrapped(wrap, net)
+        with pytest.warns(EncodedLabelsWarning, match="sorted order"):
+            model.fit(X, y)
+        assert set(model.predict(X)) <= {"ant", "bee", "cat"}
+
+    def test_one_vs_rest_names_the_pattern(self):
         X, y, Xc, yc = self._problem()
         net = L2RWClassifier(MLP, Xc, yc, max_epochs=1, verbose=0)
-        model = {"voting": lambda: VotingClassifier([("net", net)]),
-                 "stacking": lambda: StackingClassifier(
-                     [("net", net)], final_estimator=LogisticRegression(), cv=2),
-                 "bagging": lambda: BaggingClassifier(net, n_estimators=2),
-                 "ovr": lambda: OneVsRestClassifier(net)}[wrap]()
         with pytest.raises(ValueError, match="meta-estimator probably re-encoded y"):
-            model.fit(X, y)
+            self._wrapped("ovr", net).fit(X, y)
+
+    def test_clean_set_missing_a_class_is_not_guessed(self):
+        from sklearn.ensemble import VotingClassifier
+
+        X, y, Xc, yc = self._problem()
+        keep = yc != "cat"
+        net = L2RWClassifier(MLP, Xc[keep], yc[keep], max_epochs=1, verbose=0)
+        with pytest.raises(ValueError, match="meta-estimator probably re-encoded y"):
+            VotingClassifier([("net", net)]).fit(X, y)
 
     def test_encoding_first_works(self):
         from sklearn.ensemble import VotingClassifier
