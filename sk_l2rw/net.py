@@ -3,10 +3,11 @@
 Everything here is independent of the kind of target; :mod:`sk_l2rw.classifier`
 adds labels. The mixin only wires together the pure pieces: input checks
 (:mod:`sk_l2rw.validation`), batches (:mod:`sk_l2rw.data`), one training step
-(:mod:`sk_l2rw.meta_gradient`, :mod:`sk_l2rw.ghost`) and weights
-(:mod:`sk_l2rw.weights`). It overrides skorch's extension points
-(``initialize_*``, ``get_iterator``, ``get_split_datasets``, ``train_step_single``,
-``get_loss``, ``on_epoch_*``), never ``fit_loop``.
+(:mod:`sk_l2rw.dispatch` over :mod:`sk_l2rw.meta_gradient` and :mod:`sk_l2rw.ghost`),
+weights (:mod:`sk_l2rw.weights`) and monitoring (:mod:`sk_l2rw.callbacks`). It
+overrides skorch's extension points (``initialize_*``, ``get_iterator``,
+``get_split_datasets``, ``train_step_single``, ``get_loss``, ``on_epoch_*``,
+``_default_callbacks``), never ``fit_loop``.
 """
 
 import contextlib
@@ -41,10 +42,10 @@ from sk_l2rw.validation import (
     check_consistent_rows,
     check_feature_dict,
     check_features,
-    is_dict_input,
-    check_same_keys,
     check_meta_gradient,
+    check_same_keys,
     check_train_on_clean,
+    is_dict_input,
     numpy_dtype,
 )
 from sk_l2rw.weights import effective_sample_share
