@@ -414,7 +414,9 @@ def write_chart(out, results, seeds):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="one seed, 2,000 rows, 10 epochs (a smoke run)")
+                        help="one seed, 2,000 rows, 10 epochs")
+    parser.add_argument("--smoke", action="store_true",
+                        help="--quick on digits only (bundled: no download; CI)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--max-rows", type=int, default=6000)
     parser.add_argument("--epochs", type=int, default=30)
@@ -423,6 +425,8 @@ def main(argv=None):
                         help="torch threads (1: the machine is shared and small)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.quick, args.datasets = True, ["digits"]
     if args.quick:
         args.seeds, args.max_rows, args.epochs = args.seeds[:1], 2000, 10
     torch.set_num_threads(args.threads)

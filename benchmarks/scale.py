@@ -271,7 +271,11 @@ def main(argv=None):
     parser.add_argument("--memory-child", nargs=2, metavar=("NAME", "ESTIMATOR"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--time-child", metavar="NAME", help=argparse.SUPPRESS)
+    parser.add_argument("--smoke", action="store_true",
+                        help="700 and 1,000 rows, no download, 2 timed pairs (CI)")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.sizes, args.no_kdd, args.min_pairs, args.timed_rows = ["700", "1000"], True, 2, 1000
     if args.memory_child:
         return child_memory(*args.memory_child, args.device)
     if args.time_child:

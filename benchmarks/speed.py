@@ -174,6 +174,20 @@ def quick_config():
     return cfg
 
 
+def smoke_config():
+    """Every part at tiny sizes, seconds (CI): only shows that the script runs."""
+    return Config(
+        step_cases=[
+            StepCase("MLP tiny", "mlp", 8, 4, sizes=(6, 8, 3), n_classes=3),
+            StepCase("LeNet", "lenet", 2, 2, n_classes=10),
+        ],
+        step_repeats=2, step_block_s=0.002, step_warmup=1,
+        fit_rows=200, fit_features=6, fit_classes=3, fit_clean_per_class=5,
+        fit_epochs=1, fit_batch=32, fit_hidden=(8,), fit_repeats=1,
+        mem_sizes=(6, 16, 3), mem_batch=16, mem_clean_batch=4, mem_repeats=1,
+    )
+
+
 # ---------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------
@@ -913,9 +927,12 @@ def run(cfg, out_dir=DEFAULT_OUT, device="cpu", command=None, chart=True,
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="fewer repeats, shorter blocks, 10,000 rows x 2 epochs "
-                             "for the fit (under a minute)")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true",
+                      help="fewer repeats, shorter blocks, 10,000 rows x 2 epochs "
+                           "for the fit (under a minute)")
+    size.add_argument("--smoke", action="store_true",
+                      help="every part at tiny sizes (seconds; CI)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--repeats", type=int, default=None,
                         help="repeats of the per-step timing and of the fits "
@@ -925,7 +942,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available")
-    cfg = quick_config() if args.quick else full_config()
+    cfg = smoke_config() if args.smoke else quick_config() if args.quick else full_config()
     if args.repeats is not None:
         if args.repeats < 1:
             parser.error("--repeats must be at least 1")

@@ -16,16 +16,7 @@ def speed():
 
 
 def tiny_config(speed):
-    return speed.Config(
-        step_cases=[
-            speed.StepCase("MLP tiny", "mlp", 8, 4, sizes=(6, 8, 3), n_classes=3),
-            speed.StepCase("LeNet", "lenet", 2, 2, n_classes=10),
-        ],
-        step_repeats=2, step_block_s=0.002, step_warmup=1,
-        fit_rows=200, fit_features=6, fit_classes=3, fit_clean_per_class=5,
-        fit_epochs=1, fit_batch=32, fit_hidden=(8,), fit_repeats=1,
-        mem_sizes=(6, 16, 3), mem_batch=16, mem_clean_batch=4, mem_repeats=1,
-    )
+    return speed.smoke_config()
 
 
 def _numbers(line):
