@@ -21,7 +21,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _get_feature_names, check_is_fitted, has_fit_parameter
 
 from sk_l2rw.classifier import L2RWClassifier
-from sk_l2rw.diagnostics import relative_weights
+from sk_l2rw.diagnostics import _final_estimator, relative_weights
 from sk_l2rw.modules import MLP
 from sk_l2rw.validation import check_labels, clean_class_weights
 
@@ -46,16 +46,12 @@ def row_weights(net):
     numpy.ndarray of shape (n_samples,)
         Non-negative, about 1 on average.
     """
-    n_epochs = len(_final_net(net).history)
+    n_epochs = len(_final_estimator(net).history)
     weights = relative_weights(net, last_epochs=max(1, math.ceil(n_epochs / 2)))
     trained = ~np.isnan(weights)
     counts = trained.sum(axis=0)
     total = np.where(trained, weights, 0.0).sum(axis=0)
     return np.where(counts > 0, total / np.maximum(counts, 1), 1.0)
-
-
-def _final_net(net):
-    return net.steps[-1][1] if isinstance(net, Pipeline) else net
 
 
 def _default_net(n_rows, random_state):
@@ -170,7 +166,7 @@ class ReweightedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     def _check_net(self, n_rows):
         if self.net is None:
             return _default_net(n_rows, self.random_state)
-        final = _final_net(self.net)
+        final = _final_estimator(self.net)
         if not isinstance(final, L2RWClassifier):
             raise TypeError(
                 "net must be an L2RWClassifier or a Pipeline ending in one; got "
@@ -204,7 +200,7 @@ class ReweightedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             raise ValueError(f"X has {len(X)} rows but y has {len(y)}: they must have "
                              "one label per row")
         net = self._check_net(len(y))
-        final = _final_net(net)
+        final = _final_estimator(net)
         if X_val is None:
             X_val, y_val = final.clean_X, final.clean_y
         if X_val is None:
