@@ -38,7 +38,12 @@ __all__ = ["ghost_step", "unsupported_layers"]
 
 
 class _LinearRule:
-    """``nn.Linear``; inputs with inner dimensions (sequences) are summed over."""
+    """``nn.Linear``; inputs with inner dimensions (sequences) are summed over.
+
+    A sparse input (a first layer fed sparse rows) is only ever multiplied with
+    dense factors, never densified: every product below is sparse x dense, and the
+    Gram form (which would need ``a a_clean^T``) is not used for it.
+    """
 
     @staticmethod
     def prepare(layer, a, g):
@@ -65,6 +70,9 @@ class _LinearRule:
             # g_i . (G a_i + G_bias): one fused product when both are trainable.
             if weight is None:
                 return torch.mv(g, bias)
+            if a.is_sparse:  # (A G^T)_i . g_i: a sparse x dense product
+                out = torch.mm(a, weight.t()).mul_(g).sum(1)
+                return out if bias is None else out.add_(torch.mv(g, bias))
             if bias is None:
                 return torch.mm(g, weight).mul_(a).sum(1)
             return torch.addmm(bias, a, weight.t()).mul_(g).sum(1)
@@ -78,14 +86,15 @@ class _LinearRule:
 
     @staticmethod
     def gram_cost(layer, a_train, a_clean):
-        if a_train.dim() != 2:
+        if a_train.dim() != 2 or a_train.is_sparse:
             return None  # sequences: the Gram form would cost T^2
         n, m = a_train.shape[0], a_clean.shape[0]
         return n * m * (layer.in_features + layer.out_features)
 
     @staticmethod
     def direct_cost(layer, a_train, a_clean):
-        rows = a_train[..., 0].numel() + a_clean[..., 0].numel()
+        rows = a_train.shape[0] if a_train.dim() == 2 else a_train[..., 0].numel()
+        rows += a_clean.shape[0] if a_clean.dim() == 2 else a_clean[..., 0].numel()
         return rows * layer.in_features * layer.out_features
 
     @staticmethod
@@ -103,8 +112,9 @@ class _LinearRule:
     @staticmethod
     def weighted_grads(layer, a, g, w):
         if a.dim() == 2:
-            # Scale the narrower factor: the temporary copy is smaller.
-            if a.shape[1] < g.shape[1]:
+            # Scale the narrower factor (the temporary copy is smaller); a sparse
+            # input is never scaled, so the product stays dense x sparse.
+            if a.shape[1] < g.shape[1] and not a.is_sparse:
                 grads = {"weight": torch.mm(g.t(), a * w[:, None])}
             else:
                 grads = {"weight": torch.mm((g * w[:, None]).t(), a)}
@@ -369,8 +379,19 @@ def _add(totals, p, value):
 
 def _stack_rows(X, X_clean):
     if isinstance(X, Mapping):
-        return {k: torch.cat([X[k], X_clean[k]]) for k in X}
+        return {k: _stack_rows(X[k], X_clean[k]) for k in X}
+    if X.is_sparse != X_clean.is_sparse:
+        # Sparse clean rows next to dense training rows (skorch's own batches of
+        # a sparse X are dense): the clean batch is small, densify it.
+        X_clean = X_clean.to_dense() if X_clean.is_sparse else X_clean.to_sparse()
     return torch.cat([X, X_clean])
+
+
+def _split_rows(t, n):
+    """The first ``n`` rows of ``t`` and the rest (a sparse COO tensor too)."""
+    if t.is_sparse:
+        return t.narrow_copy(0, 0, n), t.narrow_copy(0, n, t.shape[0] - n)
+    return t.split([n, t.shape[0] - n])
 
 
 def _rows(y_pred, stop):
@@ -408,8 +429,7 @@ def ghost_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0, forward_kwarg
         a, g = rule.prepare(layer, rec["a"], rec["g"])
         del rec
         params = [(name, getattr(layer, name)) for name in names]
-        sizes = [n, a.shape[0] - n]
-        (a_t, a_c), (g_t, g_c) = a.split(sizes), g.split(sizes)
+        (a_t, a_c), (g_t, g_c) = _split_rows(a, n), _split_rows(g, n)
         uses.append((layer, rule, params, a_t, g_t, a_c, g_c, a, g))
 
     # Parameters used once may take the cheaper Gram form; tied ones need the

@@ -141,6 +141,13 @@ def _statistics_untracked(module):
             m.track_running_stats = True
 
 
+def _dense(X):
+    """``X`` (or every value of a dict X) with sparse tensors made dense."""
+    if isinstance(X, Mapping):
+        return {key: _dense(value) for key, value in X.items()}
+    return X.to_dense() if torch.is_tensor(X) and X.is_sparse else X
+
+
 def _detach(y_pred):
     if isinstance(y_pred, tuple):
         return tuple(t.detach() if torch.is_tensor(t) else t for t in y_pred)
@@ -327,7 +334,8 @@ def jvp_meta_gradients(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0,
     reference's ``-dL_clean(theta'(eps))/d eps_i`` exactly (no Hessian is involved
     at ``eps = 0``). Batch statistics are handled exactly: ``f_i`` is differentiated
     as a function of the parameters through the statistics of its batch. Changes
-    neither the module's buffers nor any gradient.
+    neither the module's buffers nor any gradient. A sparse training batch is
+    densified for the product (torch has no forward-mode sparse kernels).
 
     Parameters are those of :func:`reference_step`.
 
@@ -347,6 +355,9 @@ def jvp_meta_gradients(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0,
         state.update(trainable)
         return loss_fn(call_module(module, X, state, forward_kwargs), y)
 
+    # Forward-mode products have no sparse kernels: a sparse batch is densified
+    # here (one batch, never the whole matrix).
+    X = _dense(X)
     primal = {n: p.detach() for n, p in zip(names, params)}
     with _statistics_untracked(module):
         _, directional = jvp(sample_losses, (primal,), (dict(zip(names, tangent)),))

@@ -24,6 +24,7 @@ __all__ = [
     "check_clean_class_weight",
     "clean_class_weights",
     "check_features",
+    "check_sparse_features",
     "check_feature_dict",
     "is_dict_input",
     "check_same_keys",
@@ -163,6 +164,8 @@ def check_features(X, *, dtype, name="X"):
     """
     if torch.is_tensor(X):
         X = X.detach().cpu().numpy()
+    if sp.issparse(X):
+        return check_sparse_features(X, dtype=dtype, name=name), None
     feature_names = _get_feature_names(X)
     if hasattr(X, "dtypes") and hasattr(X.dtypes, "__iter__"):
         text = [str(col) for col, kind in zip(X.columns, X.dtypes)
@@ -183,6 +186,40 @@ def check_features(X, *, dtype, name="X"):
                 "columns first, e.g. with a ColumnTransformer(OneHotEncoder)") from exc
         raise
     return X, feature_names
+
+
+def check_sparse_features(X, *, dtype, name="X"):
+    """Validate a scipy sparse feature matrix: 2-D, finite, at least one row.
+
+    Parameters
+    ----------
+    X : scipy.sparse matrix or array, any format
+    dtype : numpy dtype
+    name : str
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        In ``dtype``, with canonical (sorted, summed) indices: the layout batches
+        are sliced from.
+    """
+    if X.ndim != 2:
+        raise ValueError(f"{name} is a sparse array of {X.ndim} dimensions; sparse "
+                         "input must be 2-D (rows x features)")
+    X = sp.csr_matrix(X, dtype=dtype)
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} has no rows")
+    bad = ~np.isfinite(X.data)
+    if bad.any():
+        # The first stored entry that is NaN or infinite, by its row and column.
+        k = int(np.flatnonzero(bad)[0])
+        row = int(np.searchsorted(X.indptr, k, side="right") - 1)
+        raise ValueError(
+            f"{name} (sparse) contains NaN or infinity, first at row {row}, column "
+            f"{int(X.indices[k])}")
+    if not X.has_canonical_format:
+        X.sum_duplicates()
+    return X
 
 
 def is_dict_input(X):
@@ -273,9 +310,10 @@ def check_labels(y, *, name="y"):
 
 def check_consistent_rows(X, y, *, names=("X", "y")):
     """Raise when ``X`` and ``y`` differ in their number of rows."""
-    if len(X) != len(y):
+    n = X.shape[0] if sp.issparse(X) else len(X)
+    if n != len(y):
         raise ValueError(
-            f"{names[0]} has {len(X)} rows but {names[1]} has {len(y)}: they must "
+            f"{names[0]} has {n} rows but {names[1]} has {len(y)}: they must "
             "have one label per row")
 
 

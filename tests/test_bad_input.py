@@ -19,6 +19,10 @@ def with_nan(a, value=np.nan):
     return a
 
 
+def sparse_with_nan(a, value=np.nan):
+    return sp.csr_matrix(with_nan(a, value))
+
+
 # (name, constructor overrides, fit arguments, expected message pattern, exception)
 CASES = [
     ("clean set with other width", {}, dict(X=XT, y=YT, X_val=XC[:, :7], y_val=YC),
@@ -50,11 +54,17 @@ CASES = [
     ("y with NaN", {}, dict(X=XT, y=np.r_[YT[:-1], np.nan], X_val=XC, y_val=YC),
      r"y contains NaN", ValueError),
     ("y is None", {}, dict(X=XT, y=None, X_val=XC, y_val=YC), r"requires y to be passed", ValueError),
-    ("sparse X", {}, dict(X=sp.csr_matrix(XT), y=YT, X_val=XC, y_val=YC),
-     r"Sparse data was passed for X", TypeError),
+    ("sparse X with NaN", {}, dict(X=sparse_with_nan(XT), y=YT, X_val=XC, y_val=YC),
+     r"X \(sparse\) contains NaN or infinity, first at row 3, column 2", ValueError),
     # a DOK matrix is a dict subclass: it must not be taken for a dict of inputs
-    ("sparse DOK X", {}, dict(X=sp.dok_matrix(XT), y=YT, X_val=XC, y_val=YC),
-     r"Sparse data was passed for X", TypeError),
+    ("sparse DOK X with NaN", {}, dict(X=sp.dok_matrix(sparse_with_nan(XT)), y=YT,
+                                       X_val=XC, y_val=YC),
+     r"X \(sparse\) contains NaN or infinity, first at row 3", ValueError),
+    ("sparse clean set with infinity", {},
+     dict(X=sp.csr_matrix(XT), y=YT, X_val=sparse_with_nan(XC, np.inf), y_val=YC),
+     r"the clean set X_val \(sparse\) contains NaN or infinity", ValueError),
+    ("3-D sparse X", {}, dict(X=sp.coo_array(np.ones((100, 2, 5))), y=YT, X_val=XC, y_val=YC),
+     r"X is a sparse array of 3 dimensions", ValueError),
     ("strings in X", {}, dict(X=np.array([["a"] * 10] * 100), y=YT, X_val=XC, y_val=YC),
      r"X holds values that are not numbers", ValueError),
 ]
