@@ -70,6 +70,16 @@ class L2RWClassifier(L2RWMixin, NeuralNetClassifier):
         of the training rows are exactly the paper's either way: they are
         computed, and normalised over the training batch, before the clean rows
         join the update.
+    categorical_features : "from_dtype", None or list of str, default="from_dtype"
+        Columns of a DataFrame ``X`` to embed as categories. "from_dtype":
+        columns of ``category``, string or object dtype (one with more than 10,000
+        levels is refused as a likely identifier unless named explicitly). A list:
+        exactly these columns, whatever their dtype. None: none (non-numeric
+        columns are an error). Levels are learned from ``X`` at ``fit``
+        (``categories_``); the module is called as ``forward(X=numeric columns,
+        categories=codes)`` with int64 codes, 0 for a missing value, 1 for a level
+        not seen at fit, ``2 + k`` for level k, which
+        :class:`sk_l2rw.modules.MLP` embeds. Arrays are never affected.
     random_state : None, int or numpy.random.RandomState, default=None
         Seeds initial weights, dropout, shuffling and clean batches. With an int,
         two fits give identical ``sample_weights_``.
@@ -98,6 +108,9 @@ class L2RWClassifier(L2RWMixin, NeuralNetClassifier):
     n_features_in_ : int
     feature_names_in_ : numpy.ndarray
         Only when ``X`` was a DataFrame with string column names.
+    categories_ : dict of str to numpy.ndarray
+        Only when ``X`` had categorical columns: each column's levels, learned at
+        fit (level k is code ``2 + k``).
     history_ : skorch.History
         Per epoch also ``clean_loss`` (mean loss on the whole clean set at the end
         of the epoch, class-weighted when ``clean_class_weight`` is set), ``weight_zero_frac`` (share of rows with weight 0) and
@@ -116,8 +129,8 @@ class L2RWClassifier(L2RWMixin, NeuralNetClassifier):
 
     def __init__(self, module, clean_X=None, clean_y=None, *, meta_gradient="auto",
                  clean_batch_size=None, clean_class_weight=None, train_on_clean=False,
-                 random_state=None, device="auto", criterion=torch.nn.NLLLoss,
-                 train_split=None, **kwargs):
+                 categorical_features="from_dtype", random_state=None, device="auto",
+                 criterion=torch.nn.NLLLoss, train_split=None, **kwargs):
         super().__init__(module, criterion=criterion, train_split=train_split,
                          device=device, **kwargs)
         self.clean_X = clean_X
@@ -126,6 +139,7 @@ class L2RWClassifier(L2RWMixin, NeuralNetClassifier):
         self.clean_batch_size = clean_batch_size
         self.clean_class_weight = clean_class_weight
         self.train_on_clean = train_on_clean
+        self.categorical_features = categorical_features
         self.random_state = random_state
 
     _parameter_constraints = {**L2RWMixin._parameter_constraints,

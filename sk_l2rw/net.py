@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import cloudpickle
 import numpy as np
+import scipy.sparse as sp
 import torch
 from skorch.dataset import Dataset, unpack_data
 from skorch.net import NeuralNet
@@ -34,7 +35,22 @@ from sk_l2rw.callbacks import (  # noqa: F401 (clean_loss_alarm: public here bef
     WeightStats,
     clean_loss_alarm,
 )
-from sk_l2rw.data import CleanBatches, IndexedDataset, TensorBatches, n_rows, take_rows
+from sk_l2rw.categorical import (
+    NUMERIC_KEY,
+    categorical_columns,
+    check_categorical_features,
+    encode_frame,
+    learn_levels,
+)
+from sk_l2rw.data import (
+    CleanBatches,
+    IndexedDataset,
+    SparseRows,
+    TensorBatches,
+    n_rows,
+    sparse_tensor,
+    take_rows,
+)
 from sk_l2rw.dispatch import Computation, choose_meta_gradient  # noqa: F401
 from sk_l2rw.exceptions import NoCleanSetWarning
 from sk_l2rw.validation import (
@@ -44,6 +60,7 @@ from sk_l2rw.validation import (
     check_features,
     check_meta_gradient,
     check_same_keys,
+    check_sparse_features,
     check_train_on_clean,
     is_dict_input,
     numpy_dtype,
@@ -116,6 +133,7 @@ class _Run:
                 self.clean_share = len(data.y_clean) / max(self.n_samples, 1)
         self._clean_index = None
         self._clean_pos = 0
+        self._clean_all = None
         self.weights = None
         self.epoch_open = False
 
@@ -130,7 +148,10 @@ class _Run:
         """The clean batch for the next training step: rows, targets, row weights
         (None when every clean row counts the same)."""
         if self.clean_batches is None:
-            return self.X_clean, self.y_clean, self.w_clean
+            if self._clean_all is None:  # a sparse clean set: converted once
+                self._clean_all = (take_rows(self.X_clean, slice(None))
+                                   if isinstance(self.X_clean, SparseRows) else self.X_clean)
+            return self._clean_all, self.y_clean, self.w_clean
         if self._clean_index is None or self._clean_pos >= len(self._clean_index):
             # A whole epoch of indices in one host-to-device copy.
             idx = self.clean_batches.take(max(self.batches_per_epoch, 1))
@@ -162,7 +183,7 @@ def _in_memory(X):
     """Arrays or tensors (or a dict of them) that batches can be sliced from."""
     if isinstance(X, Mapping):
         return bool(X) and all(isinstance(v, (np.ndarray, torch.Tensor)) for v in X.values())
-    return isinstance(X, (np.ndarray, torch.Tensor))
+    return isinstance(X, (np.ndarray, torch.Tensor)) or sp.issparse(X)
 
 
 def _row_shapes(X):
@@ -177,27 +198,45 @@ def _flat_width(X):
     for a dict X, whose inputs a module sizes itself."""
     if isinstance(X, Mapping):
         return None
+    if sp.issparse(X):
+        return X.shape[1]
     first = X[0][0] if _is_torch_dataset(X) else X[0]
     return int(np.prod(np.shape(first)))
 
 
+def _same_values(A, B):
+    """Whether two arrays or sparse matrices of one shape hold the same values."""
+    if sp.issparse(A) or sp.issparse(B):
+        if not (sp.issparse(A) and sp.issparse(B)):
+            return False
+        return (A != B).nnz == 0
+    return np.array_equal(A, B)
+
+
 def _to_device(X, dtype, device, fit=True):
     """An array, or every value of a dict, as a tensor on ``device``: floating values
-    in ``dtype``, integer codes as they are. ``fit=False``: always onto the device
-    (a clean set is small)."""
+    in ``dtype``, integer codes as they are; a sparse matrix stays on the host and
+    gives sparse batches on ``device`` (:class:`~sk_l2rw.data.SparseRows`).
+    ``fit=False``: always onto the device (a clean set is small)."""
     if isinstance(X, Mapping):
         return {key: _to_device(value, dtype, device, fit) for key, value in X.items()}
+    if sp.issparse(X):
+        return SparseRows(X, dtype, device)
     if not fit:
-        X = torch.as_tensor(X)
+        X = _as_tensor(X)
         return (X.to(dtype) if X.is_floating_point() else X).to(device)
     return _as_device_tensor(X, dtype, device)
 
 
-def _as_device_tensor(X, dtype, device):
+def _as_tensor(X):
     with warnings.catch_warnings():
         # Read-only arrays (pandas 3 hands them out) are only ever read here.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        X = torch.as_tensor(X)
+        return torch.as_tensor(X)
+
+
+def _as_device_tensor(X, dtype, device):
+    X = _as_tensor(X)
     if X.dtype != dtype and X.is_floating_point():
         X = X.to(dtype)
     if torch.device(device).type == "cuda":
@@ -233,7 +272,7 @@ class L2RWMixin:
         """
         with self._unchanged_on_error():
             data = self._validate_fit(X, y, X_val, y_val, reset=True)
-            self._features_seen = _flat_width(data.X)
+            self._features_seen = self._input_width(data.X)
             if not self.warm_start or not self.initialized_:
                 self.initialize()
             with self._seeded(2):  # LazyLinear & co. materialise in the dry run
@@ -256,7 +295,7 @@ class L2RWMixin:
             reset = not (self.initialized_ and hasattr(self, "n_features_in_"))
             data = self._validate_fit(X, y, X_val, y_val, reset=reset)
             if reset:
-                self._features_seen = _flat_width(data.X)
+                self._features_seen = self._input_width(data.X)
             if not self.initialized_:
                 self.initialize()
             with self._seeded(2):  # LazyLinear & co. materialise in the dry run
@@ -303,6 +342,8 @@ class L2RWMixin:
                     continue
                 if isinstance(X, Mapping):
                     rows = _to_device(X, dtype, self.device_, fit=False)
+                elif sp.issparse(X):
+                    rows = sparse_tensor(X, dtype, self.device_)
                 else:
                     rows = torch.as_tensor(X if torch.is_tensor(X) else np.array(X),
                                            dtype=dtype).to(self.device_)
@@ -313,9 +354,16 @@ class L2RWMixin:
                 except (RuntimeError, ValueError, TypeError, IndexError) as exc:
                     shape = ({k: tuple(np.shape(v)[1:]) for k, v in X.items()}
                              if isinstance(X, Mapping) else tuple(np.shape(X)[1:]))
+                    hint = ""
+                    if getattr(self, "categories_", None):
+                        hint = (
+                            f". X has categorical columns {list(self.categories_)}, so "
+                            "the module is called as forward(X=numeric columns, "
+                            "categories=integer codes): use sk_l2rw.modules.MLP, or "
+                            "pass categorical_features=None and encode them yourself")
                     raise ValueError(
                         f"the module cannot process {name}: rows of shape "
-                        f"{shape} gave {type(exc).__name__}: {exc}") from exc
+                        f"{shape} gave {type(exc).__name__}: {exc}{hint}") from exc
                 self._check_output(out[0] if isinstance(out, tuple) else out)
         finally:
             module.train(was_training)
@@ -345,6 +393,7 @@ class L2RWMixin:
         "meta_gradient": check_meta_gradient,
         "clean_batch_size": check_clean_batch_size,
         "train_on_clean": check_train_on_clean,
+        "categorical_features": check_categorical_features,
     }
 
     def _validate_params(self):
@@ -356,12 +405,18 @@ class L2RWMixin:
         self._validate_params()
         Xc, yc, where = self._clean_source(X_val, y_val)
         dtype = numpy_dtype(self._module_dtype())
+        frame, levels = X, self._category_levels(X, reset=reset)
+        if levels:  # a DataFrame with categorical columns: numeric block + codes
+            X = encode_frame(X, levels, dtype=dtype)
+            if Xc is not None:
+                Xc = encode_frame(Xc, levels, dtype=dtype, name=f"the clean set {where[0]}")
         X_arr, names, y_arr, dataset = self._validate_training(X, y, dtype, reset=reset)
         row_shape = (tuple(np.shape(dataset[0][0])) if dataset is not None
                      else _row_shapes(X_arr))
         X_clean, y_clean = self._validate_clean(
             Xc, yc, where, dtype, row_shape,
-            training=X_arr if dataset is None and X_val is not None else None)
+            training=X_arr if dataset is None and X_val is not None else None,
+            sparse=sp.issparse(X_arr))
         y_enc, y_clean_enc = self._encode_targets(y_arr, y_clean, reset=reset, where=where,
                                                   dataset=dataset)
         w_clean = None if y_clean is None else self._clean_row_weights(y_clean)
@@ -369,7 +424,14 @@ class L2RWMixin:
         if reset:
             # the inputs of a dict X, checked again at predict and partial_fit
             self._x_keys = list(X_arr) if isinstance(X_arr, Mapping) else None
-        if reset and (dataset is not None or isinstance(X_arr, Mapping)):
+            if levels:
+                self.categories_ = levels
+            else:
+                self.__dict__.pop("categories_", None)
+        if reset and levels:
+            self.n_features_in_ = frame.shape[1]
+            self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
+        elif reset and (dataset is not None or isinstance(X_arr, Mapping)):
             for attribute in ("n_features_in_", "feature_names_in_"):
                 self.__dict__.pop(attribute, None)
         elif reset:
@@ -379,6 +441,35 @@ class L2RWMixin:
             elif hasattr(self, "feature_names_in_"):
                 del self.feature_names_in_
         return FitData(X_arr, y_enc, X_clean, y_clean_enc, w_clean)
+
+    def _category_levels(self, X, *, reset):
+        """Levels of X's categorical columns: learned from X at a first fit, the
+        fitted ones after; an empty dict when there are none."""
+        if not reset:
+            levels = getattr(self, "categories_", None) or {}
+            if levels:
+                self._check_frame_columns(X, "X")
+            return levels
+        columns = categorical_columns(X, self.categorical_features)
+        if not columns:
+            return {}
+        explicit = () if self.categorical_features == "from_dtype" else columns
+        return learn_levels(X, columns, explicit=explicit)
+
+    def _check_frame_columns(self, X, name):
+        """A frame for an estimator fitted on categorical columns has its columns."""
+        columns = [str(c) for c in getattr(X, "columns", [])]
+        if columns != list(self.feature_names_in_):
+            raise ValueError(
+                f"{name} must be a DataFrame with the columns the estimator was fitted "
+                f"on, in that order ({list(self.feature_names_in_)}); got "
+                f"{columns if hasattr(X, 'columns') else type(X).__name__}")
+
+    def _input_width(self, X):
+        """Numeric features per row, for a module sized from the data."""
+        if getattr(self, "categories_", None):
+            return X[NUMERIC_KEY].shape[1]
+        return _flat_width(X)
 
     def _clean_source(self, X_val, y_val):
         """Where the clean set comes from: ``fit``'s X_val/y_val, else the
@@ -425,10 +516,12 @@ class L2RWMixin:
             self._check_same_features(X_arr, names, "X")
         return X_arr, names, y_arr, None
 
-    def _validate_clean(self, Xc, yc, where, dtype, row_shape, *, training=None):
+    def _validate_clean(self, Xc, yc, where, dtype, row_shape, *, training=None,
+                        sparse=False):
         """The clean set as arrays ``(X, y)``, or ``(None, None)`` with a warning.
 
         ``training``: the training rows, when the clean set came through ``fit``.
+        ``sparse``: X is a sparse matrix (the clean set is made one too).
         """
         if Xc is None:
             warnings.warn(
@@ -441,7 +534,7 @@ class L2RWMixin:
                 f"X is {'a dict' if isinstance(row_shape, Mapping) else 'an array'} but "
                 f"the clean set {where[0]} is {'a dict' if is_dict_input(Xc) else 'not'}: "
                 "give both in the same form")
-        if len(Xc) == 0 or len(yc) == 0:
+        if n_rows(Xc) == 0 or len(yc) == 0:
             raise ValueError(
                 f"the clean set ({where[0]}, {where[1]}) is empty; give at least "
                 "one trusted row, or none at all for plain training")
@@ -450,6 +543,11 @@ class L2RWMixin:
             X_clean = check_feature_dict(Xc, dtype=dtype, name=f"the clean set {where[0]}")
         else:
             X_clean, _ = check_features(Xc, dtype=dtype, name=f"the clean set {where[0]}")
+            # The clean set takes X's form; it is small, so densifying it is cheap.
+            if sparse and not sp.issparse(X_clean):
+                X_clean = sp.csr_matrix(X_clean.reshape(len(X_clean), -1))
+            elif not sparse and sp.issparse(X_clean):
+                X_clean = X_clean.toarray()
         y_clean = self._check_targets(yc, name=f"the clean set {where[1]}")
         check_consistent_rows(next(iter(X_clean.values())) if isinstance(X_clean, Mapping)
                               else X_clean, y_clean, names=where)
@@ -458,7 +556,7 @@ class L2RWMixin:
         # cannot be told apart from here. Only the clean set that is the training
         # rows themselves, sliced or not, is certainly wrong.
         if (training is not None and not isinstance(training, Mapping)
-                and X_clean.shape == training.shape and np.array_equal(X_clean, training)):
+                and X_clean.shape == training.shape and _same_values(X_clean, training)):
             raise ValueError(
                 "the clean set X_val holds exactly the training rows X: a clean set "
                 "must be trusted rows kept apart from the (noisy) training rows. If a "
@@ -487,6 +585,10 @@ class L2RWMixin:
         self.check_is_fitted()
         if isinstance(X, torch.utils.data.Dataset):
             return X  # skorch's route (e.g. its validation split): nothing to check
+        levels = getattr(self, "categories_", None)
+        if levels:
+            self._check_frame_columns(X, "X")
+            return encode_frame(X, levels, dtype=numpy_dtype(self._module_dtype()))
         if is_dict_input(X):
             X = check_feature_dict(X, dtype=numpy_dtype(self._module_dtype()))
             fitted = getattr(self, "_x_keys", None)
@@ -496,7 +598,9 @@ class L2RWMixin:
             return X
         if torch.is_tensor(X):
             X = X.detach().cpu().numpy()
-        return validate_data(self, X, reset=False, allow_nd=True,
+        if sp.issparse(X):
+            X = check_sparse_features(X, dtype=numpy_dtype(self._module_dtype()))
+        return validate_data(self, X, reset=False, allow_nd=True, accept_sparse="csr",
                              dtype=numpy_dtype(self._module_dtype()))
 
     def predict_proba(self, X):
@@ -595,6 +699,9 @@ class L2RWMixin:
         sizes = {}
         if getattr(self, "_features_seen", None) is not None:
             sizes["n_features"] = self._features_seen
+        if getattr(self, "categories_", None):
+            # codes 0 (missing) and 1 (unknown) come before the learned levels
+            sizes["n_categories"] = tuple(len(v) + 2 for v in self.categories_.values())
         try:
             sizes.update(self._module_sizes())
         except AttributeError:  # no targets seen yet (initialize() by hand)
@@ -824,6 +931,13 @@ class L2RWMixin:
         run = self._run_
         run.epoch_open = False
         self._weight_rows_.append(run.weights.double().cpu().numpy())
+
+    def __sklearn_tags__(self):
+        """skorch's tags, with scipy sparse X and categorical columns accepted."""
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.input_tags.categorical = True
+        return tags
 
     @property
     def _default_callbacks(self):

@@ -31,6 +31,8 @@ class L2RWRegressor(L2RWMixin, NeuralNetRegressor):
     clean_batch_size : int or None, default=None
     train_on_clean : bool, default=False
         Also train on the clean rows, as in :class:`sk_l2rw.L2RWClassifier`.
+    categorical_features : "from_dtype", None or list of str, default="from_dtype"
+        Columns of a DataFrame ``X`` to embed, as in :class:`sk_l2rw.L2RWClassifier`.
     random_state : None, int or numpy.random.RandomState, default=None
     device : str or torch.device, default="auto"
     criterion : torch criterion class, default=torch.nn.MSELoss
@@ -42,8 +44,8 @@ class L2RWRegressor(L2RWMixin, NeuralNetRegressor):
 
     Attributes
     ----------
-    sample_weights_, meta_gradient_, n_features_in_, feature_names_in_, history_,
-    device_ : as in :class:`sk_l2rw.L2RWClassifier`.
+    sample_weights_, meta_gradient_, n_features_in_, feature_names_in_, categories_,
+    history_, device_ : as in :class:`sk_l2rw.L2RWClassifier`.
     n_outputs_ : int
         Number of targets per row.
 
@@ -54,8 +56,9 @@ class L2RWRegressor(L2RWMixin, NeuralNetRegressor):
     """
 
     def __init__(self, module, clean_X=None, clean_y=None, *, meta_gradient="auto",
-                 clean_batch_size=None, train_on_clean=False, random_state=None,
-                 device="auto", criterion=torch.nn.MSELoss, train_split=None, **kwargs):
+                 clean_batch_size=None, train_on_clean=False,
+                 categorical_features="from_dtype", random_state=None, device="auto",
+                 criterion=torch.nn.MSELoss, train_split=None, **kwargs):
         super().__init__(module, criterion=criterion, train_split=train_split,
                          device=device, **kwargs)
         self.clean_X = clean_X
@@ -63,6 +66,7 @@ class L2RWRegressor(L2RWMixin, NeuralNetRegressor):
         self.meta_gradient = meta_gradient
         self.clean_batch_size = clean_batch_size
         self.train_on_clean = train_on_clean
+        self.categorical_features = categorical_features
         self.random_state = random_state
 
     # ----------------------------------------------------------------- targets

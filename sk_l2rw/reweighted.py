@@ -11,16 +11,20 @@ boosting, say) on the noisy rows with those weights plus the clean rows.
 import math
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from sklearn.base import (BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone,
                           is_classifier)
+from sklearn.compose import ColumnTransformer, make_column_selector
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _get_feature_names, check_is_fitted, has_fit_parameter
 
+from sk_l2rw.categorical import categorical_columns
 from sk_l2rw.classifier import L2RWClassifier
+from sk_l2rw.data import n_rows as _n_rows
 from sk_l2rw.diagnostics import _final_estimator, relative_weights
 from sk_l2rw.modules import MLP
 from sk_l2rw.validation import check_labels, clean_class_weights
@@ -54,13 +58,27 @@ def row_weights(net):
     return np.where(counts > 0, total / np.maximum(counts, 1), 1.0)
 
 
-def _default_net(n_rows, random_state):
+def _default_net(n_rows, random_state, X=None):
     """The built-in net: median imputation, standard scaling, an MLP (256 ReLU units)
-    trained by L2RW with Adam at 1e-3, batch 128, 20 epochs or 200 steps if more."""
+    trained by L2RW with Adam at 1e-3, batch 128, 20 epochs or 200 steps if more.
+
+    A DataFrame's categorical columns pass the preparation untouched, so that the
+    MLP embeds them; a sparse matrix is scaled without centring, so that it stays
+    sparse."""
     batches = max(1, math.ceil(n_rows / 128))
     epochs = max(20, math.ceil(200 / batches))
+    if sp.issparse(X):
+        steps = [StandardScaler(with_mean=False)]
+    elif categorical_columns(X, "from_dtype"):
+        numeric = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
+        prepare = ColumnTransformer(
+            [("numeric", numeric, make_column_selector(dtype_include="number"))],
+            remainder="passthrough", verbose_feature_names_out=False)
+        steps = [prepare.set_output(transform="pandas")]
+    else:
+        steps = [SimpleImputer(strategy="median"), StandardScaler()]
     return make_pipeline(
-        SimpleImputer(strategy="median"), StandardScaler(),
+        *steps,
         L2RWClassifier(MLP, criterion=torch.nn.CrossEntropyLoss,
                        optimizer=torch.optim.Adam, lr=1e-3, batch_size=128,
                        max_epochs=epochs, random_state=random_state, verbose=0))
@@ -103,7 +121,9 @@ class ReweightedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         imputation, standard scaling and an L2RW-trained
         :class:`~sk_l2rw.modules.MLP` (256 ReLU units, cross-entropy,
         ``Adam(lr=1e-3)``, batch 128, 20 epochs or 200 optimizer steps if that is
-        more, seeded by ``random_state``).
+        more, seeded by ``random_state``). A DataFrame's categorical columns skip
+        imputation and scaling and are embedded by the MLP; a sparse matrix is
+        scaled without centring and stays sparse.
     clean_class_weight : None, "balanced" or dict, default=None
         Class weights of the clean set, as in :class:`~sk_l2rw.L2RWClassifier`: set
         on the net (None keeps the net's own) and used, normalised to mean 1, as
@@ -163,9 +183,9 @@ class ReweightedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                 "HistGradientBoostingClassifier, LogisticRegression)")
         return "sample_weight"
 
-    def _check_net(self, n_rows):
+    def _check_net(self, n_rows, X=None):
         if self.net is None:
-            return _default_net(n_rows, self.random_state)
+            return _default_net(n_rows, self.random_state, X)
         final = _final_estimator(self.net)
         if not isinstance(final, L2RWClassifier):
             raise TypeError(
@@ -196,10 +216,10 @@ class ReweightedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                 f"the clean set needs both X_val and y_val; only {given} was given")
         y = check_labels(y, name="y")
         check_classification_targets(y)
-        if len(X) != len(y):
-            raise ValueError(f"X has {len(X)} rows but y has {len(y)}: they must have "
+        if _n_rows(X) != len(y):
+            raise ValueError(f"X has {_n_rows(X)} rows but y has {len(y)}: they must have "
                              "one label per row")
-        net = self._check_net(len(y))
+        net = self._check_net(len(y), X)
         final = _final_estimator(net)
         if X_val is None:
             X_val, y_val = final.clean_X, final.clean_y
@@ -208,8 +228,8 @@ class ReweightedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                 "ReweightedClassifier needs a clean set: pass X_val and y_val to fit, "
                 "or clean_X and clean_y to the net")
         y_val = check_labels(y_val, name="the clean set y_val")
-        if len(X_val) != len(y_val):
-            raise ValueError(f"the clean set X_val has {len(X_val)} rows but y_val has "
+        if _n_rows(X_val) != len(y_val):
+            raise ValueError(f"the clean set X_val has {_n_rows(X_val)} rows but y_val has "
                              f"{len(y_val)}")
         unseen = np.setdiff1d(np.unique(y_val), np.unique(y))
         if unseen.size:

@@ -42,10 +42,18 @@ class TestModuleMismatch:
         with pytest.raises(ValueError, match="mixed precision is not supported"):
             net.fit(X[20:], y[20:], X_val=X[:20], y_val=y[:20])
 
-    def test_string_column_in_dataframe(self):
+    def test_string_column_without_categorical_features(self):
         X, y = make_blobs_data(100)
         df = pd.DataFrame(X).rename(columns=str).assign(colour="red")
         with pytest.raises(ValueError, match=r"non-numeric columns \['colour'\].*OneHotEncoder"):
+            L2RWClassifier(MLP, categorical_features=None, **FAST).fit(
+                df, y, X_val=df.iloc[:10], y_val=y[:10])
+
+    def test_string_column_for_a_module_without_embeddings(self):
+        X, y = make_blobs_data(100)
+        df = pd.DataFrame(X).rename(columns=str).assign(colour="red")
+        with pytest.raises(ValueError, match=r"categorical columns \['colour'\].*"
+                                             r"forward\(X=numeric columns, categories="):
             L2RWClassifier(MLP, **FAST).fit(df, y, X_val=df.iloc[:10], y_val=y[:10])
 
 
