@@ -13,6 +13,8 @@ PUBLIC = {
     "sk_l2rw.callbacks": None,
     "sk_l2rw.exceptions": None,
     "sk_l2rw.weights": None,
+    "sk_l2rw.categorical": None,
+    "sk_l2rw.data": ["SparseRows", "sparse_tensor"],
 }
 
 
