@@ -16,7 +16,11 @@ import pandas as pd
 __all__ = ["MISSING", "UNKNOWN", "MAX_LEVELS", "CATEGORIES_KEY", "NUMERIC_KEY",
            "categorical_columns", "learn_levels", "encode_frame", "check_categorical_features"]
 
-MISSING, UNKNOWN = 0, 1
+#: The code of a missing value (None, NaN, pd.NA) in any categorical column.
+MISSING = 0
+
+#: The code of a level the training rows did not have.
+UNKNOWN = 1
 
 #: More levels than this in a column picked by dtype is taken for an identifier
 #: (a name, an id, free text) rather than a category, unless the column is named
