@@ -54,7 +54,7 @@ class _LinearRule:
     @staticmethod
     def clean_grads(layer, a, g):
         if a.dim() == 2:
-            grads = {"weight": torch.mm(g.t(), a)}
+            grads = {"weight": _sparse_weight_grad(g, a) if a.is_sparse else torch.mm(g.t(), a)}
             if layer.bias is not None:
                 grads["bias"] = g.sum(0)
             return grads
@@ -113,8 +113,10 @@ class _LinearRule:
     def weighted_grads(layer, a, g, w):
         if a.dim() == 2:
             # Scale the narrower factor (the temporary copy is smaller); a sparse
-            # input is never scaled, so the product stays dense x sparse.
-            if a.shape[1] < g.shape[1] and not a.is_sparse:
+            # input is never scaled.
+            if a.is_sparse:
+                grads = {"weight": _sparse_weight_grad(g * w[:, None], a)}
+            elif a.shape[1] < g.shape[1]:
                 grads = {"weight": torch.mm(g.t(), a * w[:, None])}
             else:
                 grads = {"weight": torch.mm((g * w[:, None]).t(), a)}
@@ -126,6 +128,19 @@ class _LinearRule:
         if layer.bias is not None:
             grads["bias"] = wg.sum((0, 1))
         return grads
+
+
+def _sparse_weight_grad(g, a):
+    """``g^T a`` for a sparse ``a``, as the transpose of a contiguous ``(in, out)`` block.
+
+    torch's dense x sparse product allocates its weight-sized result about twice
+    over (a transposed temporary, then the copy); sparse^T x dense written into a
+    preallocated block allocates it once. The transposed view is an ordinary
+    gradient to optimizers, and ``dots`` reads it back as that contiguous block.
+    """
+    out = g.new_empty(a.shape[1], g.shape[1])
+    torch.mm(a.t(), g, out=out)
+    return out.t()
 
 
 class _ConvRule:
@@ -460,6 +475,9 @@ def ghost_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0, forward_kwarg
     del direct
 
     meta = parts[0] if len(parts) == 1 else torch.stack(parts).sum(0)
+    # The clean gradient is not needed past here; freed now, it is not alive next
+    # to the update's gradients.
+    del parts, clean_total
     meta = lr * meta
     weights = normalize_weights(meta)
     loss = (weights * losses[:n].detach()).sum()
