@@ -20,6 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from sklearn.utils import check_random_state
+from sk_l2rw.distributed import shard_bounds
 
 __all__ = ["CleanBatches", "IndexedDataset", "SparseRows", "TensorBatches", "n_rows",
            "sparse_tensor", "take_rows"]
@@ -202,16 +203,21 @@ class TensorBatches:
         Training batches: yield ``((X_batch, index), y_batch)``.
     random_state : None or numpy.random.RandomState
         Source of the permutations.
+    shard : tuple of (int, int) or None
+        ``(rank, world)`` of a data-parallel fit: each batch is this rank's rows of
+        the global batch (:func:`sk_l2rw.distributed.shard_bounds`), and only
+        those rows are read.
     """
 
     def __init__(self, X, y, batch_size, *, shuffle=False, with_index=False,
-                 random_state=None):
+                 random_state=None, shard=None):
         self.X = X
         self.y = y
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.with_index = with_index
         self.random_state = random_state
+        self.shard = shard
 
     def __len__(self):
         return -(-n_rows(self.X) // self.batch_size)
@@ -226,6 +232,9 @@ class TensorBatches:
             order = None
         for start in range(0, n, self.batch_size):
             stop = min(start + self.batch_size, n)
+            if self.shard is not None:
+                lo, hi = shard_bounds(stop - start, *self.shard)
+                start, stop = start + lo, start + hi
             if order is None:
                 Xb = take_rows(self.X, slice(start, stop))
                 yb = None if self.y is None else self.y[start:stop]

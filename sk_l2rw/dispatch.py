@@ -71,15 +71,25 @@ class Computation:
         # "auto" checks its choice of ghost once, on the first batch.
         self._verify = self.method == "ghost" and requested == "auto"
 
-    def step(self, module, loss_fn, X, y, X_clean, y_clean, *, zero_grad, **kwargs):
+    @property
+    def verifies_next(self):
+        """Whether the next step first checks ghost against jvp ("auto")."""
+        return self._verify
+
+    def step(self, module, loss_fn, X, y, X_clean, y_clean, *, zero_grad, agree=None,
+             **kwargs):
         """One training step (arguments of :func:`sk_l2rw.meta_gradient.reference_step`).
 
         ``zero_grad`` clears the parameters' gradients before a fallback reruns the
-        step; ``kwargs`` are the step's keyword arguments.
+        step; ``agree(ok)`` (a data-parallel fit's) turns this rank's check of ghost
+        into the verdict of all ranks; ``kwargs`` are the step's keyword arguments.
         """
         if self._verify:
             self._verify = False
-            if not self._ghost_agrees(module, loss_fn, X, y, X_clean, y_clean, **kwargs):
+            agrees = self._ghost_agrees(module, loss_fn, X, y, X_clean, y_clean, **kwargs)
+            if agree is not None:
+                agrees = agree(agrees)
+            if not agrees:
                 warnings.warn(
                     "meta_gradient='auto': the layer-wise computation disagreed with "
                     "the forward-mode one on this module (a parameter used outside "
@@ -98,7 +108,7 @@ class Computation:
 
     @staticmethod
     def _ghost_agrees(module, loss_fn, X, y, X_clean, y_clean, *, lr, forward_kwargs,
-                      clean_weights=None, clean_share=0.0):
+                      clean_weights=None, clean_share=0.0, normalize=None):
         """Ghost against jvp on one batch, with dropout off in both.
 
         Ghost can only see parameters used inside their own layer; a parameter a

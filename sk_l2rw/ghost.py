@@ -416,7 +416,8 @@ def _rows(y_pred, stop):
 
 
 def ghost_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0, forward_kwargs=None,
-               clean_weights=None, clean_share=0.0, update=True):
+               clean_weights=None, clean_share=0.0, update=True,
+               normalize=None):
     """Exact L2RW step from layer inputs and output gradients.
 
     The module must pass :func:`unsupported_layers` (rows independent, every
@@ -479,7 +480,7 @@ def ghost_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0, forward_kwarg
     # to the update's gradients.
     del parts, clean_total
     meta = lr * meta
-    weights = normalize_weights(meta)
+    weights = (normalize or normalize_weights)(meta)
     loss = (weights * losses[:n].detach()).sum()
     if clean_share:
         # The clean rows' output gradients carry v_j already (1/m without clean

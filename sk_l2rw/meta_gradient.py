@@ -223,7 +223,7 @@ def _update_backward(module, loss_fn, losses, weights, X_clean, y_clean, *,
 
 
 def plain_step(module, loss_fn, X, y, X_clean=None, y_clean=None, *, lr=1.0,
-               forward_kwargs=None, clean_weights=None, clean_share=0.0):
+               forward_kwargs=None, clean_weights=None, clean_share=0.0, normalize=None):
     """Ordinary training with uniform weights ``1/n`` (no clean set).
 
     Parameters are those of :func:`reference_step`; the clean set and its weights
@@ -237,13 +237,17 @@ def plain_step(module, loss_fn, X, y, X_clean=None, y_clean=None, *, lr=1.0,
     y_pred = call_module(module, X, forward_kwargs=forward_kwargs)
     losses = loss_fn(y_pred, y)
     n = losses.shape[0]
-    weights = torch.full_like(losses.detach(), 1.0 / n)
+    if normalize is None:
+        weights = torch.full_like(losses.detach(), 1.0 / n)
+    else:  # uniform over the whole batch of a data-parallel step
+        weights = normalize(torch.ones_like(losses.detach()))
     loss = _weighted_backward(losses, weights)
     return StepResult(loss, _detach(y_pred), weights, torch.zeros_like(weights))
 
 
 def reference_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0,
-                   forward_kwargs=None, clean_weights=None, clean_share=0.0):
+                   forward_kwargs=None, clean_weights=None, clean_share=0.0,
+                   normalize=None):
     """The paper's computation: double back-propagation through a look-ahead step.
 
     1. ``f_i`` from the real forward on the training batch, perturbed by ``eps = 0``.
@@ -274,6 +278,11 @@ def reference_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0,
         on is ``sum_i w_i f_i + sum_j r_j f^clean_j`` with
         ``r = clean_update_weights(v, m, clean_share)``. The weights ``w`` are the
         same either way.
+    normalize : callable or None
+        Meta-gradients to weights; None is
+        :func:`~sk_l2rw.weights.normalize_weights`. A data-parallel fit passes one
+        that normalises over the whole batch of every rank
+        (:meth:`sk_l2rw.distributed.Group.normalizer`).
 
     Returns
     -------
@@ -298,7 +307,7 @@ def reference_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0,
     if d_eps is None:  # clean loss does not depend on any trainable parameter
         d_eps = torch.zeros_like(eps)
     meta = -d_eps.detach()
-    weights = normalize_weights(meta)
+    weights = (normalize or normalize_weights)(meta)
     loss = _update_backward(module, loss_fn, losses, weights, X_clean, y_clean,
                             clean_weights=clean_weights, clean_share=clean_share,
                             forward_kwargs=forward_kwargs)
@@ -365,14 +374,14 @@ def jvp_meta_gradients(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0,
 
 
 def jvp_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0,
-             forward_kwargs=None, clean_weights=None, clean_share=0.0):
+             forward_kwargs=None, clean_weights=None, clean_share=0.0, normalize=None):
     """L2RW step with :func:`jvp_meta_gradients`, then the weighted backward.
 
     Parameters and return value are those of :func:`reference_step`.
     """
     meta = jvp_meta_gradients(module, loss_fn, X, y, X_clean, y_clean, lr=lr,
                               forward_kwargs=forward_kwargs, clean_weights=clean_weights)
-    weights = normalize_weights(meta)
+    weights = (normalize or normalize_weights)(meta)
     y_pred = call_module(module, X, forward_kwargs=forward_kwargs)
     loss = _update_backward(module, loss_fn, loss_fn(y_pred, y), weights, X_clean,
                             y_clean, clean_weights=clean_weights, clean_share=clean_share,

@@ -11,6 +11,7 @@ overrides skorch's extension points (``initialize_*``, ``get_iterator``,
 """
 
 import contextlib
+import functools
 import inspect
 import warnings
 from collections.abc import Mapping
@@ -20,6 +21,7 @@ import cloudpickle
 import numpy as np
 import scipy.sparse as sp
 import torch
+from skorch.callbacks import Checkpoint, PrintLog, ProgressBar, TrainEndCheckpoint
 from skorch.dataset import Dataset, unpack_data
 from skorch.net import NeuralNet
 from skorch.utils import to_tensor
@@ -52,6 +54,7 @@ from sk_l2rw.data import (
     take_rows,
 )
 from sk_l2rw.dispatch import Computation, choose_meta_gradient  # noqa: F401
+from sk_l2rw.distributed import ShardedBatches, _PeerFailed, current_group
 from sk_l2rw.exceptions import NoCleanSetWarning
 from sk_l2rw.validation import (
     check_clean_batch_size,
@@ -100,9 +103,11 @@ class _Run:
     per epoch, so a CUDA training step never waits for the host.
     """
 
-    def __init__(self, net, data, computation):
+    def __init__(self, net, data, computation, group=None):
         device, dtype = net.device_, net._module_dtype()
         self.computation = computation
+        # A data-parallel fit's ranks (sk_l2rw.distributed), or None.
+        self.group = group
         # Seeded fits re-seed this generator at every epoch (on_epoch_begin).
         self.rng = (np.random.RandomState() if net._seed_ is not None
                     else check_random_state(None))
@@ -131,6 +136,10 @@ class _Run:
                 # Each clean row counts, over an epoch, as much as one average
                 # training row (see train_on_clean in L2RWClassifier's docstring).
                 self.clean_share = len(data.y_clean) / max(self.n_samples, 1)
+                if group is not None and group.rank != 0:
+                    # The clean rows are the same on every rank: one rank adds
+                    # their share to the summed gradient.
+                    self.clean_share = 0.0
         self._clean_index = None
         self._clean_pos = 0
         self._clean_all = None
@@ -270,7 +279,7 @@ class L2RWMixin:
         -------
         self
         """
-        with self._unchanged_on_error():
+        with self._unchanged_on_error(), self._agreed():
             data = self._validate_fit(X, y, X_val, y_val, reset=True)
             self._features_seen = self._input_width(data.X)
             if not self.warm_start or not self.initialized_:
@@ -290,7 +299,7 @@ class L2RWMixin:
         -------
         self
         """
-        with self._unchanged_on_error():
+        with self._unchanged_on_error(), self._agreed():
             # A net initialized by hand (e.g. to load_params) has seen no data yet.
             reset = not (self.initialized_ and hasattr(self, "n_features_in_"))
             data = self._validate_fit(X, y, X_val, y_val, reset=reset)
@@ -312,6 +321,14 @@ class L2RWMixin:
             self.__dict__.clear()
             self.__dict__.update(before)
             raise
+
+    @staticmethod
+    def _agreed():
+        """In a data-parallel fit, an error before training on any rank is raised on
+        every rank (:meth:`sk_l2rw.distributed.Group.agreed`), so none waits for the
+        others in the first step."""
+        group = current_group()
+        return contextlib.nullcontext() if group is None else group.agreed()
 
     def _check_module(self, data):
         """Run the module on two rows of X and of the clean set, without gradients.
@@ -375,7 +392,16 @@ class L2RWMixin:
         computation = Computation(self.module_, self.meta_gradient,
                                   has_clean=data.X_clean is not None)
         self.meta_gradient_ = computation.method
-        self._run_ = _Run(self, data, computation)
+        group = current_group()
+        if group is not None:
+            # Collectives start only here, after every rank has validated (_agreed):
+            # the ranks must draw the same batches (rank 0's seed for all), and a
+            # module instance, or a warm start, may differ between ranks.
+            if self._seed_ is None:
+                self._seed_ = int(np.random.SeedSequence().generate_state(1)[0])
+            self._seed_ = group.broadcast(self._seed_)
+            group.broadcast_module(self.module_)
+        self._run_ = _Run(self, data, computation, group)
         try:
             # skorch's callbacks read ``net.device`` (cached predictions for
             # scoring): the resolved device stands in for "auto" while training.
@@ -856,10 +882,22 @@ class L2RWMixin:
                      and not (indexed and dataset.positions is not None)
                      and _in_memory(inner.X)
                      and (inner.y is None or isinstance(inner.y, (np.ndarray, torch.Tensor))))
+        run = getattr(self, "_run_", None)
+        group = run.group if training and run is not None else None
+        if group is not None and not (in_memory and set(kwargs) <= {"shuffle", "batch_size"}):
+            if iterator is not DataLoader:
+                raise ValueError(
+                    "a data-parallel fit shards its batches with a batch sampler of "
+                    f"torch's DataLoader; iterator_train={iterator!r} cannot take one")
+            sampler = ShardedBatches(len(dataset), batch_size,
+                                     shuffle=bool(kwargs.pop("shuffle")),
+                                     random_state=run.rng, rank=group.rank,
+                                     world=group.world)
+            kwargs.pop("batch_size")
+            return DataLoader(dataset, batch_sampler=sampler, **kwargs)
         if not (iterator is DataLoader and set(kwargs) <= {"shuffle", "batch_size"}
                 and in_memory):
             return iterator(dataset, **kwargs)
-        run = getattr(self, "_run_", None)
         if training and run is not None and indexed and run.X is not None:
             X, y = run.X, run.y
         else:
@@ -868,7 +906,8 @@ class L2RWMixin:
             y = None if inner.y is None else torch.as_tensor(inner.y).to(device)
         return TensorBatches(X, y, batch_size, shuffle=bool(kwargs.get("shuffle")),
                              with_index=indexed,
-                             random_state=run.rng if run is not None else None)
+                             random_state=run.rng if run is not None else None,
+                             shard=None if group is None else (group.rank, group.world))
 
     def train_step_single(self, batch, **fit_params):
         """One L2RW step: weights from the clean batch, gradient of the weighted loss.
@@ -887,13 +926,36 @@ class L2RWMixin:
                                      else run.next_clean())
         lr = float(self.optimizer_.param_groups[0]["lr"])
         computation = run.computation
-        result = computation.step(
-            self.module_, self._loss_fn, Xi, yi, X_clean, y_clean,
+        step = functools.partial(
+            computation.step, self.module_, self._loss_fn, Xi, yi, X_clean, y_clean,
             zero_grad=self._zero_grad_optimizer, lr=lr, forward_kwargs=fit_params,
             clean_weights=w_clean, clean_share=run.clean_share)
+        if run.group is None:
+            result = step()
+            loss = result.loss
+            run.record(index, result.weights)
+        else:
+            loss, result = self._parallel_step(step, index)
         self.meta_gradient_ = computation.method
-        run.record(index, result.weights)
-        return {"loss": result.loss, "y_pred": result.y_pred}
+        return {"loss": loss, "y_pred": result.y_pred}
+
+    def _parallel_step(self, step, index):
+        """This rank's share of one data-parallel step (:mod:`sk_l2rw.distributed`):
+        weights over the global batch, gradients and loss summed over the ranks."""
+        run = self._run_
+        group = run.group
+        group.begin_step(self.module_, self.batch_size if self.batch_size > 0
+                         else run.n_samples, verify=run.computation.verifies_next)
+        try:
+            result = step(agree=group.all_agree, normalize=group.normalizer(index))
+            loss = group.sum_gradients(self.module_, result.loss)
+        except _PeerFailed:
+            group.peer_failed()
+        except Exception as exc:
+            group.fail(exc)
+        run.record(*group.batch)
+        run.global_rows = group.batch[0].shape[0]
+        return loss, result
 
     def _loss_fn(self, y_pred, y):
         return self.get_sample_losses(y_pred, y, training=True)
@@ -916,6 +978,31 @@ class L2RWMixin:
             torch.manual_seed(seed)
             run.restart_clean()
         run.start_epoch(self._module_dtype(), self.device_)
+
+    def on_batch_end(self, net, batch=None, training=False, **kwargs):
+        """A data-parallel step counts the rows of the global batch (the epoch's
+        ``train_loss`` is averaged over batches by their sizes)."""
+        super().on_batch_end(net, batch=batch, training=training, **kwargs)
+        run = getattr(self, "_run_", None)
+        if training and run is not None and run.group is not None:
+            self.history.record_batch("train_batch_size", run.global_rows)
+
+    def notify(self, method_name, **cb_kwargs):
+        """As skorch's; in a data-parallel fit, only rank 0 runs the callbacks that
+        print, write files or warn (:attr:`rank_zero_callbacks`)."""
+        run = getattr(self, "_run_", None)
+        if run is None or run.group is None or run.group.rank == 0:
+            return super().notify(method_name, **cb_kwargs)
+        getattr(self, method_name)(self, **cb_kwargs)
+        for _, cb in self.callbacks_:
+            if not isinstance(cb, self.rank_zero_callbacks):
+                getattr(cb, method_name)(self, **cb_kwargs)
+        return None
+
+    #: Callbacks that run on rank 0 alone in a data-parallel fit: they print, write
+    #: checkpoints or warn, and every rank has the same numbers.
+    rank_zero_callbacks = (PrintLog, ProgressBar, Checkpoint, TrainEndCheckpoint,
+                           CleanLossAlarm)
 
     def on_train_end(self, net, X=None, y=None, **kwargs):
         """After an interruption, keep only completed epochs in the history."""

@@ -1,0 +1,290 @@
+"""Data-parallel L2RW on ``torch.distributed``: one fit across processes and GPUs.
+
+When ``torch.distributed`` is initialised with more than one process (``torchrun``;
+``gloo`` on CPUs, ``nccl`` on GPUs), ``fit`` trains data-parallel and every rank
+ends with the same estimator. Per step, with ``W`` ranks and a global batch of ``B``
+rows (``batch_size``):
+
+1. rank ``r`` reads only its shard, rows ``[r B / W, (r + 1) B / W)`` of the batch
+   (:func:`shard_bounds`), and the clean batch, the same on every rank (one seed);
+2. it computes its shard's meta-gradients with any computation; one
+   ``all_gather`` of ``2 + 2 ceil(B / W)`` numbers per rank brings the whole batch's
+   meta-gradients to every rank, which normalises them exactly as one process does
+   (:func:`sk_l2rw.weights.normalize_weights` over the ``B`` values: the clipped sum
+   is global) and keeps its shard's weights;
+3. its share of the weighted gradient ``sum_i w_i grad f_i`` is summed over the
+   ranks by one ``all_reduce`` of every trainable parameter's gradient and the loss.
+   ``ghost`` writes gradients itself, so DDP's backward hooks would never see them:
+   the explicit all-reduce serves every computation alike.
+
+The optimizer then takes the same step on every rank. Everything else (the clean
+loss at the end of an epoch, the validation split, early stopping) is computed
+from the same numbers on every rank, so the ranks never diverge. Layers that mix
+rows (batch normalisation) see only their shard's rows, as under DDP; dropout draws
+per rank. Both make a run differ from one process; everything else matches it to
+float rounding.
+
+Failure: every collective of a step carries a flag. A rank whose step raises joins
+the collective the others wait in with the flag set; then all ranks exchange the
+message and raise the same error, instead of hanging.
+"""
+
+import contextlib
+import math
+
+import numpy as np
+import torch
+
+from sk_l2rw.weights import normalize_weights
+
+__all__ = ["current_group", "shard_bounds", "Group", "ShardedBatches"]
+
+
+def current_group():
+    """The :class:`Group` of the default process group, or None when a fit runs on
+    one process (``torch.distributed`` absent, not initialised, or one rank)."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return None
+    return Group()
+
+
+def shard_bounds(n, rank, world):
+    """Rows ``[start, stop)`` of a batch of ``n`` rows that ``rank`` of ``world`` trains.
+
+    Contiguous shards whose sizes differ by at most one, in rank order, so that the
+    shards put together are the batch.
+    """
+    return n * rank // world, n * (rank + 1) // world
+
+
+class _PeerFailed(Exception):
+    """Another rank's step raised; the message exchange follows outside the step.
+
+    Not a ``RuntimeError``, so that no fallback inside a step catches it.
+    """
+
+
+class Group:
+    """The ranks of one data-parallel fit, and the collectives of its steps.
+
+    Parameters
+    ----------
+    group : torch.distributed.ProcessGroup or None
+        None: the default group.
+
+    Attributes
+    ----------
+    rank, world : int
+    batch : tuple of (torch.Tensor, torch.Tensor) or None
+        After the meta-gradient gather of a step: the whole batch's row positions
+        and weights, in rank order.
+    """
+
+    def __init__(self, group=None):
+        dist = torch.distributed
+        self.group = group
+        self.rank = dist.get_rank(group)
+        self.world = dist.get_world_size(group)
+        # NCCL moves CUDA tensors only; gloo takes both.
+        self.device = (torch.device("cuda", torch.cuda.current_device())
+                       if dist.get_backend(group) == "nccl" else torch.device("cpu"))
+        self.batch = None
+        self._pending = []
+        self._shard_capacity = 1
+        self._grad_size = 0
+        self._grad_dtype = torch.get_default_dtype()
+
+    # ------------------------------------------------------------ outside steps
+
+    def exchange(self, obj):
+        """Every rank's ``obj``, in rank order (``all_gather_object``)."""
+        out = [None] * self.world
+        torch.distributed.all_gather_object(out, obj, group=self.group)
+        return out
+
+    def broadcast(self, obj):
+        """Rank 0's ``obj`` on every rank."""
+        box = [obj]
+        torch.distributed.broadcast_object_list(box, src=self._global(0), group=self.group)
+        return box[0]
+
+    def broadcast_module(self, module):
+        """Rank 0's parameters and buffers on every rank (one tensor at a time)."""
+        with torch.no_grad():
+            for t in list(module.parameters()) + list(module.buffers()):
+                moved = t.data.to(self.device)
+                torch.distributed.broadcast(moved, src=self._global(0), group=self.group)
+                if moved is not t.data:
+                    t.data.copy_(moved)
+
+    @contextlib.contextmanager
+    def agreed(self):
+        """Run the block on every rank; if it raised on any, raise the same error on
+        all (the lowest failing rank's), else go on together."""
+        try:
+            yield
+        except Exception as exc:
+            self._raise_agreed(exc, self.exchange(_describe(exc, self.rank)))
+        else:
+            reports = self.exchange(None)
+            if any(r is not None for r in reports):
+                self._raise_agreed(None, reports)
+
+    # --------------------------------------------------------------- in steps
+
+    def begin_step(self, module, batch_size, verify=False):
+        """Declare the collectives of the next step (which a failing rank joins)."""
+        self._shard_capacity = max(1, math.ceil(batch_size / self.world))
+        params = [p for p in module.parameters() if p.requires_grad]
+        self._grad_size = sum(p.numel() for p in params)
+        self._grad_dtype = params[0].dtype if params else torch.get_default_dtype()
+        self._pending = (["verify"] if verify else []) + ["meta", "sum"]
+        self.batch = None
+
+    def all_agree(self, ok):
+        """Whether ``ok`` holds on every rank (the ghost check of "auto")."""
+        out = self._reduce("verify", torch.tensor([0.0, 0.0 if ok else 1.0],
+                                                  dtype=torch.float64))
+        return bool(out[1] == 0)
+
+    def normalizer(self, index):
+        """The step's ``normalize``: gathers the batch's meta-gradients, normalises
+        them over the whole batch, returns this shard's weights.
+
+        ``index`` holds the shard's row positions (for :attr:`batch`).
+        """
+        def normalize(meta):
+            n, k = meta.shape[0], self._shard_capacity
+            buf = torch.zeros(2 + 2 * k, dtype=torch.float64, device=self.device)
+            buf[1] = n
+            buf[2:2 + n] = index.to(buf)
+            buf[2 + k:2 + k + n] = meta.detach().to(buf)
+            rows = self._gather("meta", buf)
+            counts = rows[:, 1].long().tolist()
+            # float32 -> float64 -> float32 is exact: one process's values, bit for bit.
+            meta_all = torch.cat([r[2 + k:2 + k + c] for r, c in zip(rows, counts)])
+            index_all = torch.cat([r[2:2 + c] for r, c in zip(rows, counts)])
+            weights = normalize_weights(meta_all.to(device=meta.device, dtype=meta.dtype))
+            self.batch = (index_all.long().to(meta.device), weights)
+            start = sum(counts[:self.rank])
+            return weights[start:start + n]
+        return normalize
+
+    def sum_gradients(self, module, loss):
+        """Sum every trainable gradient and the loss over the ranks; the global loss."""
+        params = [p for p in module.parameters() if p.requires_grad]
+        dtype = params[0].dtype if params else loss.dtype
+        parts = [torch.zeros(1, dtype=dtype, device=self.device),
+                 loss.detach().reshape(1).to(self.device, dtype)]
+        parts += [(torch.zeros(p.numel(), dtype=dtype, device=self.device) if p.grad is None
+                   else p.grad.reshape(-1).to(self.device, dtype)) for p in params]
+        flat = self._reduce("sum", torch.cat(parts))
+        offset = 2
+        for p in params:
+            p.grad = flat[offset:offset + p.numel()].view_as(p).to(p.device)
+            offset += p.numel()
+        return flat[1].to(loss.device, loss.dtype)
+
+    def fail(self, exc):
+        """This rank's step raised ``exc``: join the collective the other ranks wait
+        in with the failure flag set, then raise the agreed error."""
+        stage = self._pending[0] if self._pending else "meta"  # the next step's first
+        if stage == "verify":
+            self._collective(stage, torch.tensor([1.0, 0.0], dtype=torch.float64))
+        elif stage == "meta":
+            buf = torch.zeros(2 + 2 * self._shard_capacity, dtype=torch.float64,
+                              device=self.device)
+            buf[0] = 1
+            self._collective(stage, buf)
+        else:
+            buf = torch.zeros(2 + self._grad_size, dtype=self._grad_dtype,
+                              device=self.device)
+            buf[0] = 1
+            self._collective(stage, buf)
+        self._raise_agreed(exc, self.exchange(_describe(exc, self.rank)))
+
+    def peer_failed(self):
+        """Another rank's step raised: take part in the message exchange and raise
+        its error here."""
+        self._raise_agreed(None, self.exchange(None))
+
+    # ---------------------------------------------------------------- helpers
+
+    def _global(self, rank):
+        if self.group is None:
+            return rank
+        return torch.distributed.get_global_rank(self.group, rank)
+
+    def _collective(self, stage, tensor):
+        if self._pending and self._pending[0] == stage:
+            self._pending.pop(0)
+        if stage == "meta":
+            out = [torch.empty_like(tensor) for _ in range(self.world)]
+            torch.distributed.all_gather(out, tensor, group=self.group)
+            return torch.stack(out)
+        torch.distributed.all_reduce(tensor, group=self.group)
+        return tensor
+
+    def _gather(self, stage, tensor):
+        rows = self._collective(stage, tensor.to(self.device))
+        if bool((rows[:, 0] != 0).any()):
+            raise _PeerFailed
+        return rows
+
+    def _reduce(self, stage, tensor):
+        out = self._collective(stage, tensor.to(self.device))
+        if bool(out[0] != 0):
+            raise _PeerFailed
+        return out
+
+    def _raise_agreed(self, exc, reports):
+        failed = [r for r in reports if r is not None]
+        if not failed:  # this rank alone knows nothing of a failure: should not happen
+            raise RuntimeError("a rank reported a failure but sent no message") from exc
+        kind, message, rank = failed[0]
+        text = f"{message} (raised on rank {rank} of {self.world})"
+        try:
+            error = kind(text)
+        except Exception:  # an exception class that wants other arguments
+            error = RuntimeError(f"{kind.__name__}: {text}")
+        raise error from exc
+
+
+def _describe(exc, rank):
+    return (type(exc), str(exc), rank)
+
+
+class ShardedBatches(torch.utils.data.Sampler):
+    """A batch sampler that yields this rank's shard of every global batch.
+
+    The global batches are those one process would draw (the same permutation on
+    every rank, from the shared seed), so a torch ``Dataset`` is read only where a
+    rank trains.
+
+    Parameters
+    ----------
+    n : int
+        Rows in the dataset.
+    batch_size : int
+        The global batch.
+    shuffle : bool
+    random_state : numpy.random.RandomState
+        Draws the permutation each epoch (seeded alike on every rank).
+    rank, world : int
+    """
+
+    def __init__(self, n, batch_size, *, shuffle, random_state, rank, world):
+        self.n, self.batch_size, self.shuffle = n, batch_size, shuffle
+        self.random_state, self.rank, self.world = random_state, rank, world
+
+    def __len__(self):
+        return -(-self.n // self.batch_size)
+
+    def __iter__(self):
+        order = (self.random_state.permutation(self.n) if self.shuffle
+                 else np.arange(self.n))
+        for start in range(0, self.n, self.batch_size):
+            rows = order[start:start + self.batch_size]
+            lo, hi = shard_bounds(len(rows), self.rank, self.world)
+            yield rows[lo:hi].tolist()

@@ -1,0 +1,133 @@
+"""One rank of a data-parallel fit, for tests/test_distributed.py.
+
+Run as ``python tests/distributed_worker.py RANK WORLD RENDEZVOUS OUT CASES`` by the
+test (``WORLD`` processes, ``gloo``; ``WORLD=1`` fits on one process without
+``torch.distributed``). ``CASES`` (comma-separated) picks the fits, run one after
+the other in one process group, as a script that fits twice would; for each, the
+rank writes what it ended with to ``OUT/{CASE}-rank{RANK}.pkl``: the fitted
+estimator's weights, losses and parameters, or the error it raised.
+"""
+
+import pickle
+import sys
+import time
+import warnings
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class FailsOnRank(nn.Module):
+    """A small MLP whose training forward raises on one rank at one step (a failure
+    found inside a step by one rank only)."""
+
+    def __init__(self, n_features=6, n_classes=3, fail_rank=1, fail_call=4):
+        super().__init__()
+        self.hidden = nn.Linear(n_features, 16)
+        self.out = nn.Linear(16, n_classes)
+        self.fail_rank, self.fail_call, self.calls = fail_rank, fail_call, 0
+
+    def forward(self, X):
+        if self.training:
+            self.calls += 1
+            rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+            if rank == self.fail_rank and self.calls == self.fail_call:
+                raise ValueError("feature 3 is out of range in this rank's rows")
+        return self.out(torch.relu(self.hidden(X)))
+
+
+def problem(n=150, d=6, classes=3, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.randn(n, d).astype(np.float32)
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(np.int64) + (X[:, 2] > 1)
+    y = np.minimum(y, classes - 1)
+    flip = rng.rand(n) < 0.3
+    y_noisy = np.where(flip, rng.randint(classes, size=n), y)
+    Xc = rng.randn(30, d).astype(np.float32)
+    yc = np.minimum((Xc[:, 0] + 0.5 * Xc[:, 1] > 0).astype(np.int64) + (Xc[:, 2] > 1),
+                    classes - 1)
+    return X, y_noisy, Xc, yc
+
+
+def estimator(case, Xc, yc):
+    from sk_l2rw import L2RWClassifier, L2RWRegressor
+    from sk_l2rw.modules import MLP
+
+    common = dict(max_epochs=3, batch_size=32, lr=0.1, random_state=7, verbose=0)
+    if case.startswith("regressor"):
+        return L2RWRegressor(MLP, Xc, Xc[:, :1] + Xc[:, 1:2], module__hidden_layer_sizes=(16,),
+                             meta_gradient="ghost", **common)
+    meta = case.split("-")[1] if case.startswith(("fit-", "clean-")) else "auto"
+    if case.startswith("fails"):
+        return L2RWClassifier(FailsOnRank, Xc, yc, criterion=nn.CrossEntropyLoss,
+                              meta_gradient="ghost", **common)
+    return L2RWClassifier(MLP, Xc, yc, module__hidden_layer_sizes=(16,),
+                          meta_gradient=meta, train_on_clean=case.startswith("clean"),
+                          **common)
+
+
+def main(rank, world, rendezvous, out, cases):
+    torch.set_num_threads(1)
+    if world > 1:
+        torch.distributed.init_process_group("gloo", init_method=f"file://{rendezvous}",
+                                             rank=rank, world_size=world)
+    for case in cases.split(","):
+        fit_case(rank, case, out)
+    if world > 1:
+        torch.distributed.destroy_process_group()
+
+
+def fit_case(rank, case, out):
+    from sk_l2rw.exceptions import L2RWWarning
+
+    X, y, Xc, yc = problem()
+    if case.startswith("regressor"):
+        y = (X[:, :1] + X[:, 1:2]).astype(np.float32)
+    if case == "bad-input" and rank == 1:
+        X = X.copy()
+        X[17, 2] = np.nan
+    if case == "dataset":
+        from skorch.dataset import Dataset
+        fit_X, fit_y = Dataset(X, y), None
+    else:
+        fit_X, fit_y = X, y
+    net = estimator(case, Xc, yc)
+    if case == "dataset":
+        net.set_params(classes=[0, 1, 2])
+    if case == "fit-auto":  # prints and checkpoints: on rank 0 alone
+        from skorch.callbacks import Checkpoint
+        net.set_params(verbose=1, callbacks=[
+            Checkpoint(monitor=None, dirname=f"{out}/checkpoints-rank{rank}")])
+    if case == "alarm":  # a rate that makes the clean loss rise: one warning
+        net.set_params(lr=2.0, callbacks__clean_loss_alarm__rise=1.0)
+    report = {"rank": rank}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        start = time.perf_counter()
+        try:
+            net.fit(fit_X, fit_y)
+        except Exception as exc:
+            report["error"] = (type(exc).__name__, str(exc))
+        report["seconds"] = time.perf_counter() - start
+    report["warnings"] = [type(w.message).__name__ for w in caught
+                          if issubclass(w.category, L2RWWarning)]
+    if "error" not in report:
+        report.update(
+            weights=net.sample_weights_,
+            train_loss=net.history[:, "train_loss"],
+            clean_loss=net.history[:, "clean_loss"],
+            batch_sizes=[[b["train_batch_size"] for b in e["batches"]] for e in net.history],
+            params={k: v.detach().numpy().copy()
+                    for k, v in net.module_.state_dict().items()},
+            meta_gradient=net.meta_gradient_,
+            estimator=pickle.dumps(net) if rank == 0 else None,
+        )
+        if rank == 0:
+            net.save_params(f_params=f"{out}/{case}-params.pt")
+    with open(f"{out}/{case}-rank{rank}.pkl", "wb") as f:
+        pickle.dump(report, f)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5])
