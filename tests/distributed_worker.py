@@ -75,6 +75,8 @@ def main(rank, world, rendezvous, out, cases):
     for case in cases.split(","):
         fit_case(rank, case, out)
     if world > 1:
+        # No rank tears the group down while another still uses it.
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 
 
