@@ -66,3 +66,21 @@ def test_peak_memory_is_reset_before_fit(scale):
     base = scale._reset_peak_rss()
     assert scale._peak_rss_mib() >= base - 1
     assert scale._peak_rss_mib() < inflated - 32
+
+
+def test_data_parallel_part_tiny(scale, tmp_path):
+    # 1,000 rows: 3 global batches per epoch, 1 and 2 gloo processes.
+    results = scale.run_parallel([2], rows=1000, pairs=1, epochs=1)
+    runs = results["runs"]
+    assert sorted(runs) == [1, 2] and all(len(rows) == 1 for rows in runs.values())
+    one, two = runs[1][0], runs[2][0]
+    assert one["steps"] == two["steps"] == 3  # the same global batches
+    assert two["all_reduce_bytes"] == 4 * (two["n_params"] + 2)
+    assert two["all_gather_bytes"] == 8 * (2 + 2 * 128) * 2
+    assert two["all_reduce_s"] > 0 and two["all_gather_s"] > 0
+    diff = results["max_weight_diff"]
+    assert len(diff["2 processes, float32"]) == 2  # the untimed epoch and the timed one
+    assert max(diff["2 processes, float32"]) < 1e-6
+    assert max(diff["2 processes, float64"]) < 1e-12
+    text = scale.report_parallel(results, "test", "cpu", tmp_path).read_text()
+    assert "| 2 | " in text and "## Exactness" in text
