@@ -15,6 +15,7 @@ PUBLIC = {
     "sk_l2rw.weights": None,
     "sk_l2rw.categorical": None,
     "sk_l2rw.data": ["SparseRows", "sparse_tensor"],
+    "sk_l2rw.distributed": None,
 }
 
 
