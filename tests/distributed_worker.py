@@ -19,20 +19,24 @@ from torch import nn
 
 
 class FailsOnRank(nn.Module):
-    """A small MLP whose training forward raises on one rank at one step (a failure
-    found inside a step by one rank only)."""
+    """A small MLP whose training forward raises (or, with ``nan=True``, returns NaN
+    from then on) on one rank from one call on: a failure found inside a step by
+    one rank only."""
 
-    def __init__(self, n_features=6, n_classes=3, fail_rank=1, fail_call=4):
+    def __init__(self, n_features=6, n_classes=3, fail_rank=1, fail_call=4, nan=False):
         super().__init__()
         self.hidden = nn.Linear(n_features, 16)
         self.out = nn.Linear(16, n_classes)
         self.fail_rank, self.fail_call, self.calls = fail_rank, fail_call, 0
+        self.nan = nan
 
     def forward(self, X):
         if self.training:
             self.calls += 1
             rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-            if rank == self.fail_rank and self.calls == self.fail_call:
+            if rank == self.fail_rank and self.calls >= self.fail_call:
+                if self.nan:
+                    return self.out(torch.relu(self.hidden(X))) * float("nan")
                 raise ValueError("feature 3 is out of range in this rank's rows")
         return self.out(torch.relu(self.hidden(X)))
 
@@ -59,9 +63,10 @@ def estimator(case, Xc, yc):
         return L2RWRegressor(MLP, Xc, Xc[:, :1] + Xc[:, 1:2], module__hidden_layer_sizes=(16,),
                              meta_gradient="ghost", **common)
     meta = case.split("-")[1] if case.startswith(("fit-", "clean-")) else "auto"
-    if case.startswith("fails"):
+    if case in ("fails", "nonfinite"):
         return L2RWClassifier(FailsOnRank, Xc, yc, criterion=nn.CrossEntropyLoss,
-                              meta_gradient="ghost", **common)
+                              module__nan=case == "nonfinite", meta_gradient="ghost",
+                              **common)
     return L2RWClassifier(MLP, Xc, yc, module__hidden_layer_sizes=(16,),
                           meta_gradient=meta, train_on_clean=case.startswith("clean"),
                           **common)

@@ -26,7 +26,7 @@ REPO = WORKER.parent.parent
 COMPUTATIONS = ["fit-ghost", "fit-jvp", "fit-reference"]
 # fit-auto also prints and writes checkpoints; alarm makes the clean loss rise.
 FITS = ["fit-auto", *COMPUTATIONS, "clean-ghost", "regressor", "dataset", "alarm"]
-FAILURES = ["bad-input", "fails"]
+FAILURES = ["bad-input", "fails", "nonfinite"]
 
 
 def launch(out, world, cases, timeout):
@@ -66,7 +66,7 @@ def runs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def failures(tmp_path_factory):
-    """2 ranks where rank 1 alone meets a bad input, then a failing step."""
+    """2 ranks where rank 1 alone meets a bad input, a failing step, a NaN loss."""
     return launch(tmp_path_factory.mktemp("failures"), 2, FAILURES, timeout=90)
 
 
@@ -166,6 +166,13 @@ class TestFailure:
         kind, text = errors[0]
         assert kind == "ValueError"
         assert message in text and "rank 1 of 2" in text
+
+    def test_a_nan_loss_on_one_rank_stops_every_rank(self, failures):
+        # The summed loss is NaN on every rank, so FiniteLoss stops each of them.
+        errors = [report.get("error") for report in failures["nonfinite"]]
+        assert errors[0] == errors[1]
+        assert errors[0][0] == "FloatingPointError"
+        assert "loss became nan in epoch 1, batch 4" in errors[0][1]
 
     def test_a_failed_fit_leaves_no_fitted_state(self, failures):
         for report in failures["bad-input"]:
