@@ -1616,8 +1616,8 @@ def render_markdown(res, cfg, *, command, started, elapsed, jobs, load, info,
               "requested baseline's (accuracy; balanced accuracy for imbalance):", ""]
     lines += losses_list(res, cfg)
     if cfg.mode == "full":
-        lines += ["", "## Findings", ""] + (LENET_FINDINGS if cfg.module == "lenet"
-                                            else FINDINGS)
+        lines += ["", "## Findings", "", findings_pointer(
+            "LeNet" if cfg.module == "lenet" else "MLP")]
     lines += ["", "## Protocol", ""] + protocol_lines(cfg)
     if cfg.datasets:
         lines += ["", "## Label noise: test accuracy (%)"]
@@ -1676,7 +1676,8 @@ def render_markdown(res, cfg, *, command, started, elapsed, jobs, load, info,
         if grad:
             lines += ["", "#### Why: the weighted gradient is longer", ""] + grad
         if cfg.mode == "full":
-            lines += ["", "### What it shows", ""] + COLLAPSE_FINDINGS
+            lines += ["", "### What it shows", "",
+                      findings_pointer("When the weights collapse")]
     lines += ["", "## Compute", "", "CPU seconds of each method, all fits together "
               "(one thread per process; the machine was shared, so these are rough):", ""]
     lines += time_table(res)
@@ -1707,175 +1708,14 @@ def COLLAPSE_TEXT(cfg):
     ]
 
 
-# Written from the full run's numbers (see the tables); only included in full runs.
-FINDINGS = [
-    "Numbers are means over 5 seeds, in points of accuracy (balanced accuracy for "
-    "imbalance), from the tables below.",
-    "",
-    "1. **L2RW wins clearly where the paper's method is meant to win**: BackgroundFlip "
-    "and PairFlip with 10 clean rows per class on the balanced sets. It beats the best "
-    "baseline by +12.2 / +9.7 (mnist), +7.2 / +7.3 (fashion_mnist), +19.7 / +3.9 "
-    "(letter) and +3.8 / +2.8 (digits), and comes within 2.8 (mnist), 4.0 "
-    "(fashion_mnist) and 7.3 (letter) points of the ceiling under BackgroundFlip. On "
-    "digits it holds 93-95% from 10% to 60% BackgroundFlip while every method trained "
-    "on the noisy labels falls to 23-39% (first figure). Its weights do what they "
-    "should: under BackgroundFlip the flipped rows get 6-13% of the other rows' mean "
-    "weight (PairFlip 15-43%).",
-    "2. **Adult and kdd_census (skewed binary sets): L2RW loses on accuracy, because "
-    "the clean set is balanced.** With the same number of clean rows per class, the "
-    "clean set is 50/50 while the test set is 76/24 (adult) and 94/6 (kdd_census). "
-    "L2RW minimises the loss on the clean set, so it learns for a balanced world: it "
-    "up-weights the minority class and gives up accuracy for balanced accuracy. On "
-    "balanced accuracy it beats every baseline under BackgroundFlip on all five sets "
-    "(adult +2.4, kdd_census +1.2) and is 1.1 / 2.6 points behind clean-only training "
-    "under PairFlip. Repeating the clean rows so that the clean set follows the base "
-    "rate (extras) recovers accuracy where the clean set is big enough: with 100 rows "
-    "per class L2RW goes from 77.0 to 82.3 (adult, UniformFlip; HGB 77.6), 79.0 to 84.3 "
-    "(adult, BackgroundFlip; cleanlab 84.0), 75.7 to 94.0 (kdd_census, UniformFlip; HGB "
-    "88.1) and 84.6 to 94.4 (kdd_census, BackgroundFlip; HGB 94.7). With 10 per class "
-    "it helps on kdd_census (74.5 to 90.7 under UniformFlip, above HGB's 88.5) but not "
-    "on adult: 20 clean rows are fitted to a clean loss of 0.004-0.011 within a few "
-    "epochs (weights table), after which the clean gradient says little, and L2RW "
-    "barely tells flipped from intact rows under Uniform/PairFlip (weight ratio "
-    "0.82-1.04 on adult and kdd_census, against 0.30-0.44 on mnist). On kdd_census, predicting the majority "
-    "class alone scores 93.8% accuracy; the ceiling scores 94.4.",
-    "3. **UniformFlip: the goal (within 1 point of the best baseline) holds only on "
-    "mnist** (86.0, cleanlab 85.6). L2RW is 1.2 (digits), 2.1 (fashion_mnist), 3.9 "
-    "(adult), 4.9 (letter) and 14.1 (kdd_census) points behind with 10 clean rows per "
-    "class. Uniform noise over K-1 classes is benign for plain training (the true class "
-    "keeps 60% of its labels, each wrong class gets 40/(K-1)%), so cleaning buys little, "
-    "while L2RW sets 41-53% of the rows to weight 0, many of them correct (the flipped "
-    "rows still get 20-48% of the others' mean weight on the multi-class sets, 82-104% "
-    "on the binary ones): it trains on about half the data. HGB with early stopping on its noisy validation split is the strongest "
-    "baseline on letter, adult and kdd_census.",
-    "4. **100 clean rows per class: L2RW loses almost everywhere, mostly to clean-only "
-    "training, because it does not train on the clean rows.** The subsampling that "
-    "keeps this benchmark within an hour makes 100 rows per class a large share of the "
-    "training rows (digits 74%, mnist and fashion_mnist 50%, letter 65%; adult and "
-    "kdd_census 5%). By default L2RW trains on the remaining noisy rows only (1,000 on "
-    "mnist, 1,400 on letter) and uses the clean rows only as a yardstick; clean-only "
-    "trains on 1,000-2,600 correct rows. L2RW at 100 per class is even below L2RW at "
-    "10 per class on several sets (letter BackgroundFlip 75.7 to 65.9). Passing the "
-    "clean rows in X as well (extras, starred column) closes most of this gap: letter "
-    "63.2 to 76.5 (UniformFlip), 65.9 to 78.1 (BackgroundFlip); mnist 83.5 to 89.1; "
-    "digits 85.6 to 93.0 (PairFlip); at 10 per class it changes L2RW by -0.1 to +4.0 "
-    "points. On data sets where the clean set is a small share of the rows, as in the "
-    "paper (1,000 of 50,000), this matters much less.",
-    "5. **MNIST 4-vs-9 at 0.995: plain training collapses (52.1), L2RW does not (85.8, "
-    "the best of all methods with 10 clean rows per class), but it stays 11.8 points "
-    "below the balanced-data ceiling (97.6): the goal fails.** With 2,000 training rows "
-    "the minority class has 10 rows (the paper: 25 of 5,000). The weights concentrate "
-    "on them as intended (minority rows get 750-880x the majority's mean weight, 93-98% of "
-    "rows weight 0), and more epochs do not help (a side run, not part of this script, "
-    "at 20, 60 and 150 epochs, seeds 0-1: 87.6/87.5/87.5 and 82.2/81.6/80.8; the clean loss goes to 0.002-0.04): "
-    "this MLP does not generalise well from a dozen minority images (class-balanced "
-    "weights on the same rows: 80.3; clean-only on 10 rows per class: 83.0). With the paper's 5,000 "
-    "rows (extras, seeds 0-2) L2RW reaches 86.4 (10 clean per class) and 91.3 (100), "
-    "and 90.5 / 91.9 with the clean rows also in X, against a ceiling of 98.3. With 100 "
-    "clean rows per class, clean-only training (94.6) and class-balanced weights (93.7) "
-    "beat L2RW (86.1) at 2,000 rows; L2RW with the clean rows in X reaches 94.5. "
-    "The paper used LeNet, a CNN; with it (quality_lenet.md, same protocol) L2RW "
-    "reaches 94.7 / 93.2 at 0.995 against a ceiling of 99.0 (-4.3 / -5.8), and 95.8 / "
-    "97.0 against 99.4 at the paper's 5,000 rows: most of the MLP's gap was the module.",
-    "6. **The estimator's warning fires where fits fail, not where weights are merely "
-    "concentrated.** It is the clean-loss rule (a clean loss 10x its best and above its "
-    "first epoch's). It fired in none of the 255 main L2RW fits (none diverged, while "
-    "the imbalance fits put 65-98% of the rows at weight 0, as intended) and in all 18 "
-    "collapsed or diverged runs of the collapse study, with no false alarm in its 36 "
-    "good runs (study below). An earlier version also warned on a low weight_ess; in "
-    "the previous run of this benchmark that warning fired in every imbalance fit (50 "
-    "of 50) and every kdd_census BackgroundFlip fit, and in none of the diverging runs, "
-    "so it was removed (clean_loss_warning.md replays both rules over 124 fits).",
-    "7. Optimiser: with the benchmark's Adam(1e-3) no L2RW fit diverged (255 main fits "
-    "and 302 in the extras); with SGD the rate that suits plain training breaks L2RW (study "
-    "below).",
-]
-# Findings of the full LeNet run (``--module lenet --parts imbalance`` merged with
-# ``--module lenet --parts extras --datasets none`` and ``--module lenet --parts noise``).
-LENET_FINDINGS = [
-    "1. **Most of the MLP's gap to the ceiling was the module, not the method.** With "
-    "the paper's LeNet, L2RW at a 0.995 majority proportion (2,000 rows, 10 minority "
-    "rows) reaches 94.7 (10 clean rows per class) and 93.2 (100) balanced accuracy "
-    "against a ceiling of 99.0: 4.3 and 5.8 points short, where the MLP run "
-    "(quality.md) was 11.4 and 11.5 short. The goal (within 3 points) still fails. "
-    "Plain training collapses to the majority class (50.0) as with the MLP.",
-    "2. **With 10 clean rows per class L2RW is the best method or level with it at "
-    "every proportion** (0.99: 96.2 and 0.995: 94.7, against class-balanced weights "
-    "94.3 and 89.7 and clean-only training 91.8; below 0.99 within 0.1 points of "
-    "class-balanced weights). With 100 clean rows per class, methods that train on "
-    "those 200 correct rows beat it (class-balanced 97.8, plain on imbalanced + clean "
-    "rows 97.4 at 0.995); L2RW with the clean rows also in X reaches 98.2 there, 0.8 "
-    "below the ceiling.",
-    "3. **Single fits are fragile at 0.995.** The 93.2 ± 5.1 with 100 clean rows per "
-    "class is four fits at 94-97 and one (seed 3) at 83.1. A first run of this "
-    "benchmark, identical except for the order of floating-point sums in ghost's dot "
-    "products (every baseline came out bit-identical), gave L2RW 94.1 / 96.0 at 0.995 "
-    "and 96.7 for that fit: over the 50 L2RW fits rounding alone moved the balanced "
-    "accuracy by 1.4 points on average and by up to 13.6. Read differences of a few "
-    "points between L2RW cells here as noise.",
-    "4. **At the paper's size** (5,000 rows, 25 minority rows at 0.995; seeds 0-2) L2RW "
-    "reaches 95.8 / 97.0 against a ceiling of 99.4: within 3 points with 100 clean rows "
-    "per class (-2.4), 3.6 short with 10. With the clean rows also in X: 97.2 / 98.3 "
-    "(-2.2 / -1.1). At this size LeNet's plain training no longer collapses (89.1 / "
-    "86.6). The paper reports about 2 points with 8,000 steps; these fits take 20 "
-    "epochs (320 steps at 2,000 rows, 800 at 5,000). Training every net longer does "
-    "not close the gap (imbalance_steps.md, 10 clean rows per class, seeds 0-2): L2RW "
-    "95.8 / 95.8 / 96.3 at 800 / 2,000 / 8,000 steps against a ceiling of 99.4 "
-    "(-3.6 / -3.6 / -3.1); nor does the paper's optimizer (imbalance_steps_sgd.md: "
-    "momentum SGD at 1e-3, batch 100, 8,000 steps: 95.4 against 99.2, -3.8, while "
-    "plain training collapses to one class).",
-    "5. The clean-loss warning fired in none of the 50 L2RW fits. (In the first run, "
-    "under the earlier rule, a clean loss 10x its best, it fired in 4 fits that did "
-    "not break down; the rule now also requires the loss to be above its first "
-    "epoch's: clean_loss_warning.md.)",
-    "6. **Label noise with LeNet** (mnist and fashion_mnist, 2,000 training rows, "
-    "`--parts noise`): with 10 clean rows per class L2RW beats every baseline under "
-    "BackgroundFlip (mnist +9.1, fashion_mnist +3.6) and PairFlip (+8.1, +1.0), as "
-    "with the MLP. Under UniformFlip it falls further behind than with the MLP (mnist "
-    "85.7 against 91.3 for plain training on noisy + clean rows; fashion_mnist 65.5 "
-    "against HGB's 74.5): LeNet's plain training shrugs uniform noise off (91.1 on "
-    "mnist, ceiling 93.9) while L2RW gives weight 0 to 45-49% of the rows. With 100 "
-    "clean rows per class L2RW loses on every cell, mostly to training on the clean "
-    "rows (quality.md, finding 4). On fashion_mnist this LeNet is the weaker net "
-    "(ceiling 74.0, the MLP's 80.8), and L2RW's clean loss stays high (0.84-1.16 at "
-    "the last epoch against 0.39-0.87 on mnist).",
-    "7. Cost: a 4-vs-9 L2RW fit took 5.7 CPU s against 3.4 for plain training (1.7x) "
-    "and 10.5 for cleanlab's three folds and refit.",
-]
+# The hand-written reading of a full run lives in prose, next to the user guide;
+# the report holds only what this script computed.
+FINDINGS_PAGE = "docs/findings/quality.md"
 
-COLLAPSE_FINDINGS = [
-    "- **Reproduced.** Plain training's best SGD rate by clean-set loss is 0.1 or 0.3 "
-    "under BackgroundFlip. At 0.3 L2RW stops on a non-finite loss (3 of 3 seeds); at "
-    "0.1 its clean loss grows from ~0.2 to 10^5-10^6 (figure) and accuracy drops to "
-    "61.4, below plain training (76.4). At 0.03-0.01 (3-10x smaller) L2RW scores "
-    "94.7-95.3: +18 points over plain training at its best rate. Under UniformFlip "
-    "plain training picks 0.01-0.03; at 0.3 L2RW's clean loss explodes (10^27-10^33) "
-    "and accuracy falls to 22%, at 0.1 it beats plain training at the same rate (89.9 "
-    "vs 85.1), at plain's rate it is 3-5 points behind it (as in the main tables).",
-    "- **Mechanism.** The weights sum to 1 over a batch but sit on few rows (weight_ess "
-    "0.06-0.10 of the batch after a few epochs; the largest row gets 54-91x the weight "
-    "it would get under uniform weights), and the rows that get weight are those whose "
-    "gradients align best with the clean gradient. The weighted gradient is then up to "
-    "2-3x longer than plain training's at the same parameters (table above: median "
-    "1.1-1.25x after epochs 3-10, largest of 20 batches 2.1-2.8x), so the same lr takes "
-    "an up to 2-3x larger step, in a direction set by a handful of rows; with momentum "
-    "0.9 that is enough to turn a stable rate unstable. Adam normalises the step per "
-    "coordinate and was stable in every fit.",
-    "- **weight_ess does not tell a diverging run from a good one**: its minimum over "
-    "epochs was 0.045-0.108 in the 12 diverging runs that produced a history and "
-    "0.052-0.088 in the good BackgroundFlip runs; a 5% threshold catches 1 of the 12. "
-    "**The clean loss does**: the estimator's warning (clean loss 10x its best and above "
-    "its first epoch's) fired in all 18 collapsed or diverged runs (for the 12 with a "
-    "history, first at epoch 2-10) and in none of the 36 others. A 2x threshold would "
-    "fire earlier (epoch 2-7) but also in 2 good runs (lr 0.06, epoch 8, 92.7% "
-    "accuracy; UniformFlip lr 0.1, epoch 24, 86.9%).",
-    "- **Remedies at the too-large rate do not work**: at lr 0.1 under BackgroundFlip, 3 "
-    "plain warm-up epochs (69.2 vs 61.4, clean loss still 10^6) and a smaller clean "
-    "batch (clean_batch_size=16: 60.7; with warm-up: 55.2) leave the run unstable. Only "
-    "a smaller rate (or Adam) fixes it. At a stable rate under UniformFlip, "
-    "clean_batch_size=16 gave +1.6 to +3.0 points on the same seed (94.4 / 93.2 / 92.1 "
-    "vs 92.8 / 91.0 / 89.1; weight_ess 0.27-0.29 vs 0.20-0.30) and warm-up 0 to +2.2.",
-]
+
+def findings_pointer(section):
+    return (f"The reading of these numbers, in prose: `{FINDINGS_PAGE}`, *{section}* "
+            "(edited by hand after a rerun).")
 
 
 def machine_info(out_dir, charts):

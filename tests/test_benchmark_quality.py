@@ -7,6 +7,7 @@ benchmark tries to fetch an artifact.
 import importlib.util
 import math
 import re
+from pathlib import Path
 
 import pytest
 
@@ -151,6 +152,24 @@ class TestLeNetOption:
         assert not [h for h in headings if "Label noise" in h or "Flip" in h], headings
         assert not re.search(r"^\| UniformFlip 40%", text, flags=re.M)  # no noise goal
         assert re.search(r"4-vs-9 at 0\.995, 10 clean/class.*\(-2\.0\).*PASS", text)
+
+    def test_full_report_points_to_its_findings_page(self, quality, tmp_path):
+        # The hand-written reading is prose in docs/findings, not text in the code.
+        cfg = quality.use_module(quality.full_config(), "lenet")
+        cfg.imb_clean_sizes, cfg.imb_proportions = (10,), (0.995,)
+        rows = [dict(part="imbalance", dataset="mnist", seed=s, proportion=p, clean=c,
+                     method=m, acc=v, bal_acc=v, max_share=0.5)
+                for s in (0, 1)
+                for p, c, m, v in ((None, None, "ceiling", 0.98),
+                                   (0.995, 10, "l2rw", 0.96))]
+        meta = dict(command="test", started="2026-01-01T00:00:00+00:00", elapsed=1.0,
+                    jobs=1, load=["0", "0"])
+        text = quality.write_report(rows, cfg, tmp_path, meta=meta,
+                                    charts=False).read_text()
+        section = text.split("## Findings\n", 1)[1].split("\n## ", 1)[0]
+        assert f"`{quality.FINDINGS_PAGE}`, *LeNet*" in section
+        page = Path(__file__).resolve().parent.parent / quality.FINDINGS_PAGE
+        assert "\n## LeNet" in page.read_text()
 
     @pytest.mark.parametrize("argv", [["--datasets", "no_such_set"],
                                       ["--module", "lenet", "--datasets", "digits"]])
