@@ -31,6 +31,8 @@ import warnings
 import numpy as np
 from sklearn.exceptions import NotFittedError
 
+from sk_l2rw.validation import is_integer_at_least
+
 __all__ = ["relative_weights", "label_quality_scores", "find_label_issues"]
 
 #: Default threshold of :func:`find_label_issues`: a row is suspect when, over the
@@ -88,8 +90,7 @@ def _chosen_epochs(estimator, last_epochs):
     n_epochs = weights.shape[0]
     if last_epochs is None:
         return net, weights
-    if (isinstance(last_epochs, bool) or not isinstance(last_epochs, numbers.Integral)
-            or last_epochs < 1):
+    if not is_integer_at_least(last_epochs, 1):
         raise ValueError(
             f"last_epochs must be None or a positive integer, got {last_epochs!r}")
     if last_epochs > n_epochs:
@@ -321,8 +322,7 @@ def find_label_issues(estimator, *, last_epochs=None, method="positive_share", t
                 or np.isnan(threshold)):
             raise ValueError(f"threshold must be a real number, got {threshold!r}")
     if n_issues is not None:
-        if (isinstance(n_issues, bool) or not isinstance(n_issues, numbers.Integral)
-                or n_issues < 0):
+        if not is_integer_at_least(n_issues, 0):
             raise ValueError(
                 f"n_issues must be None or a non-negative integer, got {n_issues!r}")
     scores = label_quality_scores(estimator, last_epochs, method=method)

@@ -20,6 +20,8 @@ import numbers
 import numpy as np
 from sklearn.utils import _safe_indexing, check_random_state
 
+from sk_l2rw.validation import is_integer_at_least
+
 __all__ = ["flip_labels", "make_imbalanced", "split_clean"]
 
 _FLIP_KINDS = ("uniform", "background", "pair")
@@ -246,11 +248,7 @@ def make_imbalanced(
     if n_samples is None:
         n = _largest_exact_size(p, len(rows_major), len(rows_minor))
     else:
-        if (
-            isinstance(n_samples, bool)
-            or not isinstance(n_samples, numbers.Integral)
-            or n_samples < 2
-        ):
+        if not is_integer_at_least(n_samples, 2):
             raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}.")
         n = int(n_samples)
     n_major = int(round(p * n))
@@ -310,11 +308,7 @@ def split_clean(X, y, n_per_class, random_state=None):
         length, or some class has ``n_per_class`` rows or fewer (it would
         vanish from the rest).
     """
-    if (
-        isinstance(n_per_class, bool)
-        or not isinstance(n_per_class, numbers.Integral)
-        or n_per_class < 1
-    ):
+    if not is_integer_at_least(n_per_class, 1):
         raise ValueError(f"n_per_class must be a positive integer, got {n_per_class!r}.")
     y_arr = _as_label_array(y)
     _check_same_length(X, y_arr)

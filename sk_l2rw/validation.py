@@ -4,6 +4,7 @@ Every check raises a ``ValueError`` (or ``TypeError``) whose message names the
 problem, so that a bad call never reaches the module and never touches a fitted model.
 """
 
+import numbers
 import warnings
 from collections.abc import Mapping
 
@@ -34,9 +35,16 @@ __all__ = [
     "warn_missing_classes",
     "codes_for_clean_labels",
     "numpy_dtype",
+    "is_integer_at_least",
 ]
 
 META_GRADIENTS = ("auto", "ghost", "jvp", "reference")
+
+
+def is_integer_at_least(value, minimum):
+    """Whether ``value`` is an integer (not a bool) of at least ``minimum``."""
+    return (not isinstance(value, bool) and isinstance(value, numbers.Integral)
+            and value >= minimum)
 
 
 def check_meta_gradient(value):
