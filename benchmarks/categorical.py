@@ -23,7 +23,6 @@ import argparse
 import dataclasses
 import datetime
 import json
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -31,11 +30,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from benchmarks import quality  # noqa: E402
-from benchmarks.environment import load_average, report_header  # noqa: E402
+from benchmarks import quality
+from benchmarks.environment import command_line, load_average, report_header
 
 ENCODINGS = ("one_hot", "embedded")
 METHODS = ("plain", "l2rw")
@@ -73,7 +70,7 @@ def generated_pool(seed=0, n=900):
 
 def _one_hot_preprocessor():
     """quality's recipe for the tables (standardise numbers, one-hot the strings)."""
-    return quality.bench_datasets().adult_preprocessor()
+    return quality.bench_data.adult_preprocessor()
 
 
 def prepare(name, pool, size, seed):
@@ -265,8 +262,7 @@ def main(argv=None):
     cfg = smoke_config() if args.smoke else full_config(seeds)
     started, t0 = datetime.datetime.now(datetime.timezone.utc), time.perf_counter()
     rows = run(cfg, jobs=1 if args.smoke else args.jobs)
-    text = report(rows, command="python -m benchmarks.categorical "
-                  + " ".join(argv if argv is not None else sys.argv[1:]),
+    text = report(rows, command=command_line("categorical", argv),
                   started=started, elapsed=time.perf_counter() - t0, smoke=args.smoke)
     out = args.out if args.out is not None else (None if args.smoke else OUT)
     if out is not None:

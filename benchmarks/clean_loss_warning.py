@@ -22,15 +22,14 @@ Writes ``clean_loss_warning.md`` into ``--out`` (default ``benchmarks/results``)
 
 Usage::
 
-    python benchmarks/clean_loss_warning.py           # 124 fits, about 4 min on 2 cores
-    python benchmarks/clean_loss_warning.py --smoke   # digits only (CI; no download)
+    python -m benchmarks.clean_loss_warning           # 124 fits, about 4 min on 2 cores
+    python -m benchmarks.clean_loss_warning --smoke   # digits only (CI; no download)
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import shlex
 import sys
 import time
 import warnings
@@ -38,14 +37,12 @@ from pathlib import Path
 
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 # benchmarks/quality.py holds the data preparation and net settings. Imported by its
 # package name, so that worker processes can unpickle the configurations and nets
 # it defines.
-from benchmarks import quality as q  # noqa: E402
-from benchmarks.environment import report_header  # noqa: E402
+from benchmarks import quality as q
+from benchmarks.environment import add_run_arguments, command_line, report_header
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 FAILED_POINTS = 0.20  # balanced accuracy this far below the best of the group
@@ -227,14 +224,10 @@ def render(rows, *, command, started, elapsed, smoke):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--smoke", action="store_true",
-                        help="digits only, a few fits (CI; nothing downloaded)")
-    parser.add_argument("--jobs", type=int, default=None,
-                        help="worker processes (default 2; 1 for --smoke)")
-    parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder")
+    add_run_arguments(parser, smoke="digits only, a few fits (CI; nothing downloaded)",
+                      out=DEFAULT_OUT)
     args = parser.parse_args(argv)
-    command = "python benchmarks/clean_loss_warning.py" + "".join(
-        f" {shlex.quote(a)}" for a in (sys.argv[1:] if argv is None else argv))
+    command = command_line("clean_loss_warning", argv)
     started = datetime.datetime.now(datetime.timezone.utc)
     t0 = time.perf_counter()
     rows = run(smoke=args.smoke, jobs=args.jobs or (1 if args.smoke else 2))

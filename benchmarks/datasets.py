@@ -15,9 +15,9 @@ The cache folder is ``$SK_L2RW_DATA``, or ``~/.cache/sk_l2rw`` when unset.
 
 Command line::
 
-    python benchmarks/datasets.py list
-    python benchmarks/datasets.py fetch [NAME ...]     # all when no name
-    python benchmarks/datasets.py show [NAME ...]      # load, print shapes
+    python -m benchmarks.datasets list
+    python -m benchmarks.datasets fetch [NAME ...]     # all when no name
+    python -m benchmarks.datasets show [NAME ...]      # load, print shapes
 
 From Python::
 
@@ -270,7 +270,7 @@ def artifact_path(project: str, *, download: bool = True, verify: bool = True) -
         return path
     if not download:
         raise FileNotFoundError(
-            f"{path} is missing; run `python benchmarks/datasets.py fetch` first."
+            f"{path} is missing; run `python -m benchmarks.datasets fetch` first."
         )
     cache.mkdir(parents=True, exist_ok=True)
     # Download into a private folder in the cache, then move: an interrupted

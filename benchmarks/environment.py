@@ -1,12 +1,13 @@
 """What a benchmark ran on: CPU model, load average and library versions.
 
-Shared by the scripts in this folder so that every report describes its machine
-the same way. Import it as ``benchmarks.environment`` (each script puts the
-repository root on ``sys.path``).
+Shared by the studies of this package so that every report describes its machine
+and its command the same way.
 """
 
 import os
 import platform
+import shlex
+import sys
 
 #: Libraries every report names, as (import name, name in the report).
 CORE = (("torch", "torch"), ("skorch", "skorch"), ("sklearn", "scikit-learn"),
@@ -97,3 +98,19 @@ def report_header(title, *, command, started, elapsed, smoke=False, load=None):
     if smoke:
         lines += ["**A `--smoke` run on digits: it only shows that the script runs.**", ""]
     return lines
+
+
+def command_line(study, argv=None):
+    """The command that reruns ``study`` with ``argv`` (default: this process's
+    arguments), as a report quotes it: ``python -m benchmarks.<study> ...``."""
+    args = sys.argv[1:] if argv is None else argv
+    return f"python -m benchmarks.{study}" + "".join(f" {shlex.quote(a)}" for a in args)
+
+
+def add_run_arguments(parser, *, smoke, out):
+    """The options every multi-process study takes: ``--smoke`` (``smoke`` is its
+    help), ``--jobs`` and ``--out`` (default ``out``)."""
+    parser.add_argument("--smoke", action="store_true", help=smoke)
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="worker processes (default 2; 1 for --smoke)")
+    parser.add_argument("--out", default=str(out), help="output folder")

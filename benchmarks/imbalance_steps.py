@@ -23,10 +23,10 @@ into ``--out`` (default ``benchmarks/results``).
 
 Usage::
 
-    python benchmarks/imbalance_steps.py                 # 800 and 8,000 steps, seeds 0-2
-    python benchmarks/imbalance_steps.py --steps 800,2000,8000 --seeds 0,1,2,3,4
-    python benchmarks/imbalance_steps.py --optimizer sgd --steps 2000,8000   # the paper's
-    python benchmarks/imbalance_steps.py --smoke         # digits, MLP (CI; no download)
+    python -m benchmarks.imbalance_steps                 # 800 and 8,000 steps, seeds 0-2
+    python -m benchmarks.imbalance_steps --steps 800,2000,8000 --seeds 0,1,2,3,4
+    python -m benchmarks.imbalance_steps --optimizer sgd --steps 2000,8000   # the paper's
+    python -m benchmarks.imbalance_steps --smoke         # digits, MLP (CI; no download)
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ import argparse
 import dataclasses
 import datetime
 import math
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -43,13 +42,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 # By its package name, so that worker processes can unpickle the configurations and
 # nets that benchmarks/quality.py defines.
-from benchmarks import quality as q  # noqa: E402
-from benchmarks.environment import report_header  # noqa: E402
+from benchmarks import quality as q
+from benchmarks.environment import add_run_arguments, command_line, report_header
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 #: --optimizer choices: the quality benchmark's setting, or the paper's (section 5.1:
@@ -203,18 +200,14 @@ def main(argv=None):
                         help="adam: the quality benchmark's Adam(1e-3), batch 128 "
                              "(writes imbalance_steps.md); sgd: the paper's momentum "
                              "SGD, lr 1e-3, batch 100 (writes imbalance_steps_sgd.md)")
-    parser.add_argument("--smoke", action="store_true",
-                        help="digits and the small MLP, a few steps (CI; no download)")
-    parser.add_argument("--jobs", type=int, default=None,
-                        help="worker processes (default 2; 1 for --smoke)")
-    parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder")
+    add_run_arguments(parser, smoke="digits and the small MLP, a few steps (CI; no "
+                      "download)", out=DEFAULT_OUT)
     args = parser.parse_args(argv)
     steps = args.steps or ((20, 60) if args.smoke else (800, 8000))
     seeds = args.seeds or ((0,) if args.smoke else (0, 1, 2))
     if min(steps) < 1:
         parser.error("--steps must be positive")
-    command = "python benchmarks/imbalance_steps.py" + "".join(
-        f" {shlex.quote(a)}" for a in (sys.argv[1:] if argv is None else argv))
+    command = command_line("imbalance_steps", argv)
     started = datetime.datetime.now(datetime.timezone.utc)
     t0 = time.perf_counter()
     rows, about = run(steps, seeds, optimizer=args.optimizer, smoke=args.smoke,

@@ -30,7 +30,7 @@ Needs cleanlab (a benchmark-only dependency) and the cached data sets of
 
 Usage::
 
-    python benchmarks/label_issues.py [--quick] [--seeds 0 1 2] [--max-rows 6000]
+    python -m benchmarks.label_issues [--quick] [--seeds 0 1 2] [--max-rows 6000]
                                       [--epochs 30] [--out benchmarks/results]
 """
 
@@ -40,8 +40,6 @@ import argparse
 import datetime
 import os
 import platform
-import shlex
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -51,16 +49,14 @@ import torch
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from benchmarks.environment import load_average, versions_line  # noqa: E402
-from benchmarks.datasets import (adult_preprocessor, kdd_census_preprocessor,  # noqa: E402
+from benchmarks.environment import command_line, load_average, versions_line
+from benchmarks.datasets import (adult_preprocessor, kdd_census_preprocessor,
                                  load)
-from sk_l2rw import L2RWClassifier  # noqa: E402
-from sk_l2rw.diagnostics import find_label_issues, label_quality_scores  # noqa: E402
-from sk_l2rw.modules import MLP  # noqa: E402
-from sk_l2rw.noise import flip_labels, split_clean  # noqa: E402
+from sk_l2rw import L2RWClassifier
+from sk_l2rw.diagnostics import find_label_issues, label_quality_scores
+from sk_l2rw.modules import MLP
+from sk_l2rw.noise import flip_labels, split_clean
 
 DATASETS = ("adult", "letter", "digits", "fashion_mnist", "kdd_census")
 # Not looked at when method="positive_share" was found (on Adult, then checked on
@@ -224,8 +220,7 @@ def write_report(out, results, args, wall, load_before, load_after):
     seeds = len(args.seeds)
     lines = [
         "# Finding flipped labels: L2RW weights vs cleanlab", "",
-        f"Command: `python benchmarks/label_issues.py {shlex.join(sys.argv[1:])}`".replace(
-            "label_issues.py `", "label_issues.py`"),
+        f"Command: `{command_line('label_issues')}`",
         f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC  ",
         f"Wall time of the whole run: {wall:.0f} s  ",
         f"Machine: {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "

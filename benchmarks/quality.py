@@ -25,11 +25,11 @@ Writes ``quality.md`` and ``quality_*.png`` into ``--out``.
 
 Usage::
 
-    python benchmarks/quality.py            # full run, about an hour on 2 cores
-    python benchmarks/quality.py --quick    # every part, small; under 5 minutes
-    python benchmarks/quality.py --smoke    # digits only, ~20 s (CI; no download)
-    python benchmarks/quality.py --render RAW.json   # re-render a saved run
-    python benchmarks/quality.py --module lenet --parts imbalance   # the paper's CNN
+    python -m benchmarks.quality            # full run, about an hour on 2 cores
+    python -m benchmarks.quality --quick    # every part, small; under 5 minutes
+    python -m benchmarks.quality --smoke    # digits only, ~20 s (CI; no download)
+    python -m benchmarks.quality --render RAW.json   # re-render a saved run
+    python -m benchmarks.quality --module lenet --parts imbalance   # the paper's CNN
 
 Options: ``--jobs N`` worker processes (default 2, one torch thread each),
 ``--raw PATH`` also save every per-seed number as JSON, ``--out DIR``,
@@ -51,7 +51,6 @@ import json
 import math
 import os
 import platform
-import shlex
 import sys
 import time
 import warnings
@@ -60,14 +59,12 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from benchmarks.environment import cpu_model, load_average, versions_line  # noqa: E402
-from sk_l2rw.exceptions import CleanLossWarning  # noqa: E402
+from benchmarks import datasets as bench_data
+from benchmarks.environment import command_line, cpu_model, load_average, versions_line
+from sk_l2rw.exceptions import CleanLossWarning
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
-_DATASETS_PY = Path(__file__).resolve().parent / "datasets.py"
 
 # Non-bundled data sets the goals are counted on; digits is reported too.
 MAIN_SETS = ("mnist", "fashion_mnist", "adult", "letter", "kdd_census")
@@ -91,17 +88,6 @@ METHODS = {
 # extra, reported separately.
 GOAL_BASELINES = ("plain_noisy", "plain_both", "clean_only", "class_balanced",
                   "cleanlab", "hgb")
-
-
-def bench_datasets():
-    """benchmarks/datasets.py, loaded from its file (benchmarks/ is not a package)."""
-    name = "_sk_l2rw_bench_datasets"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, _DATASETS_PY)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 # ---------------------------------------------------------------------------
@@ -229,7 +215,7 @@ def _take(X, idx):
 
 def load_pool(name):
     """The whole train/test split of one data set (fixed split, seed 0)."""
-    return tuple(bench_datasets().load(name, random_state=0))
+    return tuple(bench_data.load(name, random_state=0))
 
 
 def prepare(name, pool, size, seed):
@@ -246,7 +232,7 @@ def prepare(name, pool, size, seed):
     i_te = _subsample(np.asarray(y_te).astype(str), n_test, seed)
     X_tr, y_tr, X_te, y_te = _take(X_tr, i_tr), y_tr[i_tr], _take(X_te, i_te), y_te[i_te]
     if name in ("adult", "kdd_census"):
-        ds = bench_datasets()
+        ds = bench_data
         pre = (ds.adult_preprocessor() if name == "adult" else ds.kdd_census_preprocessor())
     elif name in ("letter",):
         pre = StandardScaler()
@@ -266,44 +252,19 @@ def prepare(name, pool, size, seed):
 # Methods
 # ---------------------------------------------------------------------------
 
-_MODULES = {}
-
-
 def _module_class(kind="mlp"):
     """The module of every net: ``"mlp"``, :class:`sk_l2rw.modules.MLP` with one hidden
-    ReLU layer; ``"lenet"``, the paper's LeNet on 28x28 images given as 784 flat
-    pixels. Both return logits."""
+    ReLU layer; ``"lenet"``, the paper's LeNet (:class:`benchmarks.models.LeNet`) on
+    28x28 images given as 784 flat pixels. Both return logits."""
     if kind == "mlp":
         from sk_l2rw.modules import MLP
 
         return MLP
-    if kind not in _MODULES:
-        from torch import nn
+    if kind == "lenet":
+        from benchmarks.models import LeNet
 
-        class LeNet(nn.Module):
-            def __init__(self, n_features=784, n_classes=10):
-                super().__init__()
-                if n_features != 28 * 28:
-                    raise ValueError(f"LeNet takes 28x28 images (784 features), got "
-                                     f"{n_features} features")
-                self.features = nn.Sequential(
-                    nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
-                    nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2))
-                self.head = nn.Sequential(
-                    nn.Linear(16 * 4 * 4, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
-                    nn.Linear(84, n_classes))
-
-            def forward(self, X):
-                return self.head(self.features(X.reshape(-1, 1, 28, 28)).flatten(1))
-
-        # A module-level name, so that worker processes can unpickle the nets.
-        for cls in (LeNet,):
-            cls.__module__, cls.__qualname__ = __name__, cls.__name__
-            _MODULES[cls.__name__.lower()] = cls
-            globals()[cls.__name__] = cls
-    if kind not in _MODULES:
-        raise ValueError(f"unknown module {kind!r}: use 'mlp' or 'lenet'")
-    return _MODULES[kind]
+        return LeNet
+    raise ValueError(f"unknown module {kind!r}: use 'mlp' or 'lenet'")
 
 
 def n_epochs(cfg, n_rows, batch_size=None):
@@ -1830,8 +1791,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.jobs is not None and args.jobs < 1:
         parser.error("--jobs must be >= 1")
-    command = "python benchmarks/quality.py" + "".join(
-        f" {shlex.quote(a)}" for a in (sys.argv[1:] if argv is None else argv))
+    command = command_line("quality", argv)
     if args.render:
         rows, metas = [], []
         for name in args.render:

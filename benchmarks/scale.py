@@ -9,7 +9,7 @@ the time ratio is the median of the ratios within each pair of epochs. Memory:
 each estimator's fit in a fresh subprocess, the growth of its high-water resident
 set size during ``fit`` (``VmHWM``, reset just before it).
 
-    python benchmarks/scale.py [--sizes 10000 100000 1000000] [--no-kdd]
+    python -m benchmarks.scale [--sizes 10000 100000 1000000] [--no-kdd]
                                [--min-pairs 3] [--timed-rows 300000] [--device cpu]
 
 Writes ``benchmarks/results/scale.md``. Bars: the L2RW/plain time ratio stays flat as
@@ -21,7 +21,7 @@ one GPU per process), launched in turn, and reports the time per step against on
 process, the scaling efficiency, what the step's two collectives cost and the
 largest weight difference from one process::
 
-    python benchmarks/scale.py --parallel 2 [--parallel-rows 50000] [--min-pairs 3]
+    python -m benchmarks.scale --parallel 2 [--parallel-rows 50000] [--min-pairs 3]
 
 It writes ``benchmarks/results/scale_parallel.md`` (``scale_parallel_cuda.md``).
 """
@@ -38,10 +38,8 @@ from pathlib import Path
 from statistics import median
 
 HERE = Path(__file__).resolve().parent
-if str(HERE.parent) not in sys.path:
-    sys.path.insert(0, str(HERE.parent))
 
-from benchmarks.environment import cpu_model, versions_line  # noqa: E402
+from benchmarks.environment import command_line, cpu_model, versions_line
 
 N_FEATURES = 50
 TIMED_ROWS = 300_000  # rows passed through in the timed epochs, at least
@@ -108,6 +106,7 @@ def _problem(name, device):
     from torch import nn
 
     from sk_l2rw import L2RWClassifier
+    from sk_l2rw.modules import MLP
 
     X, y = _data(name)
     rng = np.random.RandomState(1)
@@ -120,18 +119,10 @@ def _problem(name, device):
     # Plain training sees the clean rows as ordinary rows.
     X_all, y_all = np.concatenate([X_train, X_clean]), np.concatenate([y_train, y_clean])
 
-    class MLP(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.layers = nn.Sequential(nn.Linear(X.shape[1], 256), nn.ReLU(),
-                                        nn.Linear(256, 256), nn.ReLU(),
-                                        nn.Linear(256, n_classes))
-
-        def forward(self, X):
-            return self.layers(X)
-
     def make(estimator, max_epochs):
-        common = dict(module=MLP, criterion=nn.CrossEntropyLoss, lr=0.05,
+        common = dict(module=MLP, module__n_features=X.shape[1], module__n_outputs=n_classes,
+                      module__hidden_layer_sizes=(256, 256), module__softmax=False,
+                      criterion=nn.CrossEntropyLoss, lr=0.05,
                       max_epochs=max_epochs, batch_size=256, verbose=0, device=device)
         if estimator == "plain":
             net = NeuralNetClassifier(train_split=None, iterator_train__shuffle=True,
@@ -187,8 +178,8 @@ def child_time(name, device, timed_rows=TIMED_ROWS, min_pairs=3):
 
 
 def _child(*args):
-    done = subprocess.run([sys.executable, __file__, *args], capture_output=True,
-                          text=True, check=True)
+    done = subprocess.run([sys.executable, "-m", "benchmarks.scale", *args],
+                          capture_output=True, text=True, check=True, cwd=HERE.parent)
     row = json.loads(done.stdout.strip().splitlines()[-1])
     print(row, flush=True)
     return row
@@ -338,11 +329,12 @@ def _launch(world, rows, epochs, device, tmp, dtype="float32"):
     rendezvous = Path(tmp) / f"rendezvous-{world}-{time.monotonic_ns()}"
     env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
     logs = [Path(tmp) / f"log-{world}-{rank}" for rank in range(world)]
-    procs = [subprocess.Popen([sys.executable, __file__, "--parallel-child", str(rank),
-                               str(world), str(rendezvous), str(rows), str(epochs),
+    procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.scale", "--parallel-child",
+                               str(rank), str(world), str(rendezvous), str(rows), str(epochs),
                                "--device", device, "--out", str(tmp),
                                "--parallel-dtype", dtype],
-                              env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+                              env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                              cwd=HERE.parent)
              for rank, log in enumerate(logs)]
     for proc in procs:
         proc.wait(timeout=1800)
@@ -395,7 +387,6 @@ def run_parallel(worlds, rows=PARALLEL_ROWS, pairs=3, epochs=2, device="cpu"):
 def report_parallel(results, command, device, out):
     """Write ``scale_parallel.md``: per-step time of each world against one process,
     in the same run, with the collectives' bytes and measured cost."""
-    import torch
 
     runs = results["runs"]
 
@@ -512,9 +503,8 @@ def main(argv=None):
         else:
             results = run_parallel(args.parallel, args.parallel_rows, args.min_pairs,
                                    device=args.device)
-        command = "python benchmarks/scale.py " + " ".join(
-            sys.argv[1:] if argv is None else argv)
-        return report_parallel(results, command.strip(), args.device, args.out)
+        return report_parallel(results, command_line("scale", argv), args.device,
+                               args.out)
     if args.smoke:
         args.sizes, args.no_kdd, args.min_pairs, args.timed_rows = ["700", "1000"], True, 2, 1000
     if args.memory_child:
@@ -525,8 +515,7 @@ def main(argv=None):
         parser.error("--min-pairs must be at least 1")
     names = list(args.sizes) + ([] if args.no_kdd else ["kdd_census"])
     results = run(names, args.device, args.min_pairs, args.timed_rows)
-    command = "python benchmarks/scale.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    return report(results, command.strip(), args.device, args.out, args.timed_rows,
+    return report(results, command_line("scale", argv), args.device, args.out, args.timed_rows,
                   args.min_pairs)
 
 

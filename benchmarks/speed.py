@@ -22,7 +22,7 @@ Writes ``speed.md`` and ``speed.png`` (``speed_cuda.*`` with ``--device cuda``) 
 
 Usage::
 
-    python benchmarks/speed.py [--quick] [--device cpu|cuda] [--repeats N]
+    python -m benchmarks.speed [--quick] [--device cpu|cuda] [--repeats N]
                                [--out benchmarks/results]
 """
 
@@ -35,9 +35,7 @@ import datetime
 import gc
 import os
 import platform
-import shlex
 import statistics
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -45,16 +43,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from benchmarks.environment import cpu_model, load_average, versions_line  # noqa: E402
-from sk_l2rw.ghost import ghost_step  # noqa: E402
-from sk_l2rw.meta_gradient import jvp_step, reference_step  # noqa: E402
-from sk_l2rw.dispatch import choose_meta_gradient  # noqa: E402
+from benchmarks.environment import command_line, cpu_model, load_average, versions_line
+from benchmarks.models import LeNet, mlp
+from sk_l2rw.ghost import ghost_step
+from sk_l2rw.meta_gradient import jvp_step, reference_step
+from sk_l2rw.dispatch import choose_meta_gradient
 
 VARIANTS = ("plain", "reference", "jvp", "ghost", "auto")
 STEP_FUNCTIONS = {"reference": reference_step, "jvp": jvp_step, "ghost": ghost_step}
@@ -64,40 +60,6 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 # ---------------------------------------------------------------------------
 # Models
 # ---------------------------------------------------------------------------
-
-
-class MLP(nn.Module):
-    """Fully connected ReLU network returning logits, e.g. sizes (54, 256, 256, 7)."""
-
-    def __init__(self, sizes=(54, 256, 256, 7)):
-        super().__init__()
-        sizes = tuple(sizes)
-        layers = []
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-            layers.append(nn.Linear(a, b))
-            if i < len(sizes) - 2:
-                layers.append(nn.ReLU())
-        self.layers = nn.Sequential(*layers)
-
-    def forward(self, X):
-        return self.layers(X)
-
-
-class LeNet(nn.Module):
-    """LeNet-5 on 1x28x28: conv 1->6 k5, pool, conv 6->16 k5, pool, fc 256-120-84-10."""
-
-    def __init__(self, n_classes=10):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 6, 5)
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.fc1 = nn.Linear(16 * 4 * 4, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, n_classes)
-
-    def forward(self, X):
-        X = F.max_pool2d(F.relu(self.conv1(X)), 2)
-        X = F.max_pool2d(F.relu(self.conv2(X)), 2)
-        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(X.flatten(1))))))
 
 
 def n_parameters(module):
@@ -121,7 +83,7 @@ class StepCase:
     n_classes: int = 7
 
     def build(self):
-        return MLP(self.sizes) if self.model == "mlp" else LeNet(self.n_classes)
+        return mlp(self.sizes) if self.model == "mlp" else LeNet(n_classes=self.n_classes)
 
     def input_shape(self):
         return (self.sizes[0],) if self.model == "mlp" else (1, 28, 28)
@@ -404,9 +366,12 @@ def _fit_estimators(cfg, device):
     from skorch import NeuralNetClassifier
 
     from sk_l2rw import L2RWClassifier
+    from sk_l2rw.modules import MLP
 
     sizes = (cfg.fit_features, *cfg.fit_hidden, cfg.fit_classes)
-    common = dict(module=MLP, module__sizes=sizes, criterion=nn.CrossEntropyLoss,
+    common = dict(module=MLP, module__n_features=sizes[0], module__n_outputs=sizes[-1],
+                  module__hidden_layer_sizes=sizes[1:-1], module__softmax=False,
+                  criterion=nn.CrossEntropyLoss,
                   optimizer=torch.optim.SGD, lr=cfg.fit_lr, max_epochs=cfg.fit_epochs,
                   batch_size=cfg.fit_batch, train_split=None,
                   iterator_train__shuffle=True, verbose=0, device=device)
@@ -538,7 +503,7 @@ def bench_memory(cfg, device, log=None):
     """
     log = log or _log
     torch.manual_seed(0)
-    template = MLP(cfg.mem_sizes).to(device)
+    template = mlp(cfg.mem_sizes).to(device)
     case = StepCase("mem", "mlp", cfg.mem_batch, cfg.mem_clean_batch,
                     sizes=tuple(cfg.mem_sizes), n_classes=cfg.mem_sizes[-1])
     X, y, Xc, yc = _case_data(case, device, seed=99)
@@ -881,7 +846,7 @@ def run(cfg, out_dir=DEFAULT_OUT, device="cpu", command=None, chart=True,
     out_dir.mkdir(parents=True, exist_ok=True)
     suffix = "_cuda" if torch.device(device).type == "cuda" else ""
     if command is None:
-        command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+        command = command_line("speed")
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     load_start = load_average()
     t0 = time.perf_counter()

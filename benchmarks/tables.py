@@ -40,7 +40,6 @@ import dataclasses
 import datetime
 import json
 import math
-import shlex
 import sys
 import time
 import warnings
@@ -49,11 +48,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from benchmarks import quality  # noqa: E402
-from benchmarks.environment import load_average, report_header  # noqa: E402
+from benchmarks import quality
+from benchmarks.environment import command_line, load_average, report_header
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
@@ -643,8 +640,7 @@ def main(argv=None):
         path = write(saved["rows"], saved["meta"], args.out, saved["meta"]["command"])
         print(f"wrote {path}")
         return 0
-    command = "python -m benchmarks.tables" + "".join(
-        f" {shlex.quote(a)}" for a in (sys.argv[1:] if argv is None else argv))
+    command = command_line("tables", argv)
     cfg = smoke_config() if args.smoke else quick_config() if args.quick else full_config()
     if args.datasets:
         names = [d.strip() for d in args.datasets.split(",") if d.strip()]

@@ -14,17 +14,14 @@ Usage::
 """
 
 import argparse
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from benchmarks import quality, tables  # noqa: E402
+from benchmarks import quality, tables
 
 
 def run(datasets, seed=0, cfg=None, protocols=(("per_class", 10), ("audit", 200)),

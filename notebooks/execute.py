@@ -2,7 +2,7 @@
 
 Usage (from the repository root, with the ``plot`` extra, cleanlab, nbclient,
 nbformat and ipykernel installed and the data sets cached by
-``python benchmarks/datasets.py fetch adult mnist``)::
+``python -m benchmarks.datasets fetch adult mnist``)::
 
     python notebooks/execute.py                      # all notebooks
     python notebooks/execute.py notebooks/02_*.ipynb  # some

@@ -15,19 +15,8 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 
 from sk_l2rw import L2RWClassifier
+from sk_l2rw.modules import MLP
 from sk_l2rw.noise import flip_labels, split_clean
-
-
-class DigitsMLP(nn.Module):
-    """64 -> hidden -> 10, logits (use with ``nn.CrossEntropyLoss``)."""
-
-    def __init__(self, n_features=64, n_hidden=128, n_classes=10):
-        super().__init__()
-        self.layers = nn.Sequential(nn.Linear(n_features, n_hidden), nn.ReLU(),
-                                    nn.Linear(n_hidden, n_classes))
-
-    def forward(self, X):
-        return self.layers(X)
 
 
 def run(*, noise=0.4, n_clean_per_class=10, max_epochs=60, lr=0.05, seed=0,
@@ -57,7 +46,11 @@ def run(*, noise=0.4, n_clean_per_class=10, max_epochs=60, lr=0.05, seed=0,
                                                     random_state=seed)
     y_noisy, flipped = flip_labels(y_true, noise, kind="background",
                                    background_class=background_class, random_state=seed)
-    common = dict(module=DigitsMLP, criterion=nn.CrossEntropyLoss,
+    # 64 pixels -> 128 ReLU units -> 10 logits, sized here so that plain skorch can
+    # build it too (L2RWClassifier would size sk_l2rw.modules.MLP from the data).
+    common = dict(module=MLP, module__n_features=64, module__n_outputs=10,
+                  module__hidden_layer_sizes=(128,), module__softmax=False,
+                  criterion=nn.CrossEntropyLoss,
                   optimizer=torch.optim.SGD, optimizer__momentum=0.9, lr=lr,
                   max_epochs=max_epochs, batch_size=64, verbose=0)
 

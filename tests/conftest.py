@@ -1,10 +1,5 @@
 """Shared modules and data for the tests: small, generated, no downloads."""
 
-import contextlib
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -121,12 +116,9 @@ def torch_seed():
     yield
 
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
 def refuse_downloads(monkeypatch, cache, datasets):
-    """Point the data cache at ``cache`` (empty) and make every download in the
-    ``benchmarks/datasets.py`` module ``datasets`` fail the test."""
+    """Point the data cache at ``cache`` (empty) and make every download of
+    ``datasets`` (the module ``benchmarks.datasets``) fail the test."""
     monkeypatch.setenv("SK_L2RW_DATA", str(cache))
 
     def refuse(*args, **kwargs):
@@ -134,23 +126,6 @@ def refuse_downloads(monkeypatch, cache, datasets):
 
     monkeypatch.setattr(datasets, "_download", refuse)
     monkeypatch.setattr(datasets, "artifact_path", refuse)
-
-
-@contextlib.contextmanager
-def benchmark_script(name):
-    """Import ``benchmarks/<name>.py`` (a folder of scripts, not a package) for a test.
-
-    The module is registered in ``sys.modules`` while in use (dataclasses look
-    their module up there) and removed afterwards.
-    """
-    spec = importlib.util.spec_from_file_location(f"_bench_{name}", BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 @pytest.fixture

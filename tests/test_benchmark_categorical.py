@@ -2,7 +2,6 @@
 (generated data, no download), asserted on their rows."""
 
 import importlib
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +11,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _study(name):
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     return importlib.import_module(f"benchmarks.{name}")
 
 

@@ -1,22 +1,22 @@
 """Smoke test of benchmarks/clean_loss_warning.py (digits, bundled) and its rule replay."""
 
+import importlib
 import re
 
 import pytest
 
-from conftest import benchmark_script, refuse_downloads
+from conftest import refuse_downloads
 
 
 @pytest.fixture(scope="module")
 def study():
-    with benchmark_script("clean_loss_warning") as module:
-        yield module
+    return importlib.import_module("benchmarks.clean_loss_warning")
 
 
 @pytest.fixture
 def no_download(study, monkeypatch, tmp_path):
     refuse_downloads(monkeypatch, tmp_path / "empty-cache",
-                     study.q.bench_datasets())
+                     study.q.bench_data)
 
 
 def test_rules_replay_on_a_curve(study):

@@ -1,22 +1,22 @@
 """Smoke test of benchmarks/imbalance_steps.py (digits, bundled; nothing downloaded)."""
 
+import importlib
 import re
 
 import pytest
 
-from conftest import benchmark_script, refuse_downloads
+from conftest import refuse_downloads
 
 
 @pytest.fixture(scope="module")
 def study():
-    with benchmark_script("imbalance_steps") as module:
-        yield module
+    return importlib.import_module("benchmarks.imbalance_steps")
 
 
 @pytest.fixture
 def no_download(study, monkeypatch, tmp_path):
     refuse_downloads(monkeypatch, tmp_path / "empty-cache",
-                     study.q.bench_datasets())
+                     study.q.bench_data)
 
 
 @pytest.mark.parametrize("steps, n_rows, batch, epochs", [
@@ -32,7 +32,7 @@ def test_epochs_for(study, steps, n_rows, batch, epochs):
 def test_smoke_run_writes_report(study, tmp_path, one_thread, no_download):
     assert study.main(["--smoke", "--seeds", "0,1", "--out", str(tmp_path)]) == 0
     text = (tmp_path / "imbalance_steps.md").read_text()
-    for header in ("--smoke` run", "Command: `python benchmarks/imbalance_steps.py --smoke",
+    for header in ("--smoke` run", "Command: `python -m benchmarks.imbalance_steps --smoke",
                    "Versions: python", "| optimizer steps | epochs |"):
         assert header in text, header
     rows = re.findall(r"^\| (\d+) \| (\d+) \| (.*) \|$", text, flags=re.M)

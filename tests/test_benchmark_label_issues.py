@@ -1,25 +1,24 @@
 """Smoke test of benchmarks/label_issues.py: the --quick run on digits (bundled)."""
 
+import importlib
 import re
 
 import pytest
 
-from conftest import benchmark_script, refuse_downloads
+from conftest import refuse_downloads
 
 pytest.importorskip("cleanlab")
 
 
 @pytest.fixture(scope="module")
 def label_issues():
-    with benchmark_script("label_issues") as module:
-        yield module
+    return importlib.import_module("benchmarks.label_issues")
 
 
 @pytest.fixture
 def no_download(label_issues, monkeypatch, tmp_path):
-    import sys
 
-    refuse_downloads(monkeypatch, tmp_path / "empty-cache", sys.modules["benchmarks.datasets"])
+    refuse_downloads(monkeypatch, tmp_path / "empty-cache", importlib.import_module("benchmarks.datasets"))
 
 
 def test_quick_run_on_digits(label_issues, tmp_path, one_thread, no_download):

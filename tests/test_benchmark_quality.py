@@ -4,6 +4,7 @@ Digits ships with scikit-learn, so nothing is downloaded; the test fails if the
 benchmark tries to fetch an artifact.
 """
 
+import importlib
 import importlib.util
 import math
 import re
@@ -11,19 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from conftest import benchmark_script, refuse_downloads
+from conftest import refuse_downloads
 
 
 
 @pytest.fixture(scope="module")
 def quality():
-    with benchmark_script("quality") as module:
-        yield module
+    return importlib.import_module("benchmarks.quality")
 
 
 @pytest.fixture
 def no_download(quality, monkeypatch, tmp_path):
-    refuse_downloads(monkeypatch, tmp_path / "empty-cache", quality.bench_datasets())
+    refuse_downloads(monkeypatch, tmp_path / "empty-cache", quality.bench_data)
 
 
 def _numbers(cell):
@@ -40,7 +40,7 @@ def test_smoke_run_writes_report(quality, no_download, tmp_path):
                    "### BackgroundFlip 40%", "### PairFlip 40%",
                    "## Class imbalance: digits 4 vs 9", "## L2RW's weights",
                    "## Study: when the weights collapse (SGD)", "## Compute",
-                   "Versions: python", "Command: `python benchmarks/quality.py --smoke"):
+                   "Versions: python", "Command: `python -m benchmarks.quality --smoke"):
         assert header in text, header
     assert "smoke` run" in text  # flagged as not being results
 

@@ -1,16 +1,15 @@
 """Smoke test of benchmarks/scale.py: tiny generated sets, report written."""
 
+import importlib
 import re
 
 import pytest
 
-from conftest import benchmark_script
 
 
 @pytest.fixture(scope="module")
 def scale():
-    with benchmark_script("scale") as module:
-        yield module
+    return importlib.import_module("benchmarks.scale")
 
 
 def test_scale_report_tiny(scale, tmp_path):

@@ -1,18 +1,17 @@
 """Smoke test of benchmarks/speed.py: every part at tiny sizes, report written."""
 
+import importlib
 import math
 import re
 
 import pytest
 
-from conftest import benchmark_script
 
 
 
 @pytest.fixture(scope="module")
 def speed():
-    with benchmark_script("speed") as module:
-        yield module
+    return importlib.import_module("benchmarks.speed")
 
 
 def tiny_config(speed):
@@ -26,7 +25,7 @@ def _numbers(line):
 def test_speed_report_tiny(speed, tmp_path, one_thread):
     lines = []
     path = speed.run(tiny_config(speed), tmp_path, device="cpu",
-                     command="python benchmarks/speed.py --tiny", chart=False,
+                     command="python -m benchmarks.speed --tiny", chart=False,
                      log=lines.append)
     assert path == tmp_path / "speed.md"
     text = path.read_text()

@@ -2,7 +2,6 @@
 
 import importlib
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +14,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def tables():
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     return importlib.import_module("benchmarks.tables")
 
 
@@ -24,7 +21,7 @@ def tables():
 def smoke(tables, tmp_path_factory):
     monkeypatch = pytest.MonkeyPatch()
     refuse_downloads(monkeypatch, tmp_path_factory.mktemp("empty-cache"),
-                     tables.quality.bench_datasets())
+                     tables.quality.bench_data)
     try:
         cfg = tables.smoke_config()
         rows, meta = tables.run(cfg, jobs=1, log=lambda m: None)
@@ -115,7 +112,7 @@ class TestPieces:
 def test_class_balance_study_smoke(tables, tmp_path):
     balance = importlib.import_module("benchmarks.tables_balance")
     monkeypatch = pytest.MonkeyPatch()
-    refuse_downloads(monkeypatch, tmp_path / "empty-cache", tables.quality.bench_datasets())
+    refuse_downloads(monkeypatch, tmp_path / "empty-cache", tables.quality.bench_data)
     try:
         rows = balance.main(["--smoke"])
     finally:

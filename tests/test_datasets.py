@@ -5,6 +5,7 @@ real inner paths in ``tmp_path``, points ``SK_L2RW_DATA`` there and records the
 fake's sha256 in the registry, so the real verification and readers run.
 """
 
+import importlib
 import dataclasses
 import gzip
 import io
@@ -18,14 +19,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import benchmark_script
 
 
 
 @pytest.fixture(scope="module")
 def ds():
-    with benchmark_script("datasets") as module:
-        yield module
+    return importlib.import_module("benchmarks.datasets")
 
 
 @pytest.fixture
@@ -241,7 +240,7 @@ class TestCacheAndChecksum:
         assert len(split.y_train) + len(split.y_test) == 8
 
     def test_missing_artifact_without_download(self, ds, cache):
-        with pytest.raises(FileNotFoundError, match="datasets.py fetch"):
+        with pytest.raises(FileNotFoundError, match="benchmarks.datasets fetch"):
             ds.load("adult", download=False)
 
     def test_download_goes_through_a_temp_folder(self, ds, cache, monkeypatch):

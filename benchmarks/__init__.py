@@ -1,0 +1,10 @@
+"""The benchmarks of sk-l2rw: one module per study, run from the repository root as
+
+    python -m benchmarks.<study> [--smoke] [options]
+
+(``quality``, ``tables``, ``tables_balance``, ``label_issues``, ``speed``, ``scale``,
+``sparse_memory``, ``categorical``, ``clean_loss_warning``, ``imbalance_steps``). Each
+writes its report under ``benchmarks/results/``; ``--smoke`` runs it on tiny data
+without downloading (CI). Shared pieces: ``datasets`` (real data sets from package
+registries, cached), ``environment`` (the machine and versions a report names).
+"""
