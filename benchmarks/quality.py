@@ -1631,7 +1631,7 @@ def render_markdown(res, cfg, *, command, started, elapsed, jobs, load, info,
               "best does).", ""]
     lines += diagnostics_table(res, cfg)
     if cfg.collapse_kinds:
-        lines += ["", "## Study: when the weights collapse (SGD)", ""] + COLLAPSE_TEXT(cfg)
+        lines += ["", "## Study: when the weights collapse (SGD)", ""] + collapse_text(cfg)
         lines += collapse_tables(res, cfg)
         grad = gradnorm_table(res, cfg)
         if grad:
@@ -1645,28 +1645,31 @@ def render_markdown(res, cfg, *, command, started, elapsed, jobs, load, info,
     return "\n".join(lines) + "\n"
 
 
-def COLLAPSE_TEXT(cfg):
-    return [
+def collapse_text(cfg):
+    """The collapse study's setting, as the report describes it (one paragraph)."""
+    return [" ".join([
         f"Data: {cfg.collapse_dataset} restricted to the classes "
         f"{', '.join(map(str, cfg.collapse_classes))} (a 6-class tabular set), "
         f"{cfg.collapse_clean} clean rows per class, 40% noise (BackgroundFlip to the "
         "first class; UniformFlip), seeds "
-        f"{', '.join(map(str, cfg.collapse_seeds))}. The same MLP, batch "
-        f"{cfg.batch_size}, {cfg.collapse_epochs} epochs, `torch.optim.SGD(momentum=0.9)` "
-        f"at lr in {{{', '.join(f'{v:g}' for v in cfg.collapse_lrs)}}} for plain "
-        "training and for L2RW (defaults otherwise; the clean batch is then the whole "
-        f"clean set of {cfg.collapse_clean * len(cfg.collapse_classes)} rows). A user "
-        "would keep the rate with the lowest clean-set loss for plain training; at that "
-        "rate L2RW is also run with `clean_batch_size=16`, with 3 plain warm-up epochs "
-        "(`fit` without a clean set, then `partial_fit(..., X_val=clean_X, "
+        f"{', '.join(map(str, cfg.collapse_seeds))}.",
+        f"The same MLP, batch {cfg.batch_size}, {cfg.collapse_epochs} epochs, "
+        "`torch.optim.SGD(momentum=0.9)` at lr in "
+        f"{{{', '.join(f'{v:g}' for v in cfg.collapse_lrs)}}} for plain training and "
+        "for L2RW (defaults otherwise; the clean batch is then the whole clean set of "
+        f"{cfg.collapse_clean * len(cfg.collapse_classes)} rows).",
+        "A user would keep the rate with the lowest clean-set loss for plain training; "
+        "at that rate L2RW is also run with `clean_batch_size=16`, with 3 plain warm-up "
+        "epochs (`fit` without a clean set, then `partial_fit(..., X_val=clean_X, "
         "y_val=clean_y)`), with both, and at a 5x smaller rate; and once with Adam at "
-        "the benchmark's setting. *Collapsed*: one class predicted for more than half of "
-        "the (balanced) test set, or training stopped on a non-finite loss, or the last "
-        "epoch's clean loss is over 100x its best. *Largest row "
-        "step multiplier*: batch size × the largest weight of the last epoch (1 for "
-        "uniform weights): how much more a single row moves the parameters than under "
-        "plain training. All numbers are means over seeds.",
-    ]
+        "the benchmark's setting.",
+        "*Collapsed*: one class predicted for more than half of the (balanced) test "
+        "set, or training stopped on a non-finite loss, or the last epoch's clean loss "
+        "is over 100x its best.",
+        "*Largest row step multiplier*: batch size × the largest weight of the last "
+        "epoch (1 for uniform weights): how much more a single row moves the "
+        "parameters than under plain training. All numbers are means over seeds.",
+    ])]
 
 
 # The hand-written reading of a full run lives in prose, next to the user guide;

@@ -348,17 +348,17 @@ def encode_labels(y, classes, *, name="y"):
         if codes and name != "y":
             # 0..K-1 training labels next to other clean labels: the usual sign of a
             # meta-estimator that encoded y but could not encode the clean set.
-            hint = (
-                ". The training labels are codes 0..K-1: a meta-estimator probably "
+            hint = ". " + " ".join([
+                "The training labels are codes 0..K-1: a meta-estimator probably "
                 "re-encoded y before fitting this estimator (OneVsRestClassifier gives "
                 "every sub-estimator 0/1 targets; VotingClassifier, StackingClassifier "
                 "and BaggingClassifier give codes 0..K-1, which are mapped back only "
                 "when the clean set has every class), while the clean set kept the "
-                "original labels. Fit L2RWClassifier outside the meta-estimator, or "
-                "encode the labels yourself first (LabelEncoder().fit(y), then "
-                "transform y and the clean labels) so that both reach it as codes; "
-                "OneVsRestClassifier cannot be told which class each sub-estimator is "
-                "for")
+                "original labels.",
+                "Fit L2RWClassifier outside the meta-estimator, or encode the labels "
+                "yourself first (LabelEncoder().fit(y), then transform y and the clean "
+                "labels) so that both reach it as codes; OneVsRestClassifier cannot be "
+                "told which class each sub-estimator is for"])
         raise ValueError(
             f"{name} contains labels {unseen.tolist()} that the training labels do "
             f"not contain (classes: {classes.tolist()}){hint}")
