@@ -11,7 +11,7 @@ from torch import nn
 
 from conftest import MLP, make_blobs_data
 from sk_l2rw import L2RWClassifier
-from sk_l2rw.exceptions import FallbackWarning, NoCleanSetWarning
+from sk_l2rw.exceptions import NoCleanSetWarning
 from sk_l2rw.noise import flip_labels
 
 COMMON = dict(max_epochs=15, lr=0.1, batch_size=32, verbose=0)
@@ -151,25 +151,6 @@ class TestCleanSetRoutes:
                              **dict(COMMON, max_epochs=1))
         net.fit(X[10:], y[10:])
         assert net.meta_gradient_ == meta_gradient
-
-    def test_auto_falls_back_when_a_parameter_is_used_outside_its_layer(self):
-        class Sneaky(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.hidden = nn.Linear(10, 16)
-                self.out = nn.Linear(16, 3)
-
-            def forward(self, X):
-                h = torch.relu(self.hidden(X))
-                # the hidden weight reused functionally: invisible to layer hooks
-                h = h + 0.1 * torch.nn.functional.linear(X, self.hidden.weight)
-                return torch.softmax(self.out(h), -1)
-
-        X, y = make_blobs_data(100)
-        net = L2RWClassifier(Sneaky, X[:10], y[:10], **dict(COMMON, max_epochs=1))
-        with pytest.warns(FallbackWarning, match="disagreed"):
-            net.fit(X[10:], y[10:])
-        assert net.meta_gradient_ == "jvp"
 
 
 class TestClassesParameter:
