@@ -48,11 +48,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from benchmarks.environment import command_line, cpu_model, load_average, versions_line
 from benchmarks.models import LeNet, mlp
+from benchmarks.ports import PORTS, check_ports
 from sk_l2rw.ghost import ghost_step
 from sk_l2rw.meta_gradient import jvp_step, reference_step
 from sk_l2rw.dispatch import choose_meta_gradient
 
 VARIANTS = ("plain", "reference", "jvp", "ghost", "auto")
+# Part 1 also times the ways people compute L2RW today (benchmarks/ports.py).
+STEP_VARIANTS = VARIANTS + tuple(PORTS)
 STEP_FUNCTIONS = {"reference": reference_step, "jvp": jvp_step, "ghost": ghost_step}
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
@@ -233,8 +236,11 @@ def make_step(variant, module, X, y, X_clean, y_clean, lr):
         step.optimizer = optimizer
         return step, "plain"
 
-    name = choose_meta_gradient(module, "auto") if variant == "auto" else variant
-    fn = STEP_FUNCTIONS[name]
+    if variant in PORTS:
+        name, fn = variant, PORTS[variant]
+    else:
+        name = choose_meta_gradient(module, "auto") if variant == "auto" else variant
+        fn = STEP_FUNCTIONS[name]
 
     def step():
         optimizer.zero_grad(set_to_none=True)
@@ -250,7 +256,7 @@ def _variant_steps(template, X, y, X_clean, y_clean, lr):
     Returns the closures by variant and the computation "auto" resolved to.
     """
     steps, picks = {}, None
-    for v in VARIANTS:
+    for v in STEP_VARIANTS:
         module = copy.deepcopy(template).train()
         steps[v], name = make_step(v, module, X, y, X_clean, y_clean, lr)
         if v == "auto":
@@ -288,10 +294,13 @@ def bench_steps(cfg, device, log=None):
         torch.manual_seed(ci)
         template = case.build().to(device)
         X, y, Xc, yc = _case_data(case, device, seed=ci)
+        # Every port must give the reference's weights before it is timed.
+        port_diff = check_ports(template, nn.CrossEntropyLoss(reduction="none"), X, y,
+                                Xc, yc, lr=cfg.lr)
         steps, picks = _variant_steps(template, X, y, Xc, yc, cfg.lr)
         # Warm-up, then size the blocks so that each lasts about step_block_s.
         per_block = {}
-        for v in VARIANTS:
+        for v in STEP_VARIANTS:
             for _ in range(cfg.step_warmup):
                 steps[v]()
             _sync(device)
@@ -303,14 +312,15 @@ def bench_steps(cfg, device, log=None):
             dt = (time.perf_counter() - t0) / k
             per_block[v] = max(2, min(2000, int(cfg.step_block_s / max(dt, 1e-6))))
         results.append({"case": case, "auto_picks": picks, "steps": steps,
-                        "ms": {v: [] for v in VARIANTS}, "steps_per_block": per_block})
+                        "ms": {v: [] for v in STEP_VARIANTS}, "steps_per_block": per_block,
+                        "port_diff": port_diff})
     busy = []
     deadline = time.monotonic() + cfg.step_extra_until_s
     for r in _repeat_indices(cfg.step_repeats, busy, extra=cfg.step_repeats // 3,
                              deadline=deadline):
         shares = []
         for ci, res in enumerate(results):
-            for v in _rotated(VARIANTS, r + ci):
+            for v in _rotated(STEP_VARIANTS, r + ci):
                 meter = OtherLoad()
                 fn, n = res["steps"][v], res["steps_per_block"][v]
                 # A block stops early when the machine gets much slower than at
@@ -592,14 +602,25 @@ def evaluate_bars(steps, fit, mem):
                          f"{case.clean_batch}", f"{ratio:.2f}x", "<= 2.0x", ratio <= 2.0))
     for res in steps:
         case = res["case"]
+        # The issue's goal: >= 3x on the MLP at clean batch 32, >= 2x on LeNet.
+        goal = 3.0 if case.model == "mlp" else 2.0
+        if case.model == "lenet" or case.clean_batch <= 32:
+            for port in ("higher port", "functional-copy port"):
+                speedup = _ratio(res["ms"][port], res["ms"]["auto"])
+                bars.append((f"auto vs {port}, {case.label}, batch {case.batch}/clean "
+                             f"{case.clean_batch}", f"{speedup:.2f}x", f">= {goal:g}x",
+                             speedup >= goal))
+    for res in steps:
+        case = res["case"]
         speedup = _ratio(res["ms"]["reference"], res["ms"]["auto"])
         bars.append((f"auto vs reference speedup, {case.label}, batch {case.batch}/"
                      f"clean {case.clean_batch}", f"{speedup:.2f}x", ">= 2x",
                      speedup >= 2.0))
     if fit is not None:
         r = _ratio(fit["s"]["L2RWClassifier"], fit["s"]["NeuralNetClassifier"])
+        # Issue "Robust training at plain training's price": 1.1x, stretch 1.0x.
         bars.append(("L2RWClassifier.fit / NeuralNetClassifier.fit", f"{r:.2f}x",
-                     "<= 1.5x", r <= 1.5))
+                     "<= 1.1x", r <= 1.1))
         bars.append(("L2RWClassifier.fit / NeuralNetClassifier.fit (stretch)",
                      f"{r:.2f}x", "<= 1.0x", r <= 1.0))
     if mem is not None:
@@ -667,7 +688,7 @@ def render_markdown(info, steps, fit, mem, cfg, command, started, elapsed, load)
         for res in steps:
             case = res["case"]
             plain = res["ms"]["plain"]
-            for var in VARIANTS:
+            for var in STEP_VARIANTS:
                 ms = res["ms"][var]
                 med = _median(ms)
                 name = f"auto (= {res['auto_picks']})" if var == "auto" else var
@@ -685,6 +706,22 @@ def render_markdown(info, steps, fit, mem, cfg, command, started, elapsed, load)
                      f"| {_ratio(ref, res['ms']['auto']):.2f}x "
                      f"| {_ratio(ref, res['ms']['jvp']):.2f}x "
                      f"| {_ratio(ref, res['ms']['ghost']):.2f}x |")
+        L.append("")
+        L.append("The ways people compute L2RW today (`benchmarks/ports.py`: the "
+                 "`higher`-library loop of the public reproductions, a fresh "
+                 "functional copy of the net per step, torch.func per-sample "
+                 "gradients dotted with the clean gradient), each checked to give "
+                 "the reference's weights and gradients on the case's batch before "
+                 "it was timed (largest weight difference in brackets):\n")
+        L.append("| Model | batch / clean batch | "
+                 + " | ".join(f"auto vs {p}" for p in PORTS) + " |")
+        L.append("|---|---|" + "---:|" * len(PORTS))
+        for res in steps:
+            case = res["case"]
+            cells = [f"{_ratio(res['ms'][p], res['ms']['auto']):.2f}x "
+                     f"({res['port_diff'][p]:.0e})" for p in PORTS]
+            L.append(f"| {case.label} | {case.batch} / {case.clean_batch} | "
+                     + " | ".join(cells) + " |")
         L.append("")
         counts = {res["case"].label: n_parameters(res["case"].build()) for res in steps}
         params = ", ".join(f"{label}: {n:,}" for label, n in counts.items())
