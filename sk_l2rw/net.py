@@ -68,7 +68,7 @@ from sk_l2rw.validation import (
     is_dict_input,
     numpy_dtype,
 )
-from sk_l2rw.weights import effective_sample_share
+from sk_l2rw.weights import effective_sample_shares
 
 def resolve_device(device):
     """``"auto"`` becomes ``"cuda"`` when CUDA is available, else ``"cpu"``."""
@@ -178,14 +178,29 @@ class _Run:
         self.ess = torch.zeros((), dtype=dtype, device=device)
         self.batches = 0
         self.rows = 0
+        self._steps = []
         self.epoch_open = True
 
     def record(self, index, weights):
-        self.weights[index] = weights.to(self.weights.dtype)
-        self.zeros += (weights == 0).sum()
-        self.ess += effective_sample_share(weights).to(self.ess.dtype)
+        """Keep one step's row positions and weights; :meth:`close_epoch` writes
+        them, so that a step adds no tensor operation of its own."""
+        self._steps.append((index, weights))
         self.batches += 1
         self.rows += weights.shape[0]
+
+    def close_epoch(self):
+        """Write the epoch's weights into ``weights`` and sum their statistics
+        (``zeros``, ``ess``): a few tensor operations per epoch, not per step."""
+        self.epoch_open = False
+        if not self._steps:
+            return
+        index = torch.cat([i for i, _ in self._steps])
+        weights = torch.cat([w for _, w in self._steps]).to(self.weights.dtype)
+        self.weights[index] = weights
+        self.zeros += (weights == 0).sum()
+        self.ess += effective_sample_shares(
+            weights, [w.shape[0] for _, w in self._steps]).sum()
+        self._steps = []
 
 
 def _in_memory(X):
@@ -1016,7 +1031,7 @@ class L2RWMixin:
         super().on_epoch_end(net, dataset_train=dataset_train,
                              dataset_valid=dataset_valid, **kwargs)
         run = self._run_
-        run.epoch_open = False
+        run.close_epoch()
         self._weight_rows_.append(run.weights.double().cpu().numpy())
 
     def __sklearn_tags__(self):

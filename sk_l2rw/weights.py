@@ -6,7 +6,7 @@ they can run inside a CUDA training step without stalling it.
 
 import torch
 
-__all__ = ["normalize_weights", "effective_sample_share"]
+__all__ = ["normalize_weights", "effective_sample_share", "effective_sample_shares"]
 
 
 def normalize_weights(meta_gradients):
@@ -57,3 +57,27 @@ def effective_sample_share(weights):
     squares = (weights * weights).sum()
     safe = squares + (squares == 0).to(squares.dtype)
     return weights.sum() ** 2 / safe / weights.numel()
+
+
+def effective_sample_shares(weights, sizes):
+    """:func:`effective_sample_share` of each of several batches at once.
+
+    Parameters
+    ----------
+    weights : torch.Tensor of shape (n,)
+        The weights of consecutive batches, one after the other.
+    sizes : sequence of int
+        The batches' sizes, summing to ``n``.
+
+    Returns
+    -------
+    shares : torch.Tensor of shape (len(sizes),)
+    """
+    sizes = torch.as_tensor(sizes, device=weights.device)
+    batch_of = torch.repeat_interleave(torch.arange(len(sizes), device=weights.device),
+                                       sizes)
+    sums = torch.zeros(len(sizes), dtype=weights.dtype, device=weights.device)
+    squares = torch.zeros_like(sums).index_add_(0, batch_of, weights * weights)
+    sums.index_add_(0, batch_of, weights)
+    safe = squares + (squares == 0).to(squares.dtype)
+    return sums ** 2 / safe / sizes.to(weights.dtype)

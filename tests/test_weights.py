@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from sk_l2rw.weights import effective_sample_share, normalize_weights
+from sk_l2rw.weights import (effective_sample_share, effective_sample_shares,
+                             normalize_weights)
 
 
 class TestWeights:
@@ -24,3 +25,10 @@ class TestWeights:
         one_hot = torch.tensor([0.0, 1.0, 0.0, 0.0])
         assert effective_sample_share(one_hot).item() == pytest.approx(0.25)
         assert effective_sample_share(torch.zeros(4)).item() == 0
+
+    def test_effective_sample_shares_equal_one_batch_at_a_time(self):
+        batches = [normalize_weights(torch.randn(n)) for n in (5, 3, 5, 1)]
+        batches.append(torch.zeros(4))  # an all-negative batch
+        got = effective_sample_shares(torch.cat(batches), [len(b) for b in batches])
+        expected = torch.stack([effective_sample_share(b) for b in batches])
+        torch.testing.assert_close(got, expected)
