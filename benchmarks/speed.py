@@ -33,6 +33,7 @@ import copy
 import dataclasses
 import datetime
 import gc
+import math
 import os
 import platform
 import statistics
@@ -43,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -441,6 +443,35 @@ def bench_fit(cfg, device, log=None):
     out["s_all"] = out["s"]
     out["s"] = {k: [s[i] for i in keep] for k, s in out["s_all"].items()}
     out["busy"], out["kept"] = busy, keep
+    out["ops_per_step"] = ops_per_step(makers, X[warm], y[warm], Xc, yc, cfg.fit_batch)
+    return out
+
+
+class CountOps(TorchDispatchMode):
+    """Counts the tensor (aten) operations run inside it."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def ops_per_step(makers, X, y, Xc, yc, batch):
+    """Tensor operations per step of each estimator's one-epoch ``fit`` on ``X``
+    (everything its fit runs, divided by its steps): a count that, unlike time,
+    this machine's noise cannot move."""
+    out = {}
+    for name, make in makers.items():
+        est = make().set_params(max_epochs=1)
+        with CountOps() as mode:
+            if name == "L2RWClassifier":
+                est.fit(X, y, X_val=Xc, y_val=yc)
+            else:
+                est.fit(X, y)
+        out[name] = mode.count / math.ceil(len(y) / batch)
     return out
 
 
@@ -748,10 +779,19 @@ def render_markdown(info, steps, fit, mem, cfg, command, started, elapsed, load)
         L.append("| Estimator | median s/fit | repeats used (s) | x NeuralNetClassifier |")
         L.append("|---|---:|---|---:|")
         base = fit["s"]["NeuralNetClassifier"]
+        ops = fit.get("ops_per_step")
         for name, s in fit["s"].items():
             L.append(f"| {name} | {_median(s):.2f} | {', '.join(f'{x:.2f}' for x in s)} "
                      f"| {_ratio(s, base):.2f} |")
         L.append("")
+        if ops:
+            plain_ops = ops["NeuralNetClassifier"]
+            L.append("Tensor (aten) operations per step, everything a one-epoch `fit` on "
+                     f"the warm-up's {20 * cfg.fit_batch:,} rows runs divided by its "
+                     "steps (counted with a `TorchDispatchMode`; a count this machine's "
+                     "noise cannot move): "
+                     + ", ".join(f"{n} {v:.1f} ({v / plain_ops:.2f}x)"
+                                 for n, v in ops.items()) + ".\n")
 
     # Part 3
     if mem:

@@ -31,7 +31,7 @@ def test_speed_report_tiny(speed, tmp_path, one_thread):
                    "## 3. Peak memory of one training step", "## Bars",
                    "| Model | batch / clean batch | Computation | median ms/step",
                    "| Estimator | median s/fit", "| Computation | peak beyond baseline",
-                   "auto vs reference speedup"):
+                   "auto vs reference speedup", "Tensor (aten) operations per step"):
         assert header in text
     assert "torch threads" in text and "Versions: python" in text
     assert not (tmp_path / "speed.png").exists()
@@ -101,3 +101,11 @@ def test_ratios_are_paired_within_repeats(speed):
     # A slow spell in repeats 2-3 hits both numbers of those repeats; the
     # ratio of the medians (30 / 10 = 3) would mix repeats, the paired one not.
     assert speed._ratio([2.0, 40.0, 30.0], [1.0, 20.0, 10.0]) == 2.0
+
+
+def test_ops_per_step_counts_every_tensor_operation(speed):
+    import torch
+
+    with speed.CountOps() as mode:
+        torch.ones(3).add(1).sum()
+    assert mode.count == 3
