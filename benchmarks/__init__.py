@@ -6,5 +6,7 @@
 ``sparse_memory``, ``categorical``, ``clean_loss_warning``, ``imbalance_steps``). Each
 writes its report under ``benchmarks/results/``; ``--smoke`` runs it on tiny data
 without downloading (CI). Shared pieces: ``datasets`` (real data sets from package
-registries, cached), ``environment`` (the machine and versions a report names).
+registries, cached), ``environment`` (the machine, versions and command a report
+names), ``models`` (the networks), ``ports`` (the public ways of computing L2RW that
+``speed`` times).
 """
