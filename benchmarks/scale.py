@@ -381,7 +381,15 @@ def run_parallel(worlds, rows=PARALLEL_ROWS, pairs=3, epochs=2, device="cpu"):
                 np.abs(load(w, dtype) - load(1, dtype)).max(axis=1).tolist()
                 for dtype in ("float32", "float64") for w in worlds[1:]}
     return {"runs": runs, "max_weight_diff": diff, "rows": rows, "pairs": pairs,
-            "epochs": epochs}
+            "epochs": epochs, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def load_parallel(path):
+    """The rows :func:`report_parallel` wrote next to its report (JSON), as
+    :func:`run_parallel` returned them."""
+    results = json.loads(Path(path).read_text())
+    results["runs"] = {int(w): rows for w, rows in results["runs"].items()}
+    return results
 
 
 def report_parallel(results, command, device, out):
@@ -401,7 +409,7 @@ def report_parallel(results, command, device, out):
     lines = [
         "# Scale: one fit on several processes (data-parallel L2RW)", "",
         f"Command: `{command}`  ",
-        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}  ",
+        f"Date: {results['date']}  ",
         f"Machine: {cpu_model()}, {os.cpu_count()} cores, device {device}, "
         f"backend {'nccl' if device == 'cuda' else 'gloo'}  ",
         f"Versions: {versions_line()}", "",
@@ -467,6 +475,9 @@ def report_parallel(results, command, device, out):
     out.mkdir(parents=True, exist_ok=True)
     path = out / ("scale_parallel.md" if device == "cpu" else "scale_parallel_cuda.md")
     path.write_text("\n".join(lines))
+    # The rows next to the report: --render-parallel rebuilds it from them.
+    path.with_suffix(".json").write_text(json.dumps({**results, "command": command,
+                                                     "device": device}, indent=1))
     print("\n".join(lines))
     return path
 
@@ -487,6 +498,8 @@ def main(argv=None):
     parser.add_argument("--parallel", nargs="+", type=int, metavar="W",
                         help="the data-parallel part: 1 process against W processes")
     parser.add_argument("--parallel-rows", type=int, default=PARALLEL_ROWS)
+    parser.add_argument("--render-parallel", type=Path, metavar="JSON",
+                        help="rebuild scale_parallel.md from the rows a run wrote")
     parser.add_argument("--parallel-child", nargs=5, help=argparse.SUPPRESS)
     parser.add_argument("--parallel-dtype", default="float32", help=argparse.SUPPRESS)
     parser.add_argument("--smoke", action="store_true",
@@ -496,6 +509,9 @@ def main(argv=None):
         rank, world, rendezvous, rows, epochs = args.parallel_child
         return parallel_child(int(rank), int(world), rendezvous, int(rows), int(epochs),
                               args.device, args.out, args.parallel_dtype)
+    if args.render_parallel:
+        results = load_parallel(args.render_parallel)
+        return report_parallel(results, results["command"], results["device"], args.out)
     if args.parallel:
         if args.smoke:
             results = run_parallel(args.parallel, rows=1000, pairs=1, epochs=1,

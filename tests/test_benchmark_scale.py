@@ -81,5 +81,11 @@ def test_data_parallel_part_tiny(scale, tmp_path):
     assert len(diff["2 processes, float32"]) == 2  # the untimed epoch and the timed one
     assert max(diff["2 processes, float32"]) < 1e-6
     assert max(diff["2 processes, float64"]) < 1e-12
-    text = scale.report_parallel(results, "test", "cpu", tmp_path).read_text()
-    assert "| 2 | " in text and "## Exactness" in text
+    path = scale.report_parallel(results, "test", "cpu", tmp_path)
+    # The rows are written next to the report and rebuild it exactly.
+    again = scale.load_parallel(path.with_suffix(".json"))
+    assert again["runs"] == runs and again["max_weight_diff"] == diff
+    text = path.read_text()
+    rebuilt = scale.report_parallel(again, again["command"], again["device"],
+                                    tmp_path / "again").read_text()
+    assert rebuilt == text and "| 2 | " in text
