@@ -109,3 +109,20 @@ def test_ops_per_step_counts_every_tensor_operation(speed):
     with speed.CountOps() as mode:
         torch.ones(3).add(1).sum()
     assert mode.count == 3
+
+
+def test_rows_rebuild_the_report(speed, tmp_path, one_thread):
+    path = speed.run(tiny_config(speed), tmp_path, device="cpu", command="test",
+                     chart=False, parts=("steps", "fit"), log=lambda m: None)
+    rows = speed.load_rows(path.with_suffix(".json"))
+    assert speed.render(rows) == path.read_text()
+    # Asserted on the rows themselves: every timed variant and port of every case.
+    for res in rows["steps"]:
+        assert sorted(res["ms"]) == sorted(speed.STEP_VARIANTS)
+        assert all(len(ms) == len(res["kept"]) and min(ms) > 0
+                   for ms in res["ms"].values())
+        assert set(res["port_diff"]) == set(speed.PORTS)
+        assert max(res["port_diff"].values()) < 1e-6
+    ops = rows["fit"]["ops_per_step"]
+    assert set(ops) == {"NeuralNetClassifier", "L2RWClassifier"}
+    assert min(ops.values()) > 10
