@@ -92,8 +92,7 @@ class Group:
         self.batch = None
         self._pending = []
         self._shard_capacity = 1
-        self._grad_size = 0
-        self._grad_dtype = torch.get_default_dtype()
+        self._module = None
 
     # ------------------------------------------------------------ outside steps
 
@@ -136,17 +135,15 @@ class Group:
     def begin_step(self, module, batch_size, verify=False):
         """Declare the collectives of the next step (which a failing rank joins)."""
         self._shard_capacity = max(1, math.ceil(batch_size / self.world))
-        params = [p for p in module.parameters() if p.requires_grad]
-        self._grad_size = sum(p.numel() for p in params)
-        self._grad_dtype = params[0].dtype if params else torch.get_default_dtype()
+        self._module = module
         self._pending = (["verify"] if verify else []) + ["meta", "sum"]
         self.batch = None
 
     def all_agree(self, ok):
         """Whether ``ok`` holds on every rank (the ghost check of "auto")."""
-        out = self._reduce("verify", torch.tensor([0.0, 0.0 if ok else 1.0],
-                                                  dtype=torch.float64))
-        return bool(out[1] == 0)
+        buf = self._stage_buffer("verify")
+        buf[1] = 0.0 if ok else 1.0
+        return bool(self._reduce("verify", buf)[1] == 0)
 
     def normalizer(self, index):
         """The step's ``normalize``: gathers the batch's meta-gradients, normalises
@@ -156,7 +153,7 @@ class Group:
         """
         def normalize(meta):
             n, k = meta.shape[0], self._shard_capacity
-            buf = torch.zeros(2 + 2 * k, dtype=torch.float64, device=self.device)
+            buf = self._stage_buffer("meta")
             buf[1] = n
             buf[2:2 + n] = index.to(buf)
             buf[2 + k:2 + k + n] = meta.detach().to(buf)
@@ -190,18 +187,9 @@ class Group:
         """This rank's step raised ``exc``: join the collective the other ranks wait
         in with the failure flag set, then raise the agreed error."""
         stage = self._pending[0] if self._pending else "meta"  # the next step's first
-        if stage == "verify":
-            self._collective(stage, torch.tensor([1.0, 0.0], dtype=torch.float64))
-        elif stage == "meta":
-            buf = torch.zeros(2 + 2 * self._shard_capacity, dtype=torch.float64,
-                              device=self.device)
-            buf[0] = 1
-            self._collective(stage, buf)
-        else:
-            buf = torch.zeros(2 + self._grad_size, dtype=self._grad_dtype,
-                              device=self.device)
-            buf[0] = 1
-            self._collective(stage, buf)
+        buf = self._stage_buffer(stage)
+        buf[0] = 1
+        self._collective(stage, buf)
         self._raise_agreed(exc, self.exchange(_describe(exc, self.rank)))
 
     def peer_failed(self):
@@ -210,6 +198,19 @@ class Group:
         self._raise_agreed(None, self.exchange(None))
 
     # ---------------------------------------------------------------- helpers
+
+    def _stage_buffer(self, stage):
+        """Zeros of the size and dtype that ``stage``'s collective moves; element 0
+        is the failure flag."""
+        if stage == "verify":
+            return torch.zeros(2, dtype=torch.float64, device=self.device)
+        if stage == "meta":
+            return torch.zeros(2 + 2 * self._shard_capacity, dtype=torch.float64,
+                               device=self.device)
+        params = [p for p in self._module.parameters() if p.requires_grad]
+        dtype = params[0].dtype if params else torch.get_default_dtype()
+        return torch.zeros(2 + sum(p.numel() for p in params), dtype=dtype,
+                           device=self.device)
 
     def _global(self, rank):
         if self.group is None:
