@@ -416,8 +416,7 @@ def _rows(y_pred, stop):
 
 
 def ghost_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0, forward_kwargs=None,
-               clean_weights=None, clean_share=0.0, update=True,
-               normalize=None):
+               clean_weights=None, clean_share=0.0, update=True, normalize=None):
     """Exact L2RW step from layer inputs and output gradients.
 
     The module must pass :func:`unsupported_layers` (rows independent, every

@@ -54,9 +54,7 @@ def effective_sample_share(weights):
     -------
     share : torch.Tensor, scalar
     """
-    squares = (weights * weights).sum()
-    safe = squares + (squares == 0).to(squares.dtype)
-    return weights.sum() ** 2 / safe / weights.numel()
+    return _share(weights.sum(), (weights * weights).sum(), weights.numel())
 
 
 def effective_sample_shares(weights, sizes):
@@ -79,5 +77,10 @@ def effective_sample_shares(weights, sizes):
     sums = torch.zeros(len(sizes), dtype=weights.dtype, device=weights.device)
     squares = torch.zeros_like(sums).index_add_(0, batch_of, weights * weights)
     sums.index_add_(0, batch_of, weights)
+    return _share(sums, squares, sizes.to(weights.dtype))
+
+
+def _share(sums, squares, sizes):
+    # An all-zero batch (every meta-gradient negative) has share 0, not NaN.
     safe = squares + (squares == 0).to(squares.dtype)
-    return sums ** 2 / safe / sizes.to(weights.dtype)
+    return sums ** 2 / safe / sizes
