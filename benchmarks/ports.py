@@ -52,6 +52,20 @@ def _clean_mean(loss_fn, pred, y_clean):
     return loss_fn(pred, y_clean).mean()
 
 
+def _look_ahead_weights(net, params, buffers, losses, loss_fn, X_clean, y_clean, lr):
+    """The reproductions' meta step on ``losses`` (made with ``params``): a
+    differentiable SGD step on ``sum_i eps_i f_i``, the clean loss of ``net`` at the
+    stepped parameters, ``w = normalize(-d/d eps)``."""
+    eps = torch.zeros_like(losses, requires_grad=True)
+    grads = torch.autograd.grad((eps * losses).sum(), list(params.values()),
+                                create_graph=True)
+    stepped = {n: p - lr * g for (n, p), g in zip(params.items(), grads)}
+    clean = _clean_mean(loss_fn, functional_call(net, {**stepped, **buffers},
+                                                 (X_clean,)), y_clean)
+    (d_eps,) = torch.autograd.grad(clean, eps)
+    return normalize_weights(-d_eps.detach())
+
+
 def higher_step(module, loss_fn, X, y, X_clean, y_clean, *, lr):
     """``higher.innerloop_ctx`` as the public reproductions use it (see the module
     docstring)."""
@@ -59,14 +73,8 @@ def higher_step(module, loss_fn, X, y, X_clean, y_clean, *, lr):
     fast = _trainable(module)  # the fast weights start at the real parameters
     buffers = dict(module.named_buffers())
     losses = loss_fn(functional_call(fmodel, {**fast, **buffers}, (X,)), y)
-    eps = torch.zeros_like(losses, requires_grad=True)
-    grads = torch.autograd.grad((eps * losses).sum(), list(fast.values()),
-                                create_graph=True)
-    stepped = {n: p - lr * g for (n, p), g in zip(fast.items(), grads)}  # diffopt.step
-    clean = _clean_mean(loss_fn, functional_call(fmodel, {**stepped, **buffers},
-                                                 (X_clean,)), y_clean)
-    (d_eps,) = torch.autograd.grad(clean, eps)
-    weights = normalize_weights(-d_eps.detach())
+    weights = _look_ahead_weights(fmodel, fast, buffers, losses, loss_fn, X_clean,
+                                  y_clean, lr)
     _weighted_backward(module, loss_fn, X, y, weights)
     return weights
 
@@ -77,16 +85,8 @@ def functional_copy_step(module, loss_fn, X, y, X_clean, y_clean, *, lr):
     meta_net = copy.deepcopy(module)
     meta_net.load_state_dict(module.state_dict())
     params = _trainable(meta_net)
-    losses = loss_fn(meta_net(X), y)
-    eps = torch.zeros_like(losses, requires_grad=True)
-    grads = torch.autograd.grad((eps * losses).sum(), list(params.values()),
-                                create_graph=True)
-    stepped = {n: p - lr * g for (n, p), g in zip(params.items(), grads)}
-    buffers = dict(meta_net.named_buffers())
-    clean = _clean_mean(loss_fn, functional_call(meta_net, {**stepped, **buffers},
-                                                 (X_clean,)), y_clean)
-    (d_eps,) = torch.autograd.grad(clean, eps)
-    weights = normalize_weights(-d_eps.detach())
+    weights = _look_ahead_weights(meta_net, params, dict(meta_net.named_buffers()),
+                                  loss_fn(meta_net(X), y), loss_fn, X_clean, y_clean, lr)
     _weighted_backward(module, loss_fn, X, y, weights)
     return weights
 

@@ -3,24 +3,12 @@
 import numpy as np
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
+from benchmarks.speed import CountOps
 from conftest import make_blobs_data
 from sk_l2rw import L2RWClassifier, net as net_module
 from sk_l2rw.modules import MLP
 from sk_l2rw.weights import effective_sample_share
-
-
-class CountOps(TorchDispatchMode):
-    """Counts the tensor (aten) operations run inside it."""
-
-    def __init__(self):
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.count += 1
-        return func(*args, **(kwargs or {}))
 
 
 @pytest.fixture(scope="module")
