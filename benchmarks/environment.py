@@ -4,10 +4,13 @@ Shared by the studies of this package so that every report describes its machine
 and its command the same way.
 """
 
+import datetime
+import json
 import os
 import platform
 import shlex
 import sys
+from pathlib import Path
 
 #: Libraries every report names, as (import name, name in the report).
 CORE = (("torch", "torch"), ("skorch", "skorch"), ("sklearn", "scikit-learn"),
@@ -62,7 +65,8 @@ def versions_line(*extra):
     return ", ".join(f"{name} {version}" for name, version in versions(*extra).items())
 
 
-def report_header(title, *, command, started, elapsed, smoke=False, load=None):
+def report_header(title, *, command, started, elapsed, smoke=False, load=None,
+                  machine=None, versions=None):
     """The first lines of a side-study report: title, command, date, wall time,
     machine and versions, and a warning when the run was only a ``--smoke`` test.
 
@@ -72,8 +76,8 @@ def report_header(title, *, command, started, elapsed, smoke=False, load=None):
         Markdown heading text (without ``#``).
     command : str
         The command line as run.
-    started : datetime.datetime
-        UTC start time.
+    started : datetime.datetime or str
+        UTC start time (a string: in ISO format, as :func:`run_record` keeps it).
     elapsed : float
         Wall time in seconds.
     smoke : bool
@@ -81,19 +85,24 @@ def report_header(title, *, command, started, elapsed, smoke=False, load=None):
     load : str or None
         The load average at the end of the run, as recorded then; None reads it now
         (for a report written as the run ends).
+    machine, versions : str or None
+        The CPU model and :func:`versions_line` as recorded by the run; None reads
+        them now.
 
     Returns
     -------
     list of str
     """
+    if isinstance(started, str):
+        started = datetime.datetime.fromisoformat(started)
     lines = [
         f"# {title}", "",
         f"Command: `{command}`  ",
         f"Date: {started:%Y-%m-%d %H:%M} UTC  ",
         f"Wall time: {elapsed / 60:.1f} min  ",
-        f"Machine: {cpu_model()}, load average at the end "
+        f"Machine: {machine or cpu_model()}, load average at the end "
         f"{load_average() if load is None else load}  ",
-        f"Versions: {versions_line()}", "",
+        f"Versions: {versions or versions_line()}", "",
     ]
     if smoke:
         lines += ["**A `--smoke` run on digits: it only shows that the script runs.**", ""]
@@ -114,3 +123,64 @@ def add_run_arguments(parser, *, smoke, out):
     parser.add_argument("--jobs", type=int, default=None,
                         help="worker processes (default 2; 1 for --smoke)")
     parser.add_argument("--out", default=str(out), help="output folder")
+
+
+def run_record(command, started, elapsed, **more):
+    """What :func:`report_header` says about a run, as its rows' JSON keeps it:
+    recorded as the run ends, so that the report rebuilt from the rows is the same
+    byte for byte (also on another machine).
+
+    Parameters
+    ----------
+    command : str
+    started : datetime.datetime
+        UTC start time (kept in ISO format).
+    elapsed : float
+        Wall time in seconds.
+    **more
+        Further fields (``smoke=True``...).
+
+    Returns
+    -------
+    dict
+        :func:`report_header`'s keywords.
+    """
+    return dict(command=command, started=started.isoformat(), elapsed=elapsed,
+                load=load_average(), machine=cpu_model(), versions=versions_line(),
+                **more)
+
+
+def save_rows(path, rows, meta, *, indent=1, **more):
+    """Write a run's rows and its metadata as JSON: ``{"meta", **more, "rows"}``."""
+    Path(path).write_text(json.dumps({"meta": meta, **more, "rows": rows},
+                                     indent=indent) + "\n")
+
+
+def load_rows(path):
+    """The dict :func:`save_rows` wrote (JSON turns tuples into lists)."""
+    return json.loads(Path(path).read_text())
+
+
+def write_report(path, text, saved=None):
+    """Write the report ``text`` to ``path`` and, given ``saved`` (the keywords of
+    :func:`save_rows`), the rows as JSON next to it; returns ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    if saved is not None:
+        save_rows(path.with_suffix(".json"), **saved)
+    return path
+
+
+def rerender(path, out, render):
+    """``--render``: the report ``render(load_rows(path))`` rebuilt from the rows a
+    run wrote, into ``out`` under the JSON's name (``.md``); returns its path."""
+    path = Path(path)
+    return write_report(Path(out) / path.with_suffix(".md").name, render(load_rows(path)))
+
+
+def add_render_argument(parser, report):
+    """``--render JSON``: rebuild ``report`` (its name) from the rows a run wrote."""
+    parser.add_argument("--render", type=Path, metavar="JSON",
+                        help=f"rebuild {report} from the rows a run wrote next to it "
+                             "(the .json of the same name), into --out")
