@@ -18,12 +18,14 @@ noise and seed, over the learning rates; 4-vs-9: same module, proportion and cle
 size, over the seeds). That definition uses the test set only, not the clean loss
 the rules watch.
 
-Writes ``clean_loss_warning.md`` into ``--out`` (default ``benchmarks/results``).
+Writes ``clean_loss_warning.md`` and its rows, ``clean_loss_warning.json`` (one per
+fit, with the run's metadata), into ``--out`` (default ``benchmarks/results``).
 
 Usage::
 
     python -m benchmarks.clean_loss_warning           # 124 fits, about 4 min on 2 cores
     python -m benchmarks.clean_loss_warning --smoke   # digits only (CI; no download)
+    python -m benchmarks.clean_loss_warning --render benchmarks/results/clean_loss_warning.json
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # package name, so that worker processes can unpickle the configurations and nets
 # it defines.
 from benchmarks import quality as q
-from benchmarks.environment import add_run_arguments, command_line, report_header
+from benchmarks.environment import (add_render_argument, add_run_arguments, command_line,
+                                    report_header, rerender, run_record, write_report)
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 FAILED_POINTS = 0.20  # balanced accuracy this far below the best of the group
@@ -198,9 +201,11 @@ def fired_table(rows):
     return lines
 
 
-def render(rows, *, command, started, elapsed, smoke):
-    lines = report_header("sk_l2rw: the clean-loss warning, measured", command=command,
-                          started=started, elapsed=elapsed, smoke=smoke)
+def render(rows, **run):
+    """The Markdown report of :func:`run`'s rows; ``run``: :func:`report_header`'s
+    keywords (``command``, ``started``, ``elapsed``, ``smoke``...; as the JSON keeps
+    them, :func:`~benchmarks.environment.run_record`)."""
+    lines = report_header("sk_l2rw: the clean-loss warning, measured", **run)
     lines += [
         "`L2RWClassifier` warns (once per fit) when the epoch's clean loss is more than "
         "10x its best so far and above the first epoch's "
@@ -226,16 +231,20 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_run_arguments(parser, smoke="digits only, a few fits (CI; nothing downloaded)",
                       out=DEFAULT_OUT)
+    add_render_argument(parser, "clean_loss_warning.md")
     args = parser.parse_args(argv)
+    if args.render:
+        path = rerender(args.render, args.out, lambda saved: render(saved["rows"],
+                                                                   **saved["meta"]))
+        print(f"wrote {path}")
+        return 0
     command = command_line("clean_loss_warning", argv)
     started = datetime.datetime.now(datetime.timezone.utc)
     t0 = time.perf_counter()
     rows = run(smoke=args.smoke, jobs=args.jobs or (1 if args.smoke else 2))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "clean_loss_warning.md"
-    path.write_text(render(rows, command=command, started=started,
-                           elapsed=time.perf_counter() - t0, smoke=args.smoke))
+    meta = run_record(command, started, time.perf_counter() - t0, smoke=args.smoke)
+    path = write_report(Path(args.out) / "clean_loss_warning.md", render(rows, **meta),
+                        dict(rows=rows, meta=meta))
     print(f"wrote {path}")
     return 0
 
