@@ -19,7 +19,9 @@ from torch's global random stream, which changes the later shuffles.
 
 ``--optimizer sgd`` uses the paper's optimizer instead (momentum SGD, lr 1e-3, batch
 100) and writes ``imbalance_steps_sgd.md``; otherwise ``imbalance_steps.md`` is written
-into ``--out`` (default ``benchmarks/results``).
+into ``--out`` (default ``benchmarks/results``), each with its rows next to it
+(``imbalance_steps.json``, ``imbalance_steps_sgd.json``: one per cell, with the setting
+and the run's metadata), from which ``--render JSON`` rebuilds the report.
 
 Usage::
 
@@ -46,7 +48,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # By its package name, so that worker processes can unpickle the configurations and
 # nets that benchmarks/quality.py defines.
 from benchmarks import quality as q
-from benchmarks.environment import add_run_arguments, command_line, report_header
+from benchmarks.environment import (add_render_argument, add_run_arguments, command_line,
+                                    report_header, rerender, run_record, write_report)
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 #: --optimizer choices: the quality benchmark's setting, or the paper's (section 5.1:
@@ -150,12 +153,14 @@ def table(rows):
     return lines
 
 
-def render(rows, about, *, command, started, elapsed, smoke):
+def render(rows, about, **run):
+    """The Markdown report of :func:`run`'s rows and setting; ``run``:
+    :func:`report_header`'s keywords (``command``, ``started``, ``elapsed``,
+    ``smoke``...; as the JSON keeps them, :func:`~benchmarks.environment.run_record`)."""
     warned = sum(r["warned"] for r in rows)
     minority = round(about["n_train"] * (1 - about["proportion"]))
     lines = report_header("sk_l2rw: MNIST 4-vs-9 imbalance against training length",
-                          command=command, started=started, elapsed=elapsed,
-                          smoke=smoke)
+                          **run)
     lines += [
         f"{about['dataset']} {about['classes'][0]} vs {about['classes'][1]}, "
         f"{about['n_train']:,} training rows at majority proportion {about['proportion']} "
@@ -202,7 +207,13 @@ def main(argv=None):
                              "SGD, lr 1e-3, batch 100 (writes imbalance_steps_sgd.md)")
     add_run_arguments(parser, smoke="digits and the small MLP, a few steps (CI; no "
                       "download)", out=DEFAULT_OUT)
+    add_render_argument(parser, "imbalance_steps.md or imbalance_steps_sgd.md")
     args = parser.parse_args(argv)
+    if args.render:
+        path = rerender(args.render, args.out, lambda saved: render(
+            saved["rows"], saved["about"], **saved["meta"]))
+        print(f"wrote {path}")
+        return 0
     steps = args.steps or ((20, 60) if args.smoke else (800, 8000))
     seeds = args.seeds or ((0,) if args.smoke else (0, 1, 2))
     if min(steps) < 1:
@@ -212,12 +223,10 @@ def main(argv=None):
     t0 = time.perf_counter()
     rows, about = run(steps, seeds, optimizer=args.optimizer, smoke=args.smoke,
                       jobs=args.jobs or (1 if args.smoke else 2))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    meta = run_record(command, started, time.perf_counter() - t0, smoke=args.smoke)
     suffix = "" if args.optimizer == "adam" else f"_{args.optimizer}"
-    path = out / f"imbalance_steps{suffix}.md"
-    path.write_text(render(rows, about, command=command, started=started,
-                           elapsed=time.perf_counter() - t0, smoke=args.smoke))
+    path = write_report(Path(args.out) / f"imbalance_steps{suffix}.md",
+                        render(rows, about, **meta), dict(rows=rows, meta=meta, about=about))
     print(f"wrote {path}")
     return 0
 

@@ -1,10 +1,10 @@
 """Smoke test of benchmarks/imbalance_steps.py (digits, bundled; nothing downloaded)."""
 
 import importlib
-import re
 
 import pytest
 
+from benchmarks.environment import load_rows
 from conftest import refuse_downloads
 
 
@@ -35,16 +35,21 @@ def test_smoke_run_writes_report(study, tmp_path, one_thread, no_download):
     for header in ("--smoke` run", "Command: `python -m benchmarks.imbalance_steps --smoke",
                    "Versions: python", "| optimizer steps | epochs |"):
         assert header in text, header
-    rows = re.findall(r"^\| (\d+) \| (\d+) \| (.*) \|$", text, flags=re.M)
-    assert [int(r[0]) for r in rows] == [20, 60]  # one line per step count, in order
-    for steps, epochs, rest in rows:
-        cells = [c.strip() for c in rest.split("|")]
-        means = [float(c.split(" ± ")[0]) for c in cells[:3]]
-        assert all(0 <= v <= 100 for v in means)
-        per_seed = [float(v) for v in cells[4].split(",")]
-        assert len(per_seed) == 2  # seeds 0 and 1
-        assert float(cells[3]) == pytest.approx(means[1] - means[2], abs=0.11)
-    assert re.search(r"warning fired in \d+ of 4 L2RW fits", text)
+    # The numbers, asserted on the rows written next to the report.
+    saved = load_rows(tmp_path / "imbalance_steps.json")
+    rows, about = saved["rows"], saved["about"]
+    assert sorted((r["steps"], r["seed"]) for r in rows) == [(20, 0), (20, 1), (60, 0),
+                                                             (60, 1)]
+    assert about["quality_setting"] and about["n_train"] == 120
+    for r in rows:
+        assert r["epochs"] == study.epochs_for(r["steps"], about["n_train"],
+                                               about["batch_size"])
+        assert all(0 <= r[m] <= 1 for m, _ in study.METHODS)
+        assert isinstance(r["warned"], bool) and r["clean_loss_last"] >= 0
+    # The report is rebuilt from the rows byte for byte.
+    assert study.main(["--render", str(tmp_path / "imbalance_steps.json"),
+                       "--out", str(tmp_path / "again")]) == 0
+    assert (tmp_path / "again" / "imbalance_steps.md").read_text() == text
 
 
 def test_rejects_non_positive_steps(study, capsys):
@@ -57,7 +62,10 @@ def test_paper_optimizer_writes_its_own_report(study, tmp_path, one_thread, no_d
     assert study.main(["--smoke", "--optimizer", "sgd", "--steps", "4",
                        "--out", str(tmp_path)]) == 0
     assert not (tmp_path / "imbalance_steps.md").exists()  # the Adam report is kept
+    assert not (tmp_path / "imbalance_steps.json").exists()
     text = (tmp_path / "imbalance_steps_sgd.md").read_text()
     assert "the paper's SGD with momentum 0.9 (lr=0.001, batch 100)" in text
+    saved = load_rows(tmp_path / "imbalance_steps_sgd.json")
+    assert (saved["about"]["lr"], saved["about"]["batch_size"]) == (1e-3, 100)
     # 120 rows in batches of 100: 2 steps per epoch, so 4 steps take 2 epochs.
-    assert re.search(r"^\| 4 \| 2 \| ", text, flags=re.M)
+    assert [(r["steps"], r["epochs"]) for r in saved["rows"]] == [(4, 2)]
