@@ -24,14 +24,17 @@ lowest scores), precision and recall of each method's own flagged set, and wall 
 computation). Averaged over ``--seeds`` (each seed draws a new trusted set, new flips,
 new initial weights and new folds).
 
-Writes ``label_issues.md`` and ``label_issues.png`` (needs matplotlib) into ``--out``.
-Needs cleanlab (a benchmark-only dependency) and the cached data sets of
+Writes ``label_issues.md``, its rows ``label_issues.json`` (one per data set, noise
+and seed, with the run's configuration and metadata) and ``label_issues.png`` (needs
+matplotlib) into ``--out``; ``--render JSON`` rebuilds the report and the chart from
+the rows. Needs cleanlab (a benchmark-only dependency) and the cached data sets of
 ``benchmarks/datasets.py``.
 
 Usage::
 
     python -m benchmarks.label_issues [--quick] [--seeds 0 1 2] [--max-rows 6000]
                                       [--epochs 30] [--out benchmarks/results]
+    python -m benchmarks.label_issues --render benchmarks/results/label_issues.json
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from benchmarks.environment import command_line, load_average, versions_line
+from benchmarks.environment import (add_render_argument, command_line, load_average,
+                                    load_rows, versions_line, write_report)
 from benchmarks.datasets import (adult_preprocessor, kdd_census_preprocessor,
                                  load)
 from sk_l2rw import L2RWClassifier
@@ -198,11 +202,57 @@ def one_case(name, noise, seed, max_rows, epochs, log):
     return row
 
 
+#: The fields of a row that name its case; the others are measured.
+CASE = ("dataset", "noise", "seed")
+
+
 def summarise(rows):
-    """Mean and standard deviation over seeds of every numeric field."""
-    keys = rows[0].keys()
+    """Mean and standard deviation over seeds of every measured field."""
+    keys = [k for k in rows[0] if k not in CASE]
     return {k: (float(np.mean([r[k] for r in rows])), float(np.std([r[k] for r in rows])))
             for k in keys}
+
+
+def summaries(rows):
+    """``(data set, noise) -> summarise(its rows)``, in the order of the run."""
+    cases = {}
+    for r in rows:
+        cases.setdefault((r["dataset"], r["noise"]), []).append(r)
+    return {case: summarise(found) for case, found in cases.items()}
+
+
+def run(cfg, log=print):
+    """Every data set, noise and seed of ``cfg`` (a dict: ``datasets``, ``seeds``,
+    ``max_rows``, ``epochs``, ``threads``), after a warm-up.
+
+    Returns
+    -------
+    rows : list of dict
+        One per case: its ``dataset``, ``noise`` and ``seed`` and what
+        :func:`one_case` measured.
+    meta : dict
+        ``cfg`` and what the report says about the run: the end date, the wall
+        time (warm-up excluded), load averages, machine and versions.
+    """
+    torch.set_num_threads(cfg["threads"])
+    warm_up(cfg["epochs"])
+    load_before = load_average()
+    start = time.perf_counter()
+    rows = []
+    for name in cfg["datasets"]:
+        for noise in NOISES:
+            for seed in cfg["seeds"]:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)
+                    rows.append(dict(dataset=name, noise=noise, seed=seed, **one_case(
+                        name, noise, seed, cfg["max_rows"], cfg["epochs"], log)))
+    meta = dict(config=cfg, wall=time.perf_counter() - start,
+                load=[load_before, load_average()],
+                date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                machine=f"{os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
+                        f"{platform.platform()}",
+                versions=versions_line("cleanlab"))
+    return rows, meta
 
 
 def _fmt(mean_std, digits=3, seeds=1):
@@ -216,19 +266,20 @@ def _label(name):
     return f"{name} (*held out*)" if name in HELD_OUT else name
 
 
-def write_report(out, results, args, wall, load_before, load_after):
-    seeds = len(args.seeds)
+def render(rows, meta):
+    """The Markdown report of :func:`run`'s rows and metadata (and the command)."""
+    cfg, results = meta["config"], summaries(rows)
+    seeds = len(cfg["seeds"])
     lines = [
         "# Finding flipped labels: L2RW weights vs cleanlab", "",
-        f"Command: `{command_line('label_issues')}`",
-        f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC  ",
-        f"Wall time of the whole run: {wall:.0f} s  ",
-        f"Machine: {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
-        f"{platform.platform()}  ",
-        f"Load average at start / end: {load_before} / {load_after}  ",
-        f"Versions: {versions_line('cleanlab')}", "",
+        f"Command: `{meta['command']}`",
+        f"Date: {datetime.datetime.fromisoformat(meta['date']):%Y-%m-%d %H:%M} UTC  ",
+        f"Wall time of the whole run: {meta['wall']:.0f} s  ",
+        f"Machine: {meta['machine']}  ",
+        f"Load average at start / end: {meta['load'][0]} / {meta['load'][1]}  ",
+        f"Versions: {meta['versions']}", "",
         "Setup. Training rows: at most "
-        f"{args.max_rows} per set (stratified subsample of the training part of "
+        f"{cfg['max_rows']} per set (stratified subsample of the training part of "
         "`benchmarks.datasets.load`), minus a balanced trusted set of max(10, "
         "ceil(100 / classes)) rows per class (two-class sets 2 x 50, letter 26 x 10, "
         f"digits and Fashion-MNIST 10 x 10). Noise: {RATE:.0%} of the eligible training "
@@ -238,7 +289,7 @@ def write_report(out, results, args, wall, load_before, load_after):
         f"({', '.join(HELD_OUT)}) were not looked at when `positive_share` was "
         "chosen (see below): they test that choice. Both methods use the same "
         "module (MLP, 128 hidden units), SGD (lr 0.05, momentum 0.9), batch 128 and "
-        f"{args.epochs} epochs. L2RW: one `L2RWClassifier` fit and two scores from "
+        f"{cfg['epochs']} epochs. L2RW: one `L2RWClassifier` fit and two scores from "
         "its weights, `label_quality_scores(net)` (the default, `positive_share`: "
         "share of epochs with a positive weight) and `label_quality_scores(net, "
         "method='mean_weight')` (mean weight relative to uniform over all epochs); "
@@ -249,7 +300,7 @@ def write_report(out, results, args, wall, load_before, load_after):
         "`cleanlab.rank.get_label_quality_scores` (self-confidence), flagged = "
         "`cleanlab.filter.find_label_issues` (prune by noise rate). Time: L2RW = the "
         f"fit and the scores; cleanlab = {N_FOLDS} fits, predictions and cleanlab's "
-        f"own computation. Values are means over seeds {args.seeds}"
+        f"own computation. Values are means over seeds {cfg['seeds']}"
         + (" (± standard deviation)." if seeds > 1 else "."),
         "",
         "Goal: L2RW's AUROC higher than cleanlab's, in less time; judged for each "
@@ -310,7 +361,7 @@ def write_report(out, results, args, wall, load_before, load_after):
               "## Where L2RW fails, and why", "",
               f"The reading of these numbers, in prose: `{FINDINGS_PAGE}` (edited by "
               "hand after a rerun)."]
-    (out / "label_issues.md").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 def write_chart(out, results, seeds):
@@ -367,31 +418,27 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1: the machine is shared and small)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    add_render_argument(parser, "label_issues.md and label_issues.png")
     args = parser.parse_args(argv)
-    if args.smoke:
-        args.quick, args.datasets = True, ["digits"]
-    if args.quick:
-        args.seeds, args.max_rows, args.epochs = args.seeds[:1], 2000, 10
-    torch.set_num_threads(args.threads)
-    args.out.mkdir(parents=True, exist_ok=True)
-    warm_up(args.epochs)
-    load_before = load_average()
-    start = time.perf_counter()
-    results = {}
-    for name in args.datasets:
-        for noise in NOISES:
-            rows = []
-            for seed in args.seeds:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", UserWarning)
-                    rows.append(one_case(name, noise, seed, args.max_rows, args.epochs,
-                                         lambda m: print(m, flush=True)))
-            results[name, noise] = summarise(rows)
-    wall = time.perf_counter() - start
-    load_after = load_average()
-    write_report(args.out, results, args, wall, load_before, load_after)
-    write_chart(args.out, results, len(args.seeds))
-    print(f"wrote {args.out / 'label_issues.md'} ({wall:.0f} s)")
+    if args.render:
+        saved = load_rows(args.render)
+        rows, meta = saved["rows"], saved["meta"]
+        path = write_report(args.out / args.render.with_suffix(".md").name,
+                            render(rows, meta))
+    else:
+        if args.smoke:
+            args.quick, args.datasets = True, ["digits"]
+        if args.quick:
+            args.seeds, args.max_rows, args.epochs = args.seeds[:1], 2000, 10
+        cfg = dict(datasets=args.datasets, seeds=args.seeds, max_rows=args.max_rows,
+                   epochs=args.epochs, threads=args.threads)
+        rows, meta = run(cfg, log=lambda m: print(m, flush=True))
+        meta["command"] = command_line("label_issues", argv)
+        path = write_report(args.out / "label_issues.md", render(rows, meta),
+                            dict(rows=rows, meta=meta))
+    results = summaries(rows)
+    write_chart(args.out, results, len(meta["config"]["seeds"]))
+    print(f"wrote {path} ({meta['wall']:.0f} s)")
     return results
 
 
