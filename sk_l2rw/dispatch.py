@@ -3,11 +3,14 @@
 ``meta_gradient="auto"`` starts from the fastest computation the module allows
 (:func:`choose_meta_gradient`), checks ghost against jvp on the first batch of the
 fit, and falls back to the paper's double back-propagation when ``torch.func``
-cannot run the module. :class:`Computation` holds that decision for one fit and
-runs every step through it.
+cannot run the module. With ``compile=True`` the ghost step runs compiled
+(:func:`sk_l2rw.ghost.compiled_ghost_step`), checked against the eager step on the
+first batch. :class:`Computation` holds these decisions for one fit and runs every
+step through it.
 """
 
 import warnings
+from collections.abc import Mapping
 
 import torch
 
@@ -16,6 +19,36 @@ from sk_l2rw.exceptions import FallbackWarning
 from sk_l2rw.meta_gradient import jvp_meta_gradients, jvp_step, plain_step, reference_step
 
 __all__ = ["STEPS", "choose_meta_gradient", "Computation"]
+
+
+def _disagreement(fast, exact):
+    """Why the compiled step's meta-gradients are not the eager step's up to float
+    rounding, or None. A compiler can compute wrongly; this catches it before the
+    step trains anything."""
+    scale = float(exact.abs().max())
+    if torch.allclose(fast, exact, rtol=1e-4, atol=1e-5 * scale):
+        return None
+    return (f"the compiled step's meta-gradients differ from the eager step's by up "
+            f"to {float((fast - exact).abs().max()):.3g} (largest {scale:.3g})")
+
+
+def _rng_state(device):
+    cuda = torch.device(device).type == "cuda"
+    return torch.get_rng_state(), (torch.cuda.get_rng_state(device) if cuda else None), device
+
+
+def _set_rng_state(state):
+    cpu, cuda, device = state
+    torch.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state(cuda, device)
+
+
+def _dense(X):
+    """Whether ``X`` (a tensor or a mapping of them) has no sparse tensor: the
+    compiler traces dense tensors only."""
+    parts = X.values() if isinstance(X, Mapping) else (X,)
+    return not any(t.is_sparse for t in parts)
 
 STEPS = {
     "reference": reference_step,
@@ -58,6 +91,9 @@ class Computation:
     requested : {"auto", "ghost", "jvp", "reference"}
     has_clean : bool
         Without a clean set the step is plain training.
+    compile_kwargs : dict or None
+        ``torch.compile``'s keyword arguments to compile the ghost step with; None
+        runs it eagerly.
 
     Attributes
     ----------
@@ -65,11 +101,20 @@ class Computation:
         What runs now: "ghost", "jvp", "reference" or "plain".
     """
 
-    def __init__(self, module, requested, has_clean):
+    def __init__(self, module, requested, has_clean, compile_kwargs=None):
         self.requested = requested
         self.method = choose_meta_gradient(module, requested) if has_clean else "plain"
         # "auto" checks its choice of ghost once, on the first batch.
         self._verify = self.method == "ghost" and requested == "auto"
+        # The compiled step is checked against the eager one on its first batch.
+        self._compiled = (ghost.compiled_ghost_step(compile_kwargs)
+                          if compile_kwargs is not None and self.method == "ghost" else None)
+        self._check_compiled = True
+
+    @property
+    def compiled(self):
+        """Whether ghost steps run compiled (``compile=True``, not fallen back)."""
+        return self._compiled is not None
 
     @property
     def verifies_next(self):
@@ -96,6 +141,12 @@ class Computation:
                     "its layer, e.g. F.linear(x, self.layer.weight)?); using 'jvp'",
                     FallbackWarning, stacklevel=3)
                 self.method = "jvp"
+        if (self.method == "ghost" and self._compiled is not None and agree is None
+                and kwargs.get("normalize") is None and _dense(X) and _dense(X_clean)):
+            result = self._compiled_step(module, loss_fn, X, y, X_clean, y_clean,
+                                         zero_grad=zero_grad, **kwargs)
+            if result is not None:
+                return result
         try:
             return STEPS[self.method](module, loss_fn, X, y, X_clean, y_clean, **kwargs)
         except (RuntimeError, NotImplementedError):
@@ -105,6 +156,33 @@ class Computation:
             self.method = "reference"
             zero_grad()
             return reference_step(module, loss_fn, X, y, X_clean, y_clean, **kwargs)
+
+    def _compiled_step(self, module, loss_fn, X, y, X_clean, y_clean, *, zero_grad,
+                       normalize=None, **kwargs):
+        """The compiled ghost step, or None (and eager from here on) when it fails
+        or, on the first batch, disagrees with the eager step."""
+        state, exact = _rng_state(y.device), None
+        if self._check_compiled:
+            self._check_compiled = False
+            # The eager check draws the same random numbers (dropout) as the
+            # compiled step (inductor's fallback_random), from the same state.
+            exact = ghost.ghost_step(module, loss_fn, X, y, X_clean, y_clean,
+                                     update=False, **kwargs).meta_gradients
+            _set_rng_state(state)
+        try:
+            result = self._compiled(module, loss_fn, X, y, X_clean, y_clean, **kwargs)
+            problem = None if exact is None else _disagreement(result.meta_gradients,
+                                                               exact)
+        except Exception as exc:  # torch.compile's errors have many types
+            problem = f"torch.compile failed ({type(exc).__name__}: {exc})"
+        if problem is None:
+            return result
+        warnings.warn(f"compile=True: {problem}; the L2RW step runs eagerly",
+                      FallbackWarning, stacklevel=4)
+        self._compiled = None
+        zero_grad()
+        _set_rng_state(state)
+        return None
 
     @staticmethod
     def _ghost_agrees(module, loss_fn, X, y, X_clean, y_clean, *, lr, forward_kwargs,

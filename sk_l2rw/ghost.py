@@ -367,6 +367,179 @@ def _output_edge(output):
     return get_gradient_edge(output), None
 
 
+class _DeltaCapture:
+    """The capture :func:`compiled_ghost_step` traces: no autograd edges.
+
+    Every hooked layer call adds a zero tensor ``delta_k`` to its output, so the
+    gradient of the losses with respect to ``delta_k`` is that output's gradient,
+    and ``torch.func.vjp`` with respect to the deltas yields all of them from one
+    call that torch.compile can trace (an autograd edge cannot be traced). The hook
+    is one module-level function and its state one module-level object, so a graph
+    traced in one step, or one fit, stays valid in the next.
+    """
+
+    def __init__(self):
+        self.deltas = None  # None: record output shapes only
+        self.layers, self.inputs = [], []
+
+    @staticmethod
+    def hook(layer, inputs, output):
+        cap = _DELTAS
+        if cap.deltas is None:
+            cap.layers.append((layer, output.shape, output.dtype, output.device))
+            return None
+        k = len(cap.inputs)
+        cap.layers.append(layer)
+        cap.inputs.append(inputs[0])
+        return output + cap.deltas[k]
+
+
+_DELTAS = _DeltaCapture()
+
+
+class _DeltaHooks:
+    """``with _DeltaHooks(module):`` the delta hook is on every hooked layer."""
+
+    def __init__(self, module):
+        self._layers = [layer for layer, _, _ in _hooked_layers(module)]
+        self._handles = []
+
+    def __enter__(self):
+        self._handles = [layer.register_forward_hook(_DeltaCapture.hook)
+                         for layer in self._layers]
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        _DELTAS.deltas, _DELTAS.layers, _DELTAS.inputs = None, [], []
+
+
+# Zero deltas and parameter keys per module and input signature (one forward).
+_ZEROS = weakref.WeakKeyDictionary()
+
+
+def _zero_deltas(module, stacked, forward_kwargs):
+    """The zero tensor to add to each hooked call's output, and each call's
+    parameter keys (positions in ``module.parameters()``, the same for tied uses):
+    found by one forward per input signature, then cached."""
+    parts = stacked.values() if isinstance(stacked, Mapping) else (stacked,)
+    key = (tuple((tuple(t.shape), t.dtype, t.device) for t in parts),
+           tuple(sorted(forward_kwargs or {})),
+           tuple(p.requires_grad for p in module.parameters()))
+    cached = _ZEROS.setdefault(module, {})
+    if key not in cached:
+        if len(cached) > 16:  # batch shapes vary only at epoch ends
+            cached.clear()
+        was_training = module.training
+        module.eval()  # shapes only: dropout must not draw random numbers here
+        try:
+            with torch.no_grad():
+                call_module(module, stacked, forward_kwargs=forward_kwargs)
+            outputs = list(_DELTAS.layers)
+        finally:
+            module.train(was_training)
+            _DELTAS.layers = []
+        position = {id(p): i for i, p in enumerate(module.parameters())}
+        cached[key] = (
+            tuple(torch.zeros(shape, dtype=dtype, device=device)
+                  for _, shape, dtype, device in outputs),
+            tuple(tuple(position[id(getattr(layer, name))] for name in names)
+                  for layer, names in ((out[0], _trainable_names(out[0]))
+                                       for out in outputs)))
+    return cached[key]
+
+
+def _trainable_names(layer):
+    return tuple(name for name, p in layer.named_parameters(recurse=False)
+                 if p.requires_grad)
+
+
+def _functional_records(module, loss_fn, stacked, targets, n, deltas, keys,
+                        clean_weights, forward_kwargs):
+    """Module output, losses and records, as :class:`_Capture` gives them, traceable."""
+    def losses_of(*deltas):
+        _DELTAS.deltas, _DELTAS.layers, _DELTAS.inputs = deltas, [], []
+        out = call_module(module, stacked, forward_kwargs=forward_kwargs)
+        return loss_fn(out, targets), (out, _DELTAS.inputs)
+
+    # Outside the transform nothing needs a graph: parameters are constants here.
+    with torch.no_grad():
+        losses, pullback, (out, inputs) = torch.func.vjp(losses_of, *deltas,
+                                                         has_aux=True)
+        # The gradient of sum_i f_i + sum_j v_j f_clean_j (v_j = 1/m by default).
+        m, dtype = losses.shape[0] - n, losses.dtype
+        head = torch.ones(n, dtype=dtype, device=losses.device)
+        tail = (torch.full((m,), 1.0 / m, dtype=dtype, device=losses.device)
+                if clean_weights is None else clean_weights.to(dtype))
+        grads = pullback(torch.cat([head, tail]))
+    layers, _DELTAS.deltas, _DELTAS.layers, _DELTAS.inputs = _DELTAS.layers, None, [], []
+    records = [{"layer": layer, "rule": _rule_for(layer), "names": _trainable_names(layer),
+                "keys": k, "a": a, "g": g}
+               for layer, k, a, g in zip(layers, keys, inputs, grads)]
+    return out, losses, records
+
+
+def _compiled_core(module, loss_fn, stacked, targets, n, deltas, keys, *, lr,
+                   forward_kwargs, clean_weights, clean_share):
+    out, losses, records = _functional_records(module, loss_fn, stacked, targets, n,
+                                               deltas, keys, clean_weights, forward_kwargs)
+    return _from_records(records, out, losses, n, lr=lr, clean_weights=clean_weights,
+                         clean_share=clean_share, update=True, normalize=None)
+
+
+_COMPILED = {}
+
+
+def compiled_ghost_step(compile_kwargs=None):
+    """:func:`ghost_step` as one ``torch.compile`` graph: the forward, the output
+    gradients, the meta-gradients, the weights and the weighted update.
+
+    Parameters
+    ----------
+    compile_kwargs : dict or None
+        Keyword arguments of ``torch.compile`` (skorch's ``compile__*``).
+
+    Returns
+    -------
+    step : callable
+        A step with :func:`ghost_step`'s parameters (``update`` and ``normalize``
+        excepted) and result. Dense tensors only; its rows must not be sparse.
+    """
+    kwargs = dict(compile_kwargs or {})
+    # One graph per batch shape (a fit has two: full batches and the last one),
+    # cached across fits: dynamic shapes buy nothing here, and torch 2.13 cannot
+    # trace dropout under torch.func with symbolic sizes.
+    kwargs.setdefault("dynamic", False)
+    if kwargs.get("backend", "inductor") == "inductor" and "mode" not in kwargs:
+        # Eager's random numbers (dropout) in the compiled step: results then
+        # match an eager fit's to float rounding.
+        kwargs["options"] = {"fallback_random": True, **kwargs.get("options", {})}
+    key = repr(sorted(kwargs.items()))  # values may be dicts (``options``)
+    core = _COMPILED.get(key)
+    if core is None:
+        core = _COMPILED[key] = torch.compile(_compiled_core, **kwargs)
+
+    def step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0, forward_kwargs=None,
+             clean_weights=None, clean_share=0.0):
+        n = y.shape[0]
+        stacked, targets = _stack_rows(X, X_clean), torch.cat([y, y_clean])
+        # Floats as tensors: a graph specialised on a learning rate would be traced
+        # again whenever a scheduler changes it.
+        lr_ = torch.tensor(float(lr), dtype=torch.float64)
+        share = torch.tensor(float(clean_share), dtype=torch.float64) if clean_share else 0.0
+        with _DeltaHooks(module):
+            deltas, keys = _zero_deltas(module, stacked, forward_kwargs)
+            result, grads = core(module, loss_fn, stacked, targets, n, deltas, keys,
+                                 lr=lr_, forward_kwargs=forward_kwargs,
+                                 clean_weights=clean_weights, clean_share=share)
+        _set_grads(grads)
+        return result
+
+    return step
+
+
 # Layers with trainable parameters, per module.
 _LAYERS = weakref.WeakKeyDictionary()
 
@@ -377,18 +550,16 @@ def _hooked_layers(module):
     if cached is None or cached[0] != key:
         layers = []
         for layer in module.modules():
-            names = tuple(name for name, p in layer.named_parameters(recurse=False)
-                          if p.requires_grad)
+            names = _trainable_names(layer)
             if names:
                 layers.append((layer, _rule_for(layer), names))
         cached = _LAYERS[module] = (key, layers)
     return cached[1]
 
 
-def _add(totals, p, value):
-    """Sum ``value`` into ``totals[id(p)] = (p, sum)``: a tied parameter collects
-    the contributions of all its uses."""
-    key = id(p)
+def _add(totals, key, p, value):
+    """Sum ``value`` into ``totals[key] = (p, sum)`` (``key`` names ``p``): a tied
+    parameter collects the contributions of all its uses."""
     totals[key] = (p, value) if key not in totals else (p, totals[key][1] + value)
 
 
@@ -431,19 +602,47 @@ def ghost_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0, forward_kwarg
     del stacked  # the first layer's record keeps it only while needed
     losses = loss_fn(out, targets)
     cap.backward(losses, n, clean_weights)
+    records, cap.records = cap.records, []
+    result, grads = _from_records(records, out, losses, n, lr=lr,
+                                  clean_weights=clean_weights, clean_share=clean_share,
+                                  update=update, normalize=normalize)
+    _set_grads(grads)
+    return result
 
+
+def _set_grads(grads):
+    for p, grad in grads:
+        if p.grad is None:
+            p.grad = grad
+        else:
+            p.grad.add_(grad)
+
+
+def _from_records(records, out, losses, n, *, lr, clean_weights, clean_share, update,
+                  normalize):
+    """Weights, loss and parameter gradients from the captured ``records``.
+
+    ``records`` (emptied on the way, so that each layer's tensors are freed once
+    used) hold every hooked call's layer, rule, parameter names, input ``a`` and
+    output gradient ``g`` over the stacked training and clean rows (and may hold
+    ``keys``, one hashable per name that tells tied parameters apart); ``losses`` are
+    the stacked rows' losses. Returns the step's :class:`StepResult` and the
+    ``(parameter, gradient)`` pairs of the weighted update (none without ``update``).
+    """
     # Split every record into training and clean rows, in the rule's layout,
     # with the trainable parameters the layer uses.
     uses = []
-    records, cap.records = cap.records, []
     while records:
         rec = records.pop(0)  # held from here on by ``uses`` only, so it can be freed
         if rec["g"] is None:  # output never reached the loss
             continue
         layer, rule, names = rec["layer"], rec["rule"], rec["names"]
         a, g = rule.prepare(layer, rec["a"], rec["g"])
+        # (name, parameter, key): the key tells tied parameters apart; a compiled
+        # step passes keys that do not depend on object identity (no id() guards).
+        params = [(name, getattr(layer, name), key) for name, key in
+                  zip(names, rec.get("keys") or [id(getattr(layer, n)) for n in names])]
         del rec
-        params = [(name, getattr(layer, name)) for name in names]
         (a_t, a_c), (g_t, g_c) = _split_rows(a, n), _split_rows(g, n)
         uses.append((layer, rule, params, a_t, g_t, a_c, g_c, a, g))
 
@@ -451,46 +650,47 @@ def ghost_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0, forward_kwarg
     # clean gradient summed over all their uses first.
     count = {}
     for use in uses:
-        for _, p in use[2]:
-            count[id(p)] = count.get(id(p), 0) + 1
+        for _, _, key in use[2]:
+            count[key] = count.get(key, 0) + 1
 
     parts = []  # each layer's share of the meta-gradients
     clean_total = {}
     direct = []
     for use in uses:
         layer, rule, params, a_t, g_t, a_c, g_c = use[:7]
-        single = all(count[id(p)] == 1 for _, p in params)
+        single = all(count[key] == 1 for _, _, key in params)
         gram = rule.gram_cost(layer, a_t, a_c) if single else None
         if gram is not None and gram < rule.direct_cost(layer, a_t, a_c):
             parts.append(rule.gram_dots(layer, a_t, g_t, a_c, g_c,
-                                        {name for name, _ in params}))
+                                        {name for name, _, _ in params}))
             continue
         grads = rule.clean_grads(layer, a_c, g_c)
-        for name, p in params:
-            _add(clean_total, p, grads[name])
+        for name, p, key in params:
+            _add(clean_total, key, p, grads[name])
         direct.append(use)
     for layer, rule, params, a_t, g_t, *_ in direct:
-        parts.append(rule.dots(layer, a_t, g_t, {name: clean_total[id(p)][1]
-                                                 for name, p in params}))
+        parts.append(rule.dots(layer, a_t, g_t, {name: clean_total[key][1]
+                                                 for name, _, key in params}))
     del direct
 
     meta = parts[0] if len(parts) == 1 else torch.stack(parts).sum(0)
     # The clean gradient is not needed past here; freed now, it is not alive next
-    # to the update's gradients.
-    del parts, clean_total
+    # to the update's gradients (``= None``, not ``del``: a comprehension above
+    # closes over it, and torch.compile cannot trace deleting a closed-over name).
+    parts = clean_total = None
     meta = lr * meta
     weights = (normalize or normalize_weights)(meta)
     loss = (weights * losses[:n].detach()).sum()
-    if clean_share:
+    if torch.is_tensor(clean_share) or clean_share:
         # The clean rows' output gradients carry v_j already (1/m without clean
         # weights): one scale clean_share / sum(v) gives row j its update weight
         # clean_share * v_j / sum(v).
         m, dtype = losses.shape[0] - n, losses.dtype
         if clean_weights is None:
-            scale = torch.tensor(float(clean_share), dtype=dtype, device=losses.device)
+            scale = torch.as_tensor(clean_share, dtype=dtype, device=losses.device)
         else:
             total = clean_weights.to(dtype).sum().clamp(min=torch.finfo(dtype).tiny)
-            scale = clean_share / total
+            scale = (clean_share / total).to(dtype)
         loss = loss + scale * clean_objective(losses[n:].detach(), clean_weights)
         update_weights = torch.cat([weights, scale.expand(m)])
     else:
@@ -499,7 +699,7 @@ def ghost_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0, forward_kwarg
     y_pred = (y_pred.detach() if torch.is_tensor(y_pred)
               else tuple(t.detach() for t in y_pred))
     if not update:
-        return StepResult(loss, y_pred, weights, meta)
+        return StepResult(loss, y_pred, weights, meta), []
 
     # Each layer's inputs and output gradients are released once its update is
     # formed, so that they are not all alive next to every new gradient.
@@ -511,11 +711,6 @@ def ghost_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0, forward_kwarg
         else:
             update_ = rule.weighted_grads(layer, a, g, update_weights)
         del a, g
-        for name, p in params:
-            _add(grads, p, update_[name])
-    for p, grad in grads.values():
-        if p.grad is None:
-            p.grad = grad
-        else:
-            p.grad.add_(grad)
-    return StepResult(loss, y_pred, weights, meta)
+        for name, p, key in params:
+            _add(grads, key, p, update_[name])
+    return StepResult(loss, y_pred, weights, meta), list(grads.values())

@@ -404,8 +404,9 @@ class L2RWMixin:
         """Subclasses check the module's output width against the targets."""
 
     def _train(self, data, **fit_params):
-        computation = Computation(self.module_, self.meta_gradient,
-                                  has_clean=data.X_clean is not None)
+        computation = Computation(
+            self.module_, self.meta_gradient, has_clean=data.X_clean is not None,
+            compile_kwargs=self.get_params_for("compile") if self.compile else None)
         self.meta_gradient_ = computation.method
         group = current_group()
         if group is not None:
@@ -752,6 +753,28 @@ class L2RWMixin:
     def _module_sizes(self):
         """Subclasses: the output sizes a module may take from the targets."""
         return {}
+
+    def torch_compile(self, module, name):
+        """Leave ``module_`` and ``criterion_`` as they are: ``compile=True``
+        compiles the L2RW step instead.
+
+        The step reads every layer's inputs and output gradients, which a compiled
+        module hides inside its graph; compiled as a whole
+        (:func:`sk_l2rw.ghost.compiled_ghost_step`), it is one graph from the forward
+        to the weighted update. Prediction runs the module eagerly. ``compile__*``
+        parameters go to ``torch.compile``.
+
+        Parameters
+        ----------
+        module : torch.nn.Module
+        name : str
+
+        Returns
+        -------
+        torch.nn.Module
+            ``module`` itself.
+        """
+        return module
 
     def initialize_criterion(self):
         """Initialize the criterion with per-example losses (``reduction='none'``)."""

@@ -1,12 +1,17 @@
 """sk_l2rw.net: the skorch wiring's own costs and bookkeeping."""
 
+import pickle
+import warnings
+
 import numpy as np
 import pytest
 import torch
+from skorch.callbacks import LRScheduler
 
 from benchmarks.speed import CountOps
 from conftest import make_blobs_data
-from sk_l2rw import L2RWClassifier, net as net_module
+from sk_l2rw import L2RWClassifier, ghost, net as net_module
+from sk_l2rw.exceptions import FallbackWarning
 from sk_l2rw.modules import MLP
 from sk_l2rw.weights import effective_sample_share
 
@@ -46,3 +51,78 @@ class TestWeightBookkeeping:
                       for i in range(0, 200, 32)]
             assert len(shares) == 7
             assert row["weight_ess"] == pytest.approx(float(sum(shares)) / 7, rel=1e-5)
+
+
+def _compile_fit(strict=True, **params):
+    """A small fit with dropout and a last batch of another size (2 graph shapes);
+    ``strict``: a FallbackWarning is an error."""
+    X, y = make_blobs_data(300, seed=5)
+    net = L2RWClassifier(MLP, X[:40], y[:40], module__hidden_layer_sizes=(16,),
+                         module__dropout=0.2, max_epochs=3, lr=0.1, random_state=0,
+                         verbose=0, **{"batch_size": 64, **params})
+    with warnings.catch_warnings():
+        if strict:
+            warnings.simplefilter("error", FallbackWarning)
+        return net.fit(X[40:], y[40:])
+
+
+def _same_fit(a, b):
+    np.testing.assert_allclose(a.sample_weights_, b.sample_weights_, rtol=1e-4, atol=1e-6)
+    for p, q in zip(a.module_.parameters(), b.module_.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def eager_fit():
+    return _compile_fit()
+
+
+class TestCompile:
+    """compile=True compiles the step; results stay those of the eager step."""
+
+    def test_compiled_fit_is_the_eager_fit(self, eager_fit):
+        # aot_eager: the traced graph (hooks, deltas, torch.func.vjp, guards) run by
+        # eager kernels, without inductor's C++ build (30-40 s here); inductor's
+        # numbers are checked at every fit's first batch and in benchmarks.speed.
+        compiled = _compile_fit(compile=True, compile__backend="aot_eager")
+        _same_fit(compiled, eager_fit)
+        np.testing.assert_allclose(compiled.history[:, "train_loss"],
+                                   eager_fit.history[:, "train_loss"], rtol=1e-5)
+        # The modules stay eager: NLLLoss is recognised, hooks and pickling work.
+        assert type(compiled.module_) is MLP
+        assert type(compiled.criterion_) is torch.nn.NLLLoss
+        X, _ = make_blobs_data(20, seed=9)
+        again = pickle.loads(pickle.dumps(compiled))
+        np.testing.assert_array_equal(again.predict_proba(X), compiled.predict_proba(X))
+
+    def test_compile_parameters_reach_torch_compile_and_lr_changes_do_not_retrace(
+            self, eager_fit):
+        graphs = []
+
+        def backend(gm, example_inputs):
+            graphs.append(gm)
+            return gm.forward
+
+        halve = LRScheduler(policy=torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5)
+        net = _compile_fit(compile=True, compile__backend=backend,
+                           callbacks=[("halve", halve)])
+        # Full batches and the last one: two shapes, whatever the learning rate.
+        assert len(graphs) == 2
+        assert net.optimizer_.param_groups[0]["lr"] == pytest.approx(0.1 / 8)
+
+    @pytest.mark.parametrize("fault", ["raises", "computes_wrongly"])
+    def test_a_faulty_compiler_falls_back_to_the_eager_step(self, fault, monkeypatch,
+                                                           eager_fit):
+        def faulty(compile_kwargs=None):
+            def step(*args, **kwargs):
+                if fault == "raises":
+                    raise RuntimeError("inductor broke")
+                result = ghost.ghost_step(*args, **kwargs)
+                return result._replace(meta_gradients=result.meta_gradients + 1.0)
+            return step
+
+        monkeypatch.setattr(ghost, "compiled_ghost_step", faulty)
+        match = "inductor broke" if fault == "raises" else "differ from the eager"
+        with pytest.warns(FallbackWarning, match=match):
+            net = _compile_fit(strict=False, compile=True)
+        _same_fit(net, eager_fit)
