@@ -12,8 +12,10 @@ set size during ``fit`` (``VmHWM``, reset just before it).
     python -m benchmarks.scale [--sizes 10000 100000 1000000] [--no-kdd]
                                [--min-pairs 3] [--timed-rows 300000] [--device cpu]
 
-Writes ``benchmarks/results/scale.md``. Bars: the L2RW/plain time ratio stays flat as
-n grows (cost linear in n) and L2RW's peak memory stays within 1.5x of plain.
+Writes ``benchmarks/results/scale.md`` and its rows, ``scale.json`` (with the run's
+metadata; ``--render scale.json`` rebuilds the report from them). Bars: the L2RW/plain
+time ratio stays flat as n grows (cost linear in n) and L2RW's peak memory stays within
+1.5x of plain.
 
 The data-parallel part fits the same setting (50k generated rows) on 1 process and
 on W processes (``torch.distributed``; gloo on CPU, nccl with ``--device cuda``,
@@ -23,7 +25,8 @@ largest weight difference from one process::
 
     python -m benchmarks.scale --parallel 2 [--parallel-rows 50000] [--min-pairs 3]
 
-It writes ``benchmarks/results/scale_parallel.md`` (``scale_parallel_cuda.md``).
+It writes ``benchmarks/results/scale_parallel.md`` (``scale_parallel_cuda.md``) and
+its rows, ``scale_parallel.json`` (``--render-parallel`` rebuilds the report).
 """
 
 import argparse
@@ -39,7 +42,8 @@ from statistics import median
 
 HERE = Path(__file__).resolve().parent
 
-from benchmarks.environment import command_line, cpu_model, versions_line
+from benchmarks.environment import (add_render_argument, command_line, cpu_model,
+                                    rerender, versions_line, write_report)
 
 N_FEATURES = 50
 TIMED_ROWS = 300_000  # rows passed through in the timed epochs, at least
@@ -203,25 +207,52 @@ def run(names, device, min_pairs=3, timed_rows=TIMED_ROWS):
     return results
 
 
-def report(results, command, device, out, timed_rows=TIMED_ROWS, min_pairs=3):
-    import torch
+#: The bars: the generated sets' time ratios within this factor of each other count
+#: as flat; L2RW's peak memory at most this many times plain's.
+FLAT, MEMORY = 1.3, 1.5
 
+
+def summary(rows):
+    """What the report computes from :func:`run`'s rows.
+
+    Returns
+    -------
+    per_set : dict
+        name -> ``plain_s``, ``l2rw_s`` (medians of the epoch times), ``time_ratio``
+        (the median of the ratios within each pair) and ``memory_ratio``.
+    bars : dict
+        ``flat``: max / min of the generated sets' time ratios (nan without any),
+        ``memory``: the worst memory ratio.
+    """
+    per_set = {}
+    for name, r in rows.items():
+        sp, sl = r["time"]["seconds"]["plain"], r["time"]["seconds"]["l2rw"]
+        per_set[name] = dict(plain_s=median(sp), l2rw_s=median(sl),
+                             time_ratio=median([b / a for a, b in zip(sp, sl)]),
+                             memory_ratio=r["l2rw"]["peak_mib"] / max(r["plain"]["peak_mib"],
+                                                                      1e-9))
+    generated = [s["time_ratio"] for n, s in per_set.items() if n != "kdd_census"]
+    flat = max(generated) / min(generated) if generated else float("nan")
+    return per_set, dict(flat=flat, memory=max(s["memory_ratio"] for s in per_set.values()))
+
+
+def render(rows, meta):
+    """``scale.md`` of :func:`run`'s rows and the run's metadata (:func:`report`)."""
     lines = [
         "# Scale: time per epoch and peak memory as n grows", "",
-        f"Command: `{command}`  ",
-        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}  ",
-        f"Machine: {cpu_model()}, {os.cpu_count()} cores, "
-        f"{torch.get_num_threads()} torch threads, device {device}  ",
-        f"Versions: {versions_line()}", "",
+        f"Command: `{meta['command']}`  ",
+        f"Date: {meta['date']}  ",
+        f"Machine: {meta['machine']}, device {meta['device']}  ",
+        f"Versions: {meta['versions']}", "",
         "Batch 256, MLP d-256-256-k (logits), SGD lr=0.05. Plain skorch trains on noisy "
         "+ clean rows through its default DataLoader; L2RWClassifier (auto) on the "
         "noisy rows with a clean set of 300 rows.",
         "",
         "Time: both estimators in one process, one untimed epoch each, then epochs "
         "alternating between them (`partial_fit`, the first of each pair switching); "
-        f"a set of n rows gets max({min_pairs}, round({timed_rows:,} / n)) pairs. "
-        "Reported: medians of skorch's per-epoch `dur`, and the median over pairs of "
-        "the ratio within each pair (seconds apart, so a slow spell of this shared "
+        f"a set of n rows gets max({meta['min_pairs']}, round({meta['timed_rows']:,} / n)) "
+        "pairs. Reported: medians of skorch's per-epoch `dur`, and the median over pairs "
+        "of the ratio within each pair (seconds apart, so a slow spell of this shared "
         "machine hits both).",
         "",
         "Memory: each estimator's two-epoch `fit` in a fresh subprocess; the growth of "
@@ -232,30 +263,37 @@ def report(results, command, device, out, timed_rows=TIMED_ROWS, min_pairs=3):
         "| data set | rows x features | data (MiB) | pairs | plain s/epoch | L2RW s/epoch | "
         "time ratio | plain peak (MiB) | L2RW peak (MiB) | memory ratio |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    ratios, memory = [], []
-    for name, r in results.items():
-        p, l, t = r["plain"], r["l2rw"], r["time"]
-        sp, sl = t["seconds"]["plain"], t["seconds"]["l2rw"]
-        ratio = median([b / a for a, b in zip(sp, sl)])
-        mem = l["peak_mib"] / max(p["peak_mib"], 1e-9)
-        ratios.append(ratio)
-        memory.append(mem)
+    per_set, bars = summary(rows)
+    for name, r in rows.items():
+        p, t, s = r["plain"], r["time"], per_set[name]
         lines.append(
             f"| {name if name == 'kdd_census' else f'generated {int(name):,}'} | "
             f"{p['rows']:,} x {p['features']} | {p['data_mib']:.0f} | {t['pairs']} | "
-            f"{median(sp):.3g} | {median(sl):.3g} | {ratio:.2f} | {p['peak_mib']:.0f} | "
-            f"{l['peak_mib']:.0f} | {mem:.2f} |")
-    generated = [r for n, r in zip(results, ratios) if n != "kdd_census"]
-    flat = max(generated) / min(generated) if generated else float("nan")
+            f"{s['plain_s']:.3g} | {s['l2rw_s']:.3g} | {s['time_ratio']:.2f} | "
+            f"{p['peak_mib']:.0f} | {r['l2rw']['peak_mib']:.0f} | {s['memory_ratio']:.2f} |")
     lines += ["", "## Bars", "",
               f"- time ratio flat as n grows (generated sets): max/min of the ratios = "
-              f"{flat:.2f} -> {'PASS' if flat <= 1.3 else 'FAIL'} (<= 1.3 counted as flat)",
-              f"- L2RW peak memory <= 1.5x plain: worst {max(memory):.2f}x -> "
-              f"{'PASS' if max(memory) <= 1.5 else 'FAIL'}", ""]
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / ("scale.md" if device == "cpu" else "scale_cuda.md")
-    path.write_text("\n".join(lines))
-    print("\n".join(lines))
+              f"{bars['flat']:.2f} -> {'PASS' if bars['flat'] <= FLAT else 'FAIL'} "
+              f"(<= {FLAT} counted as flat)",
+              f"- L2RW peak memory <= {MEMORY}x plain: worst {bars['memory']:.2f}x -> "
+              f"{'PASS' if bars['memory'] <= MEMORY else 'FAIL'}", ""]
+    return "\n".join(lines)
+
+
+def report(results, command, device, out, timed_rows=TIMED_ROWS, min_pairs=3):
+    """Write ``scale.md`` (``scale_cuda.md``) and, next to it, the rows with the run's
+    metadata as JSON (``--render`` rebuilds the report from them)."""
+    import torch
+
+    meta = dict(command=command, device=device, timed_rows=timed_rows, min_pairs=min_pairs,
+                date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                machine=f"{cpu_model()}, {os.cpu_count()} cores, "
+                        f"{torch.get_num_threads()} torch threads",
+                versions=versions_line())
+    text = render(results, meta)
+    path = write_report(Path(out) / ("scale.md" if device == "cpu" else "scale_cuda.md"),
+                        text, dict(rows=results, meta=meta))
+    print(text)
     return path
 
 
@@ -492,6 +530,7 @@ def main(argv=None):
     parser.add_argument("--timed-rows", type=int, default=TIMED_ROWS,
                         help="rows to pass through in the timed epochs, at least")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    add_render_argument(parser, "scale.md (scale_cuda.md)")
     parser.add_argument("--memory-child", nargs=2, metavar=("NAME", "ESTIMATOR"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--time-child", metavar="NAME", help=argparse.SUPPRESS)
@@ -509,6 +548,9 @@ def main(argv=None):
         rank, world, rendezvous, rows, epochs = args.parallel_child
         return parallel_child(int(rank), int(world), rendezvous, int(rows), int(epochs),
                               args.device, args.out, args.parallel_dtype)
+    if args.render:
+        return rerender(args.render, args.out, lambda saved: render(saved["rows"],
+                                                                   saved["meta"]))
     if args.render_parallel:
         results = load_parallel(args.render_parallel)
         return report_parallel(results, results["command"], results["device"], args.out)

@@ -1,10 +1,11 @@
 """Smoke test of benchmarks/scale.py: tiny generated sets, report written."""
 
 import importlib
-import re
+import math
 
 import pytest
 
+from benchmarks.environment import load_rows
 
 
 @pytest.fixture(scope="module")
@@ -25,11 +26,19 @@ def test_scale_report_tiny(scale, tmp_path):
         assert timing["pairs"] == 2
         assert all(len(timing["seconds"][e]) == 2 and min(timing["seconds"][e]) > 0
                    for e in ("plain", "l2rw"))
+    per_set, bars = scale.summary(results)
+    assert list(per_set) == ["700", "1000"]
+    assert all(s["time_ratio"] > 0 and s["memory_ratio"] >= 0 for s in per_set.values())
+    assert bars["flat"] >= 1 and bars["memory"] == max(s["memory_ratio"]
+                                                       for s in per_set.values())
     path = scale.report(results, "test", "cpu", tmp_path, timed_rows=1000, min_pairs=2)
-    text = path.read_text()
-    assert len([line for line in text.splitlines() if line.startswith("| generated")]) == 2
-    assert re.search(r"time ratio flat .* (PASS|FAIL)", text)
-    assert re.search(r"peak memory <= 1.5x plain: worst \d+\.\d+x -> (PASS|FAIL)", text)
+    # The rows are written next to the report and rebuild it byte for byte.
+    saved = load_rows(path.with_suffix(".json"))
+    assert saved["rows"] == results
+    assert saved["meta"]["min_pairs"] == 2 and saved["meta"]["timed_rows"] == 1000
+    rebuilt = scale.main(["--render", str(path.with_suffix(".json")),
+                          "--out", str(tmp_path / "again")])
+    assert rebuilt.name == "scale.md" and rebuilt.read_text() == path.read_text()
 
 
 def test_scale_rejects_bad_pairs(scale, tmp_path):
@@ -39,18 +48,23 @@ def test_scale_rejects_bad_pairs(scale, tmp_path):
 
 @pytest.mark.parametrize("plain, l2rw, ratio", [
     # per-pair ratios 2, 2, 3: their median, not the ratio of the medians (3/2)
-    ([1.0, 2.0, 1.0], [2.0, 4.0, 3.0], "2.00"),
+    ([1.0, 2.0, 1.0], [2.0, 4.0, 3.0], 2.0),
     # an even number of pairs: the mean of the middle two ratios (1, 2, 3, 4)
-    ([1.0, 1.0, 1.0, 1.0], [1.0, 2.0, 3.0, 4.0], "2.50"),
+    ([1.0, 1.0, 1.0, 1.0], [1.0, 2.0, 3.0, 4.0], 2.5),
 ])
-def test_time_ratio_is_the_median_of_paired_ratios(scale, tmp_path, plain, l2rw, ratio):
+def test_time_ratio_is_the_median_of_paired_ratios(scale, plain, l2rw, ratio):
     memory = {"rows": 700, "features": 50, "peak_mib": 10.0, "data_mib": 0.1}
     results = {"700": {"plain": memory, "l2rw": dict(memory, rows=400),
                        "time": {"pairs": len(plain),
-                                "seconds": {"plain": plain, "l2rw": l2rw}}}}
-    text = scale.report(results, "test", "cpu", tmp_path).read_text()
-    row = next(line for line in text.splitlines() if line.startswith("| generated"))
-    assert row.split("|")[7].strip() == ratio
+                                "seconds": {"plain": plain, "l2rw": l2rw}}},
+               "kdd_census": {"plain": memory, "l2rw": dict(memory, peak_mib=16.0),
+                              "time": {"pairs": 1, "seconds": {"plain": [1.0],
+                                                               "l2rw": [9.0]}}}}
+    per_set, bars = scale.summary(results)
+    assert per_set["700"]["time_ratio"] == pytest.approx(ratio)
+    # The flat bar looks at the generated sets only; the memory bar at every set.
+    assert bars["flat"] == 1.0 and bars["memory"] == pytest.approx(1.6)
+    assert math.isnan(scale.summary({"kdd_census": results["kdd_census"]})[1]["flat"])
 
 
 def test_peak_memory_is_reset_before_fit(scale):
