@@ -21,18 +21,19 @@ Also: accuracy against the noise rate on one data set, error against the majorit
 proportion on MNIST 4-vs-9 (the paper's figure), and a small study of when L2RW's
 normalised weights make SGD training collapse.
 
-Writes ``quality.md`` and ``quality_*.png`` into ``--out``.
+Writes ``quality.md``, its rows ``quality.json`` (every per-seed number, with the
+configuration and the run's metadata) and ``quality_*.png`` into ``--out``.
 
 Usage::
 
     python -m benchmarks.quality            # full run, about an hour on 2 cores
     python -m benchmarks.quality --quick    # every part, small; under 5 minutes
     python -m benchmarks.quality --smoke    # digits only, ~20 s (CI; no download)
-    python -m benchmarks.quality --render RAW.json   # re-render a saved run
+    python -m benchmarks.quality --render quality.json   # re-render a saved run
     python -m benchmarks.quality --module lenet --parts imbalance   # the paper's CNN
 
 Options: ``--jobs N`` worker processes (default 2, one torch thread each),
-``--raw PATH`` also save every per-seed number as JSON, ``--out DIR``,
+``--raw PATH`` also write the rows to PATH, ``--out DIR``,
 ``--parts`` and ``--datasets`` run a subset, ``--module lenet`` uses the paper's
 LeNet for every net (image data only; the report is ``quality_lenet.md``).
 Needs cleanlab (``pip install cleanlab``) for its column and matplotlib for the
@@ -47,7 +48,6 @@ import copy
 import dataclasses
 import datetime
 import importlib.util
-import json
 import math
 import os
 import platform
@@ -61,7 +61,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 from benchmarks import datasets as bench_data
-from benchmarks.environment import command_line, cpu_model, load_average, versions_line
+from benchmarks.environment import (command_line, cpu_model, load_average, load_rows,
+                                    save_rows, versions_line)
 from sk_l2rw.exceptions import CleanLossWarning
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -1690,7 +1691,9 @@ def machine_info(out_dir, charts):
 
 def run(cfg, out_dir=DEFAULT_OUT, *, jobs=1, command=None, charts=True, raw=None,
         log=print):
-    """Run every part of ``cfg`` and write ``quality.md`` (and figures) to ``out_dir``.
+    """Run every part of ``cfg`` and write ``quality.md``, its rows ``quality.json``
+    (``quality_lenet.*`` for LeNet) and the figures to ``out_dir``; ``raw``: a path to
+    write the rows to as well.
 
     Returns
     -------
@@ -1706,16 +1709,20 @@ def run(cfg, out_dir=DEFAULT_OUT, *, jobs=1, command=None, charts=True, raw=None
     log(f"{len(tasks)} tasks on {jobs} worker(s)")
     rows = execute(tasks, jobs=jobs, log=log)
     elapsed = time.perf_counter() - t0
+    info = machine_info(out_dir, charts)
     meta = dict(config=dataclasses.asdict(cfg), command=command, jobs=jobs,
                 started=started.isoformat(), elapsed=elapsed,
-                load=[load_start, load_average()])
+                load=[load_start, load_average()], machine=info["machine"],
+                versions=info["versions"])
     if raw:
-        with open(raw, "w") as f:
-            json.dump({"meta": meta, "rows": rows}, f)
-    return write_report(rows, cfg, out_dir, meta=meta, charts=charts)
+        save_rows(raw, rows, meta, indent=None)
+    return write_report(rows, cfg, out_dir, meta=meta, charts=charts, save=True)
 
 
-def write_report(rows, cfg, out_dir, *, meta, charts=True):
+def write_report(rows, cfg, out_dir, *, meta, charts=True, save=False):
+    """Write the report of ``rows`` (and its figures, with ``charts``) to ``out_dir``;
+    with ``save``, the rows and ``meta`` as JSON next to it, from which ``--render``
+    rebuilds it. ``meta``'s machine and versions, when given, are those reported."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     res = Results(rows)
@@ -1729,10 +1736,13 @@ def write_report(rows, cfg, out_dir, *, meta, charts=True):
     md = render_markdown(res, cfg, command=meta["command"],
                          started=datetime.datetime.fromisoformat(meta["started"]),
                          elapsed=meta["elapsed"], jobs=meta["jobs"],
-                         load=meta["load"], info=machine_info(out_dir, False),
-                         merged=meta.get("merged", ()))
+                         load=meta["load"], merged=meta.get("merged", ()),
+                         info={**machine_info(out_dir, False),
+                               **{k: meta[k] for k in ("machine", "versions") if k in meta}})
     path = out_dir / f"{report_name(cfg)}.md"
     path.write_text(md)
+    if save:
+        save_rows(path.with_suffix(".json"), rows, meta, indent=None)
     return path
 
 
@@ -1773,13 +1783,16 @@ def main(argv=None):
     size.add_argument("--quick", action="store_true", help="every part, small (< 5 min)")
     size.add_argument("--smoke", action="store_true",
                       help="digits only, ~20 s, nothing downloaded (CI)")
-    size.add_argument("--render", metavar="RAW", nargs="+",
-                      help="re-render the report from --raw JSON files (their rows "
-                           "are merged; the first one's configuration is used)")
+    size.add_argument("--render", metavar="JSON", nargs="+",
+                      help="re-render the report from the rows a run wrote (quality.json, "
+                           "quality_lenet.json or --raw files); several are merged (the "
+                           "first one's configuration is used) and written next to it")
     parser.add_argument("--jobs", type=int, default=None,
                         help="worker processes (default 2; 1 for --smoke)")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder")
-    parser.add_argument("--raw", default=None, help="also save per-seed rows as JSON")
+    parser.add_argument("--raw", default=None,
+                        help="also write the rows to this path (they are always written "
+                             "next to the report, as quality.json or quality_lenet.json)")
     parser.add_argument("--no-charts", action="store_true", help="skip the figures")
     parser.add_argument("--datasets", default=None,
                         help="comma-separated subset of the label-noise data sets "
@@ -1798,17 +1811,24 @@ def main(argv=None):
     if args.render:
         rows, metas = [], []
         for name in args.render:
-            with open(name) as f:
-                saved = json.load(f)
+            saved = load_rows(name)
             rows += saved["rows"]
             metas.append(saved["meta"])
         cfg = _config_from_dict(metas[0]["config"])
         everything = ("noise", "imbalance", "collapse", "extras")
         cfg.parts = tuple(dict.fromkeys(
             p for m in metas for p in m["config"].get("parts", everything)))
-        meta = dict(metas[0], merged=[dict(command=m["command"], elapsed=m["elapsed"])
-                                      for m in metas[1:]])
-        path = write_report(rows, cfg, args.out, meta=meta, charts=not args.no_charts)
+        # A merged file keeps its merge: its parts and the runs merged into it.
+        merged = list(metas[0].get("merged", ()))
+        for m in metas[1:]:
+            merged += [dict(command=m["command"], elapsed=m["elapsed"])] + m.get("merged", [])
+        meta = dict(metas[0], merged=merged,
+                    config=dict(metas[0]["config"], parts=list(cfg.parts)))
+        # The rows next to the report, unless they are the one file rendered.
+        target = Path(args.out) / f"{report_name(cfg)}.json"
+        save = len(args.render) > 1 or target.resolve() != Path(args.render[0]).resolve()
+        path = write_report(rows, cfg, args.out, meta=meta, charts=not args.no_charts,
+                            save=save)
         print(f"wrote {path}")
         return 0
     cfg = smoke_config() if args.smoke else quick_config() if args.quick else full_config()
