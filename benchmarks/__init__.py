@@ -7,6 +7,7 @@
 writes its report under ``benchmarks/results/``; ``--smoke`` runs it on tiny data
 without downloading (CI). Shared pieces: ``datasets`` (real data sets from package
 registries, cached), ``environment`` (the machine, versions and command a report
-names), ``models`` (the networks), ``ports`` (the public ways of computing L2RW that
+names; the rows' JSON next to a report, from which ``--render`` rebuilds it),
+``models`` (the networks), ``ports`` (the public ways of computing L2RW that
 ``speed`` times).
 """
