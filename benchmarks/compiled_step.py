@@ -223,7 +223,7 @@ def main(argv=None):
     cfg = smoke_config() if args.smoke else full_config()
     repeats = args.repeats or (2 if args.smoke else 9)
     started, t0 = datetime.datetime.now(datetime.timezone.utc), time.perf_counter()
-    rows = run(cfg, repeats=repeats, fit_repeats=1 if args.smoke else 3,
+    rows = run(cfg, repeats=repeats, fit_repeats=1 if args.smoke else 5,
                block_s=0.002 if args.smoke else 0.3, backend=args.backend)
     saved = {"rows": rows, "meta": run_record(command_line("compiled_step", argv), started,
                                               time.perf_counter() - t0, smoke=args.smoke)}

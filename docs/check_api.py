@@ -16,6 +16,7 @@ PUBLIC = {
     "sk_l2rw.categorical": None,
     "sk_l2rw.data": ["SparseRows", "sparse_tensor"],
     "sk_l2rw.distributed": None,
+    "sk_l2rw.ghost": None,
 }
 
 

@@ -94,6 +94,8 @@ class L2RWClassifier(L2RWMixin, NeuralNetClassifier):
         Any other ``NeuralNetClassifier`` parameter (``optimizer``, ``lr``,
         ``max_epochs``, ``batch_size``, ``callbacks``, ``module__*``...).
         Training batches are shuffled unless ``iterator_train__shuffle=False``.
+        ``compile=True`` compiles the L2RW step, not the module (the user guide's
+        "Compiling the step").
 
     Attributes
     ----------

@@ -28,7 +28,7 @@ from torch.nn import functional as F
 from sk_l2rw.meta_gradient import StepResult, call_module, clean_objective
 from sk_l2rw.weights import normalize_weights
 
-__all__ = ["ghost_step", "unsupported_layers"]
+__all__ = ["ghost_step", "compiled_ghost_step", "unsupported_layers"]
 
 
 # ---------------------------------------------------------------------------
