@@ -140,3 +140,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def fresh_dynamo():
+    """torch.compile's caches emptied: a process builds at most
+    ``torch._dynamo.config.recompile_limit`` graphs of one function (the compiled
+    step), then runs it uncompiled, so tests that count graphs start afresh."""
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()

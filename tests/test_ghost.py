@@ -45,6 +45,7 @@ def _counting_backend(counts):
     return backend
 
 
+@pytest.mark.usefixtures("fresh_dynamo")
 class TestCompiledGhostStep:
     """compiled_ghost_step: one traced graph, the eager step's numbers."""
 

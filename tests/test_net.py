@@ -77,6 +77,7 @@ def eager_fit():
     return _compile_fit()
 
 
+@pytest.mark.usefixtures("fresh_dynamo")
 class TestCompile:
     """compile=True compiles the step; results stay those of the eager step."""
 
