@@ -529,11 +529,18 @@ def compiled_ghost_step(compile_kwargs=None):
         # again whenever a scheduler changes it.
         lr_ = torch.tensor(float(lr), dtype=torch.float64)
         share = torch.tensor(float(clean_share), dtype=torch.float64) if clean_share else 0.0
+        config = torch._dynamo.config
+        # Past recompile_limit graphs Dynamo would run the traced function uncompiled
+        # (slower than ghost_step): an error instead lets the caller fall back.
+        limit_hit, config.fail_on_recompile_limit_hit = config.fail_on_recompile_limit_hit, True
         with _DeltaHooks(module):
             deltas, keys = _zero_deltas(module, stacked, forward_kwargs)
-            result, grads = core(module, loss_fn, stacked, targets, n, deltas, keys,
-                                 lr=lr_, forward_kwargs=forward_kwargs,
-                                 clean_weights=clean_weights, clean_share=share)
+            try:
+                result, grads = core(module, loss_fn, stacked, targets, n, deltas, keys,
+                                     lr=lr_, forward_kwargs=forward_kwargs,
+                                     clean_weights=clean_weights, clean_share=share)
+            finally:
+                config.fail_on_recompile_limit_hit = limit_hit
         _set_grads(grads)
         return result
 
