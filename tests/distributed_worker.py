@@ -8,6 +8,7 @@ rank writes what it ended with to ``OUT/{CASE}-rank{RANK}.pkl``: the fitted
 estimator's weights, losses and parameters, or the error it raised.
 """
 
+import os
 import pickle
 import sys
 import time
@@ -83,6 +84,11 @@ def main(rank, world, rendezvous, out, cases):
         # No rank tears the group down while another still uses it.
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
+        # gloo's threads can still be winding down when the interpreter exits, and
+        # then C++ aborts ("terminate called without an active exception") after the
+        # results were written: end the worker at once, its work being done.
+        sys.stdout.flush()
+        os._exit(0)
 
 
 def fit_case(rank, case, out):
