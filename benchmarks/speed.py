@@ -11,7 +11,7 @@ reported as medians over the repeats:
    54-256-256-7 at batch 128 with clean batch 32 and 128, and on a LeNet CNN at batch
    64 with clean batch 64.
 2. **Whole ``fit`` wall time**: skorch's ``NeuralNetClassifier`` (its default data
-   path) against ``sk_l2rw.L2RWClassifier`` ("auto"), 5 epochs of 50,000 x 54
+   path) against ``sk_l2rw.L2RWClassifier`` ("auto"), eager and ``compile=True``, 5 epochs of 50,000 x 54
    generated rows, batch 128, same MLP, criterion, optimizer and learning rate.
 3. **Peak memory of one training step** per computation, at batch 1024 (clean batch
    128), for an MLP 512-1024-512-10 (1,055,242 parameters), in bytes beyond what was
@@ -55,6 +55,7 @@ from benchmarks.ports import PORTS, check_ports
 from sk_l2rw.ghost import ghost_step
 from sk_l2rw.meta_gradient import jvp_step, reference_step
 from sk_l2rw.dispatch import choose_meta_gradient
+from sk_l2rw.exceptions import FallbackWarning
 
 VARIANTS = ("plain", "reference", "jvp", "ghost", "auto")
 # Part 1 also times the ways people compute L2RW today (benchmarks/ports.py).
@@ -113,6 +114,9 @@ class Config:
     step_extra_until_s: float = 150.0
     fit_extra_until_s: float = 150.0
     fit_lr: float = 0.05
+    # torch.compile's backend for "L2RWClassifier (compile=True)" (smoke: aot_eager,
+    # the traced graph without inductor's C++ build).
+    fit_compile_backend: str = "inductor"
     mem_sizes: tuple = (512, 1024, 512, 10)
     mem_batch: int = 1024
     mem_clean_batch: int = 128
@@ -152,6 +156,7 @@ def smoke_config():
         step_repeats=2, step_block_s=0.002, step_warmup=1,
         fit_rows=200, fit_features=6, fit_classes=3, fit_clean_per_class=5,
         fit_epochs=1, fit_batch=32, fit_hidden=(8,), fit_repeats=1,
+        fit_compile_backend="aot_eager",
         mem_sizes=(6, 16, 3), mem_batch=16, mem_clean_batch=4, mem_repeats=1,
     )
 
@@ -388,14 +393,22 @@ def _fit_estimators(cfg, device):
                   optimizer=torch.optim.SGD, lr=cfg.fit_lr, max_epochs=cfg.fit_epochs,
                   batch_size=cfg.fit_batch, train_split=None,
                   iterator_train__shuffle=True, verbose=0, device=device)
+    backend = ({} if cfg.fit_compile_backend == "inductor"
+               else {"compile__backend": cfg.fit_compile_backend})
     return {
         "NeuralNetClassifier": lambda: NeuralNetClassifier(**common),
         "L2RWClassifier": lambda: L2RWClassifier(**common, meta_gradient="auto"),
+        COMPILED: lambda: L2RWClassifier(**common, meta_gradient="auto", compile=True,
+                                         **backend),
     }
 
 
+#: Part 2's L2RWClassifier with its step compiled (graphs built in the warm-up).
+COMPILED = "L2RWClassifier (compile=True)"
+
+
 def bench_fit(cfg, device, log=None):
-    """Seconds per fit for both estimators, interleaved.
+    """Seconds per fit for each estimator (:func:`_fit_estimators`), interleaved.
 
     Returns
     -------
@@ -408,12 +421,14 @@ def bench_fit(cfg, device, log=None):
     makers = _fit_estimators(cfg, device)
     out = {"s": {k: [] for k in makers}, "meta_gradient": None,
            "rows": len(y), "clean_rows": len(yc)}
-    # Untimed warm-up of both (first-call costs of torch, skorch and the DataLoader).
+    # Untimed warm-up of each (first-call costs of torch, skorch and the DataLoader;
+    # the compiled step's graphs: the warm-up's last batch has the fit's last size).
     warm = slice(0, min(len(y), 20 * cfg.fit_batch))
+    warm_up = slice(0, min(len(y), 20 * cfg.fit_batch + len(y) % cfg.fit_batch))
     for name, make in makers.items():
         est = make().set_params(max_epochs=1)
-        if name == "L2RWClassifier":
-            est.fit(X[warm], y[warm], X_val=Xc, y_val=yc)
+        if name != "NeuralNetClassifier":
+            est.fit(X[warm_up], y[warm_up], X_val=Xc, y_val=yc)
         else:
             est.fit(X[warm], y[warm])
     busy = []
@@ -428,12 +443,18 @@ def bench_fit(cfg, device, log=None):
             gc.collect()
             _sync(device)
             t0 = time.perf_counter()
-            if name == "L2RWClassifier":
-                est.fit(X, y, X_val=Xc, y_val=yc)
-            else:
-                est.fit(X, y)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", FallbackWarning)
+                if name != "NeuralNetClassifier":
+                    est.fit(X, y, X_val=Xc, y_val=yc)
+                else:
+                    est.fit(X, y)
             _sync(device)
             out["s"][name].append(time.perf_counter() - t0)
+            if name == COMPILED:
+                out["compiled_fallbacks"] = sorted(
+                    {str(w.message) for w in caught if w.category is FallbackWarning}
+                    | set(out.get("compiled_fallbacks", ())))
             shares.append(meter.share())
             if name == "L2RWClassifier":
                 out["meta_gradient"] = est.meta_gradient_
@@ -444,7 +465,9 @@ def bench_fit(cfg, device, log=None):
     out["s_all"] = out["s"]
     out["s"] = {k: [s[i] for i in keep] for k, s in out["s_all"].items()}
     out["busy"], out["kept"] = busy, keep
-    out["ops_per_step"] = ops_per_step(makers, X[warm], y[warm], Xc, yc, cfg.fit_batch)
+    # Counted eagerly: a compiled graph's operations do not pass a dispatch mode.
+    eager = {k: v for k, v in makers.items() if k != COMPILED}
+    out["ops_per_step"] = ops_per_step(eager, X[warm], y[warm], Xc, yc, cfg.fit_batch)
     return out
 
 
@@ -655,6 +678,10 @@ def evaluate_bars(steps, fit, mem):
                      "<= 1.1x", r <= 1.1))
         bars.append(("L2RWClassifier.fit / NeuralNetClassifier.fit (stretch)",
                      f"{r:.2f}x", "<= 1.0x", r <= 1.0))
+        if COMPILED in fit["s"]:
+            r = _ratio(fit["s"][COMPILED], fit["s"]["NeuralNetClassifier"])
+            bars.append((f"{COMPILED}.fit / NeuralNetClassifier.fit", f"{r:.2f}x",
+                         "<= 1.1x", r <= 1.1))
     if mem is not None:
         r = _median(mem["peak"]["auto"]) / _median(mem["peak"]["plain"])
         bars.append(("auto/plain peak step memory", f"{r:.2f}x", "<= 1.5x", r <= 1.5))
@@ -785,6 +812,10 @@ def render_markdown(info, steps, fit, mem, cfg, command, started, elapsed, load)
             L.append(f"| {name} | {_median(s):.2f} | {', '.join(f'{x:.2f}' for x in s)} "
                      f"| {_ratio(s, base):.2f} |")
         L.append("")
+        if "compiled_fallbacks" in fit:
+            L.append(f"{COMPILED}: the step's graphs are built in the warm-up; fallback "
+                     "warnings in the timed fits: "
+                     + ("; ".join(fit["compiled_fallbacks"]) or "none") + ".\n")
         if ops:
             plain_ops = ops["NeuralNetClassifier"]
             L.append("Tensor (aten) operations per step, everything a one-epoch `fit` on "
@@ -870,7 +901,7 @@ def render_chart(path, steps, fit, mem, title):
     if fit:
         names = list(fit["s"])
         ax.bar(range(len(names)), [_median(fit["s"][n]) for n in names],
-               color=["C0", "C4"])
+               color=["C0", "C4", "C2"][:len(names)])
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels([n.replace("Classifier", "\nClassifier") for n in names],
                            fontsize=8)

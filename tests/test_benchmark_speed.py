@@ -47,8 +47,8 @@ def test_speed_report_tiny(speed, tmp_path, one_thread):
     # per case: a row per variant and port, a speed-up row, a row against the ports
     assert len(step_rows) == 2 * (len(speed.STEP_VARIANTS) + 2)
     assert len(speed.STEP_VARIANTS) == len(speed.VARIANTS) + 3
-    fit_rows = [l for l in rows if "Classifier |" in l]
-    assert len(fit_rows) == 2
+    fit_rows = [l for l in rows if "Classifier |" in l or "(compile=True) |" in l]
+    assert len(fit_rows) == 3
     mem_rows = [l for l in rows if l.split("|")[1].strip().split(" ")[0]
                 in speed.VARIANTS and "MiB" not in l]
     assert len(mem_rows) == len(speed.VARIANTS)
@@ -59,8 +59,8 @@ def test_speed_report_tiny(speed, tmp_path, one_thread):
         assert values, line
         assert all(math.isfinite(v) and v > 0 for v in values), line
     # MLP ratio, 2 x 2 against the higher and functional-copy ports, 2 speedups,
-    # 2 fit, memory
-    assert len(bars) == 1 + 4 + 2 + 2 + 1
+    # 2 fit and 1 compiled fit, memory
+    assert len(bars) == 1 + 4 + 2 + 3 + 1
 
 
 def test_cpu_peak_bytes_is_exact(speed):
@@ -123,6 +123,9 @@ def test_rows_rebuild_the_report(speed, tmp_path, one_thread):
                    for ms in res["ms"].values())
         assert set(res["port_diff"]) == set(speed.PORTS)
         assert max(res["port_diff"].values()) < 1e-6
+    assert sorted(rows["fit"]["s"]) == sorted(["NeuralNetClassifier", "L2RWClassifier",
+                                               speed.COMPILED])
+    assert rows["fit"]["compiled_fallbacks"] == []  # compiled and checked, no fallback
     ops = rows["fit"]["ops_per_step"]
     assert set(ops) == {"NeuralNetClassifier", "L2RWClassifier"}
     assert min(ops.values()) > 10
