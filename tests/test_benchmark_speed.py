@@ -2,7 +2,6 @@
 
 import importlib
 import math
-import re
 
 import pytest
 
@@ -16,10 +15,6 @@ def tiny_config(speed):
     return speed.smoke_config()
 
 
-def _numbers(line):
-    return [float(x.replace(",", "")) for x in re.findall(r"(?<![\w.])\d[\d,]*\.?\d*", line)]
-
-
 def test_speed_report_tiny(speed, tmp_path, one_thread):
     lines = []
     path = speed.run(tiny_config(speed), tmp_path, device="cpu",
@@ -27,40 +22,34 @@ def test_speed_report_tiny(speed, tmp_path, one_thread):
                      log=lines.append)
     assert path == tmp_path / "speed.md"
     text = path.read_text()
+    # The page has its three parts and its bars (the numbers are checked on the rows).
     for header in ("## 1. Time per training step", "## 2. Whole `fit` wall time",
                    "## 3. Peak memory of one training step", "## Bars",
-                   "| Model | batch / clean batch | Computation | median ms/step",
-                   "| Estimator | median s/fit", "| Computation | peak beyond baseline",
-                   "auto vs reference speedup", "Tensor (aten) operations per step"):
+                   "Tensor (aten) operations per step"):
         assert header in text
     assert "torch threads" in text and "Versions: python" in text
     assert not (tmp_path / "speed.png").exists()
 
-    # Every row of the three result tables holds finite positive numbers.
-    rows = [l for l in text.splitlines()
-            if l.startswith("| ") and not l.startswith("| Model")
-            and not l.startswith("| Estimator") and not l.startswith("| Computation")
-            and not l.startswith("| Bar")]
-    bars = [l for l in rows if l.endswith("PASS |") or l.endswith("FAIL |")]
-    rows = [l for l in rows if l not in bars]
-    step_rows = [l for l in rows if "MLP tiny" in l or "LeNet" in l]
-    # per case: a row per variant and port, a speed-up row, a row against the ports
-    assert len(step_rows) == 2 * (len(speed.STEP_VARIANTS) + 2)
+    rows = speed.load_rows(path.with_suffix(".json"))
+    positive = lambda values: all(math.isfinite(v) and v > 0 for v in values)  # noqa: E731
+    assert [r["case"].label for r in rows["steps"]] == ["MLP tiny", "LeNet"]
+    for res in rows["steps"]:
+        assert sorted(res["ms"]) == sorted(speed.STEP_VARIANTS)
+        assert all(len(ms) == len(res["kept"]) and positive(ms) for ms in res["ms"].values())
     assert len(speed.STEP_VARIANTS) == len(speed.VARIANTS) + 3
-    fit_rows = [l for l in rows if "Classifier |" in l or "(compile=True) |" in l]
-    assert len(fit_rows) == 3
-    mem_rows = [l for l in rows if l.split("|")[1].strip().split(" ")[0]
-                in speed.VARIANTS and "MiB" not in l]
-    assert len(mem_rows) == len(speed.VARIANTS)
-    for line in step_rows + fit_rows + mem_rows:
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        # bracketed: a port's weight difference from reference, which may be 0
-        values = [v for c in cells[1:] for v in _numbers(re.sub(r"\([^)]*\)", "", c))]
-        assert values, line
-        assert all(math.isfinite(v) and v > 0 for v in values), line
+    fit = rows["fit"]
+    assert sorted(fit["s"]) == sorted(["NeuralNetClassifier", "L2RWClassifier",
+                                       speed.COMPILED])
+    assert all(len(s) == len(fit["kept"]) and positive(s) for s in fit["s"].values())
+    assert fit["compiled_fallbacks"] == []  # compiled, checked, no fallback
+    assert sorted(rows["mem"]["peak"]) == sorted(speed.VARIANTS)
+    assert all(positive(p) for p in rows["mem"]["peak"].values())
+    bars = speed.evaluate_bars(rows["steps"], fit, rows["mem"])
     # MLP ratio, 2 x 2 against the higher and functional-copy ports, 2 speedups,
-    # 2 fit and 1 compiled fit, memory
+    # 2 fit and 1 compiled fit, memory; each also a row of the page's bar table.
     assert len(bars) == 1 + 4 + 2 + 3 + 1
+    for bar, measured, threshold, passed in bars:
+        assert f"| {bar} | {measured} | {threshold} | {'PASS' if passed else 'FAIL'} |" in text
 
 
 def test_cpu_peak_bytes_is_exact(speed):
@@ -123,9 +112,6 @@ def test_rows_rebuild_the_report(speed, tmp_path, one_thread):
                    for ms in res["ms"].values())
         assert set(res["port_diff"]) == set(speed.PORTS)
         assert max(res["port_diff"].values()) < 1e-6
-    assert sorted(rows["fit"]["s"]) == sorted(["NeuralNetClassifier", "L2RWClassifier",
-                                               speed.COMPILED])
-    assert rows["fit"]["compiled_fallbacks"] == []  # compiled and checked, no fallback
     ops = rows["fit"]["ops_per_step"]
     assert set(ops) == {"NeuralNetClassifier", "L2RWClassifier"}
     assert min(ops.values()) > 10
