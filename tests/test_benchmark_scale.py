@@ -14,8 +14,10 @@ def scale():
 
 
 def test_scale_report_tiny(scale, tmp_path):
-    results = scale.run(["700", "1000"], "cpu", min_pairs=2, timed_rows=1000)
-    assert list(results) == ["700", "1000"]
+    # One set: each costs three subprocesses (about 20 s here); the summary over
+    # several sets is tested on made-up rows below.
+    results = scale.run(["700"], "cpu", min_pairs=2, timed_rows=1000)
+    assert list(results) == ["700"]
     for name, r in results.items():
         for estimator in ("plain", "l2rw"):
             assert r[estimator]["peak_mib"] >= 0
@@ -27,7 +29,7 @@ def test_scale_report_tiny(scale, tmp_path):
         assert all(len(timing["seconds"][e]) == 2 and min(timing["seconds"][e]) > 0
                    for e in ("plain", "l2rw"))
     per_set, bars = scale.summary(results)
-    assert list(per_set) == ["700", "1000"]
+    assert list(per_set) == ["700"]
     assert all(s["time_ratio"] > 0 and s["memory_ratio"] >= 0 for s in per_set.values())
     assert bars["flat"] >= 1 and bars["memory"] == max(s["memory_ratio"]
                                                        for s in per_set.values())
