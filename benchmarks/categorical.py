@@ -22,7 +22,6 @@ Writes ``results/categorical.json`` (one row per fit) and ``results/categorical.
 import argparse
 import dataclasses
 import datetime
-import json
 import time
 import warnings
 from pathlib import Path
@@ -32,7 +31,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 from benchmarks import quality
-from benchmarks.environment import command_line, load_average, report_header
+from benchmarks.environment import (add_render_argument, command_line, load_average,
+                                    report_header, rerender, run_record, write_report)
 
 ENCODINGS = ("one_hot", "embedded")
 METHODS = ("plain", "l2rw")
@@ -226,9 +226,12 @@ def summary(rows):
     return out
 
 
-def report(rows, *, command, started, elapsed, smoke):
-    lines = report_header("Categorical columns: embedded against one-hot encoded",
-                          command=command, started=started, elapsed=elapsed)
+def report(saved):
+    """The Markdown report of a run: ``saved`` is what :func:`main` wrote as JSON
+    (``meta``, the run's record, with ``smoke``; ``rows``, :func:`run`'s)."""
+    rows, meta = saved["rows"], dict(saved["meta"])
+    smoke = meta.pop("smoke", False)
+    lines = report_header("Categorical columns: embedded against one-hot encoded", **meta)
     if smoke:
         lines += ["**A `--smoke` run on a generated table: it only shows that the "
                   "script runs.**", ""]
@@ -245,7 +248,7 @@ def report(rows, *, command, started, elapsed, smoke):
                      f"{s['wall_one_hot']:.1f} / {s['wall_embedded']:.1f} |")
     lines += ["", "## Accuracy (%)", "", render(rows, metric="acc"),
               "## Balanced accuracy (%)", "", render(rows, metric="bal_acc")]
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None):
@@ -256,20 +259,22 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for categorical.{json,md} (default: results/; "
                              "--smoke writes nothing unless given)")
+    add_render_argument(parser, "categorical.md")
     args = parser.parse_args(argv)
+    out = args.out if args.out is not None else (None if args.smoke else OUT)
+    if args.render:
+        return rerender(args.render, out or OUT, report)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
     cfg = smoke_config() if args.smoke else full_config(seeds)
     started, t0 = datetime.datetime.now(datetime.timezone.utc), time.perf_counter()
     rows = run(cfg, jobs=1 if args.smoke else args.jobs)
-    text = report(rows, command=command_line("categorical", argv),
-                  started=started, elapsed=time.perf_counter() - t0, smoke=args.smoke)
-    out = args.out if args.out is not None else (None if args.smoke else OUT)
+    saved = {"rows": rows, "meta": run_record(command_line("categorical", argv), started,
+                                              time.perf_counter() - t0, smoke=args.smoke)}
+    text = report(saved)
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "categorical.json").write_text(json.dumps(rows, indent=1) + "\n")
-        (out / "categorical.md").write_text(text + "\n")
-    print(text)
+        write_report(out / "categorical.md", text, saved)
+    print(text, end="")
     print(f"load average {load_average()}")
     return rows
 

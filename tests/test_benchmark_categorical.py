@@ -2,6 +2,7 @@
 (generated data, no download), asserted on their rows."""
 
 import importlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -58,3 +59,19 @@ class TestSparseMemorySmoke:
         peak = {(r["layout"], r["step"]): r["peak_bytes"] for r in rows}
         # 40 dense rows of 2,000 floats are 320 kB; their sparse form 2 kB
         assert peak[("sparse", "l2rw")] < peak[("dense", "l2rw")]
+
+
+@pytest.mark.parametrize("name", ["categorical", "sparse_memory"])
+def test_render_rebuilds_the_report_from_the_json(name, tmp_path, monkeypatch):
+    study = _study(name)
+    if name == "sparse_memory":  # tinier than --smoke: the rebuild is what is tested
+        monkeypatch.setattr(study, "SMOKE", dict(study.SMOKE, widths=(200,), n_rows=80))
+        monkeypatch.setattr(study, "figure", lambda rows, path: None)
+    study.main(["--smoke", "--out", str(tmp_path / "run")])
+    saved = json.loads((tmp_path / "run" / f"{name}.json").read_text())
+    assert set(saved) >= {"meta", "rows"} and saved["meta"]["command"].startswith(
+        f"python -m benchmarks.{name}")
+    study.main(["--render", str(tmp_path / "run" / f"{name}.json"),
+                "--out", str(tmp_path / "again")])
+    assert (tmp_path / "again" / f"{name}.md").read_text() == \
+        (tmp_path / "run" / f"{name}.md").read_text()
