@@ -31,8 +31,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 from benchmarks import quality
-from benchmarks.environment import (add_render_argument, command_line, load_average,
-                                    report_header, rerender, run_record, write_report)
+from benchmarks.environment import (add_report_arguments, command_line, load_average,
+                                    report_folder, report_header, rerender, run_record,
+                                    write_report)
 
 ENCODINGS = ("one_hot", "embedded")
 METHODS = ("plain", "l2rw")
@@ -253,15 +254,11 @@ def report(saved):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="a generated table (CI)")
+    add_report_arguments(parser, "categorical.md", smoke="a generated table (CI)")
     parser.add_argument("--seeds", default=None, help="comma-separated, e.g. 0,1,2")
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=None,
-                        help="folder for categorical.{json,md} (default: results/; "
-                             "--smoke writes nothing unless given)")
-    add_render_argument(parser, "categorical.md")
     args = parser.parse_args(argv)
-    out = args.out if args.out is not None else (None if args.smoke else OUT)
+    out = report_folder(args, OUT)
     if args.render:
         return rerender(args.render, out or OUT, report)
     warnings.filterwarnings("ignore", category=DeprecationWarning)

@@ -33,8 +33,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from benchmarks.environment import (add_render_argument, command_line, report_header,
-                                    rerender, run_record, write_report)
+from benchmarks.environment import (add_report_arguments, command_line, report_folder,
+                                    report_header, rerender, run_record, write_report)
 from benchmarks.speed import (OtherLoad, _case_data, _fit_estimators, _median, _quiet_repeats,
                               _ratio, _rotated, full_config, make_fit_data, smoke_config)
 from sk_l2rw.exceptions import FallbackWarning
@@ -209,15 +209,11 @@ def render(saved):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes (CI)")
+    add_report_arguments(parser, "compiled_step.md", smoke="tiny sizes (CI)")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--backend", default="inductor", help="torch.compile's backend")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="folder for compiled_step.{json,md} (default: results/; "
-                             "--smoke writes nothing unless given)")
-    add_render_argument(parser, "compiled_step.md")
     args = parser.parse_args(argv)
-    out = args.out if args.out is not None else (None if args.smoke else OUT)
+    out = report_folder(args, OUT)
     if args.render:
         return rerender(args.render, out or OUT, render)
     cfg = smoke_config() if args.smoke else full_config()

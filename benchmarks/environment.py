@@ -184,3 +184,19 @@ def add_render_argument(parser, report):
     parser.add_argument("--render", type=Path, metavar="JSON",
                         help=f"rebuild {report} from the rows a run wrote next to it "
                              "(the .json of the same name), into --out")
+
+
+def add_report_arguments(parser, report, smoke):
+    """``--smoke`` (``smoke`` is its help), ``--out`` and ``--render`` of a study
+    that writes ``report`` and its rows; :func:`report_folder` reads them."""
+    parser.add_argument("--smoke", action="store_true", help=smoke)
+    stem = Path(report).stem
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"folder for {stem}.{{json,md}} (default: results/; "
+                             "--smoke writes nothing unless given)")
+    add_render_argument(parser, report)
+
+
+def report_folder(args, default):
+    """Where a study's report goes: ``--out``, else ``default`` (none for --smoke)."""
+    return args.out if args.out is not None else (None if args.smoke else default)

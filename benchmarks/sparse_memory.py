@@ -31,8 +31,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from benchmarks.environment import (add_render_argument, command_line, report_header,
-                                    rerender, run_record, write_report)
+from benchmarks.environment import (add_report_arguments, command_line, report_folder,
+                                    report_header, rerender, run_record, write_report)
 from benchmarks.speed import cpu_peak_bytes
 
 OUT = Path(__file__).resolve().parent / "results"
@@ -172,13 +172,9 @@ def report(saved):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes (CI)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="folder for the results (default results/; --smoke writes "
-                             "nothing unless given)")
-    add_render_argument(parser, "sparse_memory.md")
+    add_report_arguments(parser, "sparse_memory.md", smoke="tiny sizes (CI)")
     args = parser.parse_args(argv)
-    out = args.out if args.out is not None else (None if args.smoke else OUT)
+    out = report_folder(args, OUT)
     if args.render:
         return rerender(args.render, out or OUT, report)
     settings = SMOKE if args.smoke else FULL
