@@ -44,7 +44,7 @@ def _set_rng_state(state):
         torch.cuda.set_rng_state(cuda, device)
 
 
-def _dense(X):
+def _all_dense(X):
     """Whether ``X`` (a tensor or a mapping of them) has no sparse tensor: the
     compiler traces dense tensors only."""
     parts = X.values() if isinstance(X, Mapping) else (X,)
@@ -112,11 +112,6 @@ class Computation:
         self._check_compiled = True
 
     @property
-    def compiled(self):
-        """Whether ghost steps run compiled (``compile=True``, not fallen back)."""
-        return self._compiled is not None
-
-    @property
     def verifies_next(self):
         """Whether the next step first checks ghost against jvp ("auto")."""
         return self._verify
@@ -142,7 +137,7 @@ class Computation:
                     FallbackWarning, stacklevel=3)
                 self.method = "jvp"
         if (self.method == "ghost" and self._compiled is not None and agree is None
-                and kwargs.get("normalize") is None and _dense(X) and _dense(X_clean)):
+                and kwargs.get("normalize") is None and _all_dense(X) and _all_dense(X_clean)):
             result = self._compiled_step(module, loss_fn, X, y, X_clean, y_clean,
                                          zero_grad=zero_grad, **kwargs)
             if result is not None:

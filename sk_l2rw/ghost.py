@@ -319,11 +319,7 @@ class _Capture:
     def backward(self, losses, n, clean_weights=None):
         """Fill every record's output gradient from ``sum_i f_i + mean_j f_clean_j``
         (``sum_j v_j f_clean_j`` when ``clean_weights`` holds the ``v_j``)."""
-        if clean_weights is None:
-            weights = _grad_outputs(n, len(losses), losses.dtype, losses.device)
-        else:
-            weights = torch.cat([torch.ones(n, dtype=losses.dtype, device=losses.device),
-                                 clean_weights.to(losses.dtype)])
+        weights = _loss_gradient(losses, n, clean_weights)
         reached = [r for r in self.records if r["edge"] is not None]
         grads = torch.autograd.grad(losses, [r["edge"] for r in reached], weights,
                                     allow_unused=True)
@@ -333,21 +329,34 @@ class _Capture:
             record["edge"] = None  # the graph is freed; nothing more to reach
 
 
-_GRAD_OUTPUTS = {}
+def _loss_gradient(losses, n, clean_weights=None, cached=True):
+    """The gradient of ``sum_i f_i + mean_j f_clean_j`` (``sum_j v_j f_clean_j`` when
+    ``clean_weights`` holds the ``v_j``) w.r.t. the stacked loss vector ``losses``.
 
-
-def _grad_outputs(n, total, dtype, device):
-    """``[1] * n + [1 / m] * m``, the gradient of ``sum f_i + mean f_clean`` w.r.t.
-    the loss vector; the same for every step, so made once (autograd does not
-    write to it)."""
-    key = (n, total, dtype, device)
+    Without clean weights it is ``[1] * n + [1 / m] * m``, the same for every step,
+    so made once (autograd does not write to it) unless ``cached=False`` (a traced
+    step, where a module-level cache cannot be read).
+    """
+    dtype, device = losses.dtype, losses.device
+    if clean_weights is not None:
+        return torch.cat([torch.ones(n, dtype=dtype, device=device), clean_weights.to(dtype)])
+    if not cached:
+        return _uniform_tail(n, losses.shape[0], dtype, device)
+    key = (n, losses.shape[0], dtype, device)
     out = _GRAD_OUTPUTS.get(key)
     if out is None:
         if len(_GRAD_OUTPUTS) > 64:  # batch shapes vary only at epoch ends
             _GRAD_OUTPUTS.clear()
-        out = torch.full((total,), 1.0 / (total - n), dtype=dtype, device=device)
-        out[:n] = 1.0
-        _GRAD_OUTPUTS[key] = out
+        out = _GRAD_OUTPUTS[key] = _uniform_tail(*key)
+    return out
+
+
+_GRAD_OUTPUTS = {}
+
+
+def _uniform_tail(n, total, dtype, device):
+    out = torch.full((total,), 1.0 / (total - n), dtype=dtype, device=device)
+    out[:n] = 1.0
     return out
 
 
@@ -398,10 +407,12 @@ _DELTAS = _DeltaCapture()
 
 
 class _DeltaHooks:
-    """``with _DeltaHooks(module):`` the delta hook is on every hooked layer."""
+    """``with _DeltaHooks(module) as hooks:`` the delta hook is on every hooked
+    layer; ``hooks.zeros`` is the module's zero-delta cache (:func:`_zero_deltas`)."""
 
     def __init__(self, module):
-        self._layers = [layer for layer, _, _ in _hooked_layers(module)]
+        _, layers, self.zeros = _layer_entry(module)
+        self._layers = [layer for layer, _, _ in layers]
         self._handles = []
 
     def __enter__(self):
@@ -416,19 +427,15 @@ class _DeltaHooks:
         _DELTAS.deltas, _DELTAS.layers, _DELTAS.inputs = None, [], []
 
 
-# Zero deltas and parameter keys per module and input signature (one forward).
-_ZEROS = weakref.WeakKeyDictionary()
-
-
-def _zero_deltas(module, stacked, forward_kwargs):
+def _zero_deltas(module, cached, stacked, forward_kwargs):
     """The zero tensor to add to each hooked call's output, and each call's
     parameter keys (positions in ``module.parameters()``, the same for tied uses):
-    found by one forward per input signature, then cached."""
+    found by one forward per input signature, then kept in ``cached`` (the module's,
+    :attr:`_DeltaHooks.zeros`, dropped with its hooked layers when ``requires_grad``
+    changes)."""
     parts = stacked.values() if isinstance(stacked, Mapping) else (stacked,)
     key = (tuple((tuple(t.shape), t.dtype, t.device) for t in parts),
-           tuple(sorted(forward_kwargs or {})),
-           tuple(p.requires_grad for p in module.parameters()))
-    cached = _ZEROS.setdefault(module, {})
+           tuple(sorted(forward_kwargs or {})))
     if key not in cached:
         if len(cached) > 16:  # batch shapes vary only at epoch ends
             cached.clear()
@@ -468,12 +475,10 @@ def _functional_records(module, loss_fn, stacked, targets, n, deltas, keys,
     with torch.no_grad():
         losses, pullback, (out, inputs) = torch.func.vjp(losses_of, *deltas,
                                                          has_aux=True)
-        # The gradient of sum_i f_i + sum_j v_j f_clean_j (v_j = 1/m by default).
-        m, dtype = losses.shape[0] - n, losses.dtype
-        head = torch.ones(n, dtype=dtype, device=losses.device)
-        tail = (torch.full((m,), 1.0 / m, dtype=dtype, device=losses.device)
-                if clean_weights is None else clean_weights.to(dtype))
-        grads = pullback(torch.cat([head, tail]))
+        grads = pullback(_loss_gradient(losses, n, clean_weights, cached=False))
+    # Reset here, inside the traced function, not only by _DeltaHooks on leaving: the
+    # lists hold the transform's wrapped tensors, which the traced graph must not
+    # leave behind in a module-level object.
     layers, _DELTAS.deltas, _DELTAS.layers, _DELTAS.inputs = _DELTAS.layers, None, [], []
     records = [{"layer": layer, "rule": _rule_for(layer), "names": _trainable_names(layer),
                 "keys": k, "a": a, "g": g}
@@ -533,8 +538,8 @@ def compiled_ghost_step(compile_kwargs=None):
         # Past recompile_limit graphs Dynamo would run the traced function uncompiled
         # (slower than ghost_step): an error instead lets the caller fall back.
         limit_hit, config.fail_on_recompile_limit_hit = config.fail_on_recompile_limit_hit, True
-        with _DeltaHooks(module):
-            deltas, keys = _zero_deltas(module, stacked, forward_kwargs)
+        with _DeltaHooks(module) as hooks:
+            deltas, keys = _zero_deltas(module, hooks.zeros, stacked, forward_kwargs)
             try:
                 result, grads = core(module, loss_fn, stacked, targets, n, deltas, keys,
                                      lr=lr_, forward_kwargs=forward_kwargs,
@@ -547,11 +552,18 @@ def compiled_ghost_step(compile_kwargs=None):
     return step
 
 
-# Layers with trainable parameters, per module.
+# Layers with trainable parameters, per module (and the compiled step's zero
+# deltas for them, :func:`_zero_deltas`).
 _LAYERS = weakref.WeakKeyDictionary()
 
 
 def _hooked_layers(module):
+    return _layer_entry(module)[1]
+
+
+def _layer_entry(module):
+    """``(requires_grad of every parameter, [(layer, rule, names)], zero-delta cache)``,
+    rebuilt when a parameter's ``requires_grad`` changes."""
     key = tuple(p.requires_grad for p in module.parameters())
     cached = _LAYERS.get(module)
     if cached is None or cached[0] != key:
@@ -560,8 +572,8 @@ def _hooked_layers(module):
             names = _trainable_names(layer)
             if names:
                 layers.append((layer, _rule_for(layer), names))
-        cached = _LAYERS[module] = (key, layers)
-    return cached[1]
+        cached = _LAYERS[module] = (key, layers, {})
+    return cached
 
 
 def _add(totals, key, p, value):
