@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from benchmarks import compiled_step
 
@@ -10,6 +11,9 @@ from benchmarks import compiled_step
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("compiled_step")
+    # Empty torch.compile caches: past recompile_limit graphs (earlier tests build
+    # some) the compiled step falls back, and the study would report it as failing.
+    torch._dynamo.reset()
     # aot_eager: the study's path through the traced graph, without inductor's build.
     saved = compiled_step.main(["--smoke", "--backend", "aot_eager", "--out", str(out)])
     return out, saved

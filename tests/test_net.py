@@ -128,11 +128,13 @@ class TestCompile:
             net = _compile_fit(strict=False, compile=True)
         _same_fit(net, eager_fit)
 
-    def test_past_the_recompile_limit_the_fit_falls_back_to_the_eager_step(
-            self, monkeypatch, eager_fit):
+    def test_past_the_recompile_limit_the_fit_falls_back_to_the_eager_step(self, eager_fit):
         # The full batches' graph fits the limit; the last batch's would be one more.
-        monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
-        with pytest.warns(FallbackWarning, match="recompile"):
+        # (config.patch, not monkeypatch: monkeypatch's undo deletes a config entry.)
+        limit = torch._dynamo.config.recompile_limit
+        with torch._dynamo.config.patch(recompile_limit=1), \
+                pytest.warns(FallbackWarning, match="recompile"):
             net = _compile_fit(strict=False, compile=True, compile__backend="aot_eager")
+        assert torch._dynamo.config.recompile_limit == limit  # restored
         _same_fit(net, eager_fit)
         assert torch._dynamo.config.fail_on_recompile_limit_hit is False  # restored
