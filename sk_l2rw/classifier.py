@@ -133,16 +133,12 @@ class L2RWClassifier(L2RWMixin, NeuralNetClassifier):
                  clean_batch_size=None, clean_class_weight=None, train_on_clean=False,
                  categorical_features="from_dtype", random_state=None, device="auto",
                  criterion=torch.nn.NLLLoss, train_split=None, **kwargs):
-        super().__init__(module, criterion=criterion, train_split=train_split,
-                         device=device, **kwargs)
-        self.clean_X = clean_X
-        self.clean_y = clean_y
-        self.meta_gradient = meta_gradient
-        self.clean_batch_size = clean_batch_size
+        super().__init__(module, clean_X, clean_y, meta_gradient=meta_gradient,
+                         clean_batch_size=clean_batch_size, train_on_clean=train_on_clean,
+                         categorical_features=categorical_features,
+                         random_state=random_state, device=device, criterion=criterion,
+                         train_split=train_split, **kwargs)
         self.clean_class_weight = clean_class_weight
-        self.train_on_clean = train_on_clean
-        self.categorical_features = categorical_features
-        self.random_state = random_state
 
     _parameter_constraints = {**L2RWMixin._parameter_constraints,
                               "clean_class_weight": check_clean_class_weight}
@@ -224,23 +220,29 @@ class L2RWClassifier(L2RWMixin, NeuralNetClassifier):
         Parameters
         ----------
         X : array-like, DataFrame, torch.Tensor or torch Dataset
+            Rows in any form ``fit`` accepts, with the same features (checked
+            before the module runs).
 
         Returns
         -------
-        numpy.ndarray of shape (n_samples, n_classes)
+        proba : numpy.ndarray of shape (n_samples, n_classes)
+            The module's outputs after ``predict_nonlinearity`` (the softmax of
+            the logits by default); each row sums to 1.
         """
-        return super().predict_proba(X)
+        return super().predict_proba(self._validate_predict(X))
 
     def predict(self, X):
         """Predicted class labels (the original labels, any type).
 
         Parameters
         ----------
-        X : array-like, DataFrame or torch.Tensor
+        X : array-like, DataFrame, torch.Tensor or torch Dataset
+            As for :meth:`predict_proba`.
 
         Returns
         -------
-        numpy.ndarray of shape (n_samples,)
+        labels : numpy.ndarray of shape (n_samples,)
+            ``classes_[predict_proba(X).argmax(axis=1)]``.
         """
         proba = self.predict_proba(X)
         return self.classes_[proba.argmax(axis=1)]

@@ -14,6 +14,7 @@ sliced from it and reaches the module as a ``torch`` sparse COO tensor, as skorc
 ``to_tensor(..., accept_sparse=True)`` makes them, so the matrix is never densified.
 """
 
+import dataclasses
 from collections.abc import Mapping
 
 import numpy as np
@@ -188,6 +189,8 @@ class IndexedDataset(torch.utils.data.Dataset):
         return (Xi, position), yi
 
 
+# eq and repr off: comparing or printing whole tensors is never what a caller wants.
+@dataclasses.dataclass(eq=False, repr=False)
 class TensorBatches:
     """Batches sliced from in-memory tensors, re-iterable once per epoch.
 
@@ -209,15 +212,14 @@ class TensorBatches:
         those rows are read.
     """
 
-    def __init__(self, X, y, batch_size, *, shuffle=False, with_index=False,
-                 random_state=None, shard=None):
-        self.X = X
-        self.y = y
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.with_index = with_index
-        self.random_state = random_state
-        self.shard = shard
+    X: object
+    y: object
+    batch_size: int
+    _: dataclasses.KW_ONLY
+    shuffle: bool = False
+    with_index: bool = False
+    random_state: object = None
+    shard: tuple | None = None
 
     def __len__(self):
         return -(-n_rows(self.X) // self.batch_size)

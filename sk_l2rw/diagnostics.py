@@ -183,8 +183,7 @@ def label_quality_scores(estimator, last_epochs=None, *, method="positive_share"
     Parameters
     ----------
     estimator : fitted L2RWClassifier or L2RWRegressor
-        Or a Pipeline ending in one, or a fitted search whose ``best_estimator_``
-        is one of those.
+        Or a Pipeline or search around one, as in :func:`relative_weights`.
     last_epochs : int or None, default=None
         Score over only this many of the most recent epochs (None: all). The
         first epochs judge the rows with an untrained model; the later ones with
@@ -202,13 +201,11 @@ def label_quality_scores(estimator, last_epochs=None, *, method="positive_share"
 
     Raises
     ------
-    sklearn.exceptions.NotFittedError
-        If the estimator has not completed an epoch of ``fit``.
-    TypeError
-        If ``estimator`` is not an L2RW estimator.
+    sklearn.exceptions.NotFittedError, TypeError
+        As :func:`relative_weights` does.
     ValueError
-        If ``last_epochs`` is not a positive integer up to the number of epochs,
-        or ``method`` is unknown.
+        For a bad ``last_epochs`` (as :func:`relative_weights`), or an unknown
+        ``method``.
 
     Notes
     -----
@@ -260,8 +257,7 @@ def find_label_issues(estimator, *, last_epochs=None, method="positive_share", t
     Parameters
     ----------
     estimator : fitted L2RWClassifier or L2RWRegressor
-        Or a Pipeline ending in one, or a fitted search whose ``best_estimator_``
-        is one of those.
+        Or a Pipeline or search around one, as in :func:`relative_weights`.
     last_epochs : int or None, default=None
         Score over only this many of the most recent epochs (see
         :func:`label_quality_scores`).
@@ -292,10 +288,8 @@ def find_label_issues(estimator, *, last_epochs=None, method="positive_share", t
 
     Raises
     ------
-    sklearn.exceptions.NotFittedError
-        If the estimator has not completed an epoch of ``fit``.
-    TypeError
-        If ``estimator`` is not an L2RW estimator.
+    sklearn.exceptions.NotFittedError, TypeError
+        As :func:`relative_weights` does.
     ValueError
         For a bad ``last_epochs``, ``method``, ``threshold``, ``n_issues`` or
         ``return_indices_ranked_by``, or both ``threshold`` and ``n_issues``.

@@ -260,6 +260,8 @@ def unsupported_layers(module):
     Parameters
     ----------
     module : torch.nn.Module
+        The whole network: every submodule is inspected, in its current mode
+        (``train()`` or ``eval()``).
 
     Returns
     -------

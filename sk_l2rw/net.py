@@ -273,6 +273,21 @@ def _as_device_tensor(X, dtype, device):
 class L2RWMixin:
     """Meta-reweighted training for a skorch ``NeuralNet`` (see L2RWClassifier)."""
 
+    def __init__(self, module, clean_X, clean_y, *, meta_gradient, clean_batch_size,
+                 train_on_clean, categorical_features, random_state, device, criterion,
+                 train_split, **kwargs):
+        # The estimators spell out their own signatures (scikit-learn reads the
+        # parameter names there) and hand the shared ones to this one place.
+        super().__init__(module, criterion=criterion, train_split=train_split,
+                         device=device, **kwargs)
+        self.clean_X = clean_X
+        self.clean_y = clean_y
+        self.meta_gradient = meta_gradient
+        self.clean_batch_size = clean_batch_size
+        self.train_on_clean = train_on_clean
+        self.categorical_features = categorical_features
+        self.random_state = random_state
+
     # ------------------------------------------------------------------ fit API
 
     def fit(self, X, y, *, X_val=None, y_val=None, **fit_params):
@@ -644,19 +659,6 @@ class L2RWMixin:
             X = check_sparse_features(X, dtype=numpy_dtype(self._module_dtype()))
         return validate_data(self, X, reset=False, allow_nd=True, accept_sparse="csr",
                              dtype=numpy_dtype(self._module_dtype()))
-
-    def predict_proba(self, X):
-        """Module outputs for ``X`` (after ``predict_nonlinearity``).
-
-        Parameters
-        ----------
-        X : array-like, DataFrame, torch.Tensor or torch Dataset
-
-        Returns
-        -------
-        numpy.ndarray
-        """
-        return super().predict_proba(self._validate_predict(X))
 
     def _module_dtype(self):
         module = getattr(self, "module_", None)

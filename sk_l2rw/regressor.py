@@ -59,15 +59,11 @@ class L2RWRegressor(L2RWMixin, NeuralNetRegressor):
                  clean_batch_size=None, train_on_clean=False,
                  categorical_features="from_dtype", random_state=None, device="auto",
                  criterion=torch.nn.MSELoss, train_split=None, **kwargs):
-        super().__init__(module, criterion=criterion, train_split=train_split,
-                         device=device, **kwargs)
-        self.clean_X = clean_X
-        self.clean_y = clean_y
-        self.meta_gradient = meta_gradient
-        self.clean_batch_size = clean_batch_size
-        self.train_on_clean = train_on_clean
-        self.categorical_features = categorical_features
-        self.random_state = random_state
+        super().__init__(module, clean_X, clean_y, meta_gradient=meta_gradient,
+                         clean_batch_size=clean_batch_size, train_on_clean=train_on_clean,
+                         categorical_features=categorical_features,
+                         random_state=random_state, device=device, criterion=criterion,
+                         train_split=train_split, **kwargs)
 
     # ----------------------------------------------------------------- targets
 
@@ -147,8 +143,9 @@ class L2RWRegressor(L2RWMixin, NeuralNetRegressor):
         -------
         numpy.ndarray of shape (n_samples,) or (n_samples, n_outputs)
         """
-        # float64 like every scikit-learn regressor, whatever the module computes in
-        y_pred = L2RWMixin.predict_proba(self, X).astype(np.float64)
+        # float64 like every scikit-learn regressor, whatever the module computes in;
+        # super() skips this class's predict_proba (which refuses) for skorch's.
+        y_pred = super().predict_proba(self._validate_predict(X)).astype(np.float64)
         if self._y_1d_:
             return y_pred.reshape(len(y_pred))
         return y_pred.reshape(len(y_pred), -1)

@@ -269,10 +269,12 @@ class ReweightedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Rows in the form the final estimator takes (they do not pass through
+            the net that computed the weights).
 
         Returns
         -------
-        numpy.ndarray of shape (n_samples,)
+        labels : numpy.ndarray of shape (n_samples,)
         """
         check_is_fitted(self, "estimator_")
         return self.estimator_.predict(X)
@@ -286,7 +288,7 @@ class ReweightedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
 
         Returns
         -------
-        numpy.ndarray of shape (n_samples, n_classes)
+        proba : numpy.ndarray of shape (n_samples, n_classes)
         """
         check_is_fitted(self, "estimator_")
         return self.estimator_.predict_proba(X)
