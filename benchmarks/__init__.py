@@ -10,5 +10,6 @@ without downloading (CI). Shared pieces: ``datasets`` (real data sets from packa
 registries, cached), ``environment`` (the machine, versions and command a report
 names; the rows' JSON next to a report, from which ``--render`` rebuilds it),
 ``models`` (the networks), ``ports`` (the public ways of computing L2RW that
-``speed`` times).
+``speed`` times), ``report`` (the tables, "mean ± std" cells and paired ratios every
+report is written with).
 """

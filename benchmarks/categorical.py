@@ -21,7 +21,6 @@ Writes ``results/categorical.json`` (one row per fit) and ``results/categorical.
 
 import argparse
 import dataclasses
-import datetime
 import time
 import warnings
 from pathlib import Path
@@ -31,9 +30,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 from benchmarks import quality
-from benchmarks.environment import (add_report_arguments, command_line, load_average,
-                                    report_folder, report_header, rerender, run_record,
-                                    write_report)
+from benchmarks.report import markdown_table, mean_std
+from benchmarks.environment import (StudyRun, add_report_arguments, load_average,
+                                    report_folder, report_header, rerender)
 
 ENCODINGS = ("one_hot", "embedded")
 METHODS = ("plain", "l2rw")
@@ -171,11 +170,6 @@ def run(cfg, *, jobs=1, log=print):
     return quality.execute(tasks, jobs=jobs, log=log)
 
 
-def _mean_std(values):
-    values = np.asarray(values, dtype=float)
-    return f"{100 * values.mean():.1f} ± {100 * values.std():.1f}"
-
-
 def render(rows, *, metric="acc"):
     """One table per metric: a row per cell, a column per (method, encoding), and
     the paired difference embedded - one-hot of L2RW (mean ± std over seeds)."""
@@ -184,21 +178,21 @@ def render(rows, *, metric="acc"):
     columns = [(m, e) for m in METHODS for e in ENCODINGS]
     head = ["data set", "noise", "clean/class"] + [f"{m} {e.replace('_', '-')}"
                                                    for m, e in columns]
-    lines = ["| " + " | ".join(head + ["L2RW embedded − one-hot (paired)"]) + " |",
-             "|" + "---|" * 3 + "---:|" * (len(columns) + 1)]
+    body = []
     for dataset, kind, clean in cells:
         here = [r for r in rows if (r["dataset"], r["kind"], r["clean"]) == (dataset, kind, clean)]
-        values = []
-        for method, encoding in columns:
-            values.append(_mean_std([r[metric] for r in here
-                                     if (r["method"], r["encoding"]) == (method, encoding)]))
+        values = [mean_std([r[metric] for r in here
+                            if (r["method"], r["encoding"]) == (method, encoding)], scale=100)
+                  for method, encoding in columns]
         by_seed = {}
         for r in here:
             if r["method"] == "l2rw":
                 by_seed.setdefault(r["seed"], {})[r["encoding"]] = r[metric]
         diffs = [v["embedded"] - v["one_hot"] for v in by_seed.values() if len(v) == 2]
-        lines.append(f"| {dataset} | {quality.KIND_NAMES[kind]} | {clean} | "
-                     + " | ".join(values) + f" | {_mean_std(diffs)} |")
+        body.append([dataset, quality.KIND_NAMES[kind], str(clean), *values,
+                     mean_std(diffs, scale=100)])
+    lines = markdown_table(head + ["L2RW embedded − one-hot (paired)"], body,
+                           align="lll" + "r" * (len(columns) + 1))
     return "\n".join(lines) + "\n"
 
 
@@ -241,12 +235,14 @@ def report(saved):
         "Every number is a mean ± std over seeds; the last column pairs the two "
         "encodings seed by seed. The reading is in `docs/findings/categorical.md`.", "",
         "## Summary (accuracy, embedded − one-hot, mean over cells and seeds)", "",
-        "| data set | method | mean difference (points) | cells where embedded is "
-        "higher | mean fit time one-hot / embedded (s) |", "|---|---|---:|---:|---:|"]
-    for s in summary(rows):
-        lines.append(f"| {s['dataset']} | {s['method']} | {100 * s['mean_diff']:+.1f} | "
-                     f"{s['embedded_better']} of {s['cells']} | "
-                     f"{s['wall_one_hot']:.1f} / {s['wall_embedded']:.1f} |")
+    ]
+    lines += markdown_table(
+        ["data set", "method", "mean difference (points)", "cells where embedded is higher",
+         "mean fit time one-hot / embedded (s)"],
+        [[s["dataset"], s["method"], f"{100 * s['mean_diff']:+.1f}",
+          f"{s['embedded_better']} of {s['cells']}",
+          f"{s['wall_one_hot']:.1f} / {s['wall_embedded']:.1f}"] for s in summary(rows)],
+        align="llrrr")
     lines += ["", "## Accuracy (%)", "", render(rows, metric="acc"),
               "## Balanced accuracy (%)", "", render(rows, metric="bal_acc")]
     return "\n".join(lines) + "\n"
@@ -264,13 +260,9 @@ def main(argv=None):
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
     cfg = smoke_config() if args.smoke else full_config(seeds)
-    started, t0 = datetime.datetime.now(datetime.timezone.utc), time.perf_counter()
+    study = StudyRun("categorical", argv)
     rows = run(cfg, jobs=1 if args.smoke else args.jobs)
-    saved = {"rows": rows, "meta": run_record(command_line("categorical", argv), started,
-                                              time.perf_counter() - t0, smoke=args.smoke)}
-    text = report(saved)
-    if out is not None:
-        write_report(out / "categorical.md", text, saved)
+    _, text = study.finish(rows, report, out, meta=dict(smoke=args.smoke))
     print(text, end="")
     print(f"load average {load_average()}")
     return rows

@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # package name, so that worker processes can unpickle the configurations and nets
 # it defines.
 from benchmarks import quality as q
+from benchmarks.report import markdown_table
 from benchmarks.environment import (add_render_argument, add_run_arguments, command_line,
                                     report_header, rerender, run_record, write_report)
 
@@ -165,8 +166,7 @@ def run(smoke=False, jobs=2, log=print):
 
 def summary(rows):
     """Per study and rule: failed fits caught, and alarms on fits that did not fail."""
-    lines = ["| fits | rule | failed fits caught | alarms on fits that did not fail |",
-             "|---|---|---:|---:|"]
+    body = []
     studies = list(dict.fromkeys(r["group"][0] for r in rows))
     for study in studies + ["all"]:
         sel = [r for r in rows if study == "all" or r["group"][0] == study]
@@ -175,28 +175,31 @@ def summary(rows):
         for name in rules():
             caught = sum(r["alarms"][name] is not None for r in failed)
             false = sum(r["alarms"][name] is not None for r in good)
-            lines.append(f"| {study} ({len(sel)}) | {name} | {caught} of {len(failed)} | "
-                         f"{false} of {len(good)} |")
+            body.append([f"{study} ({len(sel)})", name, f"{caught} of {len(failed)}",
+                         f"{false} of {len(good)}"])
+    lines = markdown_table(["fits", "rule", "failed fits caught",
+                            "alarms on fits that did not fail"], body, align="llrr")
     return lines
 
 
 def fired_table(rows):
     names = list(rules())
-    lines = ["| fit | test balanced accuracy (best of group) | failed | "
-             + " | ".join(f"first alarm: {n}" for n in names)
-             + " | clean loss: epoch 1, best, last |",
-             "|---|---:|---|" + "---:|" * len(names) + "---|"]
+    body = []
     for r in rows:
         if not any(v is not None for v in r["alarms"].values()):
             continue
         acc = ("error: " + r["error"]) if r["error"] else (
             f"{100 * r['bal_acc']:.1f} ({100 * r['best_of_group']:.1f})")
         c = r["curve"]
-        lines.append(f"| {r['label']} | {acc} | {'yes' if r['failed'] else 'no'} | "
-                     + " | ".join("-" if r["alarms"][n] is None else f"epoch {r['alarms'][n]}"
-                                  for n in names)
-                     + f" | {c[0]:.3g}, {min(c):.3g}, {c[-1]:.3g} |")
-    if len(lines) == 2:
+        body.append([r["label"], acc, "yes" if r["failed"] else "no",
+                     *("-" if r["alarms"][n] is None else f"epoch {r['alarms'][n]}"
+                       for n in names),
+                     f"{c[0]:.3g}, {min(c):.3g}, {c[-1]:.3g}"])
+    lines = markdown_table(["fit", "test balanced accuracy (best of group)", "failed",
+                            *(f"first alarm: {n}" for n in names),
+                            "clean loss: epoch 1, best, last"], body,
+                           align="lrl" + "r" * len(names) + "l")
+    if not body:
         lines.append("| (none) |" + " |" * (len(names) + 3))
     return lines
 

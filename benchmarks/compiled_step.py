@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime
 import gc
 import time
 import warnings
@@ -33,10 +32,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from benchmarks.environment import (add_report_arguments, command_line, report_folder,
-                                    report_header, rerender, run_record, write_report)
-from benchmarks.speed import (OtherLoad, _case_data, _fit_estimators, _median, _quiet_repeats,
-                              _ratio, _rotated, full_config, make_fit_data, smoke_config)
+from benchmarks.environment import (StudyRun, add_report_arguments, report_folder,
+                                    report_header, rerender)
+from benchmarks.report import markdown_table, median, paired_ratio
+from benchmarks.speed import (OtherLoad, _case_data, _fit_estimators, _quiet_repeats, _rotated,
+                              full_config, make_fit_data, smoke_config)
 from sk_l2rw.exceptions import FallbackWarning
 from sk_l2rw.ghost import compiled_ghost_step, ghost_step
 
@@ -178,22 +178,22 @@ def render(saved):
                           **saved["meta"])
     lines += [f"torch.compile backend: {rows['backend']}; torch threads {rows['threads']}.",
               ""]
-    lines += ["## Per step (ms, median over quiet repeats; ratios paired per repeat)", "",
-              "| case | plain | eager ghost | compiled ghost | compiled / eager | "
-              "compiled vs eager (max abs difference) | first call (s) |",
-              "|---|---:|---:|---:|---:|---|---:|"]
+    body = []
     for row in rows["steps"]:
         ms = {v: _kept(t, row["busy"]) for v, t in row["ms"].items()}
         diff = row["difference"]
         if isinstance(diff, dict):
-            compiled = f"{_median(ms['compiled']):.3f}"
-            ratio = f"{_ratio(ms['compiled'], ms['eager']):.2f}x"
+            compiled = f"{median(ms['compiled']):.3f}"
+            ratio = f"{paired_ratio(ms['compiled'], ms['eager']):.2f}x"
             diff = f"weights {diff['weights']:.1e}, gradients {diff['gradients']:.1e}"
         else:
             compiled, ratio, diff = "not timed", "-", f"does not compile: {diff}"
-        lines.append(f"| {row['case']} | {_median(ms['plain']):.3f} | "
-                     f"{_median(ms['eager']):.3f} | {compiled} | {ratio} | {diff} | "
-                     f"{row['compile_s']:.1f} |")
+        body.append([row["case"], f"{median(ms['plain']):.3f}", f"{median(ms['eager']):.3f}",
+                     compiled, ratio, diff, f"{row['compile_s']:.1f}"])
+    lines += ["## Per step (ms, median over quiet repeats; ratios paired per repeat)", ""]
+    lines += markdown_table(["case", "plain", "eager ghost", "compiled ghost",
+                             "compiled / eager", "compiled vs eager (max abs difference)",
+                             "first call (s)"], body, align="lrrrrlr")
     fit = rows["fit"]
     s = {v: _kept(t, fit["busy"]) for v, t in fit["s"].items()}
     lines += ["", f"## Per fit ({fit['rows']:,} rows, L2RWClassifier, auto)", "",
@@ -201,8 +201,8 @@ def render(saved):
               f"(includes building the graphs), eager {fit['first_eager_s']:.1f} s; largest "
               f"difference in the row weights {fit['weight_difference']:.1e}.",
               f"- Later fits (graphs cached), median over {len(s['eager'])} quiet repeats: "
-              f"eager {_median(s['eager']):.2f} s, compiled {_median(s['compiled']):.2f} s, "
-              f"compiled / eager {_ratio(s['compiled'], s['eager']):.2f}x.",
+              f"eager {median(s['eager']):.2f} s, compiled {median(s['compiled']):.2f} s, "
+              f"compiled / eager {paired_ratio(s['compiled'], s['eager']):.2f}x.",
               "- Fallback warnings: " + ("; ".join(fit["fallbacks"]) or "none"), ""]
     return "\n".join(lines)
 
@@ -218,14 +218,10 @@ def main(argv=None):
         return rerender(args.render, out or OUT, render)
     cfg = smoke_config() if args.smoke else full_config()
     repeats = args.repeats or (2 if args.smoke else 9)
-    started, t0 = datetime.datetime.now(datetime.timezone.utc), time.perf_counter()
+    study = StudyRun("compiled_step", argv)
     rows = run(cfg, repeats=repeats, fit_repeats=1 if args.smoke else 5,
                block_s=0.002 if args.smoke else 0.3, backend=args.backend)
-    saved = {"rows": rows, "meta": run_record(command_line("compiled_step", argv), started,
-                                              time.perf_counter() - t0, smoke=args.smoke)}
-    text = render(saved)
-    if out is not None:
-        write_report(out / "compiled_step.md", text, saved)
+    saved, text = study.finish(rows, render, out, meta=dict(smoke=args.smoke))
     print(text)
     return saved
 

@@ -67,6 +67,11 @@ __all__ = [
 CACHE_ENV = "SK_L2RW_DATA"
 TEST_SIZE = 0.25  # used only for sets that ship without a test split
 
+#: (training rows, test rows) per data set in the studies' ``--quick`` runs: a few
+#: minutes for every set; None keeps all of a set's rows.
+QUICK_SIZES = {"digits": (None, None), "mnist": (800, 1000), "fashion_mnist": (800, 1000),
+               "letter": (1300, 1000), "adult": (1000, 1000), "kdd_census": (1600, 1000)}
+
 
 # ---------------------------------------------------------------------------
 # Artifacts and the cache

@@ -4,12 +4,14 @@ Shared by the studies of this package so that every report describes its machine
 and its command the same way.
 """
 
+import argparse
 import datetime
 import json
 import os
 import platform
 import shlex
 import sys
+import time
 from pathlib import Path
 
 #: Libraries every report names, as (import name, name in the report).
@@ -120,9 +122,25 @@ def add_run_arguments(parser, *, smoke, out):
     """The options every multi-process study takes: ``--smoke`` (``smoke`` is its
     help), ``--jobs`` and ``--out`` (default ``out``)."""
     parser.add_argument("--smoke", action="store_true", help=smoke)
-    parser.add_argument("--jobs", type=int, default=None,
-                        help="worker processes (default 2; 1 for --smoke)")
+    add_jobs_argument(parser)
     parser.add_argument("--out", default=str(out), help="output folder")
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def add_jobs_argument(parser):
+    """``--jobs N`` (a positive integer; None when not given: the study's default,
+    2 worker processes, 1 for ``--smoke``)."""
+    parser.add_argument("--jobs", type=_positive_int, default=None,
+                        help="worker processes (default 2; 1 for --smoke)")
 
 
 def run_record(command, started, elapsed, **more):
@@ -148,6 +166,44 @@ def run_record(command, started, elapsed, **more):
     return dict(command=command, started=started.isoformat(), elapsed=elapsed,
                 load=load_average(), machine=cpu_model(), versions=versions_line(),
                 **more)
+
+
+class StudyRun:
+    """One run of a study, timed from its creation; :meth:`finish` writes it.
+
+    Parameters
+    ----------
+    study : str
+        The module name under ``benchmarks`` (also the report's file name).
+    argv : list of str or None
+        The arguments, as :func:`command_line` quotes them.
+    """
+
+    def __init__(self, study, argv=None):
+        self.study = study
+        self.command = command_line(study, argv)
+        self.started = datetime.datetime.now(datetime.timezone.utc)
+        self._t0 = time.perf_counter()
+
+    def finish(self, rows, report, out, *, meta=None, **more):
+        """The rows with the run's record (:func:`run_record`, plus ``meta``) and
+        ``more``, as ``saved``; ``report(saved)`` is written with the rows as JSON
+        into ``out`` as ``<study>.md`` unless ``out`` is None.
+
+        Returns
+        -------
+        saved : dict
+            What the JSON holds: ``meta``, ``rows`` and ``more``.
+        text : str
+            The report.
+        """
+        record = run_record(self.command, self.started, time.perf_counter() - self._t0,
+                            **(meta or {}))
+        saved = {"rows": rows, **more, "meta": record}
+        text = report(saved)
+        if out is not None:
+            write_report(Path(out) / f"{self.study}.md", text, saved)
+        return saved, text
 
 
 def save_rows(path, rows, meta, *, indent=1, **more):

@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # By its package name, so that worker processes can unpickle the configurations and
 # nets that benchmarks/quality.py defines.
 from benchmarks import quality as q
+from benchmarks.report import markdown_table, mean_std
 from benchmarks.environment import (add_render_argument, add_run_arguments, command_line,
                                     report_header, rerender, run_record, write_report)
 
@@ -133,24 +134,18 @@ def run(steps, seeds, *, optimizer="adam", clean=10, smoke=False, jobs=2, log=pr
     return rows, about
 
 
-def _cell(values):
-    v = 100 * np.asarray(values, dtype=float)
-    return f"{v.mean():.1f} ± {v.std():.1f}"
-
-
 def table(rows):
     """One line per step count: mean ± std over seeds, and L2RW's gap to the ceiling."""
-    lines = ["| optimizer steps | epochs | " + " | ".join(n for _, n in METHODS)
-             + " | L2RW − ceiling (points) | L2RW per seed |",
-             "|---:|---:|" + "---:|" * len(METHODS) + "---:|---|"]
+    body = []
     for steps in sorted({r["steps"] for r in rows}):
         sel = sorted((r for r in rows if r["steps"] == steps), key=lambda r: r["seed"])
         gap = 100 * (np.mean([r["l2rw"] for r in sel]) - np.mean([r["ceiling"] for r in sel]))
-        lines.append(f"| {steps:,} | {sel[0]['epochs']} | "
-                     + " | ".join(_cell([r[m] for r in sel]) for m, _ in METHODS)
-                     + f" | {gap:+.1f} | "
-                     + ", ".join(f"{100 * r['l2rw']:.1f}" for r in sel) + " |")
-    return lines
+        body.append([f"{steps:,}", str(sel[0]["epochs"]),
+                     *(mean_std([r[m] for r in sel], scale=100) for m, _ in METHODS),
+                     f"{gap:+.1f}", ", ".join(f"{100 * r['l2rw']:.1f}" for r in sel)])
+    return markdown_table(["optimizer steps", "epochs", *(n for _, n in METHODS),
+                           "L2RW − ceiling (points)", "L2RW per seed"], body,
+                          align="rr" + "r" * len(METHODS) + "rl")
 
 
 def render(rows, about, **run):

@@ -53,6 +53,7 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 
+from benchmarks.report import markdown_table, mean_pm
 from benchmarks.environment import (add_render_argument, command_line, load_average,
                                     load_rows, versions_line, write_report)
 from benchmarks.datasets import (adult_preprocessor, kdd_census_preprocessor,
@@ -256,10 +257,8 @@ def run(cfg, log=print):
 
 
 def _fmt(mean_std, digits=3, seeds=1):
-    mean, std = mean_std
-    if seeds > 1:
-        return f"{mean:.{digits}f} ± {std:.{digits}f}"
-    return f"{mean:.{digits}f}"
+    """A (mean, std) pair with three decimals by default, the std only over seeds."""
+    return mean_pm(*mean_std, seeds, digits=digits)
 
 
 def _label(name):
@@ -305,10 +304,6 @@ def render(rows, meta):
         "",
         "Goal: L2RW's AUROC higher than cleanlab's, in less time; judged for each "
         "L2RW score.", "",
-        "| data set | noise | rows (flipped) | AUROC L2RW mean weight | AUROC L2RW "
-        "positive share | AUROC cleanlab | time L2RW (s) | time cleanlab (s) | goal, "
-        "mean weight | goal, positive share |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     passed = {"l2rw": 0, "share": 0}
 
@@ -319,12 +314,15 @@ def render(rows, meta):
         return "pass" if better and faster else "**fail** (" + ", ".join(
             w for w, bad in (("AUROC", not better), ("time", not faster)) if bad) + ")"
 
-    for (name, noise), s in results.items():
-        lines.append(
-            f"| {_label(name)} | {NOISE_NAMES[noise]} | {s['n'][0]:.0f} ({s['n_flipped'][0]:.0f}) "
-            f"| {_fmt(s['l2rw_auroc'], seeds=seeds)} | {_fmt(s['share_auroc'], seeds=seeds)} "
-            f"| {_fmt(s['cl_auroc'], seeds=seeds)} | {_fmt(s['l2rw_time'], 1)} "
-            f"| {_fmt(s['cl_time'], 1)} | {verdict('l2rw', s)} | {verdict('share', s)} |")
+    lines += markdown_table(
+        ["data set", "noise", "rows (flipped)", "AUROC L2RW mean weight",
+         "AUROC L2RW positive share", "AUROC cleanlab", "time L2RW (s)", "time cleanlab (s)",
+         "goal, mean weight", "goal, positive share"],
+        [[_label(name), NOISE_NAMES[noise], f"{s['n'][0]:.0f} ({s['n_flipped'][0]:.0f})",
+          *(_fmt(s[k], seeds=seeds) for k in ("l2rw_auroc", "share_auroc", "cl_auroc")),
+          _fmt(s["l2rw_time"], 1), _fmt(s["cl_time"], 1), verdict("l2rw", s),
+          verdict("share", s)] for (name, noise), s in results.items()],
+        align="llrrrrrrll")
     held = [s for (name, _), s in results.items() if name in HELD_OUT]
     held_note = ""
     if held:
@@ -343,19 +341,19 @@ def render(rows, meta):
         "cleanlab's other rankings (AUROC of `get_label_quality_scores(..., "
         "adjust_pred_probs=True)` and of `method='normalized_margin'`, from the same "
         "out-of-fold probabilities):", "",
-        "| data set | noise | P@k L2RW mean weight | P@k L2RW positive share | P@k "
-        "cleanlab | flagged L2RW mean weight (p / r) | flagged L2RW positive share "
-        "(p / r) | flagged cleanlab (p / r) | AUROC cleanlab adjusted | AUROC cleanlab "
-        "margin |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    body = []
     for (name, noise), s in results.items():
         flagged = [f"{s[f'{k}_flag'][0]:.0f} ({_fmt(s[f'{k}_prec'], 2)} / "
                    f"{_fmt(s[f'{k}_rec'], 2)})" for k in ("l2rw", "share", "cl")]
-        lines.append(
-            f"| {_label(name)} | {NOISE_NAMES[noise]} | {_fmt(s['l2rw_pk'])} | {_fmt(s['share_pk'])} "
-            f"| {_fmt(s['cl_pk'])} | {' | '.join(flagged)} | {_fmt(s['cl_adj_auroc'])} | "
-            f"{_fmt(s['cl_margin_auroc'])} |")
+        body.append([_label(name), NOISE_NAMES[noise],
+                     *(_fmt(s[k]) for k in ("l2rw_pk", "share_pk", "cl_pk")), *flagged,
+                     _fmt(s["cl_adj_auroc"]), _fmt(s["cl_margin_auroc"])])
+    lines += markdown_table(
+        ["data set", "noise", "P@k L2RW mean weight", "P@k L2RW positive share",
+         "P@k cleanlab", "flagged L2RW mean weight (p / r)",
+         "flagged L2RW positive share (p / r)", "flagged cleanlab (p / r)",
+         "AUROC cleanlab adjusted", "AUROC cleanlab margin"], body, align="ll" + "r" * 8)
     lines += ["", "![AUROC and wall time](label_issues.png)", "",
               "(In the chart, * marks a held-out data set.)", "",
               "## Where L2RW fails, and why", "",

@@ -61,8 +61,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 from benchmarks import datasets as bench_data
-from benchmarks.environment import (command_line, cpu_model, load_average, load_rows,
-                                    save_rows, versions_line)
+from benchmarks.report import markdown_table, percent, stats
+from benchmarks.environment import (add_jobs_argument, command_line, cpu_model, load_average,
+                                    load_rows, save_rows, versions_line)
 from sk_l2rw.exceptions import CleanLossWarning
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -169,10 +170,7 @@ def full_config():
 
 def quick_config():
     return Config(
-        mode="quick", seeds=(0,),
-        datasets={"digits": (None, None), "mnist": (800, 1000),
-                  "fashion_mnist": (800, 1000), "letter": (1300, 1000),
-                  "adult": (1000, 1000), "kdd_census": (1600, 1000)},
+        mode="quick", seeds=(0,), datasets=dict(bench_data.QUICK_SIZES),
         clean_sizes=(10,), epochs=10, min_steps=60, hgb_max_iter=30,
         imb_proportions=(0.9, 0.995), imb_train=800, imb_clean_sizes=(10,),
         imb_test_per_class=500, sweep_rates=(0.2, 0.4, 0.6), collapse_kinds=("background",),
@@ -979,19 +977,6 @@ def execute(tasks, jobs=1, log=print):
 # ---------------------------------------------------------------------------
 
 
-def _stats(values):
-    v = np.asarray([x for x in values if x is not None], dtype=float)
-    if not len(v):
-        return float("nan"), float("nan"), 0
-    return float(np.nanmean(v)), float(np.nanstd(v)), int(np.sum(np.isfinite(v)))
-
-
-def _pct(mean, std, n=None):
-    if not math.isfinite(mean):
-        return "n/a"
-    return f"{100 * mean:.1f} ± {100 * std:.1f}" if n != 1 else f"{100 * mean:.1f}"
-
-
 class Results:
     """Per-seed rows, grouped for the tables."""
 
@@ -1042,7 +1027,7 @@ def _title(method, part):
 
 def compare(get, columns):
     """Means per method, the best requested baseline and L2RW's margin to it."""
-    means = {m: _stats(get(m)) for m in columns}
+    means = {m: stats(get(m)) for m in columns}
     baselines = {m: means[m][0] for m in columns if m in GOAL_BASELINES
                  and math.isfinite(means[m][0])}
     best = max(baselines, key=baselines.get) if baselines else None
@@ -1051,20 +1036,13 @@ def compare(get, columns):
     return means, best, margin
 
 
-def _table(header_cells, rows):
-    lines = ["| " + " | ".join(header_cells) + " |",
-             "|" + "|".join(["---"] + ["---:"] * (len(header_cells) - 1)) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return lines
-
-
 def _cells(means, columns, best):
     top = max((means[m][0] for m in columns if m in GOAL_BASELINES + ("l2rw",)
                and math.isfinite(means[m][0])), default=float("nan"))
     out = []
     for m in columns:
         mean, std, n = means[m]
-        text = _pct(mean, std, n)
+        text = percent(mean, std, n)
         if m in GOAL_BASELINES + ("l2rw",) and math.isfinite(mean) and mean == top:
             text = f"**{text}**"
         out.append(text)
@@ -1085,7 +1063,7 @@ def noise_tables(res, cfg, metric="acc", datasets=None):
                     lambda m: res.noise(d, kind, cfg.rate, clean, m, metric), columns)
                 rows.append([d] + _cells(means, columns, best)
                             + [f"{100 * margin:+.1f} ({METHODS[best]})" if best else "n/a"])
-            lines += _table(["data set"] + [METHODS[m] for m in columns]
+            lines += markdown_table(["data set"] + [METHODS[m] for m in columns]
                             + ["L2RW − best baseline (points)"], rows)
     return lines
 
@@ -1101,7 +1079,7 @@ def imbalance_tables(res, cfg):
             rows.append([f"{p}"] + _cells(means, columns, best)
                         + [f"{100 * margin:+.1f} ({_title(best, 'imbalance')})"
                            if best else "n/a"])
-        lines += _table(["majority proportion"] + [_title(m, "imbalance") for m in columns]
+        lines += markdown_table(["majority proportion"] + [_title(m, "imbalance") for m in columns]
                         + ["L2RW − best baseline (points)"], rows)
     return lines
 
@@ -1153,9 +1131,9 @@ def evaluate_goals(res, cfg):
     if cfg.imb_proportions:
         p = max(cfg.imb_proportions)
         for c in cfg.imb_clean_sizes:
-            l2rw = _stats(res.imbalance(p, c, "l2rw"))[0]
-            ceiling = _stats(res.imbalance(p, c, "ceiling"))[0]
-            plain = _stats(res.imbalance(p, c, "plain_noisy"))[0]
+            l2rw = stats(res.imbalance(p, c, "l2rw"))[0]
+            ceiling = stats(res.imbalance(p, c, "ceiling"))[0]
+            plain = stats(res.imbalance(p, c, "plain_noisy"))[0]
             gap = l2rw - ceiling
             ok = math.isfinite(gap) and gap >= -0.03
             verdicts[("imbalance", c)] = ok
@@ -1164,7 +1142,7 @@ def evaluate_goals(res, cfg):
                          f"L2RW {100 * l2rw:.1f}, ceiling {100 * ceiling:.1f} "
                          f"({100 * gap:+.1f}); plain training {100 * plain:.1f}",
                          "PASS" if ok else "FAIL"])
-    lines += _table(["goal", "numbers (L2RW − best baseline, points)", "verdict"], rows)
+    lines += markdown_table(["goal", "numbers (L2RW − best baseline, points)", "verdict"], rows)
     return lines, verdicts
 
 
@@ -1220,7 +1198,7 @@ def diagnostics_table(res, cfg):
                          f"{f('weight_ratio'):.2f}", f"{f('clean_loss'):.3f}",
                          f"{sum(bool(r.get('collapse_warned')) for r in sel)}/{len(sel)}",
                          f"{sum('failed' in r for r in sel)}/{len(sel)}"])
-    return _table(["data set", "setting", "clean/class", "weight_ess (last epoch)",
+    return markdown_table(["data set", "setting", "clean/class", "weight_ess (last epoch)",
                    "weight_zero_frac", "weight ratio flipped (minority) / rest",
                    "clean_loss (last epoch)", "collapse warning", "diverged"], rows)
 
@@ -1244,7 +1222,7 @@ def collapse_tables(res, cfg):
         for key in order:
             g = groups[key]
             method, variant, lr = key
-            acc = _stats([r["acc"] for r in g])
+            acc = stats([r["acc"] for r in g])
             collapsed = sum(r.get("diverged", False) or r["max_share"] > COLLAPSE_SHARE
                             or r.get("clean_loss_rise", 1.0) > EXPLODED for r in g)
 
@@ -1253,18 +1231,18 @@ def collapse_tables(res, cfg):
                 v = [x for x in v if x is not None and np.isfinite(x)]
                 return float(np.mean(v)) if v else float("nan")
             if method == "plain":
-                rows.append(["plain", f"{lr:g}", _pct(*acc), f"{collapsed}/{len(g)}",
+                rows.append(["plain", f"{lr:g}", percent(*acc), f"{collapsed}/{len(g)}",
                              "", "", "", f"{f('clean_loss_last'):.3g}", "", ""])
                 continue
             def fmt(value, spec):
                 return "–" if not math.isfinite(value) else format(value, spec)
 
-            rows.append([variant, f"{lr:g}", _pct(*acc), f"{collapsed}/{len(g)}",
+            rows.append([variant, f"{lr:g}", percent(*acc), f"{collapsed}/{len(g)}",
                          fmt(f("ess_min"), ".3f"), fmt(f("zero_last"), ".2f"),
                          fmt(f("multiplier"), ".0f"), fmt(f("clean_loss_last"), ".3g"),
                          fmt(f("clean_loss_rise"), ".3g"),
                          f"{sum(bool(r.get('collapse_warned')) for r in g)}/{len(g)}"])
-        lines += _table(["training", "lr", "accuracy %", "collapsed or diverged",
+        lines += markdown_table(["training", "lr", "accuracy %", "collapsed or diverged",
                          "min weight_ess over epochs", "weight_zero_frac (last)",
                          "largest row step multiplier (batch × max w)",
                          "clean_loss (last)", "clean_loss last / best",
@@ -1278,21 +1256,21 @@ def prior_table(res, cfg):
     for d in ("adult", "kdd_census"):
         for clean in cfg.clean_sizes:
             for kind in cfg.kinds:
-                got = {m: (_stats(res.noise(d, kind, cfg.rate, clean, m)),
-                           _stats(res.noise(d, kind, cfg.rate, clean, m, "bal_acc")))
+                got = {m: (stats(res.noise(d, kind, cfg.rate, clean, m)),
+                           stats(res.noise(d, kind, cfg.rate, clean, m, "bal_acc")))
                        for m in ("l2rw", "l2rw_prior")}
                 if not math.isfinite(got["l2rw_prior"][0][0]):
                     continue
                 _, best, _ = compare(lambda m: res.noise(d, kind, cfg.rate, clean, m),
                                      NOISE_COLUMNS)
-                best_acc = _stats(res.noise(d, kind, cfg.rate, clean, best))
+                best_acc = stats(res.noise(d, kind, cfg.rate, clean, best))
                 rows.append([d, KIND_NAMES[kind], str(clean),
-                             _pct(*got["l2rw"][0]), _pct(*got["l2rw"][1]),
-                             _pct(*got["l2rw_prior"][0]), _pct(*got["l2rw_prior"][1]),
-                             f"{_pct(*best_acc)} ({METHODS[best]})"])
+                             percent(*got["l2rw"][0]), percent(*got["l2rw"][1]),
+                             percent(*got["l2rw_prior"][0]), percent(*got["l2rw_prior"][1]),
+                             f"{percent(*best_acc)} ({METHODS[best]})"])
     if not rows:
         return []
-    return _table(["data set", "noise", "clean/class", "L2RW accuracy",
+    return markdown_table(["data set", "noise", "clean/class", "L2RW accuracy",
                    "L2RW balanced acc.", "L2RW, base-rate clean set: accuracy",
                    "… balanced acc.", "best baseline, accuracy"], rows)
 
@@ -1309,11 +1287,11 @@ def paper_size_table(res, cfg):
         for m in ("plain_noisy", "l2rw", "l2rw_both", "ceiling"):
             vals = [r["bal_acc"] for r in sel if r["method"] == m
                     and (m == "ceiling" or r.get("clean") == clean)]
-            cells.append(_pct(*_stats(vals)))
+            cells.append(percent(*stats(vals)))
         rows.append([str(clean)] + cells)
     seeds = sorted({r["seed"] for r in sel})
     return [f"{n:,} training rows at proportion {p} (the paper's size; seeds "
-            f"{', '.join(map(str, seeds))}); balanced accuracy %:", ""] + _table(
+            f"{', '.join(map(str, seeds))}); balanced accuracy %:", ""] + markdown_table(
         ["clean/class", "plain (imbalanced)", "L2RW", "L2RW, clean rows also in X*",
          f"ceiling ({n:,} balanced rows)"], rows)
 
@@ -1334,7 +1312,7 @@ def gradnorm_table(res, cfg):
             "given epoch, on 20 random training batches, the length of L2RW's weighted "
             "gradient `|grad Σ w_i f_i|` over the length of plain training's gradient "
             "`|grad mean f_i|` at the same parameters (means over seeds of the median "
-            "and the largest of the 20 batches):", ""] + _table(
+            "and the largest of the 20 batches):", ""] + markdown_table(
         ["after epoch", "length ratio, median", "length ratio, largest",
          "weight_ess, median"], rows)
 
@@ -1360,7 +1338,7 @@ def render_charts(res, cfg, out_dir, prefix="quality"):
     if d in cfg.datasets and cfg.sweep_rates:
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for m in NOISE_COLUMNS:
-            pts = [_stats(res.noise(d, "background", r, cfg.sweep_clean, m))
+            pts = [stats(res.noise(d, "background", r, cfg.sweep_clean, m))
                    for r in cfg.sweep_rates]
             if sum(math.isfinite(p[0]) for p in pts) < 2:
                 continue
@@ -1389,7 +1367,7 @@ def render_charts(res, cfg, out_dir, prefix="quality"):
                                  squeeze=False)
         for ax, clean in zip(axes[0], cfg.imb_clean_sizes):
             for m in IMB_COLUMNS:
-                pts = [_stats(res.imbalance(p, clean, m)) for p in cfg.imb_proportions]
+                pts = [stats(res.imbalance(p, clean, m)) for p in cfg.imb_proportions]
                 if sum(math.isfinite(p[0]) for p in pts) < 2:
                     continue
                 err = np.array([100 * (1 - p[0]) for p in pts])
@@ -1452,7 +1430,7 @@ def time_table(res):
             totals[r["method"]][1] += 1
     rows = [[METHODS[m], str(n), f"{s:.0f}", f"{s / max(n, 1):.2f}"]
             for m, (s, n) in totals.items() if m != "plain_es"]
-    return _table(["method", "fits", "CPU s, total", "CPU s per fit"], rows)
+    return markdown_table(["method", "fits", "CPU s, total", "CPU s per fit"], rows)
 
 
 def protocol_lines(cfg):
@@ -1787,8 +1765,7 @@ def main(argv=None):
                       help="re-render the report from the rows a run wrote (quality.json, "
                            "quality_lenet.json or --raw files); several are merged (the "
                            "first one's configuration is used) and written next to it")
-    parser.add_argument("--jobs", type=int, default=None,
-                        help="worker processes (default 2; 1 for --smoke)")
+    add_jobs_argument(parser)
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder")
     parser.add_argument("--raw", default=None,
                         help="also write the rows to this path (they are always written "
@@ -1805,8 +1782,6 @@ def main(argv=None):
                         help="comma-separated subset of noise,imbalance,collapse,extras "
                              "(default: all)")
     args = parser.parse_args(argv)
-    if args.jobs is not None and args.jobs < 1:
-        parser.error("--jobs must be >= 1")
     command = command_line("quality", argv)
     if args.render:
         rows, metas = [], []

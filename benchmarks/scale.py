@@ -38,10 +38,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from statistics import median
 
 HERE = Path(__file__).resolve().parent
 
+from benchmarks.report import markdown_table, median, paired_ratio
 from benchmarks.environment import (add_render_argument, command_line, cpu_model,
                                     rerender, versions_line, write_report)
 
@@ -228,7 +228,7 @@ def summary(rows):
     for name, r in rows.items():
         sp, sl = r["time"]["seconds"]["plain"], r["time"]["seconds"]["l2rw"]
         per_set[name] = dict(plain_s=median(sp), l2rw_s=median(sl),
-                             time_ratio=median([b / a for a, b in zip(sp, sl)]),
+                             time_ratio=paired_ratio(sl, sp),
                              memory_ratio=r["l2rw"]["peak_mib"] / max(r["plain"]["peak_mib"],
                                                                       1e-9))
     generated = [s["time_ratio"] for n, s in per_set.items() if n != "kdd_census"]
@@ -259,18 +259,20 @@ def render(rows, meta):
         "the process's high-water resident set size during `fit` (`VmHWM`, reset "
         "through /proc/self/clear_refs just before it; the data set is already loaded "
         "and not counted).",
-        "",
-        "| data set | rows x features | data (MiB) | pairs | plain s/epoch | L2RW s/epoch | "
-        "time ratio | plain peak (MiB) | L2RW peak (MiB) | memory ratio |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        ""]
     per_set, bars = summary(rows)
+    body = []
     for name, r in rows.items():
         p, t, s = r["plain"], r["time"], per_set[name]
-        lines.append(
-            f"| {name if name == 'kdd_census' else f'generated {int(name):,}'} | "
-            f"{p['rows']:,} x {p['features']} | {p['data_mib']:.0f} | {t['pairs']} | "
-            f"{s['plain_s']:.3g} | {s['l2rw_s']:.3g} | {s['time_ratio']:.2f} | "
-            f"{p['peak_mib']:.0f} | {r['l2rw']['peak_mib']:.0f} | {s['memory_ratio']:.2f} |")
+        body.append([name if name == "kdd_census" else f"generated {int(name):,}",
+                     f"{p['rows']:,} x {p['features']}", f"{p['data_mib']:.0f}",
+                     str(t["pairs"]), f"{s['plain_s']:.3g}", f"{s['l2rw_s']:.3g}",
+                     f"{s['time_ratio']:.2f}", f"{p['peak_mib']:.0f}",
+                     f"{r['l2rw']['peak_mib']:.0f}", f"{s['memory_ratio']:.2f}"])
+    lines += markdown_table(
+        ["data set", "rows x features", "data (MiB)", "pairs", "plain s/epoch",
+         "L2RW s/epoch", "time ratio", "plain peak (MiB)", "L2RW peak (MiB)",
+         "memory ratio"], body, align="ll" + "r" * 8)
     lines += ["", "## Bars", "",
               f"- time ratio flat as n grows (generated sets): max/min of the ratios = "
               f"{bars['flat']:.2f} -> {'PASS' if bars['flat'] <= FLAT else 'FAIL'} "
@@ -464,36 +466,35 @@ def report_parallel(results, command, device, out):
         f"{results['epochs']} timed epochs; the processes are launched in turn "
         f"{results['pairs']} times, the order switching each time. Per step: skorch's "
         "epoch `dur` / steps, the median within a launch; the ratio is taken within "
-        "each round of launches and its median reported.", "",
-        "| processes | s/step | ratio to 1 process | rows/s | speed-up | scaling "
-        "efficiency |",
-        "|---:|---:|---:|---:|---:|---:|"]
+        "each round of launches and its median reported.", ""]
+    body = []
     for world, rows in runs.items():
         steps = [launch_step(row) for row in rows]
-        ratio = median([b / a for a, b in zip(single, steps)])
-        lines.append(
-            f"| {world} | {median(steps) * 1e3:.2f} ms | {ratio:.2f} | "
-            f"{first['batch'] / median(steps):,.0f} | {1 / ratio:.2f} | "
-            f"{1 / ratio / world:.0%} |")
+        ratio = paired_ratio(steps, single)
+        body.append([str(world), f"{median(steps) * 1e3:.2f} ms", f"{ratio:.2f}",
+                     f"{first['batch'] / median(steps):,.0f}", f"{1 / ratio:.2f}",
+                     f"{1 / ratio / world:.0%}"])
+    lines += markdown_table(["processes", "s/step", "ratio to 1 process", "rows/s",
+                             "speed-up", "scaling efficiency"], body, align="r" * 6)
     lines += ["", "## What the collectives cost", "",
               "Per step a rank sends its shard's meta-gradients (one `all_gather` of "
               "2 + 2 ceil(B / W) float64 per rank) and its share of the weighted "
               "gradient with the loss (one `all_reduce` of n_params + 2 float32). "
               "Measured alone on buffers of those sizes, 50 times each, after the fit:",
-              "",
-              "| processes | all_gather bytes | all_gather s | all_reduce bytes | "
-              "all_reduce s | collectives / step |",
-              "|---:|---:|---:|---:|---:|---:|"]
+              ""]
+    body = []
     for world, rows in runs.items():
         if world == 1:
             continue
         gather = median([r["all_gather_s"] for r in rows])
         reduce = median([r["all_reduce_s"] for r in rows])
         step = median([launch_step(r) for r in rows])
-        lines.append(
-            f"| {world} | {rows[0]['all_gather_bytes']:,} | {gather * 1e3:.3f} ms | "
-            f"{rows[0]['all_reduce_bytes']:,} | {reduce * 1e3:.3f} ms | "
-            f"{(gather + reduce) / step:.0%} |")
+        body.append([str(world), f"{rows[0]['all_gather_bytes']:,}", f"{gather * 1e3:.3f} ms",
+                     f"{rows[0]['all_reduce_bytes']:,}", f"{reduce * 1e3:.3f} ms",
+                     f"{(gather + reduce) / step:.0%}"])
+    lines += markdown_table(["processes", "all_gather bytes", "all_gather s",
+                             "all_reduce bytes", "all_reduce s", "collectives / step"],
+                            body, align="r" * 6)
     epochs = len(next(iter(results["max_weight_diff"].values())))
     lines += ["", "## Exactness", "",
               "The largest difference of any row's weight from one process's, per "
@@ -502,11 +503,10 @@ def report_parallel(results, command, device, out):
               "order than one process does, and SGD amplifies that rounding from "
               "step to step; the same fits with float64 parameters show whether the "
               "difference is rounding (it shrinks by orders of magnitude) or a "
-              "mistake (it would not).", "",
-              "| run | " + " | ".join(f"epoch {e + 1}" for e in range(epochs)) + " |",
-              "|---|" + "---:|" * epochs]
-    for name, per_epoch in results["max_weight_diff"].items():
-        lines.append(f"| {name} | " + " | ".join(f"{d:.1e}" for d in per_epoch) + " |")
+              "mistake (it would not).", ""]
+    lines += markdown_table(["run", *(f"epoch {e + 1}" for e in range(epochs))],
+                            [[name, *(f"{d:.1e}" for d in per_epoch)]
+                             for name, per_epoch in results["max_weight_diff"].items()])
     lines += ["", "## Reading", "",
               "W processes on W cores against one process on one core: the speed-up "
               "would be W if the step were all arithmetic on the shard. Three parts do "

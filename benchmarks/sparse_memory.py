@@ -21,7 +21,6 @@ Writes ``results/sparse_memory.{json,md,png}``.
 """
 
 import argparse
-import datetime
 import json
 import time
 from pathlib import Path
@@ -31,8 +30,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from benchmarks.environment import (add_report_arguments, command_line, report_folder,
-                                    report_header, rerender, run_record, write_report)
+from benchmarks.report import markdown_table
+from benchmarks.environment import (StudyRun, add_report_arguments, report_folder,
+                                    report_header, rerender)
 from benchmarks.speed import cpu_peak_bytes
 
 OUT = Path(__file__).resolve().parent / "results"
@@ -119,20 +119,21 @@ def _get(rows, width, layout, step):
 
 
 def render(rows):
-    lines = ["| features | first-layer weight (MB) | L2RW step peak, sparse / dense (MB) | "
-             "ratio | plain step peak, sparse / dense (MB) | L2RW step time, sparse / "
-             "dense (ms) | L2RW / plain time, sparse |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
+    """The table: one line per width, L2RW and plain steps on sparse and dense X."""
+    body = []
     for width in sorted({r["width"] for r in rows}):
         ls, ld = _get(rows, width, "sparse", "l2rw"), _get(rows, width, "dense", "l2rw")
         ps, pd_ = _get(rows, width, "sparse", "plain"), _get(rows, width, "dense", "plain")
-        lines.append(
-            f"| {width:,} | {ls['weight_bytes'] / 1e6:.1f} | {ls['peak_bytes'] / 1e6:.1f} / "
-            f"{ld['peak_bytes'] / 1e6:.1f} | {ls['peak_bytes'] / ld['peak_bytes']:.2f} | "
-            f"{ps['peak_bytes'] / 1e6:.1f} / {pd_['peak_bytes'] / 1e6:.1f} | "
-            f"{1e3 * ls['step_s']:.1f} / {1e3 * ld['step_s']:.1f} | "
-            f"{ls['step_s'] / ps['step_s']:.2f} |")
-    return "\n".join(lines) + "\n"
+        body.append([f"{width:,}", f"{ls['weight_bytes'] / 1e6:.1f}",
+                     f"{ls['peak_bytes'] / 1e6:.1f} / {ld['peak_bytes'] / 1e6:.1f}",
+                     f"{ls['peak_bytes'] / ld['peak_bytes']:.2f}",
+                     f"{ps['peak_bytes'] / 1e6:.1f} / {pd_['peak_bytes'] / 1e6:.1f}",
+                     f"{1e3 * ls['step_s']:.1f} / {1e3 * ld['step_s']:.1f}",
+                     f"{ls['step_s'] / ps['step_s']:.2f}"])
+    return "\n".join(markdown_table(
+        ["features", "first-layer weight (MB)", "L2RW step peak, sparse / dense (MB)", "ratio",
+         "plain step peak, sparse / dense (MB)", "L2RW step time, sparse / dense (ms)",
+         "L2RW / plain time, sparse"], body, align="r" * 7)) + "\n"
 
 
 def figure(rows, path):
@@ -178,14 +179,10 @@ def main(argv=None):
     if args.render:
         return rerender(args.render, out or OUT, report)
     settings = SMOKE if args.smoke else FULL
-    started, t0 = datetime.datetime.now(datetime.timezone.utc), time.perf_counter()
+    study = StudyRun("sparse_memory", argv)
     rows = run(settings)
-    saved = {"rows": rows, "settings": settings,
-             "meta": run_record(command_line("sparse_memory", argv), started,
-                                time.perf_counter() - t0)}
-    text = report(saved)
+    _, text = study.finish(rows, report, out, settings=settings)
     if out is not None:
-        write_report(out / "sparse_memory.md", text, saved)
         figure(rows, out / "sparse_memory.png")
     print(text)
     return rows

@@ -37,7 +37,6 @@ import json
 import math
 import os
 import platform
-import statistics
 import time
 import warnings
 from pathlib import Path
@@ -50,6 +49,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 ROOT = Path(__file__).resolve().parents[1]
 
 from benchmarks.environment import command_line, cpu_model, load_average, versions_line
+from benchmarks.report import markdown_table, median, paired_ratio
 from benchmarks.models import LeNet, mlp
 from benchmarks.ports import PORTS, check_ports
 from sk_l2rw.ghost import ghost_step
@@ -210,15 +210,9 @@ def _log(message):
     print(message, flush=True)
 
 
-def _median(values):
-    return statistics.median(values) if values else float("nan")
-
-
-def _ratio(num, den):
-    """Median over repeats of ``num[r] / den[r]``: both were timed in the same
-    repeat, moments apart, so a slow spell of the machine cancels out of each
-    ratio instead of landing in one median and not the other."""
-    return _median([a / b for a, b in zip(num, den)])
+def _case_cells(res):
+    case = res["case"]
+    return [case.label, f"{case.batch} / {case.clean_batch}"]
 
 
 def _rotated(seq, r):
@@ -648,7 +642,7 @@ def evaluate_bars(steps, fit, mem):
     bars = []
     for res in steps:
         case = res["case"]
-        ratio = _ratio(res["ms"]["auto"], res["ms"]["plain"])
+        ratio = paired_ratio(res["ms"]["auto"], res["ms"]["plain"])
         if case.model == "mlp" and case.clean_batch <= 32:
             bars.append((f"auto/plain per step, {case.label}, clean batch "
                          f"{case.clean_batch}", f"{ratio:.2f}x", "<= 1.6x", ratio <= 1.6))
@@ -661,29 +655,29 @@ def evaluate_bars(steps, fit, mem):
         goal = 3.0 if case.model == "mlp" else 2.0
         if case.model == "lenet" or case.clean_batch <= 32:
             for port in ("higher port", "functional-copy port"):
-                speedup = _ratio(res["ms"][port], res["ms"]["auto"])
+                speedup = paired_ratio(res["ms"][port], res["ms"]["auto"])
                 bars.append((f"auto vs {port}, {case.label}, batch {case.batch}/clean "
                              f"{case.clean_batch}", f"{speedup:.2f}x", f">= {goal:g}x",
                              speedup >= goal))
     for res in steps:
         case = res["case"]
-        speedup = _ratio(res["ms"]["reference"], res["ms"]["auto"])
+        speedup = paired_ratio(res["ms"]["reference"], res["ms"]["auto"])
         bars.append((f"auto vs reference speedup, {case.label}, batch {case.batch}/"
                      f"clean {case.clean_batch}", f"{speedup:.2f}x", ">= 2x",
                      speedup >= 2.0))
     if fit is not None:
-        r = _ratio(fit["s"]["L2RWClassifier"], fit["s"]["NeuralNetClassifier"])
+        r = paired_ratio(fit["s"]["L2RWClassifier"], fit["s"]["NeuralNetClassifier"])
         # Issue "Robust training at plain training's price": 1.1x, stretch 1.0x.
         bars.append(("L2RWClassifier.fit / NeuralNetClassifier.fit", f"{r:.2f}x",
                      "<= 1.1x", r <= 1.1))
         bars.append(("L2RWClassifier.fit / NeuralNetClassifier.fit (stretch)",
                      f"{r:.2f}x", "<= 1.0x", r <= 1.0))
         if COMPILED in fit["s"]:
-            r = _ratio(fit["s"][COMPILED], fit["s"]["NeuralNetClassifier"])
+            r = paired_ratio(fit["s"][COMPILED], fit["s"]["NeuralNetClassifier"])
             bars.append((f"{COMPILED}.fit / NeuralNetClassifier.fit", f"{r:.2f}x",
                          "<= 1.1x", r <= 1.1))
     if mem is not None:
-        r = _median(mem["peak"]["auto"]) / _median(mem["peak"]["plain"])
+        r = median(mem["peak"]["auto"]) / median(mem["peak"]["plain"])
         bars.append(("auto/plain peak step memory", f"{r:.2f}x", "<= 1.5x", r <= 1.5))
     return bars
 
@@ -741,30 +735,24 @@ def render_markdown(info, steps, fit, mem, cfg, command, started, elapsed, load)
                  f"{cfg.step_extra_until_s:g} s) of a block of about "
                  f"{cfg.step_block_s:g} s per variant.\n")
         L.append(_repeats_note(steps[0]["busy"], steps[0]["kept"]) + "\n")
-        L.append("| Model | batch / clean batch | Computation | median ms/step "
-                 "| spread (ms) | x plain |")
-        L.append("|---|---|---|---:|---:|---:|")
+        body = []
         for res in steps:
-            case = res["case"]
-            plain = res["ms"]["plain"]
             for var in STEP_VARIANTS:
                 ms = res["ms"][var]
-                med = _median(ms)
                 name = f"auto (= {res['auto_picks']})" if var == "auto" else var
-                L.append(f"| {case.label} | {case.batch} / {case.clean_batch} | {name} "
-                         f"| {_fmt_ms(med)} | {_fmt_ms(min(ms))}-{_fmt_ms(max(ms))} "
-                         f"| {_ratio(ms, plain):.2f} |")
+                body.append([*_case_cells(res), name, _fmt_ms(median(ms)),
+                             f"{_fmt_ms(min(ms))}-{_fmt_ms(max(ms))}",
+                             f"{paired_ratio(ms, res['ms']['plain']):.2f}"])
+        L += markdown_table(["Model", "batch / clean batch", "Computation", "median ms/step",
+                             "spread (ms)", "x plain"], body, align="lllrrr")
         L.append("")
-        L.append("| Model | batch / clean batch | auto vs reference speedup "
-                 "| jvp vs reference | ghost vs reference |")
-        L.append("|---|---|---:|---:|---:|")
-        for res in steps:
-            case = res["case"]
-            ref = res["ms"]["reference"]
-            L.append(f"| {case.label} | {case.batch} / {case.clean_batch} "
-                     f"| {_ratio(ref, res['ms']['auto']):.2f}x "
-                     f"| {_ratio(ref, res['ms']['jvp']):.2f}x "
-                     f"| {_ratio(ref, res['ms']['ghost']):.2f}x |")
+        ref = "reference"
+        speedups = [[*_case_cells(res), *(f"{paired_ratio(res['ms'][ref], res['ms'][v]):.2f}x"
+                                          for v in ("auto", "jvp", "ghost"))]
+                    for res in steps]
+        L += markdown_table(["Model", "batch / clean batch", "auto vs reference speedup",
+                             "jvp vs reference", "ghost vs reference"], speedups,
+                            align="llrrr")
         L.append("")
         L.append("The ways people compute L2RW today (`benchmarks/ports.py`: the "
                  "`higher`-library loop of the public reproductions, a fresh "
@@ -772,15 +760,11 @@ def render_markdown(info, steps, fit, mem, cfg, command, started, elapsed, load)
                  "gradients dotted with the clean gradient), each checked to give "
                  "the reference's weights and gradients on the case's batch before "
                  "it was timed (largest weight difference in brackets):\n")
-        L.append("| Model | batch / clean batch | "
-                 + " | ".join(f"auto vs {p}" for p in PORTS) + " |")
-        L.append("|---|---|" + "---:|" * len(PORTS))
-        for res in steps:
-            case = res["case"]
-            cells = [f"{_ratio(res['ms'][p], res['ms']['auto']):.2f}x "
-                     f"({res['port_diff'][p]:.0e})" for p in PORTS]
-            L.append(f"| {case.label} | {case.batch} / {case.clean_batch} | "
-                     + " | ".join(cells) + " |")
+        ports = [[*_case_cells(res), *(f"{paired_ratio(res['ms'][p], res['ms']['auto']):.2f}x "
+                                       f"({res['port_diff'][p]:.0e})" for p in PORTS)]
+                 for res in steps]
+        L += markdown_table(["Model", "batch / clean batch", *(f"auto vs {p}" for p in PORTS)],
+                            ports, align="ll" + "r" * len(PORTS))
         L.append("")
         counts = {res["case"].label: n_parameters(res["case"].build()) for res in steps}
         params = ", ".join(f"{label}: {n:,}" for label, n in counts.items())
@@ -804,13 +788,13 @@ def render_markdown(info, steps, fit, mem, cfg, command, started, elapsed, load)
                  f"first {cfg.fit_extra_until_s:g} s), after one untimed warm-up fit "
                  f"of each on {20 * cfg.fit_batch:,} rows.\n")
         L.append(_repeats_note(fit["busy"], fit["kept"]) + "\n")
-        L.append("| Estimator | median s/fit | repeats used (s) | x NeuralNetClassifier |")
-        L.append("|---|---:|---|---:|")
         base = fit["s"]["NeuralNetClassifier"]
         ops = fit.get("ops_per_step")
-        for name, s in fit["s"].items():
-            L.append(f"| {name} | {_median(s):.2f} | {', '.join(f'{x:.2f}' for x in s)} "
-                     f"| {_ratio(s, base):.2f} |")
+        L += markdown_table(
+            ["Estimator", "median s/fit", "repeats used (s)", "x NeuralNetClassifier"],
+            [[name, f"{median(s):.2f}", ", ".join(f"{x:.2f}" for x in s),
+              f"{paired_ratio(s, base):.2f}"] for name, s in fit["s"].items()],
+            align="lrlr")
         L.append("")
         if "compiled_fallbacks" in fit:
             L.append(f"{COMPILED}: the step's graphs are built in the warm-up; fallback "
@@ -849,22 +833,22 @@ def render_markdown(info, steps, fit, mem, cfg, command, started, elapsed, load)
         else:
             L.append("Method (CUDA): `torch.cuda.reset_peak_memory_stats` before the "
                      "step, `max_memory_allocated - memory_allocated(before)` after.\n")
-        L.append("| Computation | peak beyond baseline (MiB) | bytes | x plain |")
-        L.append("|---|---:|---:|---:|")
-        plain = _median(mem["peak"]["plain"])
+        plain = median(mem["peak"]["plain"])
+        peaks = []
         for var in VARIANTS:
-            p = _median(mem["peak"][var])
+            p = median(mem["peak"][var])
             name = f"auto (= {mem['auto_picks']})" if var == "auto" else var
-            L.append(f"| {name} | {_fmt_mib(p)} | {int(p):,} | {p / plain:.2f} |")
+            peaks.append([name, _fmt_mib(p), f"{int(p):,}", f"{p / plain:.2f}"])
+        L += markdown_table(["Computation", "peak beyond baseline (MiB)", "bytes", "x plain"],
+                            peaks)
         L.append("")
 
     bars = evaluate_bars(steps or [], fit, mem)
     if bars:
         L.append("## Bars\n")
-        L.append("| Bar | measured | threshold | result |")
-        L.append("|---|---:|---:|---|")
-        for bar, measured, threshold, ok in bars:
-            L.append(f"| {bar} | {measured} | {threshold} | {'PASS' if ok else 'FAIL'} |")
+        L += markdown_table(["Bar", "measured", "threshold", "result"],
+                            [[bar, measured, threshold, "PASS" if ok else "FAIL"]
+                             for bar, measured, threshold, ok in bars], align="lrrl")
         L.append("")
     return "\n".join(L) + "\n"
 
@@ -884,7 +868,7 @@ def render_chart(path, steps, fit, mem, title):
     ax = axes[0]
     width = 0.8 / len(VARIANTS)
     for i, var in enumerate(VARIANTS):
-        vals = [_ratio(r["ms"][var], r["ms"]["plain"]) for r in steps]
+        vals = [paired_ratio(r["ms"][var], r["ms"]["plain"]) for r in steps]
         xs = [j + (i - (len(VARIANTS) - 1) / 2) * width for j in range(len(steps))]
         ax.bar(xs, vals, width, label=var)
     ax.set_xticks(range(len(steps)))
@@ -900,20 +884,20 @@ def render_chart(path, steps, fit, mem, title):
     ax = axes[1]
     if fit:
         names = list(fit["s"])
-        ax.bar(range(len(names)), [_median(fit["s"][n]) for n in names],
+        ax.bar(range(len(names)), [median(fit["s"][n]) for n in names],
                color=["C0", "C4", "C2"][:len(names)])
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels([n.replace("Classifier", "\nClassifier") for n in names],
                            fontsize=8)
         ax.set_ylabel("seconds per fit")
-        bar = 1.1 * _median(fit["s"]["NeuralNetClassifier"])
+        bar = 1.1 * median(fit["s"]["NeuralNetClassifier"])
         ax.axhline(bar, color="gray", lw=0.8, ls="--")
         ax.text(len(names) - 0.55, bar, "bar 1.1x", fontsize=7, va="bottom", ha="right")
     ax.set_title("2. whole fit")
     ax = axes[2]
     if mem:
-        plain = _median(mem["peak"]["plain"])
-        ax.bar(range(len(VARIANTS)), [_median(mem["peak"][v]) / plain for v in VARIANTS],
+        plain = median(mem["peak"]["plain"])
+        ax.bar(range(len(VARIANTS)), [median(mem["peak"][v]) / plain for v in VARIANTS],
                color=[f"C{i}" for i in range(len(VARIANTS))])
         ax.set_xticks(range(len(VARIANTS)))
         ax.set_xticklabels(VARIANTS, fontsize=8)

@@ -49,8 +49,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
+from benchmarks import datasets as bench_data
 from benchmarks import quality
-from benchmarks.environment import command_line, load_average, report_header
+from benchmarks.environment import (add_jobs_argument, command_line, load_average,
+                                    report_header)
+from benchmarks.report import markdown_table, percent
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
@@ -106,9 +109,9 @@ def full_config():
 def quick_config():
     return Config(
         mode="quick", seeds=(0,),
-        datasets={"digits": (None, None), "mnist": (800, 1000),
-                  "fashion_mnist": (800, 1000), "letter": (2000, 1000),
-                  "adult": (2000, 1000), "kdd_census": (2000, 1000)},
+        # 2,000 training rows of each table set: the comparison with HGB is the point
+        datasets={**bench_data.QUICK_SIZES, "letter": (2000, 1000), "adult": (2000, 1000),
+                  "kdd_census": (2000, 1000)},
         kinds=("uniform", "background"), protocols=(("per_class", 10), ("audit", 200)),
         epochs=10, min_steps=60, cv_folds=2, hgb_max_iter=30)
 
@@ -417,17 +420,6 @@ def cell_summary(rows, dataset, protocol, kind, metric="acc"):
     return means, best, margin
 
 
-def _pct(stat):
-    mean, std, n = stat
-    return f"{100 * mean:.1f}" if n == 1 else f"{100 * mean:.1f} ± {100 * std:.1f}"
-
-
-def _table(header, body):
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
-    return lines + ["| " + " | ".join(r) + " |" for r in body]
-
-
 def datasets_of(rows):
     return list(dict.fromkeys(r["dataset"] for r in rows))
 
@@ -455,7 +447,7 @@ def cell_tables(rows, metric):
                 top = max(means[m][0] for m in (*BASELINES, *ROUTES) if m in means)
                 cells = []
                 for m in methods:
-                    text = _pct(means[m]) if m in means else "–"
+                    text = percent(*means[m]) if m in means else "–"
                     if m in means and means[m][0] == top and m != "ceiling":
                         text = f"**{text}**"
                     cells.append(text)
@@ -464,7 +456,7 @@ def cell_tables(rows, metric):
             name = "accuracy" if metric == "acc" else "balanced accuracy"
             lines += ["", f"### {KIND_NAMES[kind]} {40}%, {protocol_label(protocol)}: "
                       f"test {name} (%)", ""]
-            lines += _table(["data set", "recommended"] + [METHODS[m] for m in methods]
+            lines += markdown_table(["data set", "recommended"] + [METHODS[m] for m in methods]
                             + ["recommended − best baseline (points)"], body)
     return lines
 
@@ -509,7 +501,7 @@ def goals(rows):
         ["adult and kdd_census, BackgroundFlip/PairFlip, audit: ≥ HGB + 1 point",
          "; ".join(tab_detail) or "n/a", "PASS" if tab_ok and tab_detail else "FAIL"],
     ]
-    return _table(["goal", "numbers (points)", "verdict"], body)
+    return markdown_table(["goal", "numbers (points)", "verdict"], body)
 
 
 def weights_table(rows):
@@ -524,7 +516,7 @@ def weights_table(rows):
                     zeros = np.mean([r["zero_share"] for r in found])
                     body.append([d, protocol_label(protocol), KIND_NAMES[kind],
                                  f"{ratio:.2f}", f"{100 * zeros:.0f}%"])
-    return _table(["data set", "clean set", "noise", "flipped / intact mean weight",
+    return markdown_table(["data set", "clean set", "noise", "flipped / intact mean weight",
                    "rows at weight 0"], body)
 
 
@@ -537,7 +529,7 @@ def time_table(rows):
             found = _select(rows, dataset=d, method=m)
             stats.append(f"{np.median([r['wall_s'] for r in found]):.1f}" if found else "–")
         body.append([d] + stats)
-    return _table(["data set", "plain", "cleanlab (net)", "cleanlab (HGB)", "HGB",
+    return markdown_table(["data set", "plain", "cleanlab (net)", "cleanlab (HGB)", "HGB",
                    "L2RW", "L2RW train_on_clean", "Reweighted HGB"], body)
 
 
@@ -624,8 +616,7 @@ def main(argv=None):
     size.add_argument("--quick", action="store_true", help="small, under 5 minutes")
     size.add_argument("--smoke", action="store_true", help="digits only (CI)")
     size.add_argument("--render", metavar="JSON", help="re-render a saved tables.json")
-    parser.add_argument("--jobs", type=int, default=None,
-                        help="worker processes (default 2; 1 for --smoke)")
+    add_jobs_argument(parser)
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder")
     parser.add_argument("--datasets", default=None, help="comma-separated subset")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds")
@@ -633,8 +624,6 @@ def main(argv=None):
                         help="comma-separated clean-set protocols, e.g. "
                              "per_class:10,audit:200,audit:0.01")
     args = parser.parse_args(argv)
-    if args.jobs is not None and args.jobs < 1:
-        parser.error("--jobs must be >= 1")
     if args.render:
         saved = json.loads(Path(args.render).read_text())
         path = write(saved["rows"], saved["meta"], args.out, saved["meta"]["command"])

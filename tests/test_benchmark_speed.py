@@ -86,12 +86,6 @@ def test_busy_repeats_are_made_up_for(speed):
     assert len(busy) == 2  # past the deadline: no extra repeats
 
 
-def test_ratios_are_paired_within_repeats(speed):
-    # A slow spell in repeats 2-3 hits both numbers of those repeats; the
-    # ratio of the medians (30 / 10 = 3) would mix repeats, the paired one not.
-    assert speed._ratio([2.0, 40.0, 30.0], [1.0, 20.0, 10.0]) == 2.0
-
-
 def test_ops_per_step_counts_every_tensor_operation(speed):
     import torch
 
