@@ -114,9 +114,16 @@ def test_class_balance_study_smoke(tables, tmp_path):
     monkeypatch = pytest.MonkeyPatch()
     refuse_downloads(monkeypatch, tmp_path / "empty-cache", tables.quality.bench_data)
     try:
-        rows = balance.main(["--smoke"])
+        rows = balance.main(["--smoke", "--out", str(tmp_path / "run")])
     finally:
         monkeypatch.undo()
+    saved = json.loads((tmp_path / "run" / "tables_balance.json").read_text())
+    assert saved["rows"] == rows and saved["meta"]["smoke"] and saved["meta"]["seed"] == 0
+    # The report is rebuilt from the rows alone, byte for byte.
+    balance.main(["--render", str(tmp_path / "run" / "tables_balance.json"),
+                  "--out", str(tmp_path / "again")])
+    assert ((tmp_path / "again" / "tables_balance.md").read_text()
+            == (tmp_path / "run" / "tables_balance.md").read_text())
     assert {r["model"] for r in rows} == {"reweighted_hgb", "hgb_uniform_weights", "hgb"}
     for r in rows:
         assert 0 <= r["weighted_noisy_1"] <= 1 and 0 <= r["predicted_1"] <= 1
