@@ -1084,24 +1084,30 @@ def imbalance_tables(res, cfg):
     return lines
 
 
-def evaluate_goals(res, cfg):
-    """The issue's three goals, judged on means over seeds. Returns (lines, verdicts)."""
-    lines, verdicts = [], {}
+def goals(res, cfg):
+    """The issue's three goals, judged on means over seeds.
+
+    Returns a list with one dict per goal: ``key`` (``(kind, metric)``,
+    ``("uniform", clean)`` or ``("imbalance", clean)``), ``ok``, ``margins`` (data set
+    -> L2RW minus the best baseline; for imbalance, L2RW minus the ceiling), ``wins``
+    (sets where L2RW wins; noise goals) and ``cells``, the goal's table row.
+    """
+    found = []
     columns = NOISE_COLUMNS
     sets = [d for d in MAIN_SETS if d in cfg.datasets]
     clean = min(cfg.clean_sizes)
-    rows = []
     for kind in ("background", "pair"):
         if kind not in cfg.kinds:
             continue
         for metric in ("acc", "bal_acc"):
-            wins, detail = 0, []
+            wins, detail, margins = 0, [], {}
             for d in sets:
                 means, best, margin = compare(
                     lambda m: res.noise(d, kind, cfg.rate, clean, m, metric), columns)
                 es = means["plain_es"][0]
                 win = math.isfinite(margin) and margin > 0
                 wins += win
+                margins[d] = margin
                 detail.append(f"{d} {100 * margin:+.1f}"
                               + ("" if not math.isfinite(es) or
                                  means["l2rw"][0] > es else " (plain ES better)"))
@@ -1109,25 +1115,25 @@ def evaluate_goals(res, cfg):
                 continue
             need = min(4, len(sets))
             ok = wins >= need
-            verdicts[(kind, metric)] = ok
-            rows.append([f"{KIND_NAMES[kind]} 40%, {clean} clean/class: L2RW beats every "
+            found.append(dict(key=(kind, metric), ok=ok, wins=wins, margins=margins, cells=[
+                f"{KIND_NAMES[kind]} 40%, {clean} clean/class: L2RW beats every "
                          f"baseline on ≥ {need} of {len(sets)} sets "
                          f"({'accuracy' if metric == 'acc' else 'balanced accuracy'})",
-                         f"{wins} of {len(sets)}: " + ", ".join(detail),
-                         "PASS" if ok else "FAIL"])
+                f"{wins} of {len(sets)}: " + ", ".join(detail), "PASS" if ok else "FAIL"]))
     if "uniform" in cfg.kinds and cfg.datasets:
         for c in cfg.clean_sizes:
-            ok_all, detail = True, []
+            ok_all, detail, margins = True, [], {}
             for d in [d for d in ("digits",) + MAIN_SETS if d in cfg.datasets]:
                 means, best, margin = compare(
                     lambda m: res.noise(d, "uniform", cfg.rate, c, m), columns)
                 ok = math.isfinite(margin) and margin >= -0.01
                 ok_all &= ok
+                margins[d] = margin
                 detail.append(f"{d} {100 * margin:+.1f}{'' if ok else ' ✗'}")
-            verdicts[("uniform", c)] = ok_all
-            rows.append([f"UniformFlip 40%, {c} clean/class: L2RW within 1 point of the "
-                         "best baseline, or better, on every set",
-                         ", ".join(detail), "PASS" if ok_all else "FAIL"])
+            found.append(dict(key=("uniform", c), ok=ok_all, margins=margins, cells=[
+                f"UniformFlip 40%, {c} clean/class: L2RW within 1 point of the best "
+                "baseline, or better, on every set", ", ".join(detail),
+                "PASS" if ok_all else "FAIL"]))
     if cfg.imb_proportions:
         p = max(cfg.imb_proportions)
         for c in cfg.imb_clean_sizes:
@@ -1136,14 +1142,20 @@ def evaluate_goals(res, cfg):
             plain = stats(res.imbalance(p, c, "plain_noisy"))[0]
             gap = l2rw - ceiling
             ok = math.isfinite(gap) and gap >= -0.03
-            verdicts[("imbalance", c)] = ok
-            rows.append([f"4-vs-9 at {p}, {c} clean/class: L2RW balanced accuracy within 3 "
-                         "points of the balanced-data ceiling",
-                         f"L2RW {100 * l2rw:.1f}, ceiling {100 * ceiling:.1f} "
-                         f"({100 * gap:+.1f}); plain training {100 * plain:.1f}",
-                         "PASS" if ok else "FAIL"])
-    lines += markdown_table(["goal", "numbers (L2RW − best baseline, points)", "verdict"], rows)
-    return lines, verdicts
+            found.append(dict(key=("imbalance", c), ok=ok, margins={"4-vs-9": gap}, cells=[
+                f"4-vs-9 at {p}, {c} clean/class: L2RW balanced accuracy within 3 points "
+                "of the balanced-data ceiling",
+                f"L2RW {100 * l2rw:.1f}, ceiling {100 * ceiling:.1f} ({100 * gap:+.1f}); "
+                f"plain training {100 * plain:.1f}", "PASS" if ok else "FAIL"]))
+    return found
+
+
+def evaluate_goals(res, cfg):
+    """:func:`goals` as the report's table, and ``{key: ok}``."""
+    found = goals(res, cfg)
+    lines = markdown_table(["goal", "numbers (L2RW − best baseline, points)", "verdict"],
+                           [g["cells"] for g in found])
+    return lines, {g["key"]: g["ok"] for g in found}
 
 
 def losses_list(res, cfg):

@@ -85,11 +85,13 @@ def test_goal_logic(quality):
                 rows += [_row(quality, d, kind, clean, "plain_noisy", 0.70),
                          _row(quality, d, kind, clean, "hgb", 0.65),
                          _row(quality, d, kind, clean, "l2rw", l2rw)]
-    lines, verdicts = quality.evaluate_goals(quality.Results(rows), cfg)
-    assert verdicts[("background", "acc")] and verdicts[("pair", "acc")]
-    assert verdicts[("uniform", 10)] and verdicts[("uniform", 100)]
-    table = "\n".join(lines)
-    assert "4 of 5" in table and "mnist -10.0" in table
+    found = {g["key"]: g for g in quality.goals(quality.Results(rows), cfg)}
+    assert found[("background", "acc")]["ok"] and found[("pair", "acc")]["ok"]
+    assert found[("uniform", 10)]["ok"] and found[("uniform", 100)]["ok"]
+    assert found[("background", "acc")]["wins"] == 4
+    first = quality.MAIN_SETS[0]
+    assert found[("background", "acc")]["margins"][first] == pytest.approx(-0.10)
+    assert found[("uniform", 10)]["margins"][first] == pytest.approx(-0.005)
 
     # Two losing sets out of five: FAIL.
     for r in rows:
