@@ -426,7 +426,8 @@ def run_parallel(worlds, rows=PARALLEL_ROWS, pairs=3, epochs=2, device="cpu"):
                 np.abs(load(w, dtype) - load(1, dtype)).max(axis=1).tolist()
                 for dtype in ("float32", "float64") for w in worlds[1:]}
     return {"runs": runs, "max_weight_diff": diff, "rows": rows, "pairs": pairs,
-            "epochs": epochs, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+            "epochs": epochs, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "machine": f"{cpu_model()}, {os.cpu_count()} cores", "versions": versions_line()}
 
 
 def load_parallel(path):
@@ -455,9 +456,11 @@ def report_parallel(results, command, device, out):
         "# Scale: one fit on several processes (data-parallel L2RW)", "",
         f"Command: `{command}`  ",
         f"Date: {results['date']}  ",
-        f"Machine: {cpu_model()}, {os.cpu_count()} cores, device {device}, "
+        # Runs before the record kept them: the machine rendering them.
+        f"Machine: {results.get('machine') or f'{cpu_model()}, {os.cpu_count()} cores'}, "
+        f"device {device}, "
         f"backend {'nccl' if device == 'cuda' else 'gloo'}  ",
-        f"Versions: {versions_line()}", "",
+        f"Versions: {results.get('versions') or versions_line()}", "",
         f"The scale setting (generated {results['rows']:,} rows x {N_FEATURES} features, "
         f"MLP d-256-256-k, {first['n_params']:,} parameters, global batch "
         f"{first['batch']}, L2RWClassifier auto = {first['meta_gradient']}) fitted by 1 "
