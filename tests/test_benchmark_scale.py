@@ -101,6 +101,8 @@ def test_data_parallel_part_tiny(scale, tmp_path):
     # The rows are written next to the report and rebuild it exactly.
     again = scale.load_parallel(path.with_suffix(".json"))
     assert again["runs"] == runs and again["max_weight_diff"] == diff
+    # The machine and versions are the run's, not the renderer's.
+    assert again["machine"] == results["machine"] and "torch" in again["versions"]
     text = path.read_text()
     rebuilt = scale.report_parallel(again, again["command"], again["device"],
                                     tmp_path / "again").read_text()
