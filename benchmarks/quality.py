@@ -1776,7 +1776,8 @@ def main(argv=None):
     size.add_argument("--render", metavar="JSON", nargs="+",
                       help="re-render the report from the rows a run wrote (quality.json, "
                            "quality_lenet.json or --raw files); several are merged (the "
-                           "first one's configuration is used) and written next to it")
+                           "first one's configuration is used); the report, its figures and "
+                           "the (merged) rows are written into --out")
     add_jobs_argument(parser)
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder")
     parser.add_argument("--raw", default=None,
