@@ -39,7 +39,7 @@ def test_speed_report_tiny(speed, tmp_path, one_thread):
     assert len(speed.STEP_VARIANTS) == len(speed.VARIANTS) + 3
     fit = rows["fit"]
     assert sorted(fit["s"]) == sorted(["NeuralNetClassifier", "L2RWClassifier",
-                                       speed.COMPILED])
+                                       speed.COMPILED, speed.SMALL_CLEAN])
     assert all(len(s) == len(fit["kept"]) and positive(s) for s in fit["s"].values())
     assert fit["compiled_fallbacks"] == []  # compiled, checked, no fallback
     assert sorted(rows["mem"]["peak"]) == sorted(speed.VARIANTS)
