@@ -178,29 +178,32 @@ class _Run:
         self.ess = torch.zeros((), dtype=dtype, device=device)
         self.batches = 0
         self.rows = 0
-        self._steps = []
+        # The epoch's row positions in training order, and the batch sizes: what
+        # close_epoch needs for the per-batch statistics.
+        self._order = torch.empty(self.n_samples, dtype=torch.int64, device=device)
+        self._sizes = []
         self.epoch_open = True
 
     def record(self, index, weights):
-        """Keep one step's row positions and weights; :meth:`close_epoch` writes
-        them, so that a step adds no tensor operation of its own."""
-        self._steps.append((index, weights))
+        """Write one step's weights into ``weights`` (and its row positions into the
+        epoch's order): two tensor operations, and nothing of the step is kept, so
+        that memory does not grow with the number of steps."""
+        n = weights.shape[0]
+        self.weights[index] = weights.to(self.weights.dtype)
+        self._order[self.rows:self.rows + n] = index
+        self._sizes.append(n)
         self.batches += 1
-        self.rows += weights.shape[0]
+        self.rows += n
 
     def close_epoch(self):
-        """Write the epoch's weights into ``weights`` and sum their statistics
-        (``zeros``, ``ess``): a few tensor operations per epoch, not per step."""
+        """Sum the epoch's weight statistics (``zeros``, ``ess``) once per epoch."""
         self.epoch_open = False
-        if not self._steps:
+        if not self._sizes:
             return
-        index = torch.cat([i for i, _ in self._steps])
-        weights = torch.cat([w for _, w in self._steps]).to(self.weights.dtype)
-        self.weights[index] = weights
+        weights = self.weights[self._order[:self.rows]]
         self.zeros += (weights == 0).sum()
-        self.ess += effective_sample_shares(
-            weights, [w.shape[0] for _, w in self._steps]).sum()
-        self._steps = []
+        self.ess += effective_sample_shares(weights, self._sizes).sum()
+        self._sizes = []
 
 
 def _in_memory(X):

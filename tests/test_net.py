@@ -2,6 +2,7 @@
 
 import pickle
 import warnings
+import weakref
 
 import numpy as np
 import pytest
@@ -27,20 +28,27 @@ def fitted():
 
 
 class TestWeightBookkeeping:
-    def test_recording_a_step_runs_no_tensor_operation(self, monkeypatch):
-        counts = []
+    def test_recording_a_step_is_cheap_and_keeps_nothing_of_it(self, monkeypatch):
+        # A step's record is two writes (and the slice they write to); holding the
+        # steps' tensors until the epoch's end instead made a long epoch's peak RSS
+        # grow 3x (1M rows: 131 -> 180-600 MiB, allocator fragmentation).
+        counts, refs, alive = [], [], []
         record = net_module._Run.record
 
         def counted(self, index, weights):
             with CountOps() as mode:
                 record(self, index, weights)
             counts.append(mode.count)
+            refs.append(weakref.ref(weights))
+            if len(refs) > 2:  # two steps on, nothing but the record could hold it
+                alive.append(refs[-3]() is not None)
 
         monkeypatch.setattr(net_module._Run, "record", counted)
         X, y = make_blobs_data(100)
         L2RWClassifier(MLP, X[:20], y[:20], max_epochs=2, batch_size=16,
                        verbose=0).fit(X[20:], y[20:])
-        assert len(counts) == 2 * 5 and set(counts) == {0}
+        assert len(counts) == 2 * 5 and max(counts) <= 3
+        assert len(alive) == 2 * 5 - 2 and not any(alive)
 
     def test_epoch_statistics_are_those_of_each_batch(self, fitted):
         weights = fitted.sample_weights_
