@@ -176,7 +176,6 @@ class _Run:
                                   device=device)
         self.zeros = torch.zeros((), dtype=torch.int64, device=device)
         self.ess = torch.zeros((), dtype=dtype, device=device)
-        self.batches = 0
         self.rows = 0
         # The epoch's row positions in training order, and the batch sizes: what
         # close_epoch needs for the per-batch statistics.
@@ -192,8 +191,12 @@ class _Run:
         self.weights[index] = weights.to(self.weights.dtype)
         self._order[self.rows:self.rows + n] = index
         self._sizes.append(n)
-        self.batches += 1
         self.rows += n
+
+    @property
+    def batches(self):
+        """Steps recorded in this epoch."""
+        return len(self._sizes)
 
     def close_epoch(self):
         """Sum the epoch's weight statistics (``zeros``, ``ess``) once per epoch."""
@@ -201,9 +204,8 @@ class _Run:
         if not self._sizes:
             return
         weights = self.weights[self._order[:self.rows]]
-        self.zeros += (weights == 0).sum()
-        self.ess += effective_sample_shares(weights, self._sizes).sum()
-        self._sizes = []
+        self.zeros = (weights == 0).sum()
+        self.ess = effective_sample_shares(weights, self._sizes).sum()
 
 
 def _in_memory(X):
