@@ -1,0 +1,336 @@
+"""The meta-gradient restricted to the last k layers: its cost per step and accuracy.
+
+Some follow-ups of L2RW take the meta-gradient from the last layers' parameters
+only, for speed. Issue 18 ships that as an opt-in ``meta_gradient`` value only if,
+on the quality benchmark's label-noise cells, it keeps within 1 point of exact
+L2RW's accuracy on average while costing at most 1.2x plain training per step on
+LeNet. This study measures both, in one run:
+
+1. **Per step**, on the speed benchmark's LeNet case (batch 64, clean batch 64):
+   plain training, the exact ghost step, :func:`last_layers_step` for each k, and
+   the *floor* of any last-k computation: a plain step plus one forward pass of the
+   clean batch without gradients. The clean rows' inputs to the last layers exist
+   only after the whole forward pass, so no last-k step can cost less than that;
+   the floor is a lower bound, not an implementation. Every variant is followed by
+   the same SGD step, interleaved round-robin over repeats (``compiled_step``'s
+   timing).
+2. **Accuracy**, on quality_lenet's label-noise cells (mnist and fashion_mnist,
+   40% noise of each kind, 10 and 100 clean rows per class, seeds 0-4, LeNet and the
+   quality benchmark's setting): exact L2RW (``meta_gradient="auto"``, quality's
+   fit) and L2RW with the last-k meta-gradient on the same splits, paired per cell.
+
+k counts the layers with trainable parameters from the output: on LeNet k=1 is
+fc3, k=3 is the three fully connected layers (every convolution left out). Both
+were fixed before any number was seen.
+
+Writes ``last_layers.json`` (the rows) and ``last_layers.md`` into ``--out``;
+``--render JSON`` rebuilds the Markdown from the rows.
+
+Usage::
+
+    python -m benchmarks.last_layers [--smoke] [--jobs N] [--out benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import functools
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from benchmarks import quality as q
+from benchmarks.compiled_step import _blocks
+from benchmarks.environment import (StudyRun, add_jobs_argument, add_report_arguments,
+                                    report_folder, report_header, rerender)
+from benchmarks.report import markdown_table, mean_std, median, paired_ratio
+from benchmarks.speed import _case_data, _quiet_repeats, full_config, smoke_config
+from sk_l2rw import dispatch
+from sk_l2rw.ghost import ghost_step
+from sk_l2rw.meta_gradient import StepResult, call_module
+
+OUT = Path(__file__).resolve().parent / "results"
+KS = (1, 3)  # fc3; fc1-fc3 (LeNet)
+COST_BAR = 1.2  # x plain per step on LeNet
+ACCURACY_BAR = 1.0  # points below exact L2RW, on average over the cells
+
+
+def trainable_layers(module):
+    """The submodules that hold trainable parameters of their own, in registration
+    order (LeNet: conv1, conv2, fc1, fc2, fc3)."""
+    return [m for m in module.modules()
+            if any(p.requires_grad for p in m.parameters(recurse=False))]
+
+
+def last_layers_step(module, loss_fn, X, y, X_clean, y_clean, *, k, lr=1.0,
+                     forward_kwargs=None, clean_weights=None, clean_share=0.0, update=True,
+                     normalize=None):
+    """An L2RW step whose meta-gradients see only the last ``k`` trainable layers.
+
+    ``u_i`` is the dot product of row i's gradient with the clean gradient over the
+    parameters of the last ``k`` layers of :func:`trainable_layers` only (exact L2RW
+    takes every parameter; ``k`` = all layers gives it). The update is the ordinary
+    gradient of ``sum_i w_i f_i`` over every parameter. Arguments and return value
+    as :func:`sk_l2rw.meta_gradient.reference_step`'s; training on the clean rows
+    (``clean_share``) is not studied here.
+
+    The meta-gradients come from the ghost step with the other layers' parameters
+    frozen (so its backward pass stops at the k-th layer from the output), the
+    update from a second forward and backward pass of the training rows.
+    """
+    if torch.is_tensor(clean_share) or clean_share:
+        raise ValueError("last_layers_step does not train on the clean rows")
+    layers = trainable_layers(module)
+    if not 1 <= k <= len(layers):
+        raise ValueError(f"k must be between 1 and {len(layers)}, got {k}")
+    frozen = [p for layer in layers[:-k] for p in layer.parameters(recurse=False)
+              if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        meta = ghost_step(module, loss_fn, X, y, X_clean, y_clean, lr=lr,
+                          forward_kwargs=forward_kwargs, clean_weights=clean_weights,
+                          update=False, normalize=normalize)
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+    if not update:
+        return meta
+    out = call_module(module, X, forward_kwargs=forward_kwargs)
+    loss = (meta.weights * loss_fn(out, y)).sum()
+    loss.backward()
+    return StepResult(loss.detach(), out.detach(), meta.weights, meta.meta_gradients)
+
+
+@contextlib.contextmanager
+def meta_gradient_of_last(k):
+    """Inside, ``meta_gradient="ghost"`` fits run :func:`last_layers_step` with ``k``
+    (this process only): the study's way into the estimator for a computation that
+    is not shipped."""
+    saved = dispatch.STEPS["ghost"]
+    dispatch.STEPS["ghost"] = functools.partial(last_layers_step, k=k)
+    try:
+        yield
+    finally:
+        dispatch.STEPS["ghost"] = saved
+
+
+# ---------------------------------------------------------------------------
+# Part 1: time per step
+# ---------------------------------------------------------------------------
+
+
+def _step(variant, module, X, y, Xc, yc, lr):
+    optimizer = torch.optim.SGD(module.parameters(), lr=lr)
+    sample_loss, mean_loss = nn.CrossEntropyLoss(reduction="none"), nn.CrossEntropyLoss()
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        if variant in ("plain", "floor"):
+            mean_loss(module(X), y).backward()
+            if variant == "floor":
+                with torch.no_grad():
+                    module(Xc)
+        elif variant == "exact":
+            ghost_step(module, sample_loss, X, y, Xc, yc, lr=lr)
+        else:
+            last_layers_step(module, sample_loss, X, y, Xc, yc, k=int(variant[5:]), lr=lr)
+        optimizer.step()
+    return step
+
+
+def step_variants(ks):
+    return ("plain", "exact", *(f"last {k}" for k in ks), "floor")
+
+
+def bench_steps(cfg, ks, repeats, block_s, log=print):
+    """Rows of part 1: the LeNet case of ``cfg`` (the speed benchmark's)."""
+    case = next(c for c in cfg.step_cases if c.model == "lenet")
+    torch.manual_seed(0)
+    template = case.build()
+    X, y, Xc, yc = _case_data(case, "cpu", seed=0)
+    fns = {v: _step(v, copy.deepcopy(template), X, y, Xc, yc, cfg.lr)
+           for v in step_variants(ks)}
+    ms, busy = _blocks(fns, repeats, block_s, log, case.label)
+    return {"case": f"{case.label}, batch {case.batch}, clean batch {case.clean_batch}",
+            "layers": [name for name, m in template.named_modules()
+                       if any(p.requires_grad for p in m.parameters(recurse=False))],
+            "ms": ms, "busy": busy}
+
+
+# ---------------------------------------------------------------------------
+# Part 2: accuracy on the label-noise cells
+# ---------------------------------------------------------------------------
+
+
+def accuracy_task(cfg, name, seed, data, cells, ks, threads=1):
+    """Exact and last-k L2RW on every cell of one data set and seed."""
+    rows = []
+    X, y, X_te, y_te = data["X_train"], data["y_train"], data["X_test"], data["y_test"]
+    K = len(data["classes"])
+    with q.limited_threads(threads), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        for clean, X_rest, X_clean, y_clean, noisy in q._noise_splits(X, y, cells, seed):
+            for kind, rate, y_noisy, _ in noisy:
+                for k in (None, *ks):
+                    t0 = time.perf_counter()
+                    with (contextlib.nullcontext() if k is None
+                          else meta_gradient_of_last(k)):
+                        net, _ = q.fit_l2rw(cfg, X_rest, y_noisy, X_clean, y_clean, K, seed,
+                                            meta_gradient="auto" if k is None else "ghost")
+                    rows.append(dict(dataset=name, seed=seed, kind=kind, rate=rate,
+                                     clean=clean, k=k, **q._metrics(net, X_te, y_te),
+                                     fit_s=round(time.perf_counter() - t0, 3)))
+    return rows
+
+
+def accuracy_config(smoke):
+    """quality's full configuration on LeNet (quality_lenet's noise cells); the
+    smoke one on its MLP (digits is 8x8)."""
+    if smoke:
+        return q.smoke_config()
+    return q.use_module(q.full_config(), "lenet")
+
+
+def bench_accuracy(cfg, ks, jobs, log=print):
+    tasks = []
+    cells = [(kind, cfg.rate, c) for kind in cfg.kinds for c in cfg.clean_sizes]
+    for name, size in cfg.datasets.items():
+        pool = q.load_pool(name)
+        for seed in cfg.seeds:
+            data = q.prepare(name, pool, size, seed)
+            tasks.append((f"{name} seed {seed}", accuracy_task,
+                          (cfg, name, seed, data, cells, ks)))
+    return q.execute(tasks, jobs=jobs, log=log)
+
+
+def run(smoke, *, ks, repeats, block_s, jobs, log=print):
+    """The rows of one run: ``steps`` (part 1) and ``accuracy`` (part 2)."""
+    cfg = accuracy_config(smoke)
+    return {"threads": torch.get_num_threads(), "ks": list(ks), "module": cfg.module,
+            "steps": bench_steps(smoke_config() if smoke else full_config(), ks, repeats,
+                                 block_s, log),
+            "accuracy": bench_accuracy(cfg, ks, jobs, log)}
+
+
+# ---------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------
+
+
+def cost_ratios(steps):
+    """Each variant's time per step over plain's (paired per quiet repeat)."""
+    keep = _quiet_repeats(steps["busy"])
+    ms = {v: [t[i] for i in keep] for v, t in steps["ms"].items()}
+    return {v: paired_ratio(t, ms["plain"]) for v, t in ms.items()}, ms
+
+
+def accuracy_differences(rows, k):
+    """Per cell (data set, kind, clean size): the last-k accuracy minus the exact
+    one, in points, one value per seed."""
+    exact = {(r["dataset"], r["kind"], r["clean"], r["seed"]): r["acc"]
+             for r in rows if r["k"] is None}
+    cells = {}
+    for r in rows:
+        if r["k"] == k:
+            key = (r["dataset"], r["kind"], r["clean"])
+            cells.setdefault(key, []).append(
+                100 * (r["acc"] - exact[(*key, r["seed"])]))
+    return cells
+
+
+def verdicts(rows):
+    """For each k: its cost over plain, its mean accuracy difference over the cells,
+    and whether it meets both bars."""
+    ratios, _ = cost_ratios(rows["steps"])
+    out = []
+    for k in rows["ks"]:
+        cells = accuracy_differences(rows["accuracy"], k)
+        mean = float(np.mean([np.mean(v) for v in cells.values()]))
+        cost = ratios[f"last {k}"]
+        out.append(dict(k=k, cost=cost, accuracy=mean, cost_ok=cost <= COST_BAR,
+                        accuracy_ok=mean >= -ACCURACY_BAR,
+                        ship=cost <= COST_BAR and mean >= -ACCURACY_BAR))
+    return out
+
+
+def _signed(values):
+    v = np.asarray(values, dtype=float)
+    return f"{v.mean():+.1f} ± {v.std():.1f}"
+
+
+def render(saved):
+    """The Markdown report of a run: ``saved`` is what :func:`main` wrote as JSON."""
+    rows = saved["rows"]
+    steps = rows["steps"]
+    lines = report_header("sk_l2rw: the meta-gradient restricted to the last k layers",
+                          **saved["meta"])
+    layers = steps["layers"]
+    names = {k: ", ".join(layers[-k:]) for k in rows["ks"]}
+    cuts = "; ".join(f"k={k}: {v}" for k, v in names.items())
+    lines += [f"torch threads {rows['threads']}. Trainable layers, input to output: "
+              f"{', '.join(layers)}; the last k layers: {cuts}.",
+              "", f"## 1. Time per step ({steps['case']})", ""]
+    ratios, ms = cost_ratios(steps)
+    labels = {"plain": "plain", "exact": "exact L2RW (ghost)",
+              "floor": "floor: plain + clean forward (no gradients)",
+              **{f"last {k}": f"last {k} layer(s)" for k in rows["ks"]}}
+    lines += markdown_table(
+        ["variant", "median ms/step", "x plain"],
+        [[labels[v], f"{median(t):.3f}", f"{ratios[v]:.2f}"] for v, t in ms.items()],
+        align="lrr")
+    lines += ["", f"Medians over {len(ms['plain'])} quiet repeats; ratios paired per repeat.",
+              "", f"## 2. Accuracy, last-k minus exact L2RW ({rows['module']}, points; "
+              "mean ± std over seeds)", ""]
+    acc = rows["accuracy"]
+    exact = {}
+    for r in acc:
+        if r["k"] is None:
+            exact.setdefault((r["dataset"], r["kind"], r["clean"]), []).append(100 * r["acc"])
+    diffs = {k: accuracy_differences(acc, k) for k in rows["ks"]}
+    body = [[d, q.KIND_NAMES[kind], str(c), mean_std(exact[(d, kind, c)]),
+             *(_signed(diffs[k][(d, kind, c)]) for k in rows["ks"])]
+            for d, kind, c in sorted(exact)]
+    lines += markdown_table(["data set", "noise (40%)", "clean/class", "exact L2RW acc",
+                             *(f"last {k}" for k in rows["ks"])], body,
+                            align="lllr" + "r" * len(rows["ks"]))
+    lines += ["", "## Verdict", "",
+              f"Ship an opt-in value only if the cost is at most {COST_BAR}x plain per "
+              f"LeNet step and the accuracy at most {ACCURACY_BAR:g} point below exact "
+              "L2RW on average over the cells.", ""]
+    lines += markdown_table(
+        ["k", "cost (x plain)", "mean accuracy difference (points)", "ship"],
+        [[str(v["k"]), f"{v['cost']:.2f} {'✓' if v['cost_ok'] else '✗'}",
+          f"{v['accuracy']:+.2f} {'✓' if v['accuracy_ok'] else '✗'}",
+          "yes" if v["ship"] else "no"] for v in verdicts(rows)], align="lrrl")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_report_arguments(parser, "last_layers.md", smoke="digits and a tiny LeNet (CI)")
+    add_jobs_argument(parser)
+    parser.add_argument("--repeats", type=int, default=None)
+    args = parser.parse_args(argv)
+    out = report_folder(args, OUT)
+    if args.render:
+        return rerender(args.render, out or OUT, render)
+    study = StudyRun("last_layers", argv)
+    rows = run(args.smoke, ks=(1,) if args.smoke else KS,
+               repeats=args.repeats or (2 if args.smoke else 15),
+               block_s=0.002 if args.smoke else 0.3,
+               jobs=args.jobs or (1 if args.smoke else 2))
+    saved, text = study.finish(rows, render, out, meta=dict(smoke=args.smoke))
+    print(text)
+    return saved
+
+
+if __name__ == "__main__":
+    main()
