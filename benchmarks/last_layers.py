@@ -280,12 +280,15 @@ def render(saved):
     ratios, ms = cost_ratios(steps)
     labels = {"plain": "plain", "exact": "exact L2RW (ghost)",
               "floor": "floor: plain + clean forward (no gradients)",
-              **{f"last {k}": f"last {k} layer(s)" for k in rows["ks"]}}
+              **{f"last {k}": f"last {k} ({names[k]})" for k in rows["ks"]}}
     lines += markdown_table(
         ["variant", "median ms/step", "x plain"],
         [[labels[v], f"{median(t):.3f}", f"{ratios[v]:.2f}"] for v, t in ms.items()],
         align="lrr")
-    lines += ["", f"Medians over {len(ms['plain'])} quiet repeats; ratios paired per repeat.",
+    lines += ["", f"Medians over {len(ms['plain'])} quiet repeats; ratios paired per repeat. "
+              "The last-k rows time this study's implementation (the ghost step with the "
+              "other layers frozen, then a second forward and backward pass of the "
+              "training rows); the floor bounds every implementation from below.",
               "", f"## 2. Accuracy, last-k minus exact L2RW ({rows['module']}, points; "
               "mean ± std over seeds)", ""]
     acc = rows["accuracy"]
