@@ -1536,7 +1536,7 @@ def render_markdown(res, cfg, *, command, started, elapsed, jobs, load, info,
     ver = info["versions"]
     also = "".join(f"  \nMerged with the rows of: `{m['command']}` "
                    f"({m['elapsed'] / 60:.1f} min), rendered by `python "
-                   "benchmarks/quality.py --render RAW1 RAW2`" for m in merged)
+                   "-m benchmarks.quality --render RAW1 RAW2`" for m in merged)
     lines = [
         "# sk_l2rw quality benchmark: L2RW against the baselines"
         + (" (LeNet)" if cfg.module == "lenet" else ""),
