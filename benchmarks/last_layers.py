@@ -158,9 +158,9 @@ def bench_steps(cfg, ks, repeats, block_s, log=print):
     fns = {v: _step(v, copy.deepcopy(template), X, y, Xc, yc, cfg.lr)
            for v in step_variants(ks)}
     ms, busy = _blocks(fns, repeats, block_s, log, case.label)
+    names = {m: name for name, m in template.named_modules()}
     return {"case": f"{case.label}, batch {case.batch}, clean batch {case.clean_batch}",
-            "layers": [name for name, m in template.named_modules()
-                       if any(p.requires_grad for p in m.parameters(recurse=False))],
+            "layers": [names[m] for m in trainable_layers(template)],
             "ms": ms, "busy": busy}
 
 
@@ -231,18 +231,22 @@ def cost_ratios(steps):
     return {v: paired_ratio(t, ms["plain"]) for v, t in ms.items()}, ms
 
 
-def accuracy_differences(rows, k):
-    """Per cell (data set, kind, clean size): the last-k accuracy minus the exact
-    one, in points, one value per seed."""
-    exact = {(r["dataset"], r["kind"], r["clean"], r["seed"]): r["acc"]
-             for r in rows if r["k"] is None}
+def accuracies(rows, k):
+    """Per cell (data set, kind, clean size): ``{seed: accuracy}`` of the fits with
+    ``k`` (None: exact L2RW)."""
     cells = {}
     for r in rows:
         if r["k"] == k:
-            key = (r["dataset"], r["kind"], r["clean"])
-            cells.setdefault(key, []).append(
-                100 * (r["acc"] - exact[(*key, r["seed"])]))
+            cells.setdefault((r["dataset"], r["kind"], r["clean"]), {})[r["seed"]] = r["acc"]
     return cells
+
+
+def accuracy_differences(rows, k):
+    """Per cell (data set, kind, clean size): the last-k accuracy minus the exact
+    one, in points, one value per seed."""
+    exact = accuracies(rows, None)
+    return {cell: [100 * (acc - exact[cell][seed]) for seed, acc in by_seed.items()]
+            for cell, by_seed in accuracies(rows, k).items()}
 
 
 def verdicts(rows):
@@ -254,15 +258,10 @@ def verdicts(rows):
         cells = accuracy_differences(rows["accuracy"], k)
         mean = float(np.mean([np.mean(v) for v in cells.values()]))
         cost = ratios[f"last {k}"]
-        out.append(dict(k=k, cost=cost, accuracy=mean, cost_ok=cost <= COST_BAR,
-                        accuracy_ok=mean >= -ACCURACY_BAR,
-                        ship=cost <= COST_BAR and mean >= -ACCURACY_BAR))
+        cost_ok, accuracy_ok = cost <= COST_BAR, mean >= -ACCURACY_BAR
+        out.append(dict(k=k, cost=cost, accuracy=mean, cost_ok=cost_ok,
+                        accuracy_ok=accuracy_ok, ship=cost_ok and accuracy_ok))
     return out
-
-
-def _signed(values):
-    v = np.asarray(values, dtype=float)
-    return f"{v.mean():+.1f} ± {v.std():.1f}"
 
 
 def render(saved):
@@ -292,13 +291,11 @@ def render(saved):
               "", f"## 2. Accuracy, last-k minus exact L2RW ({rows['module']}, points; "
               "mean ± std over seeds)", ""]
     acc = rows["accuracy"]
-    exact = {}
-    for r in acc:
-        if r["k"] is None:
-            exact.setdefault((r["dataset"], r["kind"], r["clean"]), []).append(100 * r["acc"])
+    exact = accuracies(acc, None)
     diffs = {k: accuracy_differences(acc, k) for k in rows["ks"]}
-    body = [[d, q.KIND_NAMES[kind], str(c), mean_std(exact[(d, kind, c)]),
-             *(_signed(diffs[k][(d, kind, c)]) for k in rows["ks"])]
+    body = [[d, q.KIND_NAMES[kind], str(c),
+             mean_std(list(exact[(d, kind, c)].values()), scale=100),
+             *(mean_std(diffs[k][(d, kind, c)], signed=True) for k in rows["ks"])]
             for d, kind, c in sorted(exact)]
     lines += markdown_table(["data set", "noise (40%)", "clean/class", "exact L2RW acc",
                              *(f"last {k}" for k in rows["ks"])], body,

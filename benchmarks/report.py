@@ -54,17 +54,19 @@ def stats(values):
     return float(np.nanmean(v)), float(np.nanstd(v)), int(np.sum(np.isfinite(v)))
 
 
-def mean_pm(mean, std, n=None, *, scale=1.0, digits=1):
-    """``"mean ± std"`` scaled (``scale=100`` for percent) and rounded.
+def mean_pm(mean, std, n=None, *, scale=1.0, digits=1, signed=False):
+    """``"mean ± std"`` scaled (``scale=100`` for percent) and rounded; ``signed``
+    writes the mean's sign always (a difference: ``"+0.5 ± 1.5"``).
 
     The mean alone when it stands for one value (``n == 1``), ``"n/a"`` when it is
     not a number.
     """
     if not math.isfinite(mean):
         return "n/a"
+    head = f"{scale * mean:{'+' if signed else ''}.{digits}f}"
     if n == 1:
-        return f"{scale * mean:.{digits}f}"
-    return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
+        return head
+    return f"{head} ± {scale * std:.{digits}f}"
 
 
 def percent(mean, std, n=None):
@@ -72,10 +74,11 @@ def percent(mean, std, n=None):
     return mean_pm(mean, std, n, scale=100)
 
 
-def mean_std(values, *, scale=1.0, digits=1):
+def mean_std(values, *, scale=1.0, digits=1, signed=False):
     """``"mean ± std"`` of ``values`` (population std, as NumPy computes it)."""
     v = np.asarray(values, dtype=float)
-    return mean_pm(float(v.mean()), float(v.std()), scale=scale, digits=digits)
+    return mean_pm(float(v.mean()), float(v.std()), scale=scale, digits=digits,
+                   signed=signed)
 
 
 def median(values):

@@ -42,6 +42,11 @@ class TestMeanStd:
         # population std (NumPy's): values 1 and 3 -> 2 ± 1
         assert mean_std([0.01, 0.03], scale=100) == "2.0 ± 1.0"
 
+    def test_signed_writes_the_sign_of_a_difference(self):
+        assert mean_std([0.5, 1.5], signed=True) == "+1.0 ± 0.5"
+        assert mean_std([-0.5, -1.5], signed=True) == "-1.0 ± 0.5"
+        assert mean_pm(0.004, 0.1, n=1, scale=100, signed=True) == "+0.4"
+
 
 class TestRatios:
     def test_ratios_are_paired_within_repeats(self):
