@@ -51,8 +51,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from benchmarks import datasets as bench_data
 from benchmarks import quality
-from benchmarks.environment import (add_jobs_argument, command_line, load_average,
-                                    report_header)
+from benchmarks.environment import (add_jobs_argument, command_line, cpu_model,
+                                    load_average, report_header, versions_line)
 from benchmarks.report import markdown_table, percent
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -377,7 +377,8 @@ def run(cfg, *, jobs=1, log=print):
     t0 = time.perf_counter()
     rows = quality.execute(plan(cfg, log=log), jobs=jobs, log=log)
     meta = dict(config=dataclasses.asdict(cfg), jobs=jobs, started=started.isoformat(),
-                elapsed=time.perf_counter() - t0, load_end=load_average())
+                elapsed=time.perf_counter() - t0, load_end=load_average(),
+                machine=cpu_model(), versions=versions_line())
     return rows, meta
 
 
@@ -540,7 +541,9 @@ def render(rows, meta, command):
     lines = report_header("sk_l2rw tables benchmark: routes for tabular users",
                           command=command, started=started, elapsed=meta["elapsed"],
                           smoke=cfg["mode"] == "smoke",
-                          load=meta.get("load_end", "not recorded"))
+                          load=meta.get("load_end", "not recorded"),
+                          # Rows written before the run kept these: the renderer's.
+                          machine=meta.get("machine"), versions=meta.get("versions"))
     sizes = ", ".join(f"{d} {r['n_train']:,} train / {r['n_test']:,} test"
                       for d in datasets_of(rows)
                       for r in _select(rows, dataset=d, method="ceiling")[:1])

@@ -76,6 +76,11 @@ class TestSmokeRows:
         assert tables.main(["--render", str(tmp_path / "tables.json"),
                             "--out", str(tmp_path / "again")]) == 0
         assert (tmp_path / "again" / "tables.md").read_text() == text
+        # The machine and versions are the run's, not the renderer's.
+        assert saved["meta"]["machine"] == meta["machine"] and "torch" in saved["meta"]["versions"]
+        rows_elsewhere = dict(saved, meta=dict(saved["meta"], machine="Elsewhere CPU"))
+        assert "Machine: Elsewhere CPU," in tables.render(rows_elsewhere["rows"],
+                                                          rows_elsewhere["meta"], "cmd")
 
 
 class TestPieces:
