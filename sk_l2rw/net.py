@@ -56,6 +56,7 @@ from sk_l2rw.data import (
 from sk_l2rw.dispatch import Computation, choose_meta_gradient  # noqa: F401
 from sk_l2rw.distributed import ShardedBatches, _PeerFailed, current_group
 from sk_l2rw.exceptions import NoCleanSetWarning
+from sk_l2rw.trusted import check_trusted, split_trusted
 from sk_l2rw.validation import (
     check_clean_batch_size,
     check_consistent_rows,
@@ -94,6 +95,9 @@ class FitData(NamedTuple):
     y_clean: np.ndarray = None
     # Per clean row, mean 1 (clean_class_weight); None: all rows count the same.
     w_clean: np.ndarray = None
+    # fit(..., trusted=mask): (positions of the training rows in X, rows of X), so
+    # that the weight record covers every row of X; None otherwise.
+    layout: tuple = None
 
 
 class _Run:
@@ -106,6 +110,7 @@ class _Run:
     def __init__(self, net, data, computation, group=None):
         device, dtype = net.device_, net._module_dtype()
         self.computation = computation
+        self.layout = data.layout
         # A data-parallel fit's ranks (sk_l2rw.distributed), or None.
         self.group = group
         # Seeded fits re-seed this generator at every epoch (on_epoch_begin).
@@ -295,7 +300,12 @@ class L2RWMixin:
 
     # ------------------------------------------------------------------ fit API
 
-    def fit(self, X, y, *, X_val=None, y_val=None, **fit_params):
+    #: ``trusted`` is routed to fit by default (metadata routing), as ``groups`` is
+    #: to a group splitter: a mask passed to a Pipeline or a search is meant for us.
+    __metadata_request__fit = {"trusted": True}
+    __metadata_request__partial_fit = {"trusted": True}
+
+    def fit(self, X, y, *, X_val=None, y_val=None, trusted=None, **fit_params):
         """Initialize the module and train it with L2RW.
 
         Parameters
@@ -307,6 +317,15 @@ class L2RWMixin:
             The clean set. Takes precedence over ``clean_X``/``clean_y`` given to the
             constructor; this is the route a Pipeline can transform
             (``Pipeline(..., transform_input=["X_val"])``).
+        trusted : array-like of bool, shape (n_samples,), optional
+            The clean set as rows of X: True where a row's label is trusted. The
+            same fit as ``fit(X[~trusted], y[~trusted], X_val=X[trusted],
+            y_val=y[trusted])``, except that ``sample_weights_`` has a column for
+            every row of X (NaN for the trusted rows: they decide the weights
+            rather than receive them). Being one value per row, the mask is sliced
+            with every fold of a search and reaches this estimator through a
+            Pipeline (metadata routing; see
+            :class:`sk_l2rw.model_selection.TrustedKFold`). Not with X_val/y_val.
         **fit_params : dict
             Passed to the module's ``forward``, as in skorch.
 
@@ -315,7 +334,9 @@ class L2RWMixin:
         self
         """
         with self._unchanged_on_error(), self._agreed():
-            data = self._validate_fit(X, y, X_val, y_val, reset=True)
+            X, y, X_val, y_val, layout = self._split_trusted(X, y, X_val, y_val, trusted)
+            data = self._validate_fit(X, y, X_val, y_val, reset=True)._replace(
+                layout=layout)
             self._features_seen = self._input_width(data.X)
             if not self.warm_start or not self.initialized_:
                 self.initialize()
@@ -324,7 +345,7 @@ class L2RWMixin:
         return self._train(data, _routing_method="fit", **fit_params)
 
     def partial_fit(self, X, y=None, classes=None, *, X_val=None, y_val=None,
-                    **fit_params):
+                    trusted=None, **fit_params):
         """Continue training (or start, if the estimator is not initialized).
 
         Appends to ``sample_weights_`` and the history. Parameters as in
@@ -337,7 +358,9 @@ class L2RWMixin:
         with self._unchanged_on_error(), self._agreed():
             # A net initialized by hand (e.g. to load_params) has seen no data yet.
             reset = not (self.initialized_ and hasattr(self, "n_features_in_"))
-            data = self._validate_fit(X, y, X_val, y_val, reset=reset)
+            X, y, X_val, y_val, layout = self._split_trusted(X, y, X_val, y_val, trusted)
+            data = self._validate_fit(X, y, X_val, y_val, reset=reset)._replace(
+                layout=layout)
             if reset:
                 self._features_seen = self._input_width(data.X)
             if not self.initialized_:
@@ -345,6 +368,19 @@ class L2RWMixin:
             with self._seeded(2):  # LazyLinear & co. materialise in the dry run
                 self._check_module(data)
         return self._train(data, _routing_method="partial_fit", **fit_params)
+
+    @staticmethod
+    def _split_trusted(X, y, X_val, y_val, trusted):
+        """``(X, y, X_val, y_val, layout)`` with the trusted rows of X as the clean
+        set; the inputs unchanged (and no layout) when ``trusted`` is None."""
+        if trusted is None:
+            return X, y, X_val, y_val, None
+        if X_val is not None or y_val is not None:
+            raise ValueError("pass the clean set either as trusted rows of X or as "
+                             "X_val, y_val, not both")
+        mask = check_trusted(trusted, n_rows(X))
+        X, y, X_val, y_val = split_trusted(X, y, mask)
+        return X, y, X_val, y_val, (np.flatnonzero(~mask), len(mask))
 
     @contextlib.contextmanager
     def _unchanged_on_error(self):
@@ -1062,7 +1098,12 @@ class L2RWMixin:
                              dataset_valid=dataset_valid, **kwargs)
         run = self._run_
         run.close_epoch()
-        self._weight_rows_.append(run.weights.double().cpu().numpy())
+        weights = run.weights.double().cpu().numpy()
+        if run.layout is not None:  # fit(..., trusted=mask): a column per row of X
+            positions, total = run.layout
+            weights, trained = np.full(total, np.nan), weights
+            weights[positions] = trained
+        self._weight_rows_.append(weights)
 
     def __sklearn_tags__(self):
         """skorch's tags, with scipy sparse X and categorical columns accepted."""

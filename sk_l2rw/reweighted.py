@@ -27,6 +27,7 @@ from sk_l2rw.classifier import L2RWClassifier
 from sk_l2rw.data import n_rows as _n_rows
 from sk_l2rw.diagnostics import _final_estimator, relative_weights
 from sk_l2rw.modules import MLP
+from sk_l2rw.trusted import check_trusted, split_trusted
 from sk_l2rw.validation import check_labels, clean_class_weights
 
 __all__ = ["ReweightedClassifier", "row_weights"]
@@ -140,7 +141,8 @@ class ReweightedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     estimator_ : classifier
         The fitted final estimator.
     sample_weight_ : numpy.ndarray of shape (n_samples,)
-        The weight of every training row, in the order of ``X``.
+        The weight of every training row, in the order of ``X`` (with
+        ``trusted``, of every row of X: the trusted rows' final-fit weights).
     classes_ : numpy.ndarray
         Class labels, in the order of ``predict_proba``'s columns.
     n_features_in_ : int
@@ -193,7 +195,9 @@ class ReweightedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                 f"{type(final).__name__}")
         return clone(self.net)
 
-    def fit(self, X, y, *, X_val=None, y_val=None):
+    __metadata_request__fit = {"trusted": True}
+
+    def fit(self, X, y, *, X_val=None, y_val=None, trusted=None):
         """Fit the net for the weights, then the estimator on the weighted rows.
 
         Parameters
@@ -204,12 +208,25 @@ class ReweightedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         X_val, y_val : array-like, optional
             The clean set, in the same columns as ``X``. Takes precedence over
             ``clean_X``/``clean_y`` of the net.
+        trusted : array-like of bool, shape (n_samples,), optional
+            The clean set as rows of X: True where a row's label is trusted. The
+            same fit as ``fit(X[~trusted], y[~trusted], X_val=X[trusted],
+            y_val=y[trusted])``; ``sample_weight_`` then has an entry for every row
+            of X, the trusted rows holding the weight they had in the final fit
+            (1, or their ``clean_class_weight``). Not with X_val/y_val.
 
         Returns
         -------
         self
         """
         sample_weight_key = self._check_estimator()
+        mask = None
+        if trusted is not None:
+            if X_val is not None or y_val is not None:
+                raise ValueError("pass the clean set either as trusted rows of X or as "
+                                 "X_val, y_val, not both")
+            mask = check_trusted(trusted, _n_rows(X))
+            X, y, X_val, y_val = split_trusted(X, y, mask)
         if (X_val is None) != (y_val is None):
             given = "X_val" if X_val is not None else "y_val"
             raise ValueError(
@@ -252,6 +269,9 @@ class ReweightedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         estimator = clone(self.estimator)
         estimator.fit(_stack_rows(X, X_val), np.concatenate([y, y_val]),
                       **{sample_weight_key: np.concatenate([weights, clean])})
+        if mask is not None:  # one weight per row of the X given, in its order
+            weights, trained = np.empty(len(mask)), weights
+            weights[~mask], weights[mask] = trained, clean
         # Nothing is set before both fits succeeded: a failed fit changes nothing.
         self.net_, self.estimator_, self.sample_weight_ = net, estimator, weights
         self.classes_ = estimator.classes_
