@@ -1,0 +1,363 @@
+"""``TrustedClassifier``: the trusted rows choose how a noisy table is learned.
+
+No way of learning from noisy labels wins on every table: GLC's correction is best
+when the noise depends on the class only and worst when it does not; IRBL needs
+trusted rows drawn like the test data; L2RW's weights shine when the noise is
+concentrated, and cost effective rows when it is not. Cross-validation on the noisy
+labels scores each of them against the noise. The trusted rows are the only honest
+judge, so :class:`TrustedClassifier` scores every route on trusted rows it did not
+train on (:class:`~sk_l2rw.model_selection.TrustedKFold`) and refits the winner.
+
+The rule, fixed before any benchmark score was seen (:func:`choose_route`): each
+route's out-of-fold class probabilities on the trusted rows are scored by the Brier
+score (a proper score: sharper than accuracy on a few rows, and bounded, unlike the
+log-loss of a probability 0); the route with the lowest mean is the best; the
+routes are then taken in their prior order (``routes``), and the first whose mean
+loss exceeds the best's by at most one standard error of the paired per-row
+differences is chosen. So a route later in the order must beat the earlier ones
+by more than the noise of the trusted sample, and with few trusted rows the choice
+falls back on the order, which starts with the estimator on all rows.
+"""
+
+import time
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
+from sklearn.utils.validation import check_is_fitted, has_fit_parameter
+
+from sk_l2rw.data import n_rows
+from sk_l2rw.glc import GLCClassifier, _is_plain_skorch_classifier
+from sk_l2rw.irbl import IRBLClassifier
+from sk_l2rw.model_selection import TrustedKFold
+from sk_l2rw.reweighted import ReweightedClassifier, _default_net
+from sk_l2rw.trusted import (check_trusted_fit, class_proba, default_estimator,
+                             fit_with_trusted, take)
+
+__all__ = ["ROUTES", "TrustedClassifier", "brier_losses", "choose_route", "fit_route"]
+
+#: Every route, in the default prior order: the estimator on all rows first (what a
+#: user does without this package), then the corrections that cost a fit or two,
+#: then L2RW's routes, and the estimator on trusted rows alone last (its
+#: cross-validated score comes from the fewest rows, so it must win clearly).
+ROUTES = ("mixed", "glc", "irbl", "reweighted", "l2rw_net", "trusted_only")
+
+_NEEDS = {"glc": "predict_proba", "irbl": "sample_weight", "reweighted": "sample_weight"}
+
+
+def _lacks(route, estimator):
+    """Why ``estimator`` cannot serve ``route``, or None when it can."""
+    need = _NEEDS.get(route)
+    if need == "sample_weight" and not has_fit_parameter(estimator, "sample_weight"):
+        return f"{type(estimator).__name__}.fit takes no sample_weight"
+    if need == "predict_proba" and not (hasattr(estimator, "predict_proba")
+                                        or _is_plain_skorch_classifier(estimator)):
+        return f"{type(estimator).__name__} has no predict_proba"
+    return None
+
+
+def fit_route(route, estimator, X, y, trusted, random_state=None):
+    """Fit one route around ``estimator`` on rows X with labels y (codes 0..K-1).
+
+    Parameters
+    ----------
+    route : str
+        One of :data:`ROUTES`: ``"mixed"`` the estimator on every row; ``"glc"``
+        :class:`~sk_l2rw.GLCClassifier`; ``"irbl"`` :class:`~sk_l2rw.IRBLClassifier`;
+        ``"reweighted"`` :class:`~sk_l2rw.ReweightedClassifier` (L2RW's row
+        weights, default net); ``"l2rw_net"`` L2RW's own default net
+        (:class:`~sk_l2rw.modules.MLP` with ``train_on_clean=True``, as
+        ReweightedClassifier builds it); ``"trusted_only"`` the estimator on the
+        trusted rows.
+    estimator : classifier
+    X : array-like, DataFrame or sparse matrix
+    y : numpy.ndarray of int
+    trusted : numpy.ndarray of bool
+    random_state : None or int
+        Seeds L2RW's nets.
+
+    Returns
+    -------
+    A fitted classifier.
+    """
+    if route == "mixed":
+        return clone(estimator).fit(X, y)
+    if route == "trusted_only":
+        return clone(estimator).fit(take(X, np.flatnonzero(trusted)), y[trusted])
+    if route == "glc":
+        model = GLCClassifier(clone(estimator))
+    elif route == "irbl":
+        model = IRBLClassifier(clone(estimator))
+    elif route == "reweighted":
+        model = ReweightedClassifier(clone(estimator), random_state=random_state)
+    elif route == "l2rw_net":
+        model = _default_net(n_rows(X), random_state, X)
+        model.steps[-1][1].set_params(train_on_clean=True)
+    else:
+        raise ValueError(f"unknown route {route!r}; the routes are {list(ROUTES)}")
+    return fit_with_trusted(model, X, y, trusted)
+
+
+def route_proba(model, X, n_classes):
+    """Class probabilities of a fitted route (one-hot predictions for a model that
+    has no ``predict_proba``)."""
+    if hasattr(model, "predict_proba"):
+        return class_proba(model, X, n_classes)
+    return np.eye(n_classes)[np.asarray(model.predict(X), dtype=int)]
+
+
+def brier_losses(proba, y):
+    """Each row's Brier loss ``sum_k (p_k - [y = k])^2`` (0 best, 2 worst).
+
+    Parameters
+    ----------
+    proba : array-like of shape (n_rows, n_classes)
+    y : array-like of int, shape (n_rows,)
+
+    Returns
+    -------
+    numpy.ndarray of shape (n_rows,)
+    """
+    proba = np.asarray(proba, dtype=float)
+    onehot = np.zeros_like(proba)
+    onehot[np.arange(len(y)), y] = 1.0
+    return ((proba - onehot) ** 2).sum(axis=1)
+
+
+def choose_route(losses):
+    """The rule: the first route (in order) within one paired standard error of the
+    best mean loss.
+
+    Parameters
+    ----------
+    losses : array-like of shape (n_routes, n_rows)
+        Each route's loss on the same held-out rows; rows in the prior order.
+
+    Returns
+    -------
+    chosen : int
+        Index of the chosen route.
+    gaps : numpy.ndarray of shape (n_routes,)
+        Mean loss minus the best route's (0 for the best).
+    errors : numpy.ndarray of shape (n_routes,)
+        Standard error of each route's paired per-row differences with the best
+        (0 for the best; 0 too with a single row).
+    """
+    losses = np.asarray(losses, dtype=float)
+    means = losses.mean(axis=1)
+    best = int(np.argmin(means))
+    diffs = losses - losses[best]
+    gaps = diffs.mean(axis=1)
+    n = losses.shape[1]
+    errors = diffs.std(axis=1, ddof=1) / np.sqrt(n) if n > 1 else np.zeros(len(losses))
+    chosen = next(i for i in range(len(losses)) if gaps[i] <= errors[i])
+    return chosen, gaps, errors
+
+
+class TrustedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
+    """Learn a noisy table the way its trusted rows say is best.
+
+    Every route (:data:`ROUTES`, :func:`fit_route`) is fitted around
+    ``estimator`` in each fold of :class:`~sk_l2rw.model_selection.TrustedKFold`
+    and scored on that fold's held-out trusted rows; the route chosen by
+    :func:`choose_route` (Brier score, prior order, one paired standard error) is
+    refitted on every row and predicts.
+
+    Parameters
+    ----------
+    estimator : classifier or None, default=None
+        The model every route is built around. None:
+        ``HistGradientBoostingClassifier()``. Routes it cannot serve (GLC without
+        ``predict_proba``, IRBL and L2RW's weights without ``sample_weight`` in
+        ``fit``) are left out with a warning.
+    routes : "auto" or sequence of str, default="auto"
+        The candidates, in their prior order (the first is preferred when the
+        trusted rows cannot tell the routes apart). "auto": :data:`ROUTES`.
+    cv : int or TrustedKFold, default=5
+        Folds of the trusted rows. An int k: ``TrustedKFold(min(k, m),
+        shuffle=True, random_state=random_state)`` where ``m`` is the fewest
+        trusted rows of a class. With fewer than 2 trusted rows in some class no
+        choice is possible: the first route is fitted with a warning.
+    random_state : None or int, default=None
+        Seeds the folds, L2RW's nets and the default estimator (a given estimator
+        keeps its own).
+
+    Attributes
+    ----------
+    route_ : str
+        The chosen route.
+    estimator_ : classifier
+        The chosen route fitted on every row (labels as codes of ``classes_``).
+    cv_results_ : dict of numpy.ndarray
+        One entry per route that was scored, in the prior order: ``route``,
+        ``mean_brier``/``std_brier`` and ``mean_accuracy``/``std_accuracy`` over the
+        folds, ``gap`` (mean Brier minus the best's), ``gap_se`` (its paired
+        standard error), ``mean_fit_time`` (seconds per fold). Empty when no
+        choice was possible.
+    classes_ : numpy.ndarray
+    n_features_in_ : int
+        When the chosen model records it.
+
+    Examples
+    --------
+    >>> from sk_l2rw import TrustedClassifier
+    >>> clf = TrustedClassifier(random_state=0)
+    >>> # clf.fit(X, y, trusted=mask); clf.route_, clf.cv_results_
+    """
+
+    __metadata_request__fit = {"trusted": True}
+
+    def __init__(self, estimator=None, *, routes="auto", cv=5, random_state=None):
+        self.estimator = estimator
+        self.routes = routes
+        self.cv = cv
+        self.random_state = random_state
+
+    def _check_routes(self, estimator):
+        """The routes to score, in order; those the estimator cannot serve left out."""
+        routes = ROUTES if isinstance(self.routes, str) and self.routes == "auto" else (
+            self.routes)
+        if isinstance(routes, str) or not hasattr(routes, "__iter__"):
+            raise TypeError(f"routes must be 'auto' or a sequence of route names; got "
+                            f"{self.routes!r}")
+        routes = list(routes)
+        unknown = [r for r in routes if r not in ROUTES]
+        if unknown or not routes or len(set(routes)) != len(routes):
+            raise ValueError(f"routes must name distinct routes among {list(ROUTES)}; "
+                             f"got {routes!r}")
+        kept = []
+        for route in routes:
+            reason = _lacks(route, estimator)
+            if reason is None:
+                kept.append(route)
+            else:
+                warnings.warn(f"route {route!r} left out: {reason}", UserWarning,
+                              stacklevel=3)
+        if not kept:
+            raise ValueError(f"no route is left for {type(estimator).__name__}: "
+                             f"every one of {routes} needs what it lacks")
+        return kept
+
+    def _check_cv(self, counts):
+        """The splitter, or None when some class has fewer than 2 trusted rows."""
+        if isinstance(self.cv, TrustedKFold):
+            return self.cv
+        if isinstance(self.cv, bool) or not isinstance(self.cv, (int, np.integer)) or (
+                self.cv < 2):
+            raise ValueError(f"cv must be an integer >= 2 or a TrustedKFold; got "
+                             f"{self.cv!r}")
+        fewest = int(counts.min())
+        if fewest < 2:
+            return None
+        return TrustedKFold(min(int(self.cv), fewest), shuffle=True,
+                            random_state=self.random_state)
+
+    def fit(self, X, y, *, trusted):
+        """Score every route on the trusted rows, then refit the chosen one.
+
+        Parameters
+        ----------
+        X : array-like, DataFrame or sparse matrix of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        trusted : array-like of bool, shape (n_samples,)
+            True for the rows whose labels are trusted (a random audit is best:
+            the routes are scored on these rows as if they were the test data).
+
+        Returns
+        -------
+        self
+        """
+        estimator = default_estimator(self.estimator, self.random_state)
+        routes = self._check_routes(estimator)
+        mask, classes, codes, _ = check_trusted_fit(X, y, trusted)
+        counts = np.bincount(codes[mask], minlength=len(classes))
+        splitter = self._check_cv(counts)
+        if splitter is None:
+            warnings.warn(
+                f"too few trusted rows to compare routes (classes "
+                f"{classes[counts < 2].tolist()} have fewer than 2): fitting the first "
+                f"route, {routes[0]!r}, without a choice", UserWarning, stacklevel=2)
+            results, route = {}, routes[0]
+        else:
+            results, route = self._score_routes(routes, estimator, X, codes, mask,
+                                                 splitter, len(classes))
+        final = fit_route(route, estimator, X, codes, mask, self.random_state)
+        self.route_, self.estimator_, self.cv_results_ = route, final, results
+        self.classes_ = classes
+        if hasattr(final, "n_features_in_"):
+            self.n_features_in_ = final.n_features_in_
+        return self
+
+    def _score_routes(self, routes, estimator, X, codes, mask, splitter, K):
+        """Out-of-fold probabilities of every route on the trusted rows; the rule."""
+        held = np.flatnonzero(mask)
+        position = np.full(len(codes), -1)
+        position[held] = np.arange(len(held))
+        proba = {r: np.full((len(held), K), np.nan) for r in routes}
+        per_fold = {r: [] for r in routes}
+        seconds = {r: 0.0 for r in routes}
+        failed = {}
+        folds = list(splitter.split(X, codes, trusted=mask))
+        for train, test in folds:
+            for route in routes:
+                if route in failed:
+                    continue
+                start = time.perf_counter()
+                try:
+                    model = fit_route(route, estimator, take(X, train), codes[train],
+                                      mask[train], self.random_state)
+                except Exception as exc:  # a route that breaks on a fold is dropped
+                    failed[route] = exc
+                    continue
+                seconds[route] += time.perf_counter() - start
+                p = route_proba(model, take(X, test), K)
+                proba[route][position[test]] = p
+                per_fold[route].append((brier_losses(p, codes[test]).mean(),
+                                        np.mean(p.argmax(axis=1) == codes[test])))
+        for route, exc in failed.items():
+            warnings.warn(f"route {route!r} left out: it failed on a fold with "
+                          f"{type(exc).__name__}: {exc}", UserWarning, stacklevel=3)
+        scored = [r for r in routes if r not in failed]
+        if not scored:
+            raise ValueError("every route failed during trusted cross-validation")
+        y_held = codes[held]
+        losses = np.array([brier_losses(proba[r], y_held) for r in scored])
+        chosen, gaps, errors = choose_route(losses)
+        folds_arr = {r: np.array(per_fold[r]) for r in scored}
+        results = {
+            "route": np.array(scored, dtype=object),
+            "mean_brier": np.array([folds_arr[r][:, 0].mean() for r in scored]),
+            "std_brier": np.array([folds_arr[r][:, 0].std() for r in scored]),
+            "mean_accuracy": np.array([folds_arr[r][:, 1].mean() for r in scored]),
+            "std_accuracy": np.array([folds_arr[r][:, 1].std() for r in scored]),
+            "gap": gaps, "gap_se": errors,
+            "mean_fit_time": np.array([seconds[r] / len(folds) for r in scored]),
+        }
+        return results, scored[chosen]
+
+    def predict_proba(self, X):
+        """Class probabilities of the chosen route, columns as ``classes_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        numpy.ndarray of shape (n_samples, n_classes)
+        """
+        check_is_fitted(self, "estimator_")
+        return route_proba(self.estimator_, X, len(self.classes_))
+
+    def predict(self, X):
+        """Class labels from the chosen route.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        numpy.ndarray of shape (n_samples,)
+        """
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]

@@ -1,0 +1,146 @@
+"""TrustedClassifier: the rule that picks a route, and the estimator around it."""
+
+import pickle
+
+import numpy as np
+import pytest
+import sklearn
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from sk_l2rw import TrustedClassifier
+from sk_l2rw.model_selection import TrustedKFold
+from sk_l2rw.selection import brier_losses, choose_route, fit_route, route_proba
+from test_glc_irbl import noisy_problem
+
+CHEAP = ("mixed", "glc", "irbl", "trusted_only")
+
+
+class TestRule:
+    def test_brier_against_the_definition(self):
+        proba = np.array([[0.7, 0.2, 0.1], [0.0, 0.0, 1.0]])
+        np.testing.assert_allclose(brier_losses(proba, np.array([0, 0])),
+                                   [0.09 + 0.04 + 0.01, 1 + 0 + 1])
+
+    def test_earlier_route_within_one_standard_error_is_kept(self):
+        rng = np.random.RandomState(0)
+        base = rng.uniform(0, 1, 40)
+        noise = rng.normal(0, 0.2, 40)
+        noise -= noise.mean()
+        losses = np.array([base + 0.01 + noise, base])  # route 1 better, not clearly
+        chosen, gaps, errors = choose_route(losses)
+        assert gaps[0] <= errors[0] and chosen == 0
+        assert gaps[1] == 0.0 and errors[1] == 0.0
+
+    def test_clear_winner_overturns_the_order(self):
+        rng = np.random.RandomState(0)
+        base = rng.uniform(0, 1, 40)
+        losses = np.array([base + 0.3 + rng.normal(0, 0.05, 40), base + 0.1, base])
+        chosen, gaps, errors = choose_route(losses)
+        assert chosen == 2 and gaps[0] > errors[0] and gaps[1] > errors[1]
+
+    def test_the_chosen_route_is_the_first_within_its_error(self):
+        rng = np.random.RandomState(3)
+        losses = rng.uniform(0, 1, (5, 30))
+        chosen, gaps, errors = choose_route(losses)
+        assert gaps[chosen] <= errors[chosen]
+        assert all(gaps[i] > errors[i] for i in range(chosen))
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    X, y, y_true, trusted = noisy_problem(n=1500, n_trusted=150)
+    model = TrustedClassifier(LogisticRegression(max_iter=1000), routes=CHEAP, cv=3,
+                              random_state=0).fit(X, y, trusted=trusted)
+    return model, X, y, y_true, trusted
+
+
+class TestTrustedClassifier:
+    def test_scores_every_route_and_follows_the_rule(self, fitted):
+        model = fitted[0]
+        results = model.cv_results_
+        assert list(results["route"]) == list(CHEAP)
+        for key in ("mean_brier", "std_brier", "mean_accuracy", "std_accuracy", "gap",
+                    "gap_se", "mean_fit_time"):
+            assert results[key].shape == (4,)
+        chosen = list(CHEAP).index(model.route_)
+        assert results["gap"][chosen] <= results["gap_se"][chosen]
+        assert all(results["gap"][i] > results["gap_se"][i] for i in range(chosen))
+
+    def test_noise_that_depends_on_the_class_is_corrected(self, fitted):
+        model, X, y, y_true, trusted = fitted
+        # 40% of class b and 30% of class c relabelled a: the noisy model is beaten
+        assert model.route_ != "mixed"
+        plain = LogisticRegression(max_iter=1000).fit(X, y)
+        assert np.mean(model.predict(X) == y_true) > np.mean(plain.predict(X) == y_true)
+        assert set(model.predict(X)) <= set(y)
+
+    def test_refit_is_the_chosen_route_on_every_row(self, fitted):
+        model, X, y, _, trusted = fitted
+        codes = np.searchsorted(model.classes_, y)
+        again = fit_route(model.route_, LogisticRegression(max_iter=1000), X, codes,
+                          trusted)
+        np.testing.assert_allclose(model.predict_proba(X),
+                                   route_proba(again, X, len(model.classes_)))
+
+    def test_clone_pickle_and_a_failed_fit_changes_nothing(self, fitted):
+        model, X, y, _, trusted = fitted
+        again = pickle.loads(pickle.dumps(model))
+        np.testing.assert_array_equal(again.predict(X), model.predict(X))
+        assert clone(model).get_params()["routes"] == CHEAP
+        before = model.predict_proba(X)
+        with pytest.raises(TypeError, match="boolean mask"):
+            model.fit(X, y, trusted=trusted.astype(int))
+        with pytest.raises(ValueError, match="routes must name distinct routes"):
+            clone(model).set_params(routes=("mixed", "best")).fit(X, y, trusted=trusted)
+        np.testing.assert_array_equal(model.predict_proba(X), before)
+
+    def test_routes_the_estimator_cannot_serve_are_left_out(self):
+        X, y, _, trusted = noisy_problem(n=400, n_trusted=90)
+        with pytest.warns(UserWarning, match="'irbl' left out: .*no sample_weight"):
+            model = TrustedClassifier(KNeighborsClassifier(), routes=("mixed", "irbl"),
+                                      cv=3).fit(X, y, trusted=trusted)
+        assert list(model.cv_results_["route"]) == ["mixed"]
+        with pytest.raises(ValueError, match="no route is left"), pytest.warns(
+                UserWarning):
+            TrustedClassifier(KNeighborsClassifier(), routes=("irbl",)).fit(
+                X, y, trusted=trusted)
+
+    def test_too_few_trusted_rows_fit_the_first_route_with_a_warning(self):
+        X, y, _, trusted = noisy_problem(n=400, n_trusted=90)
+        one_c = trusted & ((y != "c") | (np.cumsum(trusted & (y == "c")) <= 1))
+        with pytest.warns(UserWarning, match="too few trusted rows .*\\['c'\\]"):
+            model = TrustedClassifier(LogisticRegression(max_iter=1000), routes=CHEAP,
+                                      cv=3).fit(X, y, trusted=one_c)
+        assert model.route_ == "mixed" and model.cv_results_ == {}
+
+    @pytest.mark.parametrize("cv", [1, 2.5, "five"])
+    def test_bad_cv(self, cv):
+        X, y, _, trusted = noisy_problem(n=300, n_trusted=60)
+        with pytest.raises(ValueError, match="cv must be an integer >= 2"):
+            TrustedClassifier(LogisticRegression(), cv=cv).fit(X, y, trusted=trusted)
+
+    def test_in_a_pipeline_and_a_trusted_search(self):
+        X, y, _, trusted = noisy_problem(n=600, n_trusted=120)
+        pipe = make_pipeline(StandardScaler(), TrustedClassifier(
+            LogisticRegression(max_iter=1000), routes=("mixed", "glc"), cv=2))
+        with sklearn.config_context(enable_metadata_routing=True):
+            search = GridSearchCV(pipe, {"trustedclassifier__routes": [
+                ("mixed",), ("mixed", "glc")]}, cv=TrustedKFold(3))
+            search.fit(X, y, trusted=trusted)
+        assert search.best_estimator_[-1].route_ in ("mixed", "glc")
+
+
+class TestL2RWRoutes:
+    def test_l2rw_routes_fit_and_are_scored(self):
+        X, y, _, trusted = noisy_problem(n=400, n_trusted=90)
+        model = TrustedClassifier(LogisticRegression(max_iter=1000),
+                                  routes=("reweighted", "l2rw_net"), cv=2,
+                                  random_state=0).fit(X, y, trusted=trusted)
+        assert list(model.cv_results_["route"]) == ["reweighted", "l2rw_net"]
+        assert np.isfinite(model.cv_results_["mean_brier"]).all()
+        assert model.predict_proba(X).shape == (len(X), 3)
