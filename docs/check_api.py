@@ -5,7 +5,13 @@ import sys
 from pathlib import Path
 
 PUBLIC = {
-    "sk_l2rw": ["L2RWClassifier", "L2RWRegressor", "ReweightedClassifier"],
+    "sk_l2rw": ["L2RWClassifier", "L2RWRegressor", "ReweightedClassifier",
+                "TrustedClassifier", "GLCClassifier", "IRBLClassifier"],
+    "sk_l2rw.model_selection": None,
+    "sk_l2rw.selection": ["ROUTES", "fit_route", "brier_losses", "choose_route"],
+    "sk_l2rw.glc": ["corruption_matrix", "correct_proba", "ForwardCorrectedLoss"],
+    "sk_l2rw.irbl": ["irbl_weights"],
+    "sk_l2rw.trusted": ["check_trusted", "split_trusted", "fit_with_trusted"],
     "sk_l2rw.modules": None,
     "sk_l2rw.reweighted": ["row_weights"],
     "sk_l2rw.diagnostics": None,

@@ -120,7 +120,9 @@ def _softmax(logits):
     return torch.softmax(logits, dim=-1)
 
 
-def _is_plain_skorch_classifier(estimator):
+def is_plain_skorch_classifier(estimator):
+    """A skorch ``NeuralNetClassifier`` that is not an L2RW net: what GLC's loss
+    correction retrains."""
     from skorch import NeuralNetClassifier
 
     from sk_l2rw.net import L2RWMixin
@@ -191,7 +193,7 @@ class GLCClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if self.correction not in ("auto", "plugin", "loss"):
             raise ValueError(f"correction must be 'auto', 'plugin' or 'loss'; got "
                              f"{self.correction!r}")
-        net = _is_plain_skorch_classifier(estimator)
+        net = is_plain_skorch_classifier(estimator)
         correction = ("loss" if net else "plugin") if self.correction == "auto" else (
             self.correction)
         if correction == "loss":

@@ -59,7 +59,7 @@ def row_weights(net):
     return np.where(counts > 0, total / np.maximum(counts, 1), 1.0)
 
 
-def _default_net(n_rows, random_state, X=None):
+def default_net(n_rows, random_state, X=None):
     """The built-in net: median imputation, standard scaling, an MLP (256 ReLU units)
     trained by L2RW with Adam at 1e-3, batch 128, 20 epochs or 200 steps if more.
 
@@ -187,7 +187,7 @@ class ReweightedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
 
     def _check_net(self, n_rows, X=None):
         if self.net is None:
-            return _default_net(n_rows, self.random_state, X)
+            return default_net(n_rows, self.random_state, X)
         final = _final_estimator(self.net)
         if not isinstance(final, L2RWClassifier):
             raise TypeError(

@@ -27,10 +27,10 @@ from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clo
 from sklearn.utils.validation import check_is_fitted, has_fit_parameter
 
 from sk_l2rw.data import n_rows
-from sk_l2rw.glc import GLCClassifier, _is_plain_skorch_classifier
+from sk_l2rw.glc import GLCClassifier, is_plain_skorch_classifier
 from sk_l2rw.irbl import IRBLClassifier
 from sk_l2rw.model_selection import TrustedKFold
-from sk_l2rw.reweighted import ReweightedClassifier, _default_net
+from sk_l2rw.reweighted import ReweightedClassifier, default_net
 from sk_l2rw.trusted import (check_trusted_fit, class_proba, default_estimator,
                              fit_with_trusted, take)
 
@@ -51,7 +51,7 @@ def _lacks(route, estimator):
     if need == "sample_weight" and not has_fit_parameter(estimator, "sample_weight"):
         return f"{type(estimator).__name__}.fit takes no sample_weight"
     if need == "predict_proba" and not (hasattr(estimator, "predict_proba")
-                                        or _is_plain_skorch_classifier(estimator)):
+                                        or is_plain_skorch_classifier(estimator)):
         return f"{type(estimator).__name__} has no predict_proba"
     return None
 
@@ -91,7 +91,7 @@ def fit_route(route, estimator, X, y, trusted, random_state=None):
     elif route == "reweighted":
         model = ReweightedClassifier(clone(estimator), random_state=random_state)
     elif route == "l2rw_net":
-        model = _default_net(n_rows(X), random_state, X)
+        model = default_net(n_rows(X), random_state, X)
         model.steps[-1][1].set_params(train_on_clean=True)
     else:
         raise ValueError(f"unknown route {route!r}; the routes are {list(ROUTES)}")

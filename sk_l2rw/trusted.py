@@ -19,8 +19,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sk_l2rw.data import n_rows
 from sk_l2rw.validation import check_labels
 
-__all__ = ["check_trusted", "check_trusted_fit", "class_proba", "default_estimator",
-           "fit_with_trusted", "split_trusted", "take"]
+# The other functions here are the package's own plumbing for its estimators.
+__all__ = ["check_trusted", "fit_with_trusted", "split_trusted"]
 
 
 def check_trusted(trusted, n_samples, *, name="trusted"):
