@@ -6,7 +6,8 @@
 ``compiled_step``, ``scale``, ``sparse_memory``, ``categorical``, ``clean_loss_warning``,
 ``imbalance_steps``, ``last_layers``). Each
 writes its report under ``benchmarks/results/``; ``--smoke`` runs it on tiny data
-without downloading (CI). Shared pieces: ``datasets`` (real data sets from package
+without downloading (CI). Shared pieces: ``common`` (the base the studies share:
+``common.baselines`` fits every method and baseline once), ``datasets`` (real data sets from package
 registries, cached), ``environment`` (the machine, versions and command a report
 names; the rows' JSON next to a report, from which ``--render`` rebuilds it),
 ``models`` (the networks), ``ports`` (the public ways of computing L2RW that

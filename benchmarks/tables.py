@@ -51,6 +51,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from benchmarks import datasets as bench_data
 from benchmarks import quality
+from benchmarks.common.baselines import (Timer, fit_cleanlab, fit_glc_hgb, fit_glc_net,
+                                         fit_irbl_hgb, fit_l2rw, fit_net, fit_reweighted,
+                                         fit_trusted, hgb, net)
 from benchmarks.environment import (add_jobs_argument, command_line, cpu_model,
                                     load_average, report_header, versions_line)
 from benchmarks.report import markdown_table, percent
@@ -72,10 +75,15 @@ METHODS = {
     "l2rw_prior": "L2RW, prior weights",
     "l2rw_toc": "L2RW, train_on_clean",
     "reweighted_hgb": "Reweighted HGB",
+    "glc_hgb": "GLC (HGB plug-in)",
+    "glc_net": "GLC (net, corrected loss)",
+    "irbl_hgb": "IRBL (HGB)",
+    "trusted": "TrustedClassifier",
     "ceiling": "ceiling (net, true labels)",
 }
-BASELINES = ("plain_noisy", "plain_both", "clean_only", "cleanlab", "cleanlab_hgb", "hgb")
-ROUTES = ("l2rw", "l2rw_prior", "l2rw_toc", "reweighted_hgb")
+BASELINES = ("plain_noisy", "plain_both", "clean_only", "cleanlab", "cleanlab_hgb", "hgb",
+             "glc_hgb", "glc_net", "irbl_hgb")
+ROUTES = ("l2rw", "l2rw_prior", "l2rw_toc", "reweighted_hgb", "trusted")
 
 
 @dataclasses.dataclass
@@ -85,7 +93,7 @@ class Config(quality.Setting):
 
     # (protocol, size): per_class rows per class, or audit rows (an int) or share
     # of the training rows (a float below 1).
-    protocols: tuple = (("per_class", 10), ("audit", 200), ("audit", 0.01))
+    protocols: tuple = (("per_class", 10), ("audit", 200), ("audit", 0.01), ("audit", 0.05))
 
 
 #: Rows (training, test) of every data set in a full run; None keeps the whole split.
@@ -116,6 +124,15 @@ def quick_config():
         epochs=10, min_steps=60, cv_folds=2, hgb_max_iter=30)
 
 
+def reduced_config():
+    """What one session's two cores could run with TrustedClassifier (about an hour):
+    one seed, the four data sets with at most 5,000 training rows each, every
+    noise kind and clean-set protocol of the full run, the full run's setting."""
+    return Config(mode="reduced", seeds=(0,),
+                  datasets={"digits": (None, None), "letter": (5000, 5000),
+                            "adult": (5000, 5000), "kdd_census": (5000, 5000)})
+
+
 def smoke_config():
     """Digits only (bundled with scikit-learn): nothing is downloaded."""
     return Config(
@@ -129,8 +146,11 @@ def smoke_config():
 # ---------------------------------------------------------------------------
 
 
-def recommended_method(dataset, protocol):
-    """The route README's "Which route" prescribes.
+def recommended_method(dataset, protocol, rows=()):
+    """The route README's "Which route" prescribes: ``TrustedClassifier()``.
+
+    Rows written before it existed (the committed ``tables.json`` of 2026-12-01)
+    were judged by the earlier rule, which their report keeps:
 
     Tables of measured features (adult, kdd_census, letter): gradient boosting on
     L2RW's weights, ``ReweightedClassifier(HistGradientBoostingClassifier())``.
@@ -141,6 +161,8 @@ def recommended_method(dataset, protocol):
     protocol, so the protocol does not change the choice of route.
     """
     del protocol  # the class weights, not the route, follow the protocol
+    if any(r["method"] == "trusted" for r in rows):
+        return "trusted"
     return "reweighted_hgb" if dataset in TABULAR else "l2rw_toc"
 
 
@@ -196,80 +218,6 @@ def prior_weights(prior, y_clean):
 # ---------------------------------------------------------------------------
 
 
-def net_params(cfg, n_features, K, n_rows):
-    import torch
-
-    from sk_l2rw.modules import MLP
-
-    return dict(module=MLP, module__n_features=n_features, module__n_outputs=K,
-                module__hidden_layer_sizes=(cfg.hidden,), module__softmax=False,
-                criterion=torch.nn.CrossEntropyLoss, optimizer=torch.optim.Adam,
-                lr=cfg.lr, batch_size=cfg.batch_size,
-                max_epochs=quality.n_epochs(cfg, n_rows), train_split=None, verbose=0)
-
-
-def _hgb(cfg, seed):
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    return HistGradientBoostingClassifier(early_stopping=True, max_iter=cfg.hgb_max_iter,
-                                          random_state=seed)
-
-
-def fit_net(cfg, X, y, K, seed):
-    from skorch import NeuralNetClassifier
-
-    quality._seed_torch(seed)
-    net = NeuralNetClassifier(iterator_train__shuffle=True,
-                              **net_params(cfg, X.shape[1], K, len(y)))
-    return net.fit(X, y)
-
-
-def fit_cleanlab(cfg, clf, X, y, seed):
-    from cleanlab.classification import CleanLearning
-
-    quality._seed_torch(seed)
-    # n_jobs=1: cleanlab's own process pool cannot start inside a worker process.
-    model = CleanLearning(clf=clf, seed=seed, cv_n_folds=cfg.cv_folds, verbose=False,
-                          find_label_issues_kwargs={"n_jobs": 1})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.fit(X, y)
-    return model
-
-
-def fit_l2rw(cfg, X, y, X_clean, y_clean, K, seed, **options):
-    from sk_l2rw import L2RWClassifier
-
-    net = L2RWClassifier(clean_X=X_clean, clean_y=y_clean, random_state=seed,
-                         **net_params(cfg, X.shape[1], K, len(y)), **options)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # classes missing from an audit
-        return net.fit(X, y)
-
-
-def fit_reweighted(cfg, X, y, X_clean, y_clean, seed, clean_class_weight=None):
-    from sk_l2rw import L2RWClassifier, ReweightedClassifier
-    from sk_l2rw.modules import MLP
-
-    if cfg.mode == "full":
-        net = None  # the shipped default net: the benchmark's setting, with scaling
-    else:  # smaller runs shrink the net like every other one
-        import torch
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
-        net = make_pipeline(StandardScaler(), L2RWClassifier(
-            MLP, module__hidden_layer_sizes=(cfg.hidden,),
-            criterion=torch.nn.CrossEntropyLoss, optimizer=torch.optim.Adam, lr=cfg.lr,
-            batch_size=cfg.batch_size, max_epochs=quality.n_epochs(cfg, len(y)),
-            random_state=seed, verbose=0))
-    model = ReweightedClassifier(_hgb(cfg, seed), net=net, random_state=seed,
-                                 clean_class_weight=clean_class_weight)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return model.fit(X, y, X_val=X_clean, y_val=y_clean)
-
-
 def _scores(model, X_test, y_test):
     from sklearn.metrics import balanced_accuracy_score
 
@@ -284,7 +232,7 @@ def cell_methods(cfg, key, X, y_noisy, flipped, X_clean, y_clean, X_test, y_test
     rows = []
 
     def record(method, fit):
-        with quality._Timer() as t:
+        with Timer() as t:
             model = fit()
         rows.append(dict(key, method=method, wall_s=round(t.wall, 3),
                          **_scores(model, X_test, y_test)))
@@ -297,25 +245,41 @@ def cell_methods(cfg, key, X, y_noisy, flipped, X_clean, y_clean, X_test, y_test
     record("plain_noisy", lambda: fit_net(cfg, X, y_noisy, K, seed))
     record("plain_both", lambda: fit_net(cfg, X_both, y_both, K, seed))
     if quality.have_cleanlab():
-        from skorch import NeuralNetClassifier
-
-        clf = NeuralNetClassifier(iterator_train__shuffle=True,
-                                  **net_params(cfg, X.shape[1], K, len(y_both)))
+        clf = net(cfg, X.shape[1], K, len(y_both))
         record("cleanlab", lambda: fit_cleanlab(cfg, clf, X_both, y_both, seed))
-        record("cleanlab_hgb", lambda: fit_cleanlab(cfg, _hgb(cfg, seed), X_both, y_both,
+        record("cleanlab_hgb", lambda: fit_cleanlab(cfg, hgb(cfg, seed), X_both, y_both,
                                                     seed))
-    record("hgb", lambda: _hgb(cfg, seed).fit(X_both, y_both))
+    record("hgb", lambda: hgb(cfg, seed).fit(X_both, y_both))
+    record("glc_hgb", lambda: fit_glc_hgb(cfg, X, y_noisy, X_clean, y_clean, seed))
+    record("glc_net", lambda: fit_glc_net(cfg, X, y_noisy, X_clean, y_clean, K, seed))
+    model = record("irbl_hgb", lambda: fit_irbl_hgb(cfg, X, y_noisy, X_clean, y_clean,
+                                                     seed))
+    rows[-1].update(_weight_stats(model.sample_weight_[:len(y_noisy)], flipped))
     for method, extra in (("l2rw", {}), ("l2rw_prior", options),
                           ("l2rw_toc", dict(options, train_on_clean=True))):
         if method == "l2rw_prior" and weights is None:
             continue
-        net = record(method, lambda extra=extra: fit_l2rw(cfg, X, y_noisy, X_clean,
+        model = record(method, lambda extra=extra: fit_l2rw(cfg, X, y_noisy, X_clean,
                                                           y_clean, K, seed, **extra))
-        rows[-1].update(_weight_stats(np.nanmean(net.sample_weights_, axis=0), flipped))
+        rows[-1].update(_weight_stats(np.nanmean(model.sample_weights_, axis=0), flipped))
     model = record("reweighted_hgb", lambda: fit_reweighted(
         cfg, X, y_noisy, X_clean, y_clean, seed, clean_class_weight=weights))
     rows[-1].update(_weight_stats(model.sample_weight_, flipped))
+    model = record("trusted", lambda: fit_trusted(cfg, X, y_noisy, X_clean, y_clean, seed))
+    rows[-1].update(_chosen(model))
     return rows
+
+
+def _chosen(model):
+    """The route TrustedClassifier chose and its trusted-CV accuracy estimate."""
+    results = model.cv_results_
+    if not results:
+        return dict(route=model.route_, cv_acc=None)
+    index = list(results["route"]).index(model.route_)
+    return dict(route=model.route_, cv_acc=float(results["mean_accuracy"][index]))
+
+
+
 
 
 def _weight_stats(weights, flipped):
@@ -336,17 +300,17 @@ def dataset_task(cfg, name, seed, data, threads=1):
         background = int(np.bincount(y).argmax())
         base = dict(dataset=name, seed=seed, n_train=len(y), n_test=len(y_te))
         rows = []
-        with quality._Timer() as t:
-            net = fit_net(cfg, X, y, K, seed)
+        with Timer() as t:
+            model = fit_net(cfg, X, y, K, seed)
         rows.append(dict(base, protocol="*", size=None, kind="*", method="ceiling",
-                         wall_s=round(t.wall, 3), **_scores(net, X_te, y_te)))
+                         wall_s=round(t.wall, 3), **_scores(model, X_te, y_te)))
         for protocol in cfg.protocols:
             X_rest, y_rest, X_clean, y_clean = clean_split(X, y, protocol, seed)
             key = dict(base, protocol=protocol[0], size=protocol[1], n_clean=len(y_clean))
-            with quality._Timer() as t:
-                net = fit_net(cfg, X_clean, y_clean, K, seed)
+            with Timer() as t:
+                model = fit_net(cfg, X_clean, y_clean, K, seed)
             rows.append(dict(key, kind="*", method="clean_only", wall_s=round(t.wall, 3),
-                             **_scores(net, X_te, y_te)))
+                             **_scores(model, X_te, y_te)))
             for kind in cfg.kinds:
                 y_noisy, flipped = flip_labels(y_rest, cfg.rate, kind,
                                                background_class=background,
@@ -395,7 +359,7 @@ def cell_values(rows, dataset, protocol, kind, method, metric="acc"):
     """Per-seed scores of one method in one cell (ceiling and clean-only rows hold
     for every noise kind; ``recommended`` is the rule's route)."""
     if method == "recommended":
-        method = recommended_method(dataset, protocol)
+        method = recommended_method(dataset, protocol, rows)
     if method == "ceiling":
         found = _select(rows, dataset=dataset, method="ceiling")
     elif method == "clean_only":
@@ -452,7 +416,7 @@ def cell_tables(rows, metric):
                     if m in means and means[m][0] == top and m != "ceiling":
                         text = f"**{text}**"
                     cells.append(text)
-                body.append([d, METHODS[recommended_method(d, protocol)]] + cells
+                body.append([d, METHODS[recommended_method(d, protocol, rows)]] + cells
                             + [f"{100 * margin:+.1f} ({METHODS[best]})"])
             name = "accuracy" if metric == "acc" else "balanced accuracy"
             lines += ["", f"### {KIND_NAMES[kind]} {40}%, {protocol_label(protocol)}: "
@@ -505,6 +469,67 @@ def goals(rows):
     return markdown_table(["goal", "numbers (points)", "verdict"], body)
 
 
+def trusted_goals(rows):
+    """Issue 29's goals for ``TrustedClassifier()``, on means over seeds (accuracy)."""
+    margins, labels, gaps = [], [], []
+    for d in datasets_of(rows):
+        for protocol in protocols_of(rows):
+            for kind in kinds_of(rows):
+                means, best, margin = cell_summary(rows, d, protocol, kind)
+                if best is None or not math.isfinite(margin):
+                    continue
+                margins.append(margin)
+                labels.append(f"{d}, {KIND_NAMES[kind]}, {protocol_label(protocol)}: "
+                              f"{100 * margin:+.1f} ({METHODS[best]})")
+                if protocol == ("audit", 200):
+                    gaps += [abs(r["cv_acc"] - r["acc"]) for r in _select(
+                        rows, dataset=d, protocol="audit", size=200, kind=kind,
+                        method="trusted") if r.get("cv_acc") is not None]
+    margins = np.array(margins)
+    within = float(np.mean(margins >= -0.01)) if len(margins) else float("nan")
+    beats = float(np.mean(margins > 0)) if len(margins) else float("nan")
+    far = [label for label, m in zip(labels, margins) if m < -0.03]
+    gap = float(np.mean(gaps)) if gaps else float("nan")
+    body = [
+        ["within 1 point of the best baseline in ≥ 90% of the cells",
+         f"{int(np.sum(margins >= -0.01))} of {len(margins)} ({100 * within:.0f}%)",
+         "PASS" if within >= 0.9 else "FAIL"],
+        ["never more than 3 points behind", "; ".join(far) or "never",
+         "PASS" if not far else "FAIL"],
+        ["better than every baseline in ≥ 50% of the cells",
+         f"{int(np.sum(margins > 0))} of {len(margins)} ({100 * beats:.0f}%)",
+         "PASS" if beats >= 0.5 else "FAIL"],
+        ["audit of 200 rows: trusted-CV accuracy within 3 points of the test "
+         "accuracy on average", f"mean abs(CV − test) {100 * gap:.1f} over {len(gaps)} fits",
+         "PASS" if gap <= 0.03 else "FAIL"],
+    ]
+    return markdown_table(["goal", "numbers (points)", "verdict"], body)
+
+
+def chosen_table(rows):
+    """Per cell: the route TrustedClassifier chose in each seed, its trusted-CV
+    accuracy estimate beside the test accuracy, and its fit time against HGB's."""
+    body = []
+    for d in datasets_of(rows):
+        for protocol in protocols_of(rows):
+            for kind in kinds_of(rows):
+                key = dict(dataset=d, protocol=protocol[0], size=protocol[1], kind=kind)
+                found = sorted(_select(rows, method="trusted", **key),
+                               key=lambda r: r["seed"])
+                if not found:
+                    continue
+                hgb_s = np.median([r["wall_s"] for r in _select(rows, method="hgb", **key)])
+                cv = [r["cv_acc"] for r in found if r.get("cv_acc") is not None]
+                body.append([d, protocol_label(protocol), KIND_NAMES[kind],
+                             ", ".join(r["route"] for r in found),
+                             f"{100 * np.mean(cv):.1f}" if cv else "–",
+                             f"{100 * np.mean([r['acc'] for r in found]):.1f}",
+                             f"{np.median([r['wall_s'] for r in found]) / hgb_s:.0f}x"])
+    return markdown_table(["data set", "clean set", "noise", "route chosen (per seed)",
+                           "trusted-CV accuracy", "test accuracy",
+                           "fit time / HGB's"], body)
+
+
 def weights_table(rows):
     body = []
     for d in datasets_of(rows):
@@ -547,14 +572,22 @@ def render(rows, meta, command):
     sizes = ", ".join(f"{d} {r['n_train']:,} train / {r['n_test']:,} test"
                       for d in datasets_of(rows)
                       for r in _select(rows, dataset=d, method="ceiling")[:1])
+    trusted = any(r["method"] == "trusted" for r in rows)
     lines += [f"Mode: {cfg['mode']}; seeds {', '.join(map(str, cfg['seeds']))}; "
-              f"{meta['jobs']} worker(s), 1 thread each. Rows per seed: {sizes}.", "",
-              "Recommended route (fixed rule, `benchmarks.tables.recommended_method`): "
-              f"{', '.join(TABULAR)}: {METHODS['reweighted_hgb']}; the pixel sets: "
-              f"{METHODS['l2rw_toc']}; both with clean_class_weight = prior / clean "
-              "share under the per-class protocol.", "",
-              "## Goals", ""]
-    lines += goals(rows)
+              f"{meta['jobs']} worker(s), 1 thread each. Rows per seed: {sizes}.", ""]
+    if trusted:
+        lines += ["Recommended route: `TrustedClassifier(random_state=seed)` with its "
+                  "defaults (HGB, every route, 5 trusted folds, Brier score, one "
+                  "paired standard error against the prior order).", "",
+                  "## Goals", ""]
+        lines += trusted_goals(rows)
+    else:
+        lines += ["Recommended route (fixed rule, `benchmarks.tables.recommended_method`): "
+                  f"{', '.join(TABULAR)}: {METHODS['reweighted_hgb']}; the pixel sets: "
+                  f"{METHODS['l2rw_toc']}; both with clean_class_weight = prior / clean "
+                  "share under the per-class protocol.", "",
+                  "## Goals", ""]
+        lines += goals(rows)
     lines += ["", "![recommended route against the best baseline](tables.png)"]
     lines += ["", "## Test accuracy (%)"]
     lines += cell_tables(rows, "acc")
@@ -562,6 +595,9 @@ def render(rows, meta, command):
     lines += cell_tables(rows, "bal_acc")
     lines += ["", "## Reweighted HGB's row weights", ""]
     lines += weights_table(rows)
+    if trusted:
+        lines += ["", "## The route TrustedClassifier chose", ""]
+        lines += chosen_table(rows)
     lines += ["", "## Median wall time per fit (s, one thread)", ""]
     lines += time_table(rows)
     return "\n".join(lines) + "\n"
@@ -618,6 +654,8 @@ def main(argv=None):
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="small, under 5 minutes")
     size.add_argument("--smoke", action="store_true", help="digits only (CI)")
+    size.add_argument("--reduced", action="store_true",
+                      help="one seed, at most 5,000 training rows per data set")
     size.add_argument("--render", metavar="JSON", help="re-render a saved tables.json")
     add_jobs_argument(parser)
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder")
@@ -633,7 +671,8 @@ def main(argv=None):
         print(f"wrote {path}")
         return 0
     command = command_line("tables", argv)
-    cfg = smoke_config() if args.smoke else quick_config() if args.quick else full_config()
+    cfg = (smoke_config() if args.smoke else quick_config() if args.quick
+           else reduced_config() if args.reduced else full_config())
     if args.datasets:
         names = [d.strip() for d in args.datasets.split(",") if d.strip()]
         known = FULL_SIZES if cfg.mode == "full" else cfg.datasets

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import quality, tables
+from benchmarks.common.baselines import fit_reweighted, hgb
 from benchmarks.environment import (StudyRun, add_report_arguments, report_folder,
                                     report_header, rerender)
 from benchmarks.report import markdown_table
@@ -51,13 +52,13 @@ def run(datasets, seed=0, cfg=None, protocols=(("per_class", 10), ("audit", 200)
                                          random_state=seed)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    model = tables.fit_reweighted(cfg, X_rest, y_noisy, X_clean, y_clean,
-                                                  seed, clean_class_weight=weights)
+                    model = fit_reweighted(cfg, X_rest, y_noisy, X_clean, y_clean,
+                                           seed, clean_class_weight=weights)
                 w = model.sample_weight_
                 both_X, both_y = np.vstack([X_rest, X_clean]), np.r_[y_noisy, y_clean]
-                uniform = tables._hgb(cfg, seed).fit(
+                uniform = hgb(cfg, seed).fit(
                     both_X, both_y, sample_weight=np.r_[np.ones(len(y_noisy)), c])
-                plain = tables._hgb(cfg, seed).fit(both_X, both_y)
+                plain = hgb(cfg, seed).fit(both_X, both_y)
                 base = dict(dataset=name, protocol=protocol[0], size=protocol[1], kind=kind,
                             seed=seed, noisy_1=float(np.mean(y_noisy == 1)),
                             weighted_noisy_1=float(w[y_noisy == 1].sum() / w.sum()),

@@ -59,12 +59,38 @@ class TestSmokeRows:
         cfg, rows, _ = smoke
         protocol, kind = cfg.protocols[0], cfg.kinds[0]
         means, best, margin = tables.cell_summary(rows, "digits", protocol, kind)
-        route = tables.recommended_method("digits", protocol)
+        route = tables.recommended_method("digits", protocol, rows)
+        assert route == "trusted"
         own = [r["acc"] for r in rows if r["method"] == route and r["kind"] == kind
                and r["protocol"] == protocol[0]]
         baselines = {m: means[m][0] for m in tables.BASELINES}
         assert best == max(baselines, key=baselines.get)
         assert margin == pytest.approx(np.mean(own) - baselines[best])
+
+    def test_trusted_classifier_records_its_choice(self, tables, smoke):
+        from sk_l2rw.selection import ROUTES
+
+        _, rows, _ = smoke
+        found = [r for r in rows if r["method"] == "trusted"]
+        assert found and all(r["route"] in ROUTES for r in found)
+        assert all(0.0 <= r["cv_acc"] <= 1.0 for r in found)
+        irbl = [r for r in rows if r["method"] == "irbl_hgb"]
+        assert all(np.isfinite(r["weight_ratio"]) for r in irbl)
+
+    def test_goals_of_the_trusted_route(self, tables, smoke):
+        _, rows, _ = smoke
+        lines = tables.trusted_goals(rows)
+        cells = len({(r["protocol"], r["size"], r["kind"]) for r in rows
+                     if r["method"] == "trusted"})
+        assert f"of {cells} (" in lines[2]
+        chosen = tables.chosen_table(rows)
+        assert len(chosen) == 2 + cells  # header, rule, one row per cell
+
+    def test_rows_without_trusted_keep_the_earlier_rule(self, tables, smoke):
+        _, rows, _ = smoke
+        old = [r for r in rows if r["method"] != "trusted"]
+        assert tables.recommended_method("digits", ("per_class", 10), old) == "l2rw_toc"
+        assert tables.recommended_method("adult", ("audit", 200), old) == "reweighted_hgb"
 
     def test_report_and_rows_written(self, tables, smoke, tmp_path):
         cfg, rows, meta = smoke

@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # Shared pieces, not studies.
-SHARED = {"datasets", "environment", "models", "ports", "report"}
+SHARED = {"common", "datasets", "environment", "models", "ports", "report"}
 
 # In one process (each start imports torch): import every study the way
 # ``python -m`` from the repository root does and print its --help.
