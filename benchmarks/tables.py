@@ -232,8 +232,13 @@ def cell_methods(cfg, key, X, y_noisy, flipped, X_clean, y_clean, X_test, y_test
     rows = []
 
     def record(method, fit):
-        with Timer() as t:
-            model = fit()
+        try:
+            with Timer() as t:
+                model = fit()
+        except ValueError as exc:  # a method refusing the cell (GLC without a
+            # trusted row of every class): recorded, and left out of the means
+            rows.append(dict(key, method=method, error=f"{type(exc).__name__}: {exc}"))
+            return None
         rows.append(dict(key, method=method, wall_s=round(t.wall, 3),
                          **_scores(model, X_test, y_test)))
         return model
@@ -254,19 +259,24 @@ def cell_methods(cfg, key, X, y_noisy, flipped, X_clean, y_clean, X_test, y_test
     record("glc_net", lambda: fit_glc_net(cfg, X, y_noisy, X_clean, y_clean, K, seed))
     model = record("irbl_hgb", lambda: fit_irbl_hgb(cfg, X, y_noisy, X_clean, y_clean,
                                                      seed))
-    rows[-1].update(_weight_stats(model.sample_weight_[:len(y_noisy)], flipped))
+    if model is not None:
+        rows[-1].update(_weight_stats(model.sample_weight_[:len(y_noisy)], flipped))
     for method, extra in (("l2rw", {}), ("l2rw_prior", options),
                           ("l2rw_toc", dict(options, train_on_clean=True))):
         if method == "l2rw_prior" and weights is None:
             continue
         model = record(method, lambda extra=extra: fit_l2rw(cfg, X, y_noisy, X_clean,
                                                           y_clean, K, seed, **extra))
-        rows[-1].update(_weight_stats(np.nanmean(model.sample_weights_, axis=0), flipped))
+        if model is not None:
+            rows[-1].update(_weight_stats(np.nanmean(model.sample_weights_, axis=0),
+                                          flipped))
     model = record("reweighted_hgb", lambda: fit_reweighted(
         cfg, X, y_noisy, X_clean, y_clean, seed, clean_class_weight=weights))
-    rows[-1].update(_weight_stats(model.sample_weight_, flipped))
+    if model is not None:
+        rows[-1].update(_weight_stats(model.sample_weight_, flipped))
     model = record("trusted", lambda: fit_trusted(cfg, X, y_noisy, X_clean, y_clean, seed))
-    rows[-1].update(_chosen(model))
+    if model is not None:
+        rows[-1].update(_chosen(model))
     return rows
 
 
@@ -352,7 +362,9 @@ def run(cfg, *, jobs=1, log=print):
 
 
 def _select(rows, **key):
-    return [r for r in rows if all(r.get(k) == v for k, v in key.items())]
+    """The rows of a key; a method's refusals of a cell (``error``) are not scores."""
+    return [r for r in rows if "error" not in r and all(r.get(k) == v
+                                                        for k, v in key.items())]
 
 
 def cell_values(rows, dataset, protocol, kind, method, metric="acc"):
@@ -598,6 +610,10 @@ def render(rows, meta, command):
     if trusted:
         lines += ["", "## The route TrustedClassifier chose", ""]
         lines += chosen_table(rows)
+    refused = sorted({(METHODS[r["method"]], r["error"]) for r in rows if "error" in r})
+    if refused:
+        lines += ["", "## Methods that refused a cell (left out of its means)", ""]
+        lines += [f"- {method}: {error}" for method, error in refused]
     lines += ["", "## Median wall time per fit (s, one thread)", ""]
     lines += time_table(rows)
     return "\n".join(lines) + "\n"

@@ -159,3 +159,23 @@ def test_class_balance_study_smoke(tables, tmp_path):
     for r in rows:
         assert 0 <= r["weighted_noisy_1"] <= 1 and 0 <= r["predicted_1"] <= 1
         assert r["noisy_1"] != r["true_1"]  # 40% of the labels were flipped
+
+
+def test_a_method_refusing_a_cell_is_recorded_not_scored(tables, tmp_path):
+    """An audit of 2% of 500 digits leaves classes without a trusted row: GLC refuses,
+    TrustedClassifier falls back on its first route; the run goes on."""
+    monkeypatch = pytest.MonkeyPatch()
+    refuse_downloads(monkeypatch, tmp_path / "empty-cache", tables.quality.bench_data)
+    try:
+        cfg = tables.smoke_config()
+        cfg.protocols = (("audit", 0.02),)
+        rows, meta = tables.run(cfg, jobs=1, log=lambda m: None)
+    finally:
+        monkeypatch.undo()
+    refused = {r["method"] for r in rows if "error" in r}
+    assert refused == {"glc_hgb", "glc_net"}
+    assert not tables.cell_values(rows, "digits", ("audit", 0.02), "background", "glc_hgb")
+    trusted = [r for r in rows if r["method"] == "trusted"]
+    assert [r["route"] for r in trusted] == ["mixed"] and trusted[0]["cv_acc"] is None
+    text = tables.render(rows, meta, "python -m benchmarks.tables --smoke")
+    assert "GLC needs a trusted row of every class" in text
