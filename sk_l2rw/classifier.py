@@ -101,7 +101,9 @@ class L2RWClassifier(L2RWMixin, NeuralNetClassifier):
     ----------
     sample_weights_ : numpy.ndarray of shape (n_epochs, n_samples)
         The normalised weight each row received in each epoch; NaN where a row did
-        not train. Appended to by ``partial_fit`` and ``warm_start``.
+        not train (and for the trusted rows of ``fit(X, y, trusted=mask)``, which
+        set the weights rather than receive them). Appended to by ``partial_fit``
+        and ``warm_start``.
     meta_gradient_ : str
         The computation that ran: "ghost", "jvp", "reference", or "plain" (no
         clean set).

@@ -58,7 +58,11 @@ def namespace():
     column_transformer = ColumnTransformer(
         [("onehot", OneHotEncoder(), ["colour"]),
          ("scale", StandardScaler(), ["size", "noise"])], sparse_threshold=0)
+    # a table with its audited rows inside: the clean rows stacked under the noisy ones
+    audited = np.r_[np.zeros(len(y_noisy), bool), np.ones(len(clean_y), bool)]
     return dict(X_noisy=X_noisy, y_noisy=y_noisy, clean_X=clean_X, clean_y=clean_y,
+                X_table=np.vstack([X_noisy, clean_X]), y_table=np.r_[y_noisy, clean_y],
+                audited=audited, mask=audited,
                 X_test=X_test, y_test=y_test, X=table.iloc[60:], y=labels[60:],
                 X_clean=table.iloc[:60], y_clean=labels[:60],
                 column_transformer=column_transformer)
