@@ -144,3 +144,17 @@ class TestL2RWRoutes:
         assert list(model.cv_results_["route"]) == ["reweighted", "l2rw_net"]
         assert np.isfinite(model.cv_results_["mean_brier"]).all()
         assert model.predict_proba(X).shape == (len(X), 3)
+
+
+def test_a_dataframe_with_categorical_columns():
+    import pandas as pd
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    X, y, _, trusted = noisy_problem(n=500, n_trusted=120)
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    frame["colour"] = pd.Categorical(np.where(X[:, 0] > 0, "red", "blue"))
+    model = TrustedClassifier(HistGradientBoostingClassifier(max_iter=20),
+                              routes=("mixed", "glc", "irbl", "trusted_only"), cv=3,
+                              random_state=0).fit(frame, y, trusted=trusted)
+    assert list(model.cv_results_["route"]) == ["mixed", "glc", "irbl", "trusted_only"]
+    assert model.predict(frame.iloc[:7]).shape == (7,)
