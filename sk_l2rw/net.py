@@ -432,6 +432,23 @@ class L2RWMixin:
         Returns
         -------
         self
+
+        Raises
+        ------
+        ValueError, TypeError
+            A bad parameter (skorch's included) or input, named, before anything
+            changes.
+        FloatingPointError
+            Training diverged (the loss is no longer finite).
+
+        Notes
+        -----
+        All or nothing: when the call raises, for any reason (the above, or an
+        exception from the module's ``forward`` or from a callback in the middle of
+        training), the estimator is left exactly as it was before the call: module
+        parameters, optimizer state, history, ``sample_weights_`` and every fitted
+        attribute. A ``KeyboardInterrupt`` during training is not an error: as in
+        skorch, the call returns and keeps the completed epochs.
         """
         with self._unchanged_on_error() as before, self._agreed():
             data = self._validate_fit(X, y, X_val, y_val, reset=True)
@@ -452,6 +469,17 @@ class L2RWMixin:
         Returns
         -------
         self
+
+        Raises
+        ------
+        ValueError, TypeError, FloatingPointError
+            As :meth:`fit`; also rows of another shape than the first fit's.
+
+        Notes
+        -----
+        All or nothing, as :meth:`fit`: a call that raises leaves the estimator as
+        it was before the call; a ``KeyboardInterrupt`` during training keeps the
+        epochs the call completed.
         """
         with self._unchanged_on_error() as before, self._agreed():
             # A net initialized by hand (e.g. to load_params) has seen no data yet.
