@@ -867,8 +867,9 @@ class L2RWMixin:
             X = check_sparse_features(X, dtype=numpy_dtype(self._module_dtype()))
         fitted = getattr(self, "_row_shape_", None)
         if (isinstance(fitted, tuple) and hasattr(X, "shape")
-                and len(X.shape) != len(fitted) + 1):
-            # e.g. (2, 5) after (10,): validate_data would name only shape[1]
+                and len(X.shape) >= 2 and len(X.shape) != len(fitted) + 1):
+            # e.g. (2, 5) after (10,): validate_data would name only shape[1] (and
+            # a 1-D X gets its "Reshape your data" advice)
             self._check_row_shape(tuple(X.shape[1:]))
         X = validate_data(self, X, reset=False, allow_nd=True, accept_sparse="csr",
                           dtype=numpy_dtype(self._module_dtype()))
