@@ -340,3 +340,46 @@ def test_random_small_problems(n_rows, n_features, n_classes, n_clean, string_la
     assert np.isfinite(proba).all()
     assert not np.isnan(net.sample_weights_).any()
     assert set(net.predict(X)) <= set(present)
+
+
+ANY_VALUE = st.one_of(
+    st.none(), st.booleans(), st.integers(-3, 300), st.floats(allow_nan=True),
+    st.sampled_from(["auto", "cpu", "gpu", "", "yes"]), st.just({5: 1.0}),
+    st.just([1, 2]))
+PARAMETERS = ["batch_size", "max_epochs", "lr", "iterator_train__batch_size",
+              "iterator_valid__batch_size", "warm_start", "verbose", "random_state",
+              "device", "clean_batch_size", "meta_gradient", "train_on_clean",
+              "optimizer__lr"]
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(PARAMETERS), value=ANY_VALUE,
+       method=st.sampled_from(["fit", "partial_fit"]),
+       scale=st.sampled_from([1.0, 1.0, 1e30]), extra_axis=st.booleans())
+def test_random_bad_calls_succeed_or_change_nothing(trained, name, value, method, scale,
+                                                    extra_axis):
+    """Any parameter value and some bad inputs: the call succeeds, or raises a
+    documented error with a message and leaves the estimator exactly as it was."""
+    net = copy.deepcopy(trained[0])
+    net.set_params(max_epochs=2)
+    # Recorded before the bad value is set: predicting uses batch sizes too.
+    before = fitted_state(net, XA)
+    missing = object()
+    old = vars(net).get(name, missing)
+    vars(net)[name] = value
+    X = XA_TRAIN[:60] * np.float32(scale)
+    if extra_axis:
+        X = X[:, :, None]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            call(net, method, X, YA_TRAIN[:60])
+    except (ValueError, TypeError, FloatingPointError) as exc:
+        assert str(exc)
+        if old is missing:
+            vars(net).pop(name)
+        else:
+            vars(net)[name] = old
+        assert_unchanged(net, before, XA)
