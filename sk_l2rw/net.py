@@ -11,6 +11,7 @@ overrides skorch's extension points (``initialize_*``, ``get_iterator``,
 """
 
 import contextlib
+import copy
 import functools
 import inspect
 import warnings
@@ -58,18 +59,31 @@ from sk_l2rw.distributed import ShardedBatches, _PeerFailed, current_group
 from sk_l2rw.exceptions import NoCleanSetWarning
 from sk_l2rw.trusted import check_trusted, split_trusted
 from sk_l2rw.validation import (
+    check_batch_size,
+    check_bool,
     check_clean_batch_size,
     check_consistent_rows,
+    check_device,
     check_feature_dict,
     check_features,
+    check_lr,
+    check_max_epochs,
     check_meta_gradient,
+    check_predict_nonlinearity,
+    check_random_state,
+    check_row_shape,
     check_same_keys,
     check_sparse_features,
     check_train_on_clean,
+    check_train_split,
+    check_verbose,
     is_dict_input,
     numpy_dtype,
 )
 from sk_l2rw.weights import effective_sample_shares
+
+_UNSET = object()
+
 
 def resolve_device(device):
     """``"auto"`` becomes ``"cuda"`` when CUDA is available, else ``"cpu"``."""
@@ -280,6 +294,111 @@ def _as_device_tensor(X, dtype, device):
     return X.to(device)
 
 
+def _host_copy(state):
+    """A copy of a state dict (or a nest of dicts, lists and tensors) with every
+    tensor copied to host memory: a snapshot must not double what the device holds,
+    and ``load_state_dict`` moves it back."""
+    if torch.is_tensor(state):
+        return state.detach().to("cpu", copy=True)
+    if isinstance(state, dict):
+        out = copy.copy(state)  # keeps the type and a module state dict's _metadata
+        for key, value in state.items():
+            out[key] = _host_copy(value)
+        return out
+    if isinstance(state, (list, tuple)) and type(state) in (list, tuple):
+        return type(state)(_host_copy(value) for value in state)
+    return copy.deepcopy(state)
+
+
+def _is_lazy(module):
+    return any(torch.nn.parameter.is_lazy(t)
+               for t in (*module.parameters(), *module.buffers()))
+
+
+#: Objects a callback may hold whose state changes in place during training (the
+#: scheduler of skorch's LRScheduler): their state dicts are part of a snapshot.
+_STATEFUL = (torch.nn.Module, torch.optim.lr_scheduler.LRScheduler,
+             torch.optim.lr_scheduler.ReduceLROnPlateau)
+
+
+class _Snapshot:
+    """What a ``fit``/``partial_fit`` call can change, taken when the call starts.
+
+    :meth:`restore` puts the estimator back as it was: its attributes (a shallow
+    copy of ``__dict__``: the call replaces objects rather than editing them,
+    except for those below), the parameters and buffers of its modules and
+    criteria and the user's module or criterion instance, the optimizers' state,
+    the rows of the history, the weight record, and the attributes of the
+    callbacks (and the state of their schedulers). Tensors are copied to host
+    memory once; nothing else is deep-copied, so the cost is one copy of the
+    parameters and optimizer state per call (measured in CHANGES.md).
+    """
+
+    def __init__(self, net):
+        self.net = net
+        self.attributes = dict(net.__dict__)
+        initialized = net.__dict__.get("initialized_", False)
+        candidates = [net.module, net.criterion]
+        if initialized:
+            candidates += [getattr(net, name + "_", None)
+                           for name in net._modules + net._criteria]
+        # A lazy module not yet materialised has no values to copy; the one time
+        # this matters (a failed first fit of a module instance) it stays
+        # materialised, with the shapes the data gave it.
+        self.modules = [
+            (m, _host_copy(m.state_dict()), [(sub, sub.training) for sub in m.modules()])
+            for m in _distinct(candidates)
+            if isinstance(m, torch.nn.Module) and not _is_lazy(m)]
+        self.optimizers = [
+            (opt, _host_copy(opt.state_dict())) for opt in _distinct(
+                getattr(net, name + "_", None) for name in net._optimizers)
+            if initialized and isinstance(opt, torch.optim.Optimizer)]
+        history = net.__dict__.get("history_")
+        self.history = None if history is None else (history, [dict(row) for row in history])
+        rows = net.__dict__.get("_weight_rows_")
+        self.weight_rows = None if rows is None else (rows, list(rows))
+        callbacks = [cb for _, cb in (net.__dict__.get("callbacks_") or [])]
+        callbacks += [cb[1] if isinstance(cb, tuple) else cb
+                      for cb in (net.callbacks if isinstance(net.callbacks, list) else [])]
+        self.callbacks = [
+            (cb, dict(vars(cb)), [(value, _host_copy(value.state_dict()))
+                                  for value in vars(cb).values()
+                                  if isinstance(value, _STATEFUL)])
+            for cb in _distinct(callbacks) if hasattr(cb, "__dict__")]
+
+    def restore(self):
+        """Put the estimator back as it was when the snapshot was taken."""
+        net = self.net
+        net.__dict__.clear()
+        net.__dict__.update(self.attributes)
+        for module, state, modes in self.modules:
+            module.load_state_dict(state)
+            for sub, training in modes:
+                sub.training = training
+        for optimizer, state in self.optimizers:
+            optimizer.load_state_dict(state)
+        for saved in (self.history, self.weight_rows):
+            if saved is not None:
+                target, items = saved
+                target.clear()
+                target.extend(items)
+        for cb, attributes, states in self.callbacks:
+            vars(cb).clear()
+            vars(cb).update(attributes)
+            for value, state in states:
+                value.load_state_dict(state)
+
+
+def _distinct(objects):
+    """``objects`` without None and without repeats (by identity), in order."""
+    seen, out = set(), []
+    for obj in objects:
+        if obj is not None and id(obj) not in seen:
+            seen.add(id(obj))
+            out.append(obj)
+    return out
+
+
 class L2RWMixin:
     """Meta-reweighted training for a skorch ``NeuralNet`` (see L2RWClassifier)."""
 
@@ -332,8 +451,25 @@ class L2RWMixin:
         Returns
         -------
         self
+
+        Raises
+        ------
+        ValueError, TypeError
+            A bad parameter (skorch's included) or input, named, before anything
+            changes.
+        FloatingPointError
+            Training diverged (the loss is no longer finite).
+
+        Notes
+        -----
+        All or nothing: when the call raises, for any reason (the above, or an
+        exception from the module's ``forward`` or from a callback in the middle of
+        training), the estimator is left exactly as it was before the call: module
+        parameters, optimizer state, history, ``sample_weights_`` and every fitted
+        attribute. A ``KeyboardInterrupt`` during training is not an error: as in
+        skorch, the call returns and keeps the completed epochs.
         """
-        with self._unchanged_on_error(), self._agreed():
+        with self._unchanged_on_error() as before, self._agreed():
             X, y, X_val, y_val, layout = self._split_trusted(X, y, X_val, y_val, trusted)
             data = self._validate_fit(X, y, X_val, y_val, reset=True)._replace(
                 layout=layout)
@@ -342,7 +478,7 @@ class L2RWMixin:
                 self.initialize()
             with self._seeded(2):  # LazyLinear & co. materialise in the dry run
                 self._check_module(data)
-        return self._train(data, _routing_method="fit", **fit_params)
+        return self._train(data, before, _routing_method="fit", **fit_params)
 
     def partial_fit(self, X, y=None, classes=None, *, X_val=None, y_val=None,
                     trusted=None, **fit_params):
@@ -354,8 +490,19 @@ class L2RWMixin:
         Returns
         -------
         self
+
+        Raises
+        ------
+        ValueError, TypeError, FloatingPointError
+            As :meth:`fit`; also rows of another shape than the first fit's.
+
+        Notes
+        -----
+        All or nothing, as :meth:`fit`: a call that raises leaves the estimator as
+        it was before the call; a ``KeyboardInterrupt`` during training keeps the
+        epochs the call completed.
         """
-        with self._unchanged_on_error(), self._agreed():
+        with self._unchanged_on_error() as before, self._agreed():
             # A net initialized by hand (e.g. to load_params) has seen no data yet.
             reset = not (self.initialized_ and hasattr(self, "n_features_in_"))
             X, y, X_val, y_val, layout = self._split_trusted(X, y, X_val, y_val, trusted)
@@ -367,7 +514,7 @@ class L2RWMixin:
                 self.initialize()
             with self._seeded(2):  # LazyLinear & co. materialise in the dry run
                 self._check_module(data)
-        return self._train(data, _routing_method="partial_fit", **fit_params)
+        return self._train(data, before, _routing_method="partial_fit", **fit_params)
 
     @staticmethod
     def _split_trusted(X, y, X_val, y_val, trusted):
@@ -384,13 +531,17 @@ class L2RWMixin:
 
     @contextlib.contextmanager
     def _unchanged_on_error(self):
-        """Undo validation and re-initialization when anything before training fails."""
-        before = dict(self.__dict__)
+        """Undo validation and re-initialization when anything before training fails
+        (a KeyboardInterrupt included: nothing has trained yet).
+
+        Yields the :class:`_Snapshot` of the estimator as the call found it, which
+        :meth:`_train` restores when training fails.
+        """
+        before = _Snapshot(self)
         try:
-            yield
+            yield before
         except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(before)
+            before.restore()
             raise
 
     @staticmethod
@@ -459,7 +610,20 @@ class L2RWMixin:
     def _check_output(self, out):
         """Subclasses check the module's output width against the targets."""
 
-    def _train(self, data, **fit_params):
+    def _train(self, data, before, /, **fit_params):
+        """Train on validated ``data``; on an exception, restore ``before`` (the
+        :class:`_Snapshot` taken when the call started) and re-raise.
+
+        A KeyboardInterrupt is not an error here: skorch ends training on it and
+        keeps the completed epochs, and so does this.
+        """
+        try:
+            return self._train_validated(data, **fit_params)
+        except Exception:
+            before.restore()
+            raise
+
+    def _train_validated(self, data, **fit_params):
         computation = Computation(
             self.module_, self.meta_gradient, has_clean=data.X_clean is not None,
             compile_kwargs=self.get_params_for("compile") if self.compile else None)
@@ -487,20 +651,47 @@ class L2RWMixin:
 
     #: Parameter name -> validator, checked at every fit before anything else
     #: (scikit-learn's ``_parameter_constraints`` idea; its helpers are private).
+    #: skorch's own parameters are here too: skorch checks their values only where
+    #: training uses them, mid-fit. A ``prefix__name`` parameter is checked when set.
     _parameter_constraints = {
         "meta_gradient": check_meta_gradient,
         "clean_batch_size": check_clean_batch_size,
         "train_on_clean": check_train_on_clean,
         "categorical_features": check_categorical_features,
+        "random_state": check_random_state,
+        "device": check_device,
+        "batch_size": check_batch_size,
+        "iterator_train__batch_size": functools.partial(
+            check_batch_size, name="iterator_train__batch_size"),
+        "iterator_valid__batch_size": functools.partial(
+            check_batch_size, name="iterator_valid__batch_size"),
+        "iterator_train__shuffle": functools.partial(
+            check_bool, name="iterator_train__shuffle"),
+        "max_epochs": check_max_epochs,
+        "lr": check_lr,
+        "optimizer__lr": functools.partial(check_lr, name="optimizer__lr"),
+        "warm_start": functools.partial(check_bool, name="warm_start"),
+        "compile": functools.partial(check_bool, name="compile"),
+        "verbose": check_verbose,
+        "train_split": check_train_split,
+        "predict_nonlinearity": check_predict_nonlinearity,
     }
 
-    def _validate_params(self):
+    def _check_params(self):
+        """Check every parameter in ``_parameter_constraints``.
+
+        Not named ``_validate_params``: that is skorch's check of the parameter
+        names (a typo such as ``iterator_train_shuffle``), which skorch runs when it
+        initializes and which this must not hide.
+        """
         for name, check in self._parameter_constraints.items():
-            check(getattr(self, name))
+            value = getattr(self, name, _UNSET)
+            if value is not _UNSET:
+                check(value)
 
     def _validate_fit(self, X, y, X_val, y_val, *, reset):
         """Check everything before anything changes; raise on the first problem."""
-        self._validate_params()
+        self._check_params()
         Xc, yc, where = self._clean_source(X_val, y_val)
         dtype = numpy_dtype(self._module_dtype())
         frame, levels = X, self._category_levels(X, reset=reset)
@@ -511,6 +702,8 @@ class L2RWMixin:
         X_arr, names, y_arr, dataset = self._validate_training(X, y, dtype, reset=reset)
         row_shape = (tuple(np.shape(dataset[0][0])) if dataset is not None
                      else _row_shapes(X_arr))
+        if not reset:
+            self._check_row_shape(row_shape)
         X_clean, y_clean = self._validate_clean(
             Xc, yc, where, dtype, row_shape,
             training=X_arr if dataset is None and X_val is not None else None,
@@ -522,6 +715,8 @@ class L2RWMixin:
         if reset:
             # the inputs of a dict X, checked again at predict and partial_fit
             self._x_keys = list(X_arr) if isinstance(X_arr, Mapping) else None
+            # the shape of a row (of each input of a dict X), likewise
+            self._row_shape_ = row_shape
             if levels:
                 self.categories_ = levels
             else:
@@ -679,6 +874,13 @@ class L2RWMixin:
                 f"{name} has {X.shape[1]} features, but {type(self).__name__} is "
                 f"expecting {self.n_features_in_} features as input")
 
+    def _check_row_shape(self, row_shape):
+        """Rows of another shape than the fit's (e.g. ``(4, 1)`` after ``(4,)``, which
+        has the same number of features) would reach the module."""
+        fitted = getattr(self, "_row_shape_", None)
+        if fitted is not None:
+            check_row_shape(row_shape, fitted, name="X", owner=type(self).__name__)
+
     def _validate_predict(self, X):
         self.check_is_fitted()
         if isinstance(X, torch.utils.data.Dataset):
@@ -693,13 +895,22 @@ class L2RWMixin:
             if fitted is not None:
                 check_same_keys(dict.fromkeys(fitted), X,
                                 names=("the X the estimator was fitted on", "X"))
+            self._check_row_shape(_row_shapes(X))
             return X
         if torch.is_tensor(X):
             X = X.detach().cpu().numpy()
         if sp.issparse(X):
             X = check_sparse_features(X, dtype=numpy_dtype(self._module_dtype()))
-        return validate_data(self, X, reset=False, allow_nd=True, accept_sparse="csr",
-                             dtype=numpy_dtype(self._module_dtype()))
+        fitted = getattr(self, "_row_shape_", None)
+        if (isinstance(fitted, tuple) and hasattr(X, "shape")
+                and len(X.shape) >= 2 and len(X.shape) != len(fitted) + 1):
+            # e.g. (2, 5) after (10,): validate_data would name only shape[1] (and
+            # a 1-D X gets its "Reshape your data" advice)
+            self._check_row_shape(tuple(X.shape[1:]))
+        X = validate_data(self, X, reset=False, allow_nd=True, accept_sparse="csr",
+                          dtype=numpy_dtype(self._module_dtype()))
+        self._check_row_shape(_row_shapes(X))
+        return X
 
     def _module_dtype(self):
         module = getattr(self, "module_", None)

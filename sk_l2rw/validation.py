@@ -22,6 +22,16 @@ __all__ = [
     "check_meta_gradient",
     "check_clean_batch_size",
     "check_train_on_clean",
+    "check_batch_size",
+    "check_max_epochs",
+    "check_lr",
+    "check_bool",
+    "check_verbose",
+    "check_train_split",
+    "check_random_state",
+    "check_device",
+    "check_predict_nonlinearity",
+    "check_row_shape",
     "check_clean_class_weight",
     "clean_class_weights",
     "check_features",
@@ -73,6 +83,142 @@ def check_train_on_clean(value):
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"train_on_clean must be True or False; got {value!r}")
     return bool(value)
+
+
+def check_batch_size(value, name="batch_size"):
+    """Validate a batch size: a positive int, or -1 (every row in one batch).
+
+    Parameters
+    ----------
+    value : object
+    name : str
+        The parameter's name, for the message (``"iterator_train__batch_size"``...).
+
+    Returns
+    -------
+    int
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive int, or -1 for one batch of all "
+                        f"rows; got {value!r}")
+    if value < 1 and value != -1:
+        raise ValueError(f"{name} must be a positive int, or -1 for one batch of all "
+                         f"rows; got {value}")
+    return int(value)
+
+
+def check_max_epochs(value, name="max_epochs"):
+    """Validate ``max_epochs``: an int of at least 0 (0 trains nothing, as in skorch)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a non-negative int; got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be a non-negative int; got {value}")
+    return int(value)
+
+
+def check_lr(value, name="lr"):
+    """Validate a learning rate: a finite number above 0.
+
+    L2RW needs it above 0: it scales every row's meta-gradient, so 0 would give
+    every row weight 0 and a negative rate would reward the rows that raise the
+    clean loss. A one-element tensor (which torch's optimizers accept) counts as
+    its number.
+    """
+    if torch.is_tensor(value) and value.numel() == 1 and value.is_floating_point():
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number; got {value!r}")
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number above 0; got {value}")
+    return value
+
+
+def check_bool(value, name):
+    """Validate a flag (``warm_start``, ``compile``, ``iterator_train__shuffle``...)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
+
+
+def check_verbose(value, name="verbose"):
+    """Validate ``verbose``: an int of at least 0 (or a bool)."""
+    if not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a non-negative int; got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be a non-negative int; got {value}")
+    return value
+
+
+def check_train_split(value, name="train_split"):
+    """Validate ``train_split``: None (or False) for no split, or a callable such as
+    ``skorch.dataset.ValidSplit``."""
+    if value is None or value is False or callable(value):
+        return value
+    raise TypeError(f"{name} must be None or a callable such as "
+                    f"skorch.dataset.ValidSplit(5); got {value!r}")
+
+
+def check_random_state(value, name="random_state"):
+    """Validate ``random_state``: None, an int of at least 0, or a RandomState."""
+    if value is None or isinstance(value, np.random.RandomState):
+        return value
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be None, a non-negative int or a "
+                        f"numpy.random.RandomState; got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be a non-negative int; got {value}")
+    return value
+
+
+def check_device(value, name="device"):
+    """Validate ``device``: "auto", or a device torch knows (a CUDA one only where
+    CUDA is available)."""
+    if isinstance(value, str) and value == "auto":
+        return value
+    if not isinstance(value, (str, torch.device)):
+        raise TypeError(f"{name} must be 'auto', a str such as 'cpu' or 'cuda:0', or a "
+                        f"torch.device; got {value!r}")
+    try:
+        device = torch.device(value)
+    except RuntimeError as exc:
+        raise ValueError(f"{name}={value!r} is not a device torch knows: {exc}") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{name}={value!r} but CUDA is not available here; use "
+                         "device='auto' (CUDA when there is one, else the CPU)")
+    return value
+
+
+def check_predict_nonlinearity(value, name="predict_nonlinearity"):
+    """Validate ``predict_nonlinearity``: "auto", None or a callable (as skorch)."""
+    if (isinstance(value, str) and value == "auto") or value is None or callable(value):
+        return value
+    raise TypeError(f"{name} must be 'auto', None or a callable; got {value!r}")
+
+
+def check_row_shape(row_shape, fitted, *, name="X", owner="the estimator"):
+    """Raise when rows do not have the shape of the rows an estimator was fitted on.
+
+    Parameters
+    ----------
+    row_shape : tuple or dict of str to tuple
+        The shape of one row of ``name`` (of each input, for a dict X).
+    fitted : tuple or dict of str to tuple
+        The same for the X of the fit.
+    name : str
+    owner : str
+        How to call the estimator in the message.
+    """
+    if row_shape == fitted:
+        return
+
+    def describe(shape):
+        if isinstance(shape, Mapping):
+            shapes = {key: tuple(value) for key, value in shape.items()}
+            return f"a dict of inputs with rows of shapes {shapes}"
+        return f"rows of shape {tuple(shape)}"
+
+    raise ValueError(f"{name} has {describe(row_shape)}, but {owner} was fitted on "
+                     f"{describe(fitted)}; give rows of the fitted shape")
 
 
 def check_clean_class_weight(value):

@@ -1,5 +1,7 @@
 """Shared modules and data for the tests: small, generated, no downloads."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -150,3 +152,62 @@ def fresh_dynamo():
     torch._dynamo.reset()
     yield
     torch._dynamo.reset()
+
+
+def fitted_state(net, X):
+    """What a failed ``fit``/``partial_fit`` must leave exactly as it was: outputs on
+    ``X``, parameters and buffers, optimizer state, history, weights, the attributes
+    (by identity) and the callbacks' attributes and scheduler states."""
+    predict = getattr(net, "predict_proba", None) if hasattr(net, "classes_") else None
+    outputs = (predict or net.predict)(X)
+    callbacks = [(cb, dict(vars(cb)), {key: copy.deepcopy(value.state_dict())
+                                      for key, value in vars(cb).items()
+                                      if hasattr(value, "load_state_dict")
+                                      and not isinstance(value, type)})
+                 for _, cb in net.callbacks_]
+    return dict(
+        outputs=outputs,
+        module={k: v.clone() for k, v in net.module_.state_dict().items()},
+        modes=[m.training for m in net.module_.modules()],
+        optimizer=copy.deepcopy(net.optimizer_.state_dict()),
+        history=copy.deepcopy(list(net.history)),
+        weights=net.sample_weights_.copy(),
+        attributes=dict(vars(net)),
+        callbacks=callbacks,
+    )
+
+
+def _assert_same(a, b, where):
+    if torch.is_tensor(a):
+        assert torch.is_tensor(b) and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for key in a:
+            _assert_same(a[key], b[key], f"{where}[{key!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def assert_unchanged(net, before, X):
+    """Raise unless ``net`` is exactly as :func:`fitted_state` recorded it."""
+    after = fitted_state(net, X)
+    np.testing.assert_array_equal(after["outputs"], before["outputs"])
+    _assert_same(after["module"], before["module"], "module_")
+    assert after["modes"] == before["modes"]
+    _assert_same(after["optimizer"], before["optimizer"], "optimizer_")
+    _assert_same(after["history"], before["history"], "history")
+    np.testing.assert_array_equal(after["weights"], before["weights"])
+    assert after["attributes"].keys() == before["attributes"].keys()
+    for key, value in before["attributes"].items():
+        assert after["attributes"][key] is value, key
+    for (cb, attributes, states), (cb_after, attributes_after, states_after) in zip(
+            before["callbacks"], after["callbacks"]):
+        assert cb is cb_after
+        assert attributes_after.keys() == attributes.keys(), type(cb).__name__
+        for key, value in attributes.items():
+            assert attributes_after[key] is value, f"{type(cb).__name__}.{key}"
+        _assert_same(states_after, states, type(cb).__name__)

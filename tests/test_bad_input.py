@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from conftest import MLP, make_blobs_data
-from sk_l2rw import L2RWClassifier
+from conftest import MLP, assert_unchanged, fitted_state, make_blobs_data
+from sk_l2rw import L2RWClassifier, L2RWRegressor
 from sk_l2rw.exceptions import MissingClassesWarning
 
 X, Y = make_blobs_data(120)
@@ -93,6 +93,135 @@ def test_bad_input_raises_before_training(fitted, name, params, fit_args, match,
     np.testing.assert_array_equal(fitted.predict_proba(X), before_pred)
     np.testing.assert_array_equal(fitted.sample_weights_, before_weights)
     assert len(fitted.history) == before_history
+
+
+NAN = float("nan")
+
+# (parameter, bad value, exception, message pattern): skorch's parameters, which
+# skorch checks only where training uses them.
+BAD_PARAMETERS = [
+    ("batch_size", NAN, TypeError, r"batch_size must be a positive int, or -1 .*got nan"),
+    ("batch_size", 1.5, TypeError, r"batch_size must be a positive int.*got 1.5"),
+    ("batch_size", {5: 1.0}, TypeError, r"batch_size must be a positive int.*got \{5: 1.0\}"),
+    ("batch_size", 0, ValueError, r"batch_size must be a positive int.*got 0"),
+    ("batch_size", -2, ValueError, r"batch_size must be a positive int.*got -2"),
+    ("batch_size", True, TypeError, r"batch_size must be a positive int.*got True"),
+    ("max_epochs", None, TypeError, r"max_epochs must be a non-negative int; got None"),
+    ("max_epochs", 1.5, TypeError, r"max_epochs must be a non-negative int; got 1.5"),
+    ("max_epochs", NAN, TypeError, r"max_epochs must be a non-negative int; got nan"),
+    ("max_epochs", -1, ValueError, r"max_epochs must be a non-negative int; got -1"),
+    ("lr", "0.1", TypeError, r"lr must be a number; got '0.1'"),
+    ("lr", NAN, ValueError, r"lr must be a finite number above 0; got nan"),
+    ("lr", 0.0, ValueError, r"lr must be a finite number above 0; got 0.0"),
+    ("lr", -0.1, ValueError, r"lr must be a finite number above 0; got -0.1"),
+    ("optimizer__lr", float("inf"), ValueError, r"optimizer__lr must be a finite number"),
+    ("iterator_train__batch_size", 0, ValueError,
+     r"iterator_train__batch_size must be a positive int.*got 0"),
+    ("iterator_valid__batch_size", 1.5, TypeError,
+     r"iterator_valid__batch_size must be a positive int.*got 1.5"),
+    ("iterator_train__shuffle", "yes", TypeError,
+     r"iterator_train__shuffle must be True or False; got 'yes'"),
+    ("warm_start", "yes", TypeError, r"warm_start must be True or False; got 'yes'"),
+    ("compile", 1, TypeError, r"compile must be True or False; got 1"),
+    ("verbose", -1, ValueError, r"verbose must be a non-negative int; got -1"),
+    ("train_split", 3, TypeError, r"train_split must be None or a callable"),
+    ("random_state", -1, ValueError, r"random_state must be a non-negative int; got -1"),
+    ("random_state", 1.5, TypeError, r"random_state must be None, a non-negative int"),
+    ("device", None, TypeError, r"device must be 'auto', a str"),
+    ("device", "gpu", ValueError, r"device='gpu' is not a device torch knows"),
+    ("predict_nonlinearity", 3, TypeError, r"predict_nonlinearity must be 'auto', None"),
+]
+
+
+class TestSkorchParameters:
+    """skorch's own parameters are checked before anything changes."""
+
+    @pytest.mark.parametrize("method", ["fit", "partial_fit"])
+    @pytest.mark.parametrize("name, value, error, match", BAD_PARAMETERS,
+                             ids=[f"{c[0]}={c[1]!r}" for c in BAD_PARAMETERS])
+    def test_refused_before_training(self, fitted, method, name, value, error, match):
+        before = fitted_state(fitted, X)
+        missing = object()
+        old = vars(fitted).get(name, missing)
+        # Written into __dict__, where get_params reads it: skorch's set_params
+        # refuses iterator_* parameters on an initialized net, and its __delattr__
+        # would rebuild prefixes_.
+        vars(fitted)[name] = value
+        try:
+            with pytest.raises(error, match=match):
+                getattr(fitted, method)(XT, YT, X_val=XC, y_val=YC)
+        finally:
+            if old is missing:
+                vars(fitted).pop(name)
+            else:
+                vars(fitted)[name] = old
+        assert_unchanged(fitted, before, X)
+
+    def test_a_typo_in_a_parameter_name_is_refused(self):
+        # skorch's own check of the names, which the estimators once hid.
+        net = L2RWClassifier(MLP, XC, YC, max_epochs=1, verbose=0,
+                             iterator_train_shuffle=False)
+        with pytest.raises(ValueError, match="did you mean iterator_train__shuffle"):
+            net.fit(XT, YT)
+
+    @pytest.mark.parametrize("name, value", [
+        ("batch_size", -1), ("batch_size", np.int64(16)), ("max_epochs", 0),
+        ("lr", np.float32(0.05)), ("random_state", np.random.RandomState(0)),
+        ("device", "cpu"), ("train_split", False), ("verbose", False),
+    ])
+    def test_good_values_pass(self, name, value):
+        net = L2RWClassifier(MLP, XC, YC, **{**dict(max_epochs=1, verbose=0), name: value})
+        net.fit(XT, YT)
+        assert net.predict(XC).shape == (20,)
+
+
+class TestPredictRowShape:
+    """Rows of another shape than the fit's are refused before the module runs."""
+
+    @pytest.mark.parametrize("method", ["predict", "predict_proba", "score"])
+    def test_extra_axis(self, fitted, method):
+        args = (X[:, :, None],) + ((Y,) if method == "score" else ())
+        with pytest.raises(ValueError, match=r"X has rows of shape \(10, 1\), but "
+                                             r"L2RWClassifier was fitted on rows of "
+                                             r"shape \(10,\)"):
+            getattr(fitted, method)(*args)
+
+    def test_same_features_other_layout(self, fitted):
+        with pytest.raises(ValueError, match=r"rows of shape \(2, 5\)"):
+            fitted.predict(X.reshape(len(X), 2, 5))
+
+    def test_sparse_of_other_width(self, fitted):
+        with pytest.raises(ValueError, match="X has 4 features, but L2RWClassifier is "
+                                             "expecting 10"):
+            fitted.predict(sp.csr_matrix(X[:, :4]))
+
+    def test_partial_fit_with_an_extra_axis(self, fitted):
+        before = fitted_state(fitted, X)
+        with pytest.raises(ValueError, match=r"X has rows of shape \(10, 1\)"):
+            fitted.partial_fit(XT[:, :, None], YT, X_val=XC[:, :, None], y_val=YC)
+        assert_unchanged(fitted, before, X)
+
+    def test_dict_inputs(self):
+        from test_dict_input import KW, NumCat, dict_problem
+
+        Xd, y, _, Xc, yc, _ = dict_problem(120)
+        net = L2RWClassifier(NumCat, Xc, yc, **dict(KW, max_epochs=1)).fit(Xd, y)
+        with pytest.raises(ValueError, match=r"X has a dict of inputs with rows of shapes "
+                                             r"\{'num': \(4, 1\), 'cat': \(\)\}, but "
+                                             r"L2RWClassifier was fitted on a dict of "
+                                             r"inputs with rows of shapes \{'num': \(4,\)"):
+            net.predict(dict(Xd, num=Xd["num"][:, :, None]))
+        with pytest.raises(ValueError, match=r"X has rows of shape \(4,\), but "
+                                             r"L2RWClassifier was fitted on a dict"):
+            net.predict(Xd["num"])
+
+    def test_regressor(self):
+        y = XT[:, 0] - XT[:, 1]
+        net = L2RWRegressor(MLP, XC, XC[:, 0] - XC[:, 1], module__n_classes=1,
+                            module__logits=True, max_epochs=1, verbose=0).fit(XT, y)
+        with pytest.raises(ValueError, match=r"X has rows of shape \(10, 1\), but "
+                                             r"L2RWRegressor was fitted on rows of shape"):
+            net.score(X[:, :, None], X[:, 0])
 
 
 def test_predict_with_wrong_width(fitted):

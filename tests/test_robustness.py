@@ -1,6 +1,7 @@
 """Robustness: numerical trouble, interruptions, resumption, threads, random inputs."""
 
 import concurrent.futures
+import copy
 import warnings
 
 import numpy as np
@@ -8,11 +9,11 @@ import pandas as pd
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
-from skorch.callbacks import Callback, Checkpoint
+from skorch.callbacks import Callback, Checkpoint, LRScheduler
 from torch import nn
 
-from conftest import MLP, make_blobs_data
-from sk_l2rw import L2RWClassifier
+from conftest import MLP, BatchNormMLP, assert_unchanged, fitted_state, make_blobs_data
+from sk_l2rw import L2RWClassifier, L2RWRegressor
 from sk_l2rw.weights import normalize_weights
 
 FAST = dict(max_epochs=3, lr=0.1, batch_size=32, verbose=0, random_state=0)
@@ -113,6 +114,20 @@ class TestInterruptions:
         assert len(net.history) == 2
         assert net.predict(X).shape == (200,)
 
+    def test_keyboard_interrupt_in_partial_fit_keeps_its_completed_epochs(self):
+        # Not undone as a failed call is: skorch ends training on it.
+        X, y = make_blobs_data(200)
+        interrupt = InterruptAt(None, 2)
+        net = L2RWClassifier(MLP, X[:20], y[:20], callbacks=[interrupt],
+                             **dict(FAST, max_epochs=2)).fit(X[20:], y[20:])
+        first = net.sample_weights_.copy()
+        net.set_params(max_epochs=5)
+        interrupt.epoch = 5  # the third epoch of the call
+        net.partial_fit(X[20:], y[20:])
+        assert len(net.history) == 4
+        assert net.sample_weights_.shape == (4, 180)
+        np.testing.assert_array_equal(net.sample_weights_[:2], first)
+
     def test_checkpoint_resume_repeats_the_uninterrupted_run(self, tmp_path):
         X, y = make_blobs_data(200)
         kwargs = dict(FAST, clean_batch_size=8, optimizer=torch.optim.SGD,
@@ -133,6 +148,142 @@ class TestInterruptions:
                                    rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(resumed.predict_proba(X), full.predict_proba(X),
                                    rtol=1e-4, atol=1e-6)
+
+
+FLAKY = {"calls": None}
+
+
+class Flaky(MLP):
+    """An MLP whose training forward raises once ``FLAKY["calls"]`` more calls are
+    done (never while it is None)."""
+
+    def forward(self, X):
+        if self.training and FLAKY["calls"] is not None:
+            FLAKY["calls"] -= 1
+            if FLAKY["calls"] < 0:
+                raise RuntimeError("the module failed mid-epoch")
+        return super().forward(X)
+
+
+#: Training batches done, counted outside the estimator: a failed call must have
+#: stepped (changed the module) before it failed, or undoing it proves nothing.
+BATCHES_DONE = [0]
+
+
+class RaiseAt(Callback):
+    """Raises at training batch ``at = (epoch, batch)`` (history numbering), when set."""
+
+    def __init__(self):
+        self.at = None
+
+    def on_batch_end(self, net, batch=None, training=False, **kwargs):
+        BATCHES_DONE[0] += training
+        if (training and self.at is not None
+                and (len(net.history), len(net.history[-1, "batches"])) == self.at):
+            raise ValueError("a callback failed mid-training")
+
+
+XA, YA = make_blobs_data(300)
+XA_CLEAN, YA_CLEAN, XA_TRAIN, YA_TRAIN = XA[:30], YA[:30], XA[30:], YA[30:]
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A fitted net with optimizer state (momentum), a learning-rate schedule and a
+    callback that can be made to raise."""
+    raiser = RaiseAt()
+    net = L2RWClassifier(
+        Flaky, XA_CLEAN, YA_CLEAN, module__logits=True, criterion=nn.CrossEntropyLoss,
+        optimizer=torch.optim.SGD, optimizer__momentum=0.9, lr=0.01, max_epochs=3,
+        batch_size=32, verbose=0, random_state=0,
+        callbacks=[raiser, ("halve_lr", LRScheduler(policy=torch.optim.lr_scheduler.StepLR,
+                                                     step_size=1, gamma=0.5))])
+    net.fit(XA_TRAIN, YA_TRAIN)
+    return net, raiser
+
+
+@pytest.fixture(scope="module")
+def regressor():
+    y = XA_TRAIN[:, :2] @ np.array([1.0, -2.0], dtype=np.float32)
+    net = L2RWRegressor(MLP, XA_CLEAN, XA_CLEAN[:, :2] @ np.array([1.0, -2.0]),
+                        module__n_classes=1, module__logits=True,
+                        callbacks=[RaiseAt()], **dict(FAST, lr=0.01)).fit(XA_TRAIN, y)
+    return net, XA_TRAIN, y
+
+
+def call(net, method, X, y, **kwargs):
+    return getattr(net, method)(X, y, **kwargs)
+
+
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+class TestAllOrNothing:
+    """A call that fails in training leaves the fitted estimator exactly as it was."""
+
+    def test_divergence(self, trained, regressor, method):
+        # A fitted classifier gives rows scaled by 1e30 weight 0 (their gradients
+        # disagree with the clean set's), so its partial_fit does not diverge; a
+        # re-initialized one does, and a regressor's squared errors overflow.
+        net, X, y = (trained[0], XA_TRAIN, YA_TRAIN) if method == "fit" else regressor
+        before = fitted_state(net, XA)
+        # FiniteLoss raises after the batch's step: the module has changed.
+        with pytest.raises(FloatingPointError,
+                           match=r"training diverged: the loss became .* in epoch \d+, batch"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # ghost vs jvp on 1e30s
+                call(net, method, X * 1e30, y)
+        assert_unchanged(net, before, XA)
+
+    def test_callback_raises_mid_training(self, trained, method):
+        net, raiser = trained
+        epochs = 0 if method == "fit" else len(net.history)
+        raiser.at = (epochs + 2, 3)  # the second epoch of this call
+        try:
+            before, done = fitted_state(net, XA), BATCHES_DONE[0]
+            with pytest.raises(ValueError, match="a callback failed mid-training"):
+                call(net, method, XA_TRAIN, YA_TRAIN)
+            assert BATCHES_DONE[0] - done == len(XA_TRAIN) // 32 + 1 + 3
+            assert_unchanged(net, before, XA)
+        finally:
+            raiser.at = None
+
+    def test_module_raises_mid_epoch(self, trained, method):
+        net, _ = trained
+        before, done = fitted_state(net, XA), BATCHES_DONE[0]
+        FLAKY["calls"] = 4  # a few steps into the first epoch
+        try:
+            with pytest.raises(RuntimeError, match="the module failed mid-epoch"):
+                call(net, method, XA_TRAIN, YA_TRAIN)
+        finally:
+            FLAKY["calls"] = None
+        assert 0 < BATCHES_DONE[0] - done < len(XA_TRAIN) // 32 + 1
+        assert_unchanged(net, before, XA)
+
+    def test_bad_meta_gradient_for_the_module(self, method):
+        # Refused where training starts (the choice of computation), after fit has
+        # re-initialized the module.
+        net = L2RWClassifier(BatchNormMLP, XA_CLEAN, YA_CLEAN,
+                             criterion=nn.CrossEntropyLoss, **FAST).fit(XA_TRAIN, YA_TRAIN)
+        before = fitted_state(net, XA)
+        net.meta_gradient = "ghost"
+        with pytest.raises(ValueError, match="BatchNorm1d"):
+            call(net, method, XA_TRAIN, YA_TRAIN)
+        net.meta_gradient = "auto"
+        assert_unchanged(net, before, XA)
+
+    def test_next_call_continues_from_before_the_failed_one(self, trained, method):
+        net, raiser = trained
+        net = copy.deepcopy(net)
+        untouched = copy.deepcopy(net)
+        raiser = next(cb for _, cb in net.callbacks_ if isinstance(cb, RaiseAt))
+        raiser.at = ((0 if method == "fit" else len(net.history)) + 2, 3)
+        with pytest.raises(ValueError, match="a callback failed mid-training"):
+            call(net, method, XA_TRAIN, YA_TRAIN)
+        raiser.at = None
+        call(net, method, XA_TRAIN, YA_TRAIN)
+        call(untouched, method, XA_TRAIN, YA_TRAIN)
+        np.testing.assert_array_equal(net.sample_weights_, untouched.sample_weights_)
+        np.testing.assert_array_equal(net.predict_proba(XA), untouched.predict_proba(XA))
+        assert net.optimizer_.param_groups[0]["lr"] == untouched.optimizer_.param_groups[0]["lr"]
 
 
 def test_predict_from_four_threads():
@@ -189,3 +340,46 @@ def test_random_small_problems(n_rows, n_features, n_classes, n_clean, string_la
     assert np.isfinite(proba).all()
     assert not np.isnan(net.sample_weights_).any()
     assert set(net.predict(X)) <= set(present)
+
+
+ANY_VALUE = st.one_of(
+    st.none(), st.booleans(), st.integers(-3, 300), st.floats(allow_nan=True),
+    st.sampled_from(["auto", "cpu", "gpu", "", "yes"]), st.just({5: 1.0}),
+    st.just([1, 2]))
+PARAMETERS = ["batch_size", "max_epochs", "lr", "iterator_train__batch_size",
+              "iterator_valid__batch_size", "warm_start", "verbose", "random_state",
+              "device", "clean_batch_size", "meta_gradient", "train_on_clean",
+              "optimizer__lr"]
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(PARAMETERS), value=ANY_VALUE,
+       method=st.sampled_from(["fit", "partial_fit"]),
+       scale=st.sampled_from([1.0, 1.0, 1e30]), extra_axis=st.booleans())
+def test_random_bad_calls_succeed_or_change_nothing(trained, name, value, method, scale,
+                                                    extra_axis):
+    """Any parameter value and some bad inputs: the call succeeds, or raises a
+    documented error with a message and leaves the estimator exactly as it was."""
+    net = copy.deepcopy(trained[0])
+    net.set_params(max_epochs=2)
+    # Recorded before the bad value is set: predicting uses batch sizes too.
+    before = fitted_state(net, XA)
+    missing = object()
+    old = vars(net).get(name, missing)
+    vars(net)[name] = value
+    X = XA_TRAIN[:60] * np.float32(scale)
+    if extra_axis:
+        X = X[:, :, None]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            call(net, method, X, YA_TRAIN[:60])
+    except (ValueError, TypeError, FloatingPointError) as exc:
+        assert str(exc)
+        if old is missing:
+            vars(net).pop(name)
+        else:
+            vars(net)[name] = old
+        assert_unchanged(net, before, XA)
