@@ -28,3 +28,17 @@ print(f"ReweightedClassifier test accuracy {accuracy:.3f}, mean weight of flippe
       f"{clf.sample_weight_[flipped].mean():.2f} vs intact {clf.sample_weight_[~flipped].mean():.2f}")
 assert "site-packages" in sk_l2rw.__file__, "not the installed wheel"
 assert clf.sample_weight_[flipped].mean() < clf.sample_weight_[~flipped].mean()
+
+# The trusted rows inside the table: TrustedClassifier picks a route on them.
+from sk_l2rw import TrustedClassifier  # noqa: E402
+from sk_l2rw.selection import ROUTES  # noqa: E402
+
+table = np.vstack([X_noisy, clean_X])
+audited = np.r_[np.zeros(len(y_noisy), bool), np.ones(len(clean_y), bool)]
+chooser = TrustedClassifier(HistGradientBoostingClassifier(max_iter=20),
+                            routes=("mixed", "glc", "irbl", "trusted_only"), cv=3,
+                            random_state=0)
+chooser.fit(table, np.r_[y_noisy, clean_y], trusted=audited)
+print(f"TrustedClassifier chose {chooser.route_!r}: test accuracy "
+      f"{np.mean(chooser.predict(X[1200:]) == y[1200:]):.3f}")
+assert chooser.route_ in ROUTES and len(chooser.cv_results_["route"]) == 4
