@@ -4,7 +4,7 @@
 
 (``quality``, ``tables``, ``tables_balance``, ``label_issues``, ``speed``,
 ``compiled_step``, ``scale``, ``sparse_memory``, ``categorical``, ``clean_loss_warning``,
-``imbalance_steps``, ``last_layers``). Each
+``imbalance_steps``, ``last_layers``, ``clean_batch``, ``gpu_check``). Each
 writes its report under ``benchmarks/results/``; ``--smoke`` runs it on tiny data
 without downloading (CI). Shared pieces: ``datasets`` (real data sets from package
 registries, cached), ``environment`` (the machine, versions and command a report
