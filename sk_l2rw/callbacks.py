@@ -92,15 +92,16 @@ class WeightStats(Callback):
     ``weight_zero_frac``: share of the rows that got weight 0. ``weight_ess``: the
     effective sample size of each batch's weights as a share of the batch
     (:func:`sk_l2rw.weights.effective_sample_share`), averaged over the batches.
-    The sums stay on the device during the epoch; this reads them once.
+    The sums stay on the device during the epoch and reach the host with the
+    epoch's weights, in one copy.
     """
 
     def on_epoch_end(self, net, **kwargs):
         run = _running(net)
         if run is None or not run.batches:
             return
-        net.history.record("weight_zero_frac", run.zeros.item() / max(run.rows, 1))
-        net.history.record("weight_ess", run.ess.item() / run.batches)
+        net.history.record("weight_zero_frac", run.zeros / max(run.rows, 1))
+        net.history.record("weight_ess", run.ess / run.batches)
 
 
 class CleanLossAlarm(Callback):

@@ -23,8 +23,8 @@ import torch
 from sklearn.utils import check_random_state
 from sk_l2rw.distributed import shard_bounds
 
-__all__ = ["CleanBatches", "IndexedDataset", "SparseRows", "TensorBatches", "n_rows",
-           "sparse_tensor", "take_rows"]
+__all__ = ["CleanBatches", "IndexedDataset", "SparseRows", "TensorBatches", "host_sliced",
+           "n_rows", "sparse_tensor", "take_rows"]
 
 
 def n_rows(X):
@@ -109,6 +109,12 @@ class SparseRows:
         if torch.is_tensor(index):
             index = index.cpu().numpy()
         return sparse_tensor(self.matrix[index], self.dtype, self.device)
+
+
+def host_sliced(X):
+    """Whether ``X`` (or any value of a dict X) is sliced on the host."""
+    parts = X.values() if isinstance(X, Mapping) else (X,)
+    return any(isinstance(part, SparseRows) for part in parts)
 
 
 def _device_of(X):
@@ -228,10 +234,14 @@ class TensorBatches:
         n, device = n_rows(self.X), _device_of(self.X)
         if self.shuffle:
             rng = check_random_state(self.random_state)
+            host_order = rng.permutation(n)
             # One host-to-device copy per epoch, not per batch.
-            order = torch.as_tensor(rng.permutation(n)).to(device)
+            order = torch.as_tensor(host_order).to(device)
         else:
             order = None
+        # Sparse rows are sliced on the host: from host positions, so that no
+        # batch copies its positions back from the device (a wait on a GPU).
+        on_host = host_sliced(self.X)
         for start in range(0, n, self.batch_size):
             stop = min(start + self.batch_size, n)
             if self.shard is not None:
@@ -243,7 +253,7 @@ class TensorBatches:
                 index = torch.arange(start, stop, device=device) if self.with_index else None
             else:
                 index = order[start:stop]
-                Xb = take_rows(self.X, index)
+                Xb = take_rows(self.X, host_order[start:stop] if on_host else index)
                 yb = None if self.y is None else self.y[index]
             if self.with_index:
                 yield (Xb, index), yb

@@ -295,10 +295,13 @@ class _Capture:
     gradient the edge receives: the one of the value the layer produced.
     """
 
-    def __init__(self, module):
+    def __init__(self, module, sparse_parts=None):
         self.records = []
         self._handles = []
         self._layers = _hooked_layers(module)
+        # id of a stacked sparse input -> its training and clean rows
+        # (:func:`_stack_rows`): a layer fed it directly needs no split.
+        self._sparse_parts = {} if sparse_parts is None else sparse_parts
 
     def __enter__(self):
         for layer, rule, names in self._layers:
@@ -313,9 +316,11 @@ class _Capture:
     def _hook(self, layer, rule, names):
         def hook(mod, inputs, output):
             edge, shape = _output_edge(output) if output.requires_grad else (None, None)
+            a = inputs[0]
             self.records.append({"layer": layer, "rule": rule, "names": names,
-                                 "a": inputs[0].detach(), "edge": edge, "shape": shape,
-                                 "g": None})
+                                 "a": a.detach(), "edge": edge, "shape": shape,
+                                 "g": None, "parts": (self._sparse_parts.get(id(a))
+                                                      if a.is_sparse else None)})
         return hook
 
     def backward(self, losses, n, clean_weights=None):
@@ -584,14 +589,22 @@ def _add(totals, key, p, value):
     totals[key] = (p, value) if key not in totals else (p, totals[key][1] + value)
 
 
-def _stack_rows(X, X_clean):
+def _stack_rows(X, X_clean, sparse_parts=None):
+    """The training rows, then the clean rows. ``sparse_parts``, a dict, receives
+    ``id(stacked) -> (X, X_clean)`` for every sparse result, so that
+    :func:`_from_records` need not split it again: splitting a sparse tensor
+    (``narrow_copy``) selects its entries with a mask, which waits for the device
+    (``nonzero``) on a GPU at every step."""
     if isinstance(X, Mapping):
-        return {k: _stack_rows(X[k], X_clean[k]) for k in X}
+        return {k: _stack_rows(X[k], X_clean[k], sparse_parts) for k in X}
     if X.is_sparse != X_clean.is_sparse:
         # Sparse clean rows next to dense training rows (skorch's own batches of
         # a sparse X are dense): the clean batch is small, densify it.
         X_clean = X_clean.to_dense() if X_clean.is_sparse else X_clean.to_sparse()
-    return torch.cat([X, X_clean])
+    stacked = torch.cat([X, X_clean])
+    if sparse_parts is not None and stacked.is_sparse:
+        sparse_parts[id(stacked)] = (X, X_clean)
+    return stacked
 
 
 def _split_rows(t, n):
@@ -617,8 +630,10 @@ def ghost_step(module, loss_fn, X, y, X_clean, y_clean, *, lr=1.0, forward_kwarg
     only the meta-gradients and weights are computed and no gradient is set.
     """
     n = y.shape[0]
-    stacked, targets = _stack_rows(X, X_clean), torch.cat([y, y_clean])
-    with _Capture(module) as cap:
+    sparse_parts = {}
+    stacked = _stack_rows(X, X_clean, sparse_parts)
+    targets = torch.cat([y, y_clean])
+    with _Capture(module, sparse_parts) as cap:
         out = call_module(module, stacked, forward_kwargs=forward_kwargs)
     del stacked  # the first layer's record keeps it only while needed
     losses = loss_fn(out, targets)
@@ -659,12 +674,14 @@ def _from_records(records, out, losses, n, *, lr, clean_weights, clean_share, up
             continue
         layer, rule, names = rec["layer"], rec["rule"], rec["names"]
         a, g = rule.prepare(layer, rec["a"], rec["g"])
+        # The rows as they were before stacking, when the layer got them unchanged.
+        rows = rec.get("parts") if a is rec["a"] else None
         # (name, parameter, key): the key tells tied parameters apart; a compiled
         # step passes keys that do not depend on object identity (no id() guards).
         params = [(name, getattr(layer, name), key) for name, key in
                   zip(names, rec.get("keys") or [id(getattr(layer, n)) for n in names])]
         del rec
-        (a_t, a_c), (g_t, g_c) = _split_rows(a, n), _split_rows(g, n)
+        (a_t, a_c), (g_t, g_c) = rows or _split_rows(a, n), _split_rows(g, n)
         uses.append((layer, rule, params, a_t, g_t, a_c, g_c, a, g))
 
     # Parameters used once may take the cheaper Gram form; tied ones need the

@@ -50,6 +50,7 @@ from sk_l2rw.data import (
     IndexedDataset,
     SparseRows,
     TensorBatches,
+    host_sliced,
     n_rows,
     sparse_tensor,
     take_rows,
@@ -159,7 +160,7 @@ class _Run:
                     # The clean rows are the same on every rank: one rank adds
                     # their share to the summed gradient.
                     self.clean_share = 0.0
-        self._clean_index = None
+        self._clean_index = self._clean_host = None
         self._clean_pos = 0
         self._clean_all = None
         self.weights = None
@@ -184,11 +185,15 @@ class _Run:
             # A whole epoch of indices in one host-to-device copy.
             idx = self.clean_batches.take(max(self.batches_per_epoch, 1))
             self._clean_index = torch.as_tensor(idx).to(self.y_clean.device)
+            # Sparse clean rows are sliced on the host, from the host copy: no
+            # step copies its positions back from the device (a wait on a GPU).
+            self._clean_host = idx
             self._clean_pos = 0
         index = self._clean_index[self._clean_pos]
+        rows = self._clean_host[self._clean_pos] if host_sliced(self.X_clean) else index
         self._clean_pos += 1
         w = None if self.w_clean is None else self.w_clean[index]
-        return take_rows(self.X_clean, index), self.y_clean[index], w
+        return take_rows(self.X_clean, rows), self.y_clean[index], w
 
     def start_epoch(self, dtype, device):
         self.weights = torch.full((self.n_samples,), float("nan"), dtype=dtype,
@@ -218,13 +223,24 @@ class _Run:
         return len(self._sizes)
 
     def close_epoch(self):
-        """Sum the epoch's weight statistics (``zeros``, ``ess``) once per epoch."""
+        """Sum the epoch's weight statistics and bring them to the host with the
+        weights, in one copy: one wait for the device per epoch, not three.
+
+        Returns
+        -------
+        numpy.ndarray of shape (n_samples,), float64
+            The epoch's weights. ``zeros`` and ``ess`` become Python numbers.
+        """
         self.epoch_open = False
-        if not self._sizes:
-            return
-        weights = self.weights[self._order[:self.rows]]
-        self.zeros = (weights == 0).sum()
-        self.ess = effective_sample_shares(weights, self._sizes).sum()
+        if self._sizes:
+            weights = self.weights[self._order[:self.rows]]
+            self.zeros = (weights == 0).sum()
+            self.ess = effective_sample_shares(weights, self._sizes).sum()
+        host = torch.cat([self.weights.double(), self.zeros.double().reshape(1),
+                          self.ess.double().reshape(1)]).cpu().numpy()
+        # float64 holds the count exactly (below 2**53 rows) and ess's value as is.
+        self.zeros, self.ess = int(host[-2]), float(host[-1])
+        return host[:-2]
 
 
 def _in_memory(X):
@@ -1308,8 +1324,7 @@ class L2RWMixin:
         super().on_epoch_end(net, dataset_train=dataset_train,
                              dataset_valid=dataset_valid, **kwargs)
         run = self._run_
-        run.close_epoch()
-        weights = run.weights.double().cpu().numpy()
+        weights = run.close_epoch()
         if run.layout is not None:  # fit(..., trusted=mask): a column per row of X
             positions, total = run.layout
             weights, trained = np.full(total, np.nan), weights
@@ -1350,4 +1365,5 @@ class L2RWMixin:
                 if w is not None:
                     losses = losses.double() * w[start:start + step]
                 total += losses.sum().double()
-        return total.item() / (n if w is None else w.sum().item())
+        # One copy to the host: float64 division is the same on either side.
+        return (total / (n if w is None else w.sum())).item()

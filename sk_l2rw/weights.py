@@ -72,8 +72,9 @@ def effective_sample_shares(weights, sizes):
     shares : torch.Tensor of shape (len(sizes),)
     """
     sizes = torch.as_tensor(sizes, device=weights.device)
+    # output_size: without it, repeat_interleave reads the total from the device.
     batch_of = torch.repeat_interleave(torch.arange(len(sizes), device=weights.device),
-                                       sizes)
+                                       sizes, output_size=weights.shape[0])
     sums = torch.zeros(len(sizes), dtype=weights.dtype, device=weights.device)
     squares = torch.zeros_like(sums).index_add_(0, batch_of, weights * weights)
     sums.index_add_(0, batch_of, weights)
