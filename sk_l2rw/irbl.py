@@ -12,10 +12,10 @@ import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
-from sklearn.utils.validation import check_is_fitted, has_fit_parameter
+from sklearn.utils.validation import check_is_fitted
 
 from sk_l2rw.trusted import (check_trusted_fit, class_proba, default_estimator,
-                             split_trusted)
+                             sample_weight_key, split_trusted)
 
 __all__ = ["IRBLClassifier", "irbl_weights"]
 
@@ -58,7 +58,8 @@ class IRBLClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     estimator : classifier or None, default=None
-        Its ``fit`` takes ``sample_weight``. None:
+        Its ``fit`` takes ``sample_weight`` (or a Pipeline whose last step does).
+        None:
         ``HistGradientBoostingClassifier()``.
     probability_estimator : classifier or None, default=None
         Has ``predict_proba``; None: a clone of ``estimator``.
@@ -107,7 +108,8 @@ class IRBLClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self
         """
         estimator = default_estimator(self.estimator)
-        if not has_fit_parameter(estimator, "sample_weight"):
+        weight_key = sample_weight_key(estimator)
+        if weight_key is None:
             raise TypeError(f"IRBL needs an estimator whose fit takes sample_weight; "
                             f"{type(estimator).__name__}.fit does not")
         prober = estimator if self.probability_estimator is None else (
@@ -126,7 +128,7 @@ class IRBLClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         p_noisy = class_proba(clone(prober).fit(X_noisy, y_noisy), X_noisy, K)
         weights = np.ones(len(codes))
         weights[~mask] = irbl_weights(p_trusted, p_noisy, y_noisy)
-        final = clone(estimator).fit(X, codes, sample_weight=weights)
+        final = clone(estimator).fit(X, codes, **{weight_key: weights})
         self.estimator_, self.sample_weight_, self.classes_ = final, weights, classes
         if hasattr(final, "n_features_in_"):
             self.n_features_in_ = final.n_features_in_

@@ -20,14 +20,14 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import _get_feature_names, check_is_fitted, has_fit_parameter
+from sklearn.utils.validation import _get_feature_names, check_is_fitted
 
 from sk_l2rw.categorical import categorical_columns
 from sk_l2rw.classifier import L2RWClassifier
 from sk_l2rw.data import n_rows as _n_rows
 from sk_l2rw.diagnostics import _final_estimator, relative_weights
 from sk_l2rw.modules import MLP
-from sk_l2rw.trusted import check_trusted, split_trusted
+from sk_l2rw.trusted import check_trusted, sample_weight_key, split_trusted
 from sk_l2rw.validation import check_labels, clean_class_weights
 
 __all__ = ["ReweightedClassifier", "row_weights"]
@@ -171,19 +171,18 @@ class ReweightedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             raise TypeError(
                 f"ReweightedClassifier needs a classifier as estimator; got "
                 f"{type(estimator).__name__}")
-        if isinstance(estimator, Pipeline):
-            name, last = estimator.steps[-1]
-            if not has_fit_parameter(last, "sample_weight"):
-                raise TypeError(
-                    f"the last step of the estimator Pipeline, {type(last).__name__}, "
-                    "does not take sample_weight in fit: the L2RW weights would be lost")
-            return f"{name}__sample_weight"
-        if not has_fit_parameter(estimator, "sample_weight"):
+        key = sample_weight_key(estimator)
+        if key is None and isinstance(estimator, Pipeline):
+            raise TypeError(
+                f"the last step of the estimator Pipeline, "
+                f"{type(estimator.steps[-1][1]).__name__}, does not take sample_weight "
+                "in fit: the L2RW weights would be lost")
+        if key is None:
             raise TypeError(
                 f"{type(estimator).__name__}.fit does not take sample_weight: the L2RW "
                 "weights would be lost; use a classifier that takes it (e.g. "
                 "HistGradientBoostingClassifier, LogisticRegression)")
-        return "sample_weight"
+        return key
 
     def _check_net(self, n_rows, X=None):
         if self.net is None:

@@ -24,7 +24,7 @@ import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
-from sklearn.utils.validation import check_is_fitted, has_fit_parameter
+from sklearn.utils.validation import check_is_fitted
 
 from sk_l2rw.data import n_rows
 from sk_l2rw.glc import GLCClassifier, is_plain_skorch_classifier
@@ -32,7 +32,7 @@ from sk_l2rw.irbl import IRBLClassifier
 from sk_l2rw.model_selection import TrustedKFold
 from sk_l2rw.reweighted import ReweightedClassifier, default_net
 from sk_l2rw.trusted import (check_trusted_fit, class_proba, default_estimator,
-                             fit_with_trusted, take)
+                             fit_with_trusted, sample_weight_key, take)
 
 __all__ = ["ROUTES", "TrustedClassifier", "brier_losses", "choose_route", "fit_route"]
 
@@ -48,7 +48,7 @@ _NEEDS = {"glc": "predict_proba", "irbl": "sample_weight", "reweighted": "sample
 def _lacks(route, estimator):
     """Why ``estimator`` cannot serve ``route``, or None when it can."""
     need = _NEEDS.get(route)
-    if need == "sample_weight" and not has_fit_parameter(estimator, "sample_weight"):
+    if need == "sample_weight" and sample_weight_key(estimator) is None:
         return f"{type(estimator).__name__}.fit takes no sample_weight"
     if need == "predict_proba" and not (hasattr(estimator, "predict_proba")
                                         or is_plain_skorch_classifier(estimator)):
@@ -190,8 +190,8 @@ class TrustedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         The chosen route fitted on every row (labels as codes of ``classes_``).
     cv_results_ : dict of numpy.ndarray
         One entry per route that was scored, in the prior order: ``route``,
-        ``mean_brier``/``std_brier`` and ``mean_accuracy``/``std_accuracy`` over the
-        folds, ``gap`` (mean Brier minus the best's), ``gap_se`` (its paired
+        ``mean_brier`` and ``mean_accuracy`` over every held-out trusted row (what the
+        rule compares), ``std_brier`` and ``std_accuracy`` over the folds, ``gap`` (mean Brier minus the best's), ``gap_se`` (its paired
         standard error), ``mean_fit_time`` (seconds per fold). Empty when no
         choice was possible.
     classes_ : numpy.ndarray
@@ -319,16 +319,21 @@ class TrustedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                           f"{type(exc).__name__}: {exc}", UserWarning, stacklevel=3)
         scored = [r for r in routes if r not in failed]
         if not scored:
-            raise ValueError("every route failed during trusted cross-validation")
+            route, exc = next(iter(failed.items()))
+            raise ValueError(
+                f"every route failed during trusted cross-validation; the first, "
+                f"{route!r}, with {type(exc).__name__}: {exc}") from exc
         y_held = codes[held]
         losses = np.array([brier_losses(proba[r], y_held) for r in scored])
         chosen, gaps, errors = choose_route(losses)
         folds_arr = {r: np.array(per_fold[r]) for r in scored}
+        # Means over every held-out row (what the rule compares); spreads over folds.
         results = {
             "route": np.array(scored, dtype=object),
-            "mean_brier": np.array([folds_arr[r][:, 0].mean() for r in scored]),
+            "mean_brier": losses.mean(axis=1),
             "std_brier": np.array([folds_arr[r][:, 0].std() for r in scored]),
-            "mean_accuracy": np.array([folds_arr[r][:, 1].mean() for r in scored]),
+            "mean_accuracy": np.array([np.mean(proba[r].argmax(axis=1) == y_held)
+                                       for r in scored]),
             "std_accuracy": np.array([folds_arr[r][:, 1].std() for r in scored]),
             "gap": gaps, "gap_se": errors,
             "mean_fit_time": np.array([seconds[r] / len(folds) for r in scored]),

@@ -15,6 +15,7 @@ import scipy.sparse as sp
 import torch
 from sklearn.pipeline import Pipeline
 from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import has_fit_parameter
 
 from sk_l2rw.data import n_rows
 from sk_l2rw.validation import check_labels
@@ -155,6 +156,17 @@ def class_proba(model, X, n_classes):
     full = np.zeros((proba.shape[0], n_classes))
     full[:, seen] = proba
     return full
+
+
+def sample_weight_key(estimator):
+    """The ``fit`` keyword that carries sample weights to ``estimator``:
+    ``"sample_weight"``, ``"<last step>__sample_weight"`` for a Pipeline, or None
+    when it takes none."""
+    if isinstance(estimator, Pipeline):
+        name, last = estimator.steps[-1]
+        return f"{name}__sample_weight" if has_fit_parameter(last, "sample_weight") else (
+            None)
+    return "sample_weight" if has_fit_parameter(estimator, "sample_weight") else None
 
 
 def default_estimator(estimator, random_state=None):

@@ -158,3 +158,31 @@ def test_a_dataframe_with_categorical_columns():
                               random_state=0).fit(frame, y, trusted=trusted)
     assert list(model.cv_results_["route"]) == ["mixed", "glc", "irbl", "trusted_only"]
     assert model.predict(frame.iloc[:7]).shape == (7,)
+
+
+def test_a_pipeline_keeps_the_weighted_routes():
+    X, y, y_true, trusted = noisy_problem(n=500, n_trusted=120)
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    model = TrustedClassifier(pipe, routes=("mixed", "irbl"), cv=3,
+                              random_state=0).fit(X, y, trusted=trusted)
+    assert list(model.cv_results_["route"]) == ["mixed", "irbl"]
+
+
+def test_when_every_route_fails_the_cause_is_named():
+    X, y, _, trusted = noisy_problem(n=300, n_trusted=60)
+    X = X.astype(object)
+    X[0, 0] = "not a number"
+    with pytest.raises(ValueError, match="the first, 'mixed', with ValueError: .*"
+                       "not a number") as info, pytest.warns(UserWarning):
+        TrustedClassifier(LogisticRegression(), routes=("mixed", "glc"),
+                          cv=2).fit(X, y, trusted=trusted)
+    assert info.value.__cause__ is not None
+
+
+def test_means_are_over_every_held_out_row(fitted):
+    model = fitted[0]
+    results = model.cv_results_
+    best = int(np.argmin(results["mean_brier"]))
+    assert results["gap"][best] == 0.0
+    np.testing.assert_allclose(results["gap"], results["mean_brier"]
+                               - results["mean_brier"][best], atol=1e-12)
