@@ -61,6 +61,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 from benchmarks import datasets as bench_data
+# one timer, seeding and epoch rule for every study (quality's private names kept)
+from benchmarks.common.baselines import Timer as _Timer
+from benchmarks.common.baselines import n_epochs
+from benchmarks.common.baselines import seed_torch as _seed_torch
 from benchmarks.report import markdown_table, percent, stats
 from benchmarks.environment import (add_jobs_argument, command_line, cpu_model, load_average,
                                     load_rows, save_rows, versions_line)
@@ -266,13 +270,6 @@ def _module_class(kind="mlp"):
     raise ValueError(f"unknown module {kind!r}: use 'mlp' or 'lenet'")
 
 
-def n_epochs(cfg, n_rows, batch_size=None):
-    """``cfg.epochs`` epochs, or ``cfg.min_steps`` optimizer steps if that is more."""
-    batch_size = batch_size or cfg.batch_size
-    per_epoch = max(1, math.ceil(n_rows / batch_size))
-    return max(cfg.epochs, math.ceil(cfg.min_steps / per_epoch))
-
-
 def net_params(cfg, n_features, n_classes, n_rows, *, optimizer=None, lr=None,
                epochs=None):
     import torch
@@ -296,23 +293,6 @@ def _metrics(model, X_test, y_test):
     return dict(acc=float(np.mean(pred == y_test)),
                 bal_acc=float(balanced_accuracy_score(y_test, pred)),
                 max_share=float(np.bincount(pred).max() / len(pred)))
-
-
-class _Timer:
-    def __enter__(self):
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc):
-        self.wall = time.perf_counter() - self.wall
-        self.cpu = time.process_time() - self.cpu
-
-
-def _seed_torch(seed):
-    import torch
-
-    torch.manual_seed(seed)
-    np.random.seed(seed)
 
 
 def fit_plain(cfg, X, y, K, seed, *, X_clean=None, y_clean=None, class_weight=None,

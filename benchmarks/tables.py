@@ -410,6 +410,12 @@ def kinds_of(rows):
     return [k for k in KIND_NAMES if any(r["kind"] == k for r in rows)]
 
 
+def cells_of(rows):
+    """Every (data set, protocol, noise kind) of the rows, in report order."""
+    return [(d, p, k) for d in datasets_of(rows) for p in protocols_of(rows)
+            for k in kinds_of(rows)]
+
+
 def cell_tables(rows, metric):
     lines = []
     for protocol in protocols_of(rows):
@@ -484,19 +490,17 @@ def goals(rows):
 def trusted_goals(rows):
     """Issue 29's goals for ``TrustedClassifier()``, on means over seeds (accuracy)."""
     margins, labels, gaps = [], [], []
-    for d in datasets_of(rows):
-        for protocol in protocols_of(rows):
-            for kind in kinds_of(rows):
-                means, best, margin = cell_summary(rows, d, protocol, kind)
-                if best is None or not math.isfinite(margin):
-                    continue
-                margins.append(margin)
-                labels.append(f"{d}, {KIND_NAMES[kind]}, {protocol_label(protocol)}: "
-                              f"{100 * margin:+.1f} ({METHODS[best]})")
-                if protocol == ("audit", 200):
-                    gaps += [abs(r["cv_acc"] - r["acc"]) for r in _select(
-                        rows, dataset=d, protocol="audit", size=200, kind=kind,
-                        method="trusted") if r.get("cv_acc") is not None]
+    for d, protocol, kind in cells_of(rows):
+        means, best, margin = cell_summary(rows, d, protocol, kind)
+        if best is None or not math.isfinite(margin):
+            continue
+        margins.append(margin)
+        labels.append(f"{d}, {KIND_NAMES[kind]}, {protocol_label(protocol)}: "
+                      f"{100 * margin:+.1f} ({METHODS[best]})")
+        if protocol == ("audit", 200):
+            gaps += [abs(r["cv_acc"] - r["acc"]) for r in _select(
+                rows, dataset=d, protocol="audit", size=200, kind=kind,
+                method="trusted") if r.get("cv_acc") is not None]
     margins = np.array(margins)
     within = float(np.mean(margins >= -0.01)) if len(margins) else float("nan")
     beats = float(np.mean(margins > 0)) if len(margins) else float("nan")
@@ -522,21 +526,18 @@ def chosen_table(rows):
     """Per cell: the route TrustedClassifier chose in each seed, its trusted-CV
     accuracy estimate beside the test accuracy, and its fit time against HGB's."""
     body = []
-    for d in datasets_of(rows):
-        for protocol in protocols_of(rows):
-            for kind in kinds_of(rows):
-                key = dict(dataset=d, protocol=protocol[0], size=protocol[1], kind=kind)
-                found = sorted(_select(rows, method="trusted", **key),
-                               key=lambda r: r["seed"])
-                if not found:
-                    continue
-                hgb_s = np.median([r["wall_s"] for r in _select(rows, method="hgb", **key)])
-                cv = [r["cv_acc"] for r in found if r.get("cv_acc") is not None]
-                body.append([d, protocol_label(protocol), KIND_NAMES[kind],
-                             ", ".join(r["route"] for r in found),
-                             f"{100 * np.mean(cv):.1f}" if cv else "–",
-                             f"{100 * np.mean([r['acc'] for r in found]):.1f}",
-                             f"{np.median([r['wall_s'] for r in found]) / hgb_s:.0f}x"])
+    for d, protocol, kind in cells_of(rows):
+        key = dict(dataset=d, protocol=protocol[0], size=protocol[1], kind=kind)
+        found = sorted(_select(rows, method="trusted", **key), key=lambda r: r["seed"])
+        if not found:
+            continue
+        hgb_s = np.median([r["wall_s"] for r in _select(rows, method="hgb", **key)])
+        cv = [r["cv_acc"] for r in found if r.get("cv_acc") is not None]
+        body.append([d, protocol_label(protocol), KIND_NAMES[kind],
+                     ", ".join(r["route"] for r in found),
+                     f"{100 * np.mean(cv):.1f}" if cv else "–",
+                     f"{100 * np.mean([r['acc'] for r in found]):.1f}",
+                     f"{np.median([r['wall_s'] for r in found]) / hgb_s:.0f}x"])
     return markdown_table(["data set", "clean set", "noise", "route chosen (per seed)",
                            "trusted-CV accuracy", "test accuracy",
                            "fit time / HGB's"], body)

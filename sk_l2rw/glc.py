@@ -16,10 +16,9 @@ Then either
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
-from sklearn.utils.validation import check_is_fitted
 
-from sk_l2rw.trusted import (check_trusted_fit, class_proba, default_estimator,
-                             split_trusted)
+from sk_l2rw.trusted import (LabelPredictMixin, check_trusted_fit, class_proba,
+                             default_estimator, split_trusted)
 
 __all__ = ["ForwardCorrectedLoss", "GLCClassifier", "corruption_matrix", "correct_proba"]
 
@@ -131,7 +130,8 @@ def is_plain_skorch_classifier(estimator):
         estimator, L2RWMixin)
 
 
-class GLCClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
+class GLCClassifier(LabelPredictMixin, MetaEstimatorMixin, ClassifierMixin,
+                    BaseEstimator):
     """Gold Loss Correction around any classifier (Hendrycks et al., NeurIPS 2018).
 
     1. ``estimator`` is fitted on the untrusted rows (their noisy labels).
@@ -251,32 +251,10 @@ class GLCClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             self.n_features_in_ = noisy.n_features_in_
         return self
 
-    def predict_proba(self, X):
-        """``P(true class | x)``, columns as ``classes_``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        numpy.ndarray of shape (n_samples, n_classes)
-        """
-        check_is_fitted(self, "estimator_")
+    def _proba(self, X):
+        """``P(true class | x)``: the plug-in correction of the noisy model's
+        probabilities, or the corrected net's own."""
         proba = class_proba(self.estimator_, X, len(self.classes_))
         if self.correction_ == "plugin":
             return correct_proba(proba, self.corruption_)
         return proba
-
-    def predict(self, X):
-        """The most probable true class of each row.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        numpy.ndarray of shape (n_samples,)
-        """
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]

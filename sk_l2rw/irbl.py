@@ -12,10 +12,9 @@ import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
-from sklearn.utils.validation import check_is_fitted
 
-from sk_l2rw.trusted import (check_trusted_fit, class_proba, default_estimator,
-                             sample_weight_key, split_trusted)
+from sk_l2rw.trusted import (LabelPredictMixin, check_trusted_fit, class_proba,
+                             default_estimator, sample_weight_key, split_trusted)
 
 __all__ = ["IRBLClassifier", "irbl_weights"]
 
@@ -41,7 +40,8 @@ def irbl_weights(proba_trusted, proba_untrusted, y):
     return np.divide(num, den, out=np.zeros(len(y)), where=den > 0)
 
 
-class IRBLClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
+class IRBLClassifier(LabelPredictMixin, MetaEstimatorMixin, ClassifierMixin,
+                     BaseEstimator):
     """Importance reweighting of the untrusted rows (Nodet et al., IJCNN 2021).
 
     1. ``probability_estimator`` is fitted on the trusted rows and, separately, on
@@ -134,29 +134,5 @@ class IRBLClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             self.n_features_in_ = final.n_features_in_
         return self
 
-    def predict_proba(self, X):
-        """Class probabilities of the weighted model, columns as ``classes_``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        numpy.ndarray of shape (n_samples, n_classes)
-        """
-        check_is_fitted(self, "estimator_")
+    def _proba(self, X):
         return class_proba(self.estimator_, X, len(self.classes_))
-
-    def predict(self, X):
-        """The most probable class of each row.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        numpy.ndarray of shape (n_samples,)
-        """
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]

@@ -24,15 +24,15 @@ import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
-from sklearn.utils.validation import check_is_fitted
 
 from sk_l2rw.data import n_rows
 from sk_l2rw.glc import GLCClassifier, is_plain_skorch_classifier
 from sk_l2rw.irbl import IRBLClassifier
 from sk_l2rw.model_selection import TrustedKFold
 from sk_l2rw.reweighted import ReweightedClassifier, default_net
-from sk_l2rw.trusted import (check_trusted_fit, class_proba, default_estimator,
-                             fit_with_trusted, sample_weight_key, take)
+from sk_l2rw.trusted import (LabelPredictMixin, check_trusted_fit, class_proba,
+                             default_estimator, fit_with_trusted, sample_weight_key,
+                             take)
 
 __all__ = ["ROUTES", "TrustedClassifier", "brier_losses", "choose_route", "fit_route"]
 
@@ -154,7 +154,8 @@ def choose_route(losses):
     return chosen, gaps, errors
 
 
-class TrustedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
+class TrustedClassifier(LabelPredictMixin, MetaEstimatorMixin, ClassifierMixin,
+                        BaseEstimator):
     """Learn a noisy table the way its trusted rows say is best.
 
     Every route (:data:`ROUTES`, :func:`fit_route`) is fitted around
@@ -340,29 +341,5 @@ class TrustedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         }
         return results, scored[chosen]
 
-    def predict_proba(self, X):
-        """Class probabilities of the chosen route, columns as ``classes_``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        numpy.ndarray of shape (n_samples, n_classes)
-        """
-        check_is_fitted(self, "estimator_")
+    def _proba(self, X):
         return route_proba(self.estimator_, X, len(self.classes_))
-
-    def predict(self, X):
-        """Class labels from the chosen route.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        numpy.ndarray of shape (n_samples,)
-        """
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]

@@ -15,7 +15,7 @@ import scipy.sparse as sp
 import torch
 from sklearn.pipeline import Pipeline
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import has_fit_parameter
+from sklearn.utils.validation import check_is_fitted, has_fit_parameter
 
 from sk_l2rw.data import n_rows
 from sk_l2rw.validation import check_labels
@@ -177,3 +177,37 @@ def default_estimator(estimator, random_state=None):
 
         return HistGradientBoostingClassifier(random_state=random_state)
     return estimator
+
+
+class LabelPredictMixin:
+    """``predict_proba`` and ``predict`` for the meta-estimators whose models are
+    fitted on label codes: each supplies ``_proba(X)``, the fitted model's class
+    probabilities with a column per code."""
+
+    def predict_proba(self, X):
+        """Class probabilities (of the true classes), columns as ``classes_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        numpy.ndarray of shape (n_samples, n_classes)
+        """
+        check_is_fitted(self, "estimator_")
+        return self._proba(X)
+
+    def predict(self, X):
+        """The most probable class of each row.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        numpy.ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]

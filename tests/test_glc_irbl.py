@@ -181,3 +181,11 @@ class TestIRBL:
             model = IRBLClassifier(LogisticRegression(max_iter=1000)).fit(
                 X, y, trusted=trusted & (y != "c"))
         assert (model.sample_weight_[(y == "c")] == 0).all()
+
+
+@pytest.mark.parametrize("cls", [GLCClassifier, IRBLClassifier])
+def test_unfitted_predict_is_refused(cls):
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        cls().predict(np.zeros((2, 3)))
