@@ -34,6 +34,7 @@ import math
 
 import numpy as np
 import torch
+from sklearn.utils import check_random_state
 
 from sk_l2rw.weights import normalize_weights
 
@@ -270,8 +271,9 @@ class ShardedBatches(torch.utils.data.Sampler):
     batch_size : int
         The global batch.
     shuffle : bool
-    random_state : numpy.random.RandomState
-        Draws the permutation each epoch (seeded alike on every rank).
+    random_state : numpy.random.RandomState or None
+        Draws the permutation each epoch (seeded alike on every rank); None:
+        numpy's global generator (an unseeded fit on one process).
     rank, world : int
     """
 
@@ -283,7 +285,7 @@ class ShardedBatches(torch.utils.data.Sampler):
         return -(-self.n // self.batch_size)
 
     def __iter__(self):
-        order = (self.random_state.permutation(self.n) if self.shuffle
+        order = (check_random_state(self.random_state).permutation(self.n) if self.shuffle
                  else np.arange(self.n))
         for start in range(0, self.n, self.batch_size):
             rows = order[start:start + self.batch_size]

@@ -1160,6 +1160,13 @@ class L2RWMixin:
         """Slice in-memory arrays directly; skorch's DataLoader for everything else.
 
         Training batches are shuffled unless ``iterator_train__shuffle=False``.
+        Every training route draws the same batches for one ``random_state``: the
+        in-memory path (:class:`~sk_l2rw.data.TensorBatches`) and the DataLoader
+        (a torch ``Dataset``, a validation split), alone or data-parallel, take one
+        permutation per epoch from the fit's generator
+        (:class:`~sk_l2rw.distributed.ShardedBatches` as the DataLoader's batch
+        sampler). A ``sampler``, ``batch_sampler`` or ``drop_last=True`` given as
+        ``iterator_train__*``, or another ``iterator_train``, keeps its own order.
         """
         kwargs = self.get_params_for("iterator_train" if training else "iterator_valid")
         iterator = self.iterator_train if training else self.iterator_valid
@@ -1174,23 +1181,14 @@ class L2RWMixin:
                      and not (indexed and dataset.positions is not None)
                      and _in_memory(inner.X)
                      and (inner.y is None or isinstance(inner.y, (np.ndarray, torch.Tensor))))
-        run = getattr(self, "_run_", None)
-        group = run.group if training and run is not None else None
-        if group is not None and not (in_memory and set(kwargs) <= {"shuffle", "batch_size"}):
-            if iterator is not DataLoader:
-                raise ValueError(
-                    "a data-parallel fit shards its batches with a batch sampler of "
-                    f"torch's DataLoader; iterator_train={iterator!r} cannot take one")
-            sampler = ShardedBatches(len(dataset), batch_size,
-                                     shuffle=bool(kwargs.pop("shuffle")),
-                                     random_state=run.rng, rank=group.rank,
-                                     world=group.world)
-            kwargs.pop("batch_size")
-            return DataLoader(dataset, batch_sampler=sampler, **kwargs)
-        if not (iterator is DataLoader and set(kwargs) <= {"shuffle", "batch_size"}
-                and in_memory):
+        fast = iterator is DataLoader and set(kwargs) <= {"shuffle", "batch_size"} and in_memory
+        run = getattr(self, "_run_", None) if training else None
+        group = None if run is None else run.group
+        if run is not None and not fast:
+            return self._sampled_loader(dataset, iterator, kwargs, run)
+        if not fast:
             return iterator(dataset, **kwargs)
-        if training and run is not None and indexed and run.X is not None:
+        if run is not None and indexed and run.X is not None:
             X, y = run.X, run.y
         else:
             X = _to_device(inner.X, self._module_dtype(), self.device_)
@@ -1200,6 +1198,33 @@ class L2RWMixin:
                              with_index=indexed,
                              random_state=run.rng if run is not None else None,
                              shard=None if group is None else (group.rank, group.world))
+
+    def _sampled_loader(self, dataset, iterator, kwargs, run):
+        """Training batches through torch's DataLoader in the order the in-memory
+        path draws (this rank's shard of them in a data-parallel fit)."""
+        group = run.group
+        own_order = (iterator is not DataLoader or "sampler" in kwargs
+                     or "batch_sampler" in kwargs or kwargs.get("drop_last"))
+        if own_order:
+            if group is not None:
+                raise ValueError(
+                    "a data-parallel fit shards its batches with a batch sampler of "
+                    f"torch's DataLoader; iterator_train={iterator!r} with "
+                    f"{sorted(set(kwargs) - {'shuffle', 'batch_size'})} cannot take one")
+            return iterator(dataset, **kwargs)
+        kwargs = dict(kwargs)
+        sampler = ShardedBatches(len(dataset), kwargs.pop("batch_size"),
+                                 shuffle=bool(kwargs.pop("shuffle")),
+                                 random_state=run.rng,
+                                 rank=0 if group is None else group.rank,
+                                 world=1 if group is None else group.world)
+        kwargs.pop("drop_last", None)  # False here; a batch sampler refuses the key
+        if "generator" not in kwargs and self._seed_ is not None:
+            # Each epoch's iterator draws its workers' base seed from this
+            # generator; from torch's global one, it would shift the random numbers
+            # (dropout) the steps draw after it, which the in-memory path does not.
+            kwargs["generator"] = torch.Generator().manual_seed(self._derived_seed(3))
+        return DataLoader(dataset, batch_sampler=sampler, **kwargs)
 
     def train_step_single(self, batch, **fit_params):
         """One L2RW step: weights from the clean batch, gradient of the weighted loss.

@@ -92,21 +92,35 @@ def main(rank, world, rendezvous, out, cases):
 
 
 def fit_case(rank, case, out):
+    # dataset64: in float64, where the one-process fit is matched to 1e-9.
+    dtype = torch.float64 if case.endswith("64") else torch.float32
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        _fit_case(rank, case, out)
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def _fit_case(rank, case, out):
     from sk_l2rw.exceptions import L2RWWarning
 
     X, y, Xc, yc = problem()
+    if case.endswith("64"):
+        X, Xc = X.astype(np.float64), Xc.astype(np.float64)
     if case.startswith("regressor"):
         y = (X[:, :1] + X[:, 1:2]).astype(np.float32)
     if case == "bad-input" and rank == 1:
         X = X.copy()
         X[17, 2] = np.nan
-    if case == "dataset":
-        from skorch.dataset import Dataset
-        fit_X, fit_y = Dataset(X, y), None
+    if case.startswith("dataset"):
+        # A plain torch Dataset: skorch's DataLoader route, not the in-memory one.
+        fit_X = torch.utils.data.TensorDataset(torch.as_tensor(X), torch.as_tensor(y))
+        fit_y = None
     else:
         fit_X, fit_y = X, y
     net = estimator(case, Xc, yc)
-    if case == "dataset":
+    if case.startswith("dataset"):
         net.set_params(classes=[0, 1, 2])
     if case == "fit-auto":  # prints and checkpoints: on rank 0 alone
         from skorch.callbacks import Checkpoint
