@@ -38,7 +38,7 @@ from sklearn.utils import check_random_state
 
 from sk_l2rw.weights import normalize_weights
 
-__all__ = ["current_group", "shard_bounds", "Group", "ShardedBatches"]
+__all__ = ["current_group", "shard_bounds", "Group", "PeerDiedError", "ShardedBatches"]
 
 
 def current_group():
@@ -57,6 +57,22 @@ def shard_bounds(n, rank, world):
     shards put together are the batch.
     """
     return n * rank // world, n * (rank + 1) // world
+
+
+class PeerDiedError(RuntimeError):
+    """A collective of a data-parallel fit failed in the communication itself: a
+    rank died (killed, out of memory) or its connection broke. Every surviving
+    rank raises it at its next collective, instead of the backend's bare message
+    (gloo: "Connection reset by peer")."""
+
+
+def _communicating(what, call, *args, **kwargs):
+    try:
+        return call(*args, **kwargs)
+    except RuntimeError as exc:  # torch.distributed.DistError and the backends'
+        raise PeerDiedError(
+            f"a peer rank of this data-parallel fit died or lost its connection "
+            f"({what}: {exc}); every surviving rank stops") from exc
 
 
 class _PeerFailed(Exception):
@@ -100,7 +116,8 @@ class Group:
     def exchange(self, obj):
         """Every rank's ``obj``, in rank order (``all_gather_object``)."""
         out = [None] * self.world
-        torch.distributed.all_gather_object(out, obj, group=self.group)
+        _communicating("exchanging messages", torch.distributed.all_gather_object,
+                       out, obj, group=self.group)
         return out
 
     def broadcast(self, obj):
@@ -223,9 +240,11 @@ class Group:
             self._pending.pop(0)
         if stage == "meta":
             out = [torch.empty_like(tensor) for _ in range(self.world)]
-            torch.distributed.all_gather(out, tensor, group=self.group)
+            _communicating("gathering meta-gradients", torch.distributed.all_gather,
+                           out, tensor, group=self.group)
             return torch.stack(out)
-        torch.distributed.all_reduce(tensor, group=self.group)
+        _communicating(f"summing ({stage})", torch.distributed.all_reduce, tensor,
+                       group=self.group)
         return tensor
 
     def _gather(self, stage, tensor):

@@ -59,7 +59,7 @@ from sk_l2rw.data import (
     take_rows,
 )
 from sk_l2rw.dispatch import Computation, choose_meta_gradient  # noqa: F401
-from sk_l2rw.distributed import ShardedBatches, _PeerFailed, current_group
+from sk_l2rw.distributed import PeerDiedError, ShardedBatches, _PeerFailed, current_group
 from sk_l2rw.exceptions import NoCleanSetWarning
 from sk_l2rw.trusted import check_trusted, split_trusted
 from sk_l2rw.validation import (
@@ -1478,6 +1478,8 @@ class L2RWMixin:
             loss = group.sum_gradients(self.module_, result.loss)
         except _PeerFailed:
             group.peer_failed()
+        except PeerDiedError:
+            raise  # no rank is left to tell
         except Exception as exc:
             group.fail(exc)
         run.record(*group.batch)

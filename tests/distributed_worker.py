@@ -10,6 +10,7 @@ estimator's weights, losses and parameters, or the error it raised.
 
 import os
 import pickle
+import signal
 import sys
 import time
 import warnings
@@ -24,18 +25,21 @@ class FailsOnRank(nn.Module):
     from then on) on one rank from one call on: a failure found inside a step by
     one rank only."""
 
-    def __init__(self, n_features=6, n_classes=3, fail_rank=1, fail_call=4, nan=False):
+    def __init__(self, n_features=6, n_classes=3, fail_rank=1, fail_call=4, nan=False,
+                 kill=False):
         super().__init__()
         self.hidden = nn.Linear(n_features, 16)
         self.out = nn.Linear(16, n_classes)
         self.fail_rank, self.fail_call, self.calls = fail_rank, fail_call, 0
-        self.nan = nan
+        self.nan, self.kill = nan, kill
 
     def forward(self, X):
         if self.training:
             self.calls += 1
             rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
             if rank == self.fail_rank and self.calls >= self.fail_call:
+                if self.kill:  # the process dies in the middle of a step
+                    os.kill(os.getpid(), signal.SIGKILL)
                 if self.nan:
                     return self.out(torch.relu(self.hidden(X))) * float("nan")
                 raise ValueError("feature 3 is out of range in this rank's rows")
@@ -64,9 +68,10 @@ def estimator(case, Xc, yc):
         return L2RWRegressor(MLP, Xc, Xc[:, :1] + Xc[:, 1:2], module__hidden_layer_sizes=(16,),
                              meta_gradient="ghost", **common)
     meta = case.split("-")[1] if case.startswith(("fit-", "clean-")) else "auto"
-    if case in ("fails", "nonfinite"):
+    if case in ("fails", "nonfinite", "peer-killed"):
         return L2RWClassifier(FailsOnRank, Xc, yc, criterion=nn.CrossEntropyLoss,
-                              module__nan=case == "nonfinite", meta_gradient="ghost",
+                              module__nan=case == "nonfinite",
+                              module__kill=case == "peer-killed", meta_gradient="ghost",
                               **common)
     return L2RWClassifier(MLP, Xc, yc, module__hidden_layer_sizes=(16,),
                           meta_gradient=meta, train_on_clean=case.startswith("clean"),
@@ -80,6 +85,9 @@ def main(rank, world, rendezvous, out, cases):
                                              rank=rank, world_size=world)
     for case in cases.split(","):
         fit_case(rank, case, out)
+    if world > 1 and "peer-killed" in cases:
+        sys.stdout.flush()
+        os._exit(0)  # the group lost a rank: nothing left to tear down
     if world > 1:
         # No rank tears the group down while another still uses it.
         torch.distributed.barrier()

@@ -8,6 +8,7 @@ finish within its timeout fails as a hang.
 
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import time
@@ -31,8 +32,10 @@ FITS = ["fit-auto", *COMPUTATIONS, "clean-ghost", "regressor", "dataset", "datas
 FAILURES = ["bad-input", "fails", "nonfinite"]
 
 
-def launch(out, world, cases, timeout):
-    """Run ``cases`` on ``world`` ranks; {case: [report of rank 0, 1, ...]}."""
+def launch(out, world, cases, timeout, killed=()):
+    """Run ``cases`` on ``world`` ranks; {case: [report of rank 0, 1, ...]}.
+
+    ``killed``: ranks expected to die by SIGKILL (no report from them)."""
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
@@ -50,10 +53,11 @@ def launch(out, world, cases, timeout):
             proc.kill()
         pytest.fail(f"{world} ranks did not finish {cases} within {timeout} s (a hang); "
                     f"rank 0 said:\n{logs[0].read_text()[-2000:]}")
-    for proc, log in zip(procs, logs):
-        assert proc.returncode == 0, log.read_text()[-3000:]
+    for rank, (proc, log) in enumerate(zip(procs, logs)):
+        expected = -signal.SIGKILL if rank in killed else 0
+        assert proc.returncode == expected, log.read_text()[-3000:]
     return {case: [pickle.loads((out / f"{case}-rank{rank}.pkl").read_bytes())
-                   for rank in range(world)] for case in cases}
+                   for rank in range(world) if rank not in killed] for case in cases}
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +192,17 @@ class TestFailure:
         assert errors[0] == errors[1]
         assert errors[0][0] == "FloatingPointError"
         assert "loss became nan in epoch 1, batch 4" in errors[0][1]
+
+    def test_a_killed_rank_stops_the_others_within_seconds(self, tmp_path):
+        # Rank 1 dies by SIGKILL in its 4th step; rank 0 waits for it in that
+        # step's collective. The 60 s timeout fails a hang (gloo's own is 30 min).
+        report, = launch(tmp_path, 2, ["peer-killed"], timeout=60,
+                         killed=(1,))["peer-killed"]
+        kind, text = report["error"]
+        assert kind == "PeerDiedError"
+        assert "a peer rank of this data-parallel fit died" in text
+        # The whole fit call on rank 0, its 3 steps before the kill included.
+        assert report["seconds"] < 20
 
     def test_a_failed_fit_leaves_no_fitted_state(self, failures):
         for report in failures["bad-input"]:
