@@ -34,10 +34,11 @@ import math
 
 import numpy as np
 import torch
+from sklearn.utils import check_random_state
 
 from sk_l2rw.weights import normalize_weights
 
-__all__ = ["current_group", "shard_bounds", "Group", "ShardedBatches"]
+__all__ = ["current_group", "shard_bounds", "Group", "PeerDiedError", "ShardedBatches"]
 
 
 def current_group():
@@ -56,6 +57,22 @@ def shard_bounds(n, rank, world):
     shards put together are the batch.
     """
     return n * rank // world, n * (rank + 1) // world
+
+
+class PeerDiedError(RuntimeError):
+    """A collective of a data-parallel fit failed in the communication itself: a
+    rank died (killed, out of memory) or its connection broke. Every surviving
+    rank raises it at its next collective, instead of the backend's bare message
+    (gloo: "Connection reset by peer")."""
+
+
+def _communicating(what, call, *args, **kwargs):
+    try:
+        return call(*args, **kwargs)
+    except RuntimeError as exc:  # torch.distributed.DistError and the backends'
+        raise PeerDiedError(
+            f"a peer rank of this data-parallel fit died or lost its connection "
+            f"({what}: {exc}); every surviving rank stops") from exc
 
 
 class _PeerFailed(Exception):
@@ -99,7 +116,8 @@ class Group:
     def exchange(self, obj):
         """Every rank's ``obj``, in rank order (``all_gather_object``)."""
         out = [None] * self.world
-        torch.distributed.all_gather_object(out, obj, group=self.group)
+        _communicating("exchanging messages", torch.distributed.all_gather_object,
+                       out, obj, group=self.group)
         return out
 
     def broadcast(self, obj):
@@ -222,9 +240,11 @@ class Group:
             self._pending.pop(0)
         if stage == "meta":
             out = [torch.empty_like(tensor) for _ in range(self.world)]
-            torch.distributed.all_gather(out, tensor, group=self.group)
+            _communicating("gathering meta-gradients", torch.distributed.all_gather,
+                           out, tensor, group=self.group)
             return torch.stack(out)
-        torch.distributed.all_reduce(tensor, group=self.group)
+        _communicating(f"summing ({stage})", torch.distributed.all_reduce, tensor,
+                       group=self.group)
         return tensor
 
     def _gather(self, stage, tensor):
@@ -270,8 +290,9 @@ class ShardedBatches(torch.utils.data.Sampler):
     batch_size : int
         The global batch.
     shuffle : bool
-    random_state : numpy.random.RandomState
-        Draws the permutation each epoch (seeded alike on every rank).
+    random_state : numpy.random.RandomState or None
+        Draws the permutation each epoch (seeded alike on every rank); None:
+        numpy's global generator (an unseeded fit on one process).
     rank, world : int
     """
 
@@ -283,7 +304,7 @@ class ShardedBatches(torch.utils.data.Sampler):
         return -(-self.n // self.batch_size)
 
     def __iter__(self):
-        order = (self.random_state.permutation(self.n) if self.shuffle
+        order = (check_random_state(self.random_state).permutation(self.n) if self.shuffle
                  else np.arange(self.n))
         for start in range(0, self.n, self.batch_size):
             rows = order[start:start + self.batch_size]

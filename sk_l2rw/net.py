@@ -14,6 +14,9 @@ import contextlib
 import copy
 import functools
 import inspect
+import os
+import types
+import uuid
 import warnings
 from collections.abc import Mapping
 from typing import NamedTuple
@@ -24,6 +27,7 @@ import scipy.sparse as sp
 import torch
 from skorch.callbacks import Checkpoint, PrintLog, ProgressBar, TrainEndCheckpoint
 from skorch.dataset import Dataset, unpack_data
+from skorch.history import History
 from skorch.net import NeuralNet
 from skorch.utils import to_tensor
 from sklearn.utils import check_random_state
@@ -56,7 +60,7 @@ from sk_l2rw.data import (
     take_rows,
 )
 from sk_l2rw.dispatch import Computation, choose_meta_gradient  # noqa: F401
-from sk_l2rw.distributed import ShardedBatches, _PeerFailed, current_group
+from sk_l2rw.distributed import PeerDiedError, ShardedBatches, _PeerFailed, current_group
 from sk_l2rw.exceptions import NoCleanSetWarning
 from sk_l2rw.trusted import check_trusted, split_trusted
 from sk_l2rw.validation import (
@@ -326,6 +330,69 @@ def _host_copy(state):
     return copy.deepcopy(state)
 
 
+#: What :meth:`L2RWMixin.save_params` appends to the history's file name for the
+#: weight record.
+WEIGHT_RECORD_SUFFIX = ".weights.npz"
+
+
+def _temporary_path(path):
+    """A fresh name next to ``path`` (same folder, so renaming is atomic); the
+    writer creates the file, with the permissions any new file gets."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, f".{name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+
+
+def _first_unreadable(net, args):
+    """The first of the files ``load_params`` was given that does not load on its
+    own, or None: where a failed load names the culprit."""
+    files = {key: value for key, value in args.items()
+             if key.startswith("f_") and isinstance(value, (str, os.PathLike))}
+    checkpoint = args.get("checkpoint")
+    if checkpoint is not None and "f_history" not in files and checkpoint.f_history:
+        files["f_history"] = checkpoint.f_history_
+    history = files.get("f_history")
+    if isinstance(history, (str, os.PathLike)):
+        if not _loads(history, lambda f: History.from_file(f)):
+            return os.fspath(history)
+        files["record"] = os.fspath(history) + WEIGHT_RECORD_SUFFIX
+    if checkpoint is not None:
+        # File names may be formatted from the checkpoint's history, as skorch
+        # formats them after loading it.
+        with contextlib.suppress(Exception):
+            target = net
+            if isinstance(history, (str, os.PathLike)):
+                target = types.SimpleNamespace(history=History.from_file(history))
+            files = {**checkpoint.get_formatted_files(target), **files}
+
+    def load_record(path):
+        with np.load(path, allow_pickle=False) as record:
+            [record[name] for name in record.files]
+
+    def load_state(path):
+        if args.get("use_safetensors"):
+            from safetensors.torch import load_file
+            return load_file(path)
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+    for key, path in files.items():
+        if key == "f_history" or not isinstance(path, (str, os.PathLike)):
+            continue
+        if not _loads(path, load_record if key == "record" else load_state):
+            return os.fspath(path)
+    return None
+
+
+def _loads(path, load):
+    """Whether ``load(path)`` succeeds; a missing file is not a damaged one."""
+    if not os.path.exists(path):
+        return True
+    try:
+        load(path)
+    except Exception:
+        return False
+    return True
+
+
 def _is_lazy(module):
     return any(torch.nn.parameter.is_lazy(t)
                for t in (*module.parameters(), *module.buffers()))
@@ -492,6 +559,7 @@ class L2RWMixin:
             self._features_seen = self._input_width(data.X)
             if not self.warm_start or not self.initialized_:
                 self.initialize()
+            self._check_checkpoint_folders()
             with self._seeded(2):  # LazyLinear & co. materialise in the dry run
                 self._check_module(data)
         return self._train(data, before, _routing_method="fit", **fit_params)
@@ -528,6 +596,7 @@ class L2RWMixin:
                 self._features_seen = self._input_width(data.X)
             if not self.initialized_:
                 self.initialize()
+            self._check_checkpoint_folders()
             with self._seeded(2):  # LazyLinear & co. materialise in the dry run
                 self._check_module(data)
         return self._train(data, before, _routing_method="partial_fit", **fit_params)
@@ -567,6 +636,35 @@ class L2RWMixin:
         others in the first step."""
         group = current_group()
         return contextlib.nullcontext() if group is None else group.agreed()
+
+    def _check_checkpoint_folders(self):
+        """Every folder a checkpoint callback writes to takes a file, or the fit
+        stops before training: skorch's ``Checkpoint`` reports a failed save only
+        in its log (with ``verbose``), and a fit would run on without checkpoints.
+
+        Raises
+        ------
+        PermissionError or OSError
+            Naming the folder.
+        """
+        group = current_group()
+        if group is not None and group.rank != 0:
+            return  # rank 0 alone writes checkpoints (rank_zero_callbacks)
+        for _, cb in self.callbacks_:
+            for checkpoint in (cb, getattr(cb, "checkpoint_", None)):
+                if not isinstance(checkpoint, Checkpoint):
+                    continue
+                folder = checkpoint.dirname or "."
+                probe = _temporary_path(os.path.join(folder, "probe"))
+                try:
+                    with open(probe, "x"):
+                        pass
+                    os.remove(probe)
+                except OSError as exc:
+                    raise type(exc)(
+                        exc.errno, f"the checkpoint folder {folder!r} of callback "
+                        f"{type(checkpoint).__name__} cannot be written: "
+                        f"{exc.strerror or exc}", folder) from exc
 
     def _check_module(self, data):
         """Run the module on two rows of X and of the clean set, without gradients.
@@ -1124,12 +1222,124 @@ class L2RWMixin:
             device = self.device_
         return super().forward_iter(X, training=training, device=device)
 
-    def load_params(self, *args, **kwargs):
-        """As skorch's ``load_params``, with ``device="auto"`` resolved."""
+    def save_params(self, f_params=None, f_optimizer=None, f_criterion=None,
+                    f_history=None, use_safetensors=False, **kwargs):
+        """As skorch's ``save_params``, with each file written whole or not at all,
+        and the weight record saved next to the history.
+
+        Every file given as a path is written under a temporary name in its folder
+        and renamed over the target once all are written, so a fit killed while
+        saving (or a full disk) never leaves a half-written file under a name that
+        ``load_params`` would take. With ``f_history`` a path, the weight record
+        (``sample_weights_``) and the seed of the epochs go to
+        ``f_history + ".weights.npz"``, which ``load_params`` reads back with the
+        history: what resuming from skorch's ``Checkpoint`` needs.
+
+        Raises
+        ------
+        OSError
+            A file cannot be written; the message names its folder. No target is
+            changed.
+        """
+        targets = dict(f_params=f_params, f_optimizer=f_optimizer,
+                       f_criterion=f_criterion, f_history=f_history, **kwargs)
+        paths = {key: os.fspath(value) for key, value in targets.items()
+                 if isinstance(value, (str, os.PathLike))}
+        temporary = {}
+        try:
+            for key, path in paths.items():
+                temporary[key] = _temporary_path(path)
+            record = None
+            if "f_history" in paths:
+                record = paths["f_history"] + WEIGHT_RECORD_SUFFIX
+                temporary["record"] = _temporary_path(record)
+                self._save_weight_record(temporary["record"])
+            super().save_params(**{**targets, **{k: v for k, v in temporary.items()
+                                                 if k != "record"}},
+                                use_safetensors=use_safetensors)
+            for key, path in paths.items():
+                os.replace(temporary.pop(key), path)
+            if record is not None:
+                os.replace(temporary.pop("record"), record)
+        except OSError as exc:
+            folder = os.path.dirname(os.path.abspath(exc.filename or
+                                                     next(iter(paths.values()), ".")))
+            raise type(exc)(exc.errno, f"cannot write the checkpoint files in "
+                            f"{folder!r}: {exc.strerror or exc}", exc.filename) from exc
+        finally:
+            for path in temporary.values():
+                with contextlib.suppress(OSError):
+                    os.remove(path)
+
+    def _save_weight_record(self, path):
+        rows = getattr(self, "_weight_rows_", None) or []
+        with open(path, "wb") as f:
+            np.savez(f, seed=np.array(-1 if self._seed_ is None else self._seed_),
+                     **{f"epoch{i}": row for i, row in enumerate(rows)})
+
+    def load_params(self, f_params=None, f_optimizer=None, f_criterion=None,
+                    f_history=None, checkpoint=None, use_safetensors=False, **kwargs):
+        """As skorch's ``load_params``, with ``device="auto"`` resolved, the weight
+        record restored with the history, and all or nothing.
+
+        With a history (``f_history``, or a ``checkpoint`` that saves one) whose
+        weight record :meth:`save_params` wrote next to it, ``sample_weights_`` and
+        the seed of the epochs come back too, so that ``partial_fit`` continues the
+        fit where the checkpoint left it (see the user guide's "Resuming from a
+        checkpoint").
+
+        Raises
+        ------
+        ValueError
+            A file is truncated or corrupted, or the weight record does not belong
+            to the history; the message names the file. The estimator is then as
+            it was before the call.
+        """
         if not hasattr(self, "device_"):
             self.device_ = resolve_device(self.device)
-        with self._device_resolved():
-            return super().load_params(*args, **kwargs)
+        before = _Snapshot(self)
+        args = dict(f_params=f_params, f_optimizer=f_optimizer, f_criterion=f_criterion,
+                    f_history=f_history, checkpoint=checkpoint,
+                    use_safetensors=use_safetensors, **kwargs)
+        try:
+            with self._device_resolved():
+                super().load_params(**args)
+            history = f_history
+            if history is None and checkpoint is not None:
+                history = checkpoint.f_history_
+            if isinstance(history, (str, os.PathLike)):
+                self._load_weight_record(os.fspath(history))
+        except Exception as exc:
+            before.restore()
+            # Only a file that does not load on its own is called corrupted; any
+            # other error (a state dict of another module) keeps its own message.
+            culprit = _first_unreadable(self, args)
+            if culprit is None:
+                raise
+            raise ValueError(
+                f"cannot load {culprit!r}: the file is truncated or corrupted "
+                f"({type(exc).__name__}: {exc}); the estimator is unchanged") from exc
+
+    def _load_weight_record(self, history):
+        path = history + WEIGHT_RECORD_SUFFIX
+        if not os.path.exists(path):
+            warnings.warn(
+                f"no weight record {path!r} next to the history: sample_weights_ "
+                "holds only the epochs trained after this load", UserWarning,
+                stacklevel=3)
+            self._weight_rows_ = []
+            return
+        with np.load(path, allow_pickle=False) as record:
+            rows = [record[f"epoch{i}"] for i in range(len(record.files) - 1)]
+            seed = int(record["seed"])
+        if len(rows) != len(self.history):
+            raise ValueError(
+                f"the weight record {path!r} holds {len(rows)} epochs but the history "
+                f"{history!r} holds {len(self.history)}: they come from different "
+                "checkpoints")
+        self._weight_rows_ = rows
+        # The epochs' randomness derives from this seed and the epoch's number.
+        self._seed_ = None if seed < 0 else seed
 
     def __getstate__(self):
         """skorch's state, with the torch parts pickled by cloudpickle.
@@ -1176,6 +1386,13 @@ class L2RWMixin:
         """Slice in-memory arrays directly; skorch's DataLoader for everything else.
 
         Training batches are shuffled unless ``iterator_train__shuffle=False``.
+        Every training route draws the same batches for one ``random_state``: the
+        in-memory path (:class:`~sk_l2rw.data.TensorBatches`) and the DataLoader
+        (a torch ``Dataset``, a validation split), alone or data-parallel, take one
+        permutation per epoch from the fit's generator
+        (:class:`~sk_l2rw.distributed.ShardedBatches` as the DataLoader's batch
+        sampler). A ``sampler``, ``batch_sampler`` or ``drop_last=True`` given as
+        ``iterator_train__*``, or another ``iterator_train``, keeps its own order.
         """
         kwargs = self.get_params_for("iterator_train" if training else "iterator_valid")
         iterator = self.iterator_train if training else self.iterator_valid
@@ -1190,23 +1407,14 @@ class L2RWMixin:
                      and not (indexed and dataset.positions is not None)
                      and _in_memory(inner.X)
                      and (inner.y is None or isinstance(inner.y, (np.ndarray, torch.Tensor))))
-        run = getattr(self, "_run_", None)
-        group = run.group if training and run is not None else None
-        if group is not None and not (in_memory and set(kwargs) <= {"shuffle", "batch_size"}):
-            if iterator is not DataLoader:
-                raise ValueError(
-                    "a data-parallel fit shards its batches with a batch sampler of "
-                    f"torch's DataLoader; iterator_train={iterator!r} cannot take one")
-            sampler = ShardedBatches(len(dataset), batch_size,
-                                     shuffle=bool(kwargs.pop("shuffle")),
-                                     random_state=run.rng, rank=group.rank,
-                                     world=group.world)
-            kwargs.pop("batch_size")
-            return DataLoader(dataset, batch_sampler=sampler, **kwargs)
-        if not (iterator is DataLoader and set(kwargs) <= {"shuffle", "batch_size"}
-                and in_memory):
+        fast = iterator is DataLoader and set(kwargs) <= {"shuffle", "batch_size"} and in_memory
+        run = getattr(self, "_run_", None) if training else None
+        group = None if run is None else run.group
+        if run is not None and not fast:
+            return self._sampled_loader(dataset, iterator, kwargs, run)
+        if not fast:
             return iterator(dataset, **kwargs)
-        if training and run is not None and indexed and run.X is not None:
+        if run is not None and indexed and run.X is not None:
             X, y = run.X, run.y
         else:
             X = _to_device(inner.X, self._module_dtype(), self.device_)
@@ -1216,6 +1424,33 @@ class L2RWMixin:
                              with_index=indexed,
                              random_state=run.rng if run is not None else None,
                              shard=None if group is None else (group.rank, group.world))
+
+    def _sampled_loader(self, dataset, iterator, kwargs, run):
+        """Training batches through torch's DataLoader in the order the in-memory
+        path draws (this rank's shard of them in a data-parallel fit)."""
+        group = run.group
+        own_order = (iterator is not DataLoader or "sampler" in kwargs
+                     or "batch_sampler" in kwargs or kwargs.get("drop_last"))
+        if own_order:
+            if group is not None:
+                raise ValueError(
+                    "a data-parallel fit shards its batches with a batch sampler of "
+                    f"torch's DataLoader; iterator_train={iterator!r} with "
+                    f"{sorted(set(kwargs) - {'shuffle', 'batch_size'})} cannot take one")
+            return iterator(dataset, **kwargs)
+        kwargs = dict(kwargs)
+        sampler = ShardedBatches(len(dataset), kwargs.pop("batch_size"),
+                                 shuffle=bool(kwargs.pop("shuffle")),
+                                 random_state=run.rng,
+                                 rank=0 if group is None else group.rank,
+                                 world=1 if group is None else group.world)
+        kwargs.pop("drop_last", None)  # False here; a batch sampler refuses the key
+        if "generator" not in kwargs and self._seed_ is not None:
+            # Each epoch's iterator draws its workers' base seed from this
+            # generator; from torch's global one, it would shift the random numbers
+            # (dropout) the steps draw after it, which the in-memory path does not.
+            kwargs["generator"] = torch.Generator().manual_seed(self._derived_seed(3))
+        return DataLoader(dataset, batch_sampler=sampler, **kwargs)
 
     def train_step_single(self, batch, **fit_params):
         """One L2RW step: weights from the clean batch, gradient of the weighted loss.
@@ -1259,6 +1494,8 @@ class L2RWMixin:
             loss = group.sum_gradients(self.module_, result.loss)
         except _PeerFailed:
             group.peer_failed()
+        except PeerDiedError:
+            raise  # no rank is left to tell
         except Exception as exc:
             group.fail(exc)
         run.record(*group.batch)

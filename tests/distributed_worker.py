@@ -10,6 +10,7 @@ estimator's weights, losses and parameters, or the error it raised.
 
 import os
 import pickle
+import signal
 import sys
 import time
 import warnings
@@ -24,18 +25,21 @@ class FailsOnRank(nn.Module):
     from then on) on one rank from one call on: a failure found inside a step by
     one rank only."""
 
-    def __init__(self, n_features=6, n_classes=3, fail_rank=1, fail_call=4, nan=False):
+    def __init__(self, n_features=6, n_classes=3, fail_rank=1, fail_call=4, nan=False,
+                 kill=False):
         super().__init__()
         self.hidden = nn.Linear(n_features, 16)
         self.out = nn.Linear(16, n_classes)
         self.fail_rank, self.fail_call, self.calls = fail_rank, fail_call, 0
-        self.nan = nan
+        self.nan, self.kill = nan, kill
 
     def forward(self, X):
         if self.training:
             self.calls += 1
             rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
             if rank == self.fail_rank and self.calls >= self.fail_call:
+                if self.kill:  # the process dies in the middle of a step
+                    os.kill(os.getpid(), signal.SIGKILL)
                 if self.nan:
                     return self.out(torch.relu(self.hidden(X))) * float("nan")
                 raise ValueError("feature 3 is out of range in this rank's rows")
@@ -64,9 +68,10 @@ def estimator(case, Xc, yc):
         return L2RWRegressor(MLP, Xc, Xc[:, :1] + Xc[:, 1:2], module__hidden_layer_sizes=(16,),
                              meta_gradient="ghost", **common)
     meta = case.split("-")[1] if case.startswith(("fit-", "clean-")) else "auto"
-    if case in ("fails", "nonfinite"):
+    if case in ("fails", "nonfinite", "peer-killed"):
         return L2RWClassifier(FailsOnRank, Xc, yc, criterion=nn.CrossEntropyLoss,
-                              module__nan=case == "nonfinite", meta_gradient="ghost",
+                              module__nan=case == "nonfinite",
+                              module__kill=case == "peer-killed", meta_gradient="ghost",
                               **common)
     return L2RWClassifier(MLP, Xc, yc, module__hidden_layer_sizes=(16,),
                           meta_gradient=meta, train_on_clean=case.startswith("clean"),
@@ -80,6 +85,9 @@ def main(rank, world, rendezvous, out, cases):
                                              rank=rank, world_size=world)
     for case in cases.split(","):
         fit_case(rank, case, out)
+    if world > 1 and "peer-killed" in cases:
+        sys.stdout.flush()
+        os._exit(0)  # the group lost a rank: nothing left to tear down
     if world > 1:
         # No rank tears the group down while another still uses it.
         torch.distributed.barrier()
@@ -92,21 +100,35 @@ def main(rank, world, rendezvous, out, cases):
 
 
 def fit_case(rank, case, out):
+    # dataset64: in float64, where the one-process fit is matched to 1e-9.
+    dtype = torch.float64 if case.endswith("64") else torch.float32
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        _fit_case(rank, case, out)
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def _fit_case(rank, case, out):
     from sk_l2rw.exceptions import L2RWWarning
 
     X, y, Xc, yc = problem()
+    if case.endswith("64"):
+        X, Xc = X.astype(np.float64), Xc.astype(np.float64)
     if case.startswith("regressor"):
         y = (X[:, :1] + X[:, 1:2]).astype(np.float32)
     if case == "bad-input" and rank == 1:
         X = X.copy()
         X[17, 2] = np.nan
-    if case == "dataset":
-        from skorch.dataset import Dataset
-        fit_X, fit_y = Dataset(X, y), None
+    if case.startswith("dataset"):
+        # A plain torch Dataset: skorch's DataLoader route, not the in-memory one.
+        fit_X = torch.utils.data.TensorDataset(torch.as_tensor(X), torch.as_tensor(y))
+        fit_y = None
     else:
         fit_X, fit_y = X, y
     net = estimator(case, Xc, yc)
-    if case == "dataset":
+    if case.startswith("dataset"):
         net.set_params(classes=[0, 1, 2])
     if case == "fit-auto":  # prints and checkpoints: on rank 0 alone
         from skorch.callbacks import Checkpoint

@@ -1,5 +1,6 @@
 """Big inputs without copies, skorch's Dataset route, and many fits on a Dask cluster."""
 
+import contextlib
 import warnings
 
 import joblib
@@ -10,7 +11,7 @@ from sklearn.model_selection import GridSearchCV, cross_validate
 from torch.utils.data import TensorDataset
 
 import sk_l2rw.net as net_module
-from conftest import MLP, make_blobs_data
+from conftest import MLP, BatchNormMLP, make_blobs_data
 from sk_l2rw import L2RWClassifier, L2RWRegressor
 
 FAST = dict(max_epochs=2, lr=0.1, batch_size=64, verbose=0, random_state=0)
@@ -73,6 +74,71 @@ class TestTorchDataset:
         net = L2RWRegressor(torch.nn.Linear, X[:30], y[:30], module__in_features=10,
                             module__out_features=1, **FAST).fit(dataset, None)
         assert net.n_outputs_ == 1 and net.predict(X).shape == (300, 1)
+
+
+@contextlib.contextmanager
+def default_dtype(dtype):
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+class TestOneBatchOrder:
+    """A torch Dataset draws the batches of the same rows given as arrays."""
+
+    @staticmethod
+    def fits(dtype, module=MLP, **params):
+        X, y = make_blobs_data(300, dtype=np.float64 if dtype == torch.float64
+                               else np.float32)
+        dataset = TensorDataset(torch.as_tensor(X[30:]), torch.as_tensor(y[30:]))
+        kwargs = dict(FAST, max_epochs=3, batch_size=32, classes=[0, 1, 2], **params)
+        with default_dtype(dtype):
+            arrays = L2RWClassifier(module, X[:30], y[:30], **kwargs).fit(X[30:], y[30:])
+            on_dataset = L2RWClassifier(module, X[:30], y[:30], **kwargs).fit(dataset, None)
+        return arrays, on_dataset
+
+    @pytest.mark.parametrize("dtype, tol", [
+        (torch.float64, dict(rtol=0, atol=1e-12)),
+        (torch.float32, dict(rtol=1e-5, atol=1e-6)),  # rounding
+    ])
+    def test_a_dataset_fit_equals_the_same_rows_as_arrays(self, dtype, tol):
+        arrays, on_dataset = self.fits(dtype)
+        assert next(arrays.module_.parameters()).dtype == dtype
+        np.testing.assert_allclose(on_dataset.sample_weights_, arrays.sample_weights_,
+                                   **tol)
+        for (name, a), b in zip(arrays.module_.state_dict().items(),
+                                on_dataset.module_.state_dict().values()):
+            np.testing.assert_allclose(b.numpy(), a.numpy(), err_msg=name, **tol)
+
+    def test_dropout_draws_the_same_numbers(self):
+        # The DataLoader's per-epoch worker seed comes from its own generator, so
+        # torch's global one (dropout) is where the in-memory path leaves it.
+        arrays, on_dataset = self.fits(torch.float32, BatchNormMLP,
+                                       criterion=torch.nn.CrossEntropyLoss)
+        np.testing.assert_allclose(on_dataset.sample_weights_, arrays.sample_weights_,
+                                   rtol=1e-5, atol=1e-6)
+
+    def test_a_sampler_of_the_users_keeps_its_order(self):
+        X, y = make_blobs_data(100)
+        dataset = TensorDataset(torch.as_tensor(X[20:]), torch.as_tensor(y[20:]))
+        sampler = torch.utils.data.SequentialSampler(range(80))
+        net = L2RWClassifier(MLP, X[:20], y[:20], classes=[0, 1, 2],
+                             iterator_train__sampler=sampler,
+                             iterator_train__shuffle=False,
+                             **dict(FAST, max_epochs=1, batch_size=32))
+        seen = []
+        original = net.train_step_single
+
+        def spy(batch, **kwargs):
+            seen.append(batch[0][1].tolist())
+            return original(batch, **kwargs)
+
+        net.train_step_single = spy
+        net.fit(dataset, None)
+        assert sum(seen, []) == list(range(80))
 
 
 @pytest.fixture(scope="module")
