@@ -6,6 +6,7 @@ generated or bundled data. A block preceded by a ``.. skip-doctest: <reason>``
 comment is not run (a Dask cluster, a GPU).
 """
 
+import contextlib
 import re
 import warnings
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import sklearn
 from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_digits
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
@@ -69,10 +71,14 @@ def namespace():
 
 
 @pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: p.name)
-def test_code_blocks_run(path, one_thread):
+def test_code_blocks_run(path, one_thread, request):
     blocks = code_blocks(path)
     assert blocks, f"{path.name} has no Python code block"
     scope = namespace()
+    # a block may switch on metadata routing: restored for the tests that follow
+    stack = contextlib.ExitStack()
+    stack.enter_context(sklearn.config_context())
+    request.addfinalizer(stack.close)
     for line, code, skip in blocks:
         if skip:
             continue
