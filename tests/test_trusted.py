@@ -18,6 +18,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sk_l2rw import L2RWClassifier, L2RWRegressor, ReweightedClassifier
+from sk_l2rw.data import n_rows
 from sk_l2rw.model_selection import TrustedKFold
 from sk_l2rw.modules import MLP
 from sk_l2rw.noise import flip_labels
@@ -67,16 +68,12 @@ class TestCheckTrusted:
             dense = (lambda A: np.asarray(A.toarray() if sp.issparse(A) else A))
             got = Xt["a"] if isinstance(Xt, dict) else Xt
             np.testing.assert_array_equal(dense(got), X[[0, 3]])
-            assert n_rows_of(Xn) == 4
+            assert n_rows(Xn) == 4
 
     def test_torch_dataset_refused(self):
         data = torch.utils.data.TensorDataset(torch.zeros(4, 2), torch.zeros(4))
         with pytest.raises(TypeError, match="torch Dataset"):
             split_trusted(data, np.zeros(4), np.array([True, False, False, False]))
-
-
-def n_rows_of(X):
-    return len(next(iter(X.values()))) if isinstance(X, dict) else X.shape[0]
 
 
 @pytest.fixture(scope="module")
