@@ -79,11 +79,12 @@ METHODS = {
     "glc_net": "GLC (net, corrected loss)",
     "irbl_hgb": "IRBL (HGB)",
     "trusted": "TrustedClassifier",
+    "trusted_prior": "TrustedClassifier(class_prior)",
     "ceiling": "ceiling (net, true labels)",
 }
 BASELINES = ("plain_noisy", "plain_both", "clean_only", "cleanlab", "cleanlab_hgb", "hgb",
              "glc_hgb", "glc_net", "irbl_hgb")
-ROUTES = ("l2rw", "l2rw_prior", "l2rw_toc", "reweighted_hgb", "trusted")
+ROUTES = ("l2rw", "l2rw_prior", "l2rw_toc", "reweighted_hgb", "trusted", "trusted_prior")
 
 
 @dataclasses.dataclass
@@ -94,6 +95,8 @@ class Config(quality.Setting):
     # (protocol, size): per_class rows per class, or audit rows (an int) or share
     # of the training rows (a float below 1).
     protocols: tuple = (("per_class", 10), ("audit", 200), ("audit", 0.01), ("audit", 0.05))
+    # Methods to fit (keys of METHODS); empty: every one.
+    methods: tuple = ()
 
 
 #: Rows (training, test) of every data set in a full run; None keeps the whole split.
@@ -232,6 +235,8 @@ def cell_methods(cfg, key, X, y_noisy, flipped, X_clean, y_clean, X_test, y_test
     rows = []
 
     def record(method, fit):
+        if cfg.methods and method not in cfg.methods:
+            return None
         try:
             with Timer() as t:
                 model = fit()
@@ -277,6 +282,11 @@ def cell_methods(cfg, key, X, y_noisy, flipped, X_clean, y_clean, X_test, y_test
     model = record("trusted", lambda: fit_trusted(cfg, X, y_noisy, X_clean, y_clean, seed))
     if model is not None:
         rows[-1].update(_chosen(model))
+    if weights is not None:  # trusted rows picked per class: a user knows the base rate
+        model = record("trusted_prior", lambda: fit_trusted(
+            cfg, X, y_noisy, X_clean, y_clean, seed, class_prior=prior))
+        if model is not None:
+            rows[-1].update(_chosen(model))
     return rows
 
 
@@ -310,17 +320,19 @@ def dataset_task(cfg, name, seed, data, threads=1):
         background = int(np.bincount(y).argmax())
         base = dict(dataset=name, seed=seed, n_train=len(y), n_test=len(y_te))
         rows = []
-        with Timer() as t:
-            model = fit_net(cfg, X, y, K, seed)
-        rows.append(dict(base, protocol="*", size=None, kind="*", method="ceiling",
-                         wall_s=round(t.wall, 3), **_scores(model, X_te, y_te)))
+        if not cfg.methods or "ceiling" in cfg.methods:
+            with Timer() as t:
+                model = fit_net(cfg, X, y, K, seed)
+            rows.append(dict(base, protocol="*", size=None, kind="*", method="ceiling",
+                             wall_s=round(t.wall, 3), **_scores(model, X_te, y_te)))
         for protocol in cfg.protocols:
             X_rest, y_rest, X_clean, y_clean = clean_split(X, y, protocol, seed)
             key = dict(base, protocol=protocol[0], size=protocol[1], n_clean=len(y_clean))
-            with Timer() as t:
-                model = fit_net(cfg, X_clean, y_clean, K, seed)
-            rows.append(dict(key, kind="*", method="clean_only", wall_s=round(t.wall, 3),
-                             **_scores(model, X_te, y_te)))
+            if not cfg.methods or "clean_only" in cfg.methods:
+                with Timer() as t:
+                    model = fit_net(cfg, X_clean, y_clean, K, seed)
+                rows.append(dict(key, kind="*", method="clean_only",
+                                 wall_s=round(t.wall, 3), **_scores(model, X_te, y_te)))
             for kind in cfg.kinds:
                 y_noisy, flipped = flip_labels(y_rest, cfg.rate, kind,
                                                background_class=background,
@@ -522,13 +534,13 @@ def trusted_goals(rows):
     return markdown_table(["goal", "numbers (points)", "verdict"], body)
 
 
-def chosen_table(rows):
+def chosen_table(rows, method="trusted"):
     """Per cell: the route TrustedClassifier chose in each seed, its trusted-CV
     accuracy estimate beside the test accuracy, and its fit time against HGB's."""
     body = []
     for d, protocol, kind in cells_of(rows):
         key = dict(dataset=d, protocol=protocol[0], size=protocol[1], kind=kind)
-        found = sorted(_select(rows, method="trusted", **key), key=lambda r: r["seed"])
+        found = sorted(_select(rows, method=method, **key), key=lambda r: r["seed"])
         if not found:
             continue
         hgb_s = np.median([r["wall_s"] for r in _select(rows, method="hgb", **key)])
@@ -592,6 +604,10 @@ def render(rows, meta, command):
         lines += ["Recommended route: `TrustedClassifier(random_state=seed)` with its "
                   "defaults (HGB, every route, 5 trusted folds, Brier score, one "
                   "paired standard error against the prior order).", "",
+                  *([f"Rows of {', '.join(meta['merged']['methods'])} come from this "
+                     f"run; every other row from `{meta['merged']['command']}` "
+                     f"(started {meta['merged']['started']}), on the same splits.", ""]
+                    if meta.get("merged") else []),
                   "## Goals", ""]
         lines += trusted_goals(rows)
     else:
@@ -611,6 +627,14 @@ def render(rows, meta, command):
     if trusted:
         lines += ["", "## The route TrustedClassifier chose", ""]
         lines += chosen_table(rows)
+    if any(r["method"] == "trusted_prior" for r in rows):
+        lines += ["", "## ... and with the training rows' class prior (clean sets of "
+                  "so many rows per class)", "",
+                  "`TrustedClassifier(class_prior=prior, random_state=seed)`: held-out "
+                  "trusted rows weighed by prior / trusted share of their class. Not the "
+                  "recommended route (its default has no prior); a user who knows the "
+                  "base rate can pass it.", ""]
+        lines += chosen_table(rows, "trusted_prior")
     refused = sorted({(METHODS[r["method"]], r["error"]) for r in rows if "error" in r})
     if refused:
         lines += ["", "## Methods that refused a cell (left out of its means)", ""]
@@ -655,6 +679,17 @@ def render_figure(rows, path):
     return path
 
 
+def merge_rows(rows, meta, saved, methods):
+    """This run's rows of ``methods`` and a saved run's rows of every other method.
+
+    The saved run must have drawn the same splits (same configuration and seeds);
+    the merged meta says where each part comes from."""
+    keep = [r for r in saved["rows"] if r["method"] not in methods]
+    merged = dict(methods=list(methods), command=saved["meta"]["command"],
+                  started=saved["meta"]["started"])
+    return keep + rows, dict(meta, merged=merged)
+
+
 def write(rows, meta, out_dir, command):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -678,6 +713,12 @@ def main(argv=None):
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder")
     parser.add_argument("--datasets", default=None, help="comma-separated subset")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds")
+    parser.add_argument("--methods", default=None,
+                        help="comma-separated methods to fit (keys of METHODS); "
+                             "default every one")
+    parser.add_argument("--merge", metavar="JSON", default=None,
+                        help="with --methods: take every other method's rows from this "
+                             "saved tables.json (a run on the same splits)")
     parser.add_argument("--protocols", default=None,
                         help="comma-separated clean-set protocols, e.g. "
                              "per_class:10,audit:200,audit:0.01")
@@ -702,9 +743,19 @@ def main(argv=None):
         cfg.seeds = tuple(int(s) for s in args.seeds.split(","))
     if args.protocols:
         cfg.protocols = tuple(parse_protocol(p) for p in args.protocols.split(","))
+    if args.methods:
+        cfg.methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+        unknown = set(cfg.methods) - set(METHODS)
+        if unknown:
+            parser.error(f"unknown methods {sorted(unknown)} (choose from {list(METHODS)})")
+    if args.merge and not args.methods:
+        parser.error("--merge needs --methods (the methods this run fits)")
     jobs = args.jobs or (1 if args.smoke else 2)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     rows, meta = run(cfg, jobs=jobs, log=lambda m: print(m, flush=True))
+    if args.merge:
+        rows, meta = merge_rows(rows, meta, json.loads(Path(args.merge).read_text()),
+                                cfg.methods)
     path = write(rows, meta, args.out, command)
     print(f"wrote {path}")
     return 0

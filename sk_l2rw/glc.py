@@ -149,7 +149,8 @@ class GLCClassifier(LabelPredictMixin, MetaEstimatorMixin, ClassifierMixin,
     Parameters
     ----------
     estimator : classifier or None, default=None
-        Has ``predict_proba``. None: ``HistGradientBoostingClassifier()``. For
+        Has ``predict_proba``. None:
+        ``HistGradientBoostingClassifier(early_stopping=True)``. For
         ``correction="loss"``, a skorch ``NeuralNetClassifier`` whose module
         outputs logits (its criterion is replaced by the corrected loss).
     correction : {"auto", "plugin", "loss"}, default="auto"

@@ -14,7 +14,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
 
 from sk_l2rw.trusted import (LabelPredictMixin, check_trusted_fit, class_proba,
-                             default_estimator, sample_weight_key, split_trusted)
+                             default_estimator, fit_rows, sample_weight_key,
+                             split_trusted)
 
 __all__ = ["IRBLClassifier", "irbl_weights"]
 
@@ -59,10 +60,11 @@ class IRBLClassifier(LabelPredictMixin, MetaEstimatorMixin, ClassifierMixin,
     ----------
     estimator : classifier or None, default=None
         Its ``fit`` takes ``sample_weight`` (or a Pipeline whose last step does).
-        None:
-        ``HistGradientBoostingClassifier()``.
+        None: ``HistGradientBoostingClassifier(early_stopping=True)``.
     probability_estimator : classifier or None, default=None
-        Has ``predict_proba``; None: a clone of ``estimator``.
+        Has ``predict_proba``; None: a clone of ``estimator``. On a trusted set too
+        small for its early stopping to hold out every class, it is fitted
+        without (:func:`~sk_l2rw.trusted.fit_rows`).
 
     Attributes
     ----------
@@ -124,8 +126,8 @@ class IRBLClassifier(LabelPredictMixin, MetaEstimatorMixin, ClassifierMixin,
                           stacklevel=2)
         K = len(classes)
         X_noisy, y_noisy, X_trusted, y_trusted = split_trusted(X, codes, mask)
-        p_trusted = class_proba(clone(prober).fit(X_trusted, y_trusted), X_noisy, K)
-        p_noisy = class_proba(clone(prober).fit(X_noisy, y_noisy), X_noisy, K)
+        p_trusted = class_proba(fit_rows(prober, X_trusted, y_trusted), X_noisy, K)
+        p_noisy = class_proba(fit_rows(prober, X_noisy, y_noisy), X_noisy, K)
         weights = np.ones(len(codes))
         weights[~mask] = irbl_weights(p_trusted, p_noisy, y_noisy)
         final = clone(estimator).fit(X, codes, **{weight_key: weights})

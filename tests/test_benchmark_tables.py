@@ -38,8 +38,8 @@ class TestSmokeRows:
                 found = {r["method"] for r in rows if r["protocol"] == protocol
                          and r["size"] == size and r["kind"] == kind}
                 expected = set(tables.BASELINES) - {"clean_only"} | set(tables.ROUTES)
-                if protocol == "audit":
-                    expected.discard("l2rw_prior")  # an audit has the prior already
+                if protocol == "audit":  # an audit has the prior already
+                    expected -= {"l2rw_prior", "trusted_prior"}
                 assert found == expected
         assert {r["method"] for r in rows if r["kind"] == "*"} == {"ceiling", "clean_only"}
         for r in rows:
@@ -71,8 +71,9 @@ class TestSmokeRows:
         from sk_l2rw.selection import ROUTES
 
         _, rows, _ = smoke
-        found = [r for r in rows if r["method"] == "trusted"]
-        assert found and all(r["route"] in ROUTES for r in found)
+        found = [r for r in rows if r["method"] in ("trusted", "trusted_prior")]
+        assert {r["method"] for r in found} == {"trusted", "trusted_prior"}
+        assert all(r["route"] in ROUTES for r in found)
         assert all(0.0 <= r["cv_acc"] <= 1.0 for r in found)
         irbl = [r for r in rows if r["method"] == "irbl_hgb"]
         assert all(np.isfinite(r["weight_ratio"]) for r in irbl)
@@ -107,6 +108,31 @@ class TestSmokeRows:
         rows_elsewhere = dict(saved, meta=dict(saved["meta"], machine="Elsewhere CPU"))
         assert "Machine: Elsewhere CPU," in tables.render(rows_elsewhere["rows"],
                                                           rows_elsewhere["meta"], "cmd")
+
+
+    def test_a_partial_run_merges_with_saved_rows(self, tables, smoke):
+        cfg, rows, meta = smoke
+        saved = {"rows": rows, "meta": dict(meta, command="python -m benchmarks.tables "
+                                            "--smoke", started="then")}
+        part = [dict(r, acc=0.5) for r in rows if r["method"] == "trusted"]
+        merged, merged_meta = tables.merge_rows(part, meta, saved, ("trusted",))
+        assert len(merged) == len(rows)
+        assert [r for r in merged if r["method"] == "trusted"] == part
+        assert [r for r in merged if r["method"] != "trusted"] == [
+            r for r in rows if r["method"] != "trusted"]
+        assert merged_meta["merged"]["methods"] == ["trusted"]
+        assert "come from this run" in tables.render(merged, merged_meta, "cmd")
+
+
+def test_methods_limits_what_a_run_fits(tables):
+    cfg = tables.smoke_config()
+    cfg.methods = ("hgb", "glc_hgb")
+    rows, _ = tables.run(cfg, jobs=1, log=lambda m: None)
+    assert {r["method"] for r in rows} == {"hgb", "glc_hgb"}
+    with pytest.raises(SystemExit):
+        tables.main(["--smoke", "--methods", "nonsense"])
+    with pytest.raises(SystemExit):
+        tables.main(["--smoke", "--merge", "x.json"])
 
 
 class TestPieces:

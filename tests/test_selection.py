@@ -14,7 +14,8 @@ from sklearn.preprocessing import StandardScaler
 
 from sk_l2rw import TrustedClassifier
 from sk_l2rw.model_selection import TrustedKFold
-from sk_l2rw.selection import brier_losses, choose_route, fit_route, route_proba
+from sk_l2rw.selection import (brier_losses, choose_route, fit_route, route_proba,
+                               score_weights)
 from test_glc_irbl import noisy_problem
 
 CHEAP = ("mixed", "glc", "irbl", "trusted_only")
@@ -42,6 +43,17 @@ class TestRule:
         losses = np.array([base + 0.3 + rng.normal(0, 0.05, 40), base + 0.1, base])
         chosen, gaps, errors = choose_route(losses)
         assert chosen == 2 and gaps[0] > errors[0] and gaps[1] > errors[1]
+
+    def test_score_weights_make_the_trusted_classes_count_as_the_prior(self):
+        counts = np.array([10, 10, 0, 30])
+        prior = np.array([0.6, 0.1, 0.1, 0.2])
+        w = score_weights(counts, prior)
+        assert w[2] == 0.0
+        # Weighted class shares of the trusted rows equal the prior (renormalised
+        # over the classes that have trusted rows), and the weights average 1.
+        shares = w * counts / (w * counts).sum()
+        np.testing.assert_allclose(shares, [0.6 / 0.9, 0.1 / 0.9, 0.0, 0.2 / 0.9])
+        assert np.isclose((w * counts).sum(), counts.sum())
 
     def test_the_chosen_route_is_the_first_within_its_error(self):
         rng = np.random.RandomState(3)
@@ -133,6 +145,117 @@ class TestTrustedClassifier:
                 ("mixed",), ("mixed", "glc")]}, cv=TrustedKFold(3))
             search.fit(X, y, trusted=trusted)
         assert search.best_estimator_[-1].route_ in ("mixed", "glc")
+
+
+class TestClassPrior:
+    def test_uniform_prior_on_balanced_rows_changes_nothing(self, fitted):
+        model, X, y, _, trusted = fitted
+        counts = np.bincount(np.searchsorted(model.classes_, y[trusted]))
+        again = clone(model).set_params(class_prior=counts / counts.sum()).fit(
+            X, y, trusted=trusted)
+        np.testing.assert_allclose(again.cv_results_["mean_brier"],
+                                   model.cv_results_["mean_brier"])
+        assert again.route_ == model.route_
+
+    def test_the_prior_weighs_the_held_out_rows(self, fitted):
+        model, X, y, _, trusted = fitted
+        codes = np.searchsorted(model.classes_, y[trusted])
+        prior = np.array([0.8, 0.1, 0.1])
+        again = clone(model).set_params(class_prior=prior).fit(X, y, trusted=trusted)
+        # Recompute a route's weighted accuracy from its per-class accuracies: the
+        # weighted mean of a class-wise quantity is sum_c prior_c * mean_c.
+        assert not np.allclose(again.cv_results_["mean_brier"],
+                               model.cv_results_["mean_brier"])
+        w = score_weights(np.bincount(codes), prior)[codes]
+        assert np.isclose(w.mean(), 1.0)
+        assert np.isclose(np.sum(w[codes == 0]) / len(codes), 0.8)
+
+    @pytest.mark.parametrize("prior, error, match", [
+        ([0.5, 0.5], ValueError, "one share per class \\(3"),
+        ([0.5, 0.6, -0.1], ValueError, "non-negative shares summing to 1"),
+        ([0.2, 0.2, 0.2], ValueError, "summing to 1"),
+        ([np.nan, 0.5, 0.5], ValueError, "summing to 1"),
+        ("uniform", TypeError, "class_prior must be None or an array"),
+    ])
+    def test_bad_prior_is_refused_before_any_fit(self, fitted, prior, error, match):
+        model, X, y, _, trusted = fitted
+        before = model.predict_proba(X)
+        with pytest.raises(error, match=match):
+            model.set_params(class_prior=prior).fit(X, y, trusted=trusted)
+        model.set_params(class_prior=None)
+        np.testing.assert_array_equal(model.predict_proba(X), before)
+
+
+class TestDefaultEstimator:
+    def test_the_default_hgb_stops_early(self):
+        model = TrustedClassifier(routes=("mixed",), cv=2, random_state=0)
+        X, y, _, trusted = noisy_problem(n=400, n_trusted=60)
+        model.fit(X, y, trusted=trusted)
+        assert model.estimator_.get_params()["early_stopping"] is True
+        assert model.estimator_.n_iter_ < 100
+
+    def test_a_trusted_set_too_small_to_split_is_fitted_without_it(self):
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        from sk_l2rw.trusted import fit_rows
+
+        X, y, _, trusted = noisy_problem(n=400, n_trusted=60)
+        hgb = HistGradientBoostingClassifier(early_stopping=True, max_iter=5)
+        small = np.flatnonzero(trusted)[:25]  # 3 validation rows could not hold... 
+        # ...a class with one row: stratified splitting must fail
+        rows = np.r_[small[y[small] == "a"][:5], small[y[small] == "b"][:5],
+                     small[y[small] == "c"][:1]]
+        with pytest.raises(ValueError):
+            clone(hgb).fit(X[rows], y[rows])
+        model = fit_rows(hgb, X[rows], y[rows])
+        assert model.get_params()["early_stopping"] is False
+        assert hgb.get_params()["early_stopping"] is True  # the given one untouched
+        big = fit_rows(hgb, X, y)
+        assert big.get_params()["early_stopping"] is True
+
+    def test_trusted_only_and_irbl_survive_a_small_trusted_set(self):
+        # 26 trusted rows over 3 classes: 10% validation rows (3) hold every class
+        # only by luck; early stopping would refuse some folds and drop the routes
+        X, y, _, trusted = noisy_problem(n=400, n_trusted=26)
+        model = TrustedClassifier(routes=("mixed", "irbl", "trusted_only"), cv=2,
+                                  random_state=0)
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            model.fit(X, y, trusted=trusted)
+        assert list(model.cv_results_["route"]) == ["mixed", "irbl", "trusted_only"]
+
+
+class TestCorrectedNet:
+    def test_glc_net_route_fits_predicts_and_is_seeded(self):
+        X, y, _, trusted = noisy_problem(n=400, n_trusted=90)
+        codes = np.searchsorted(np.unique(y), y)
+        torch = pytest.importorskip("torch")
+        state = torch.get_rng_state()
+        first = fit_route("glc_net", None, X, codes, trusted, random_state=3)
+        assert torch.equal(torch.get_rng_state(), state)  # caller's generator kept
+        second = fit_route("glc_net", None, X, codes, trusted, random_state=3)
+        np.testing.assert_array_equal(first.predict_proba(X), second.predict_proba(X))
+        proba = route_proba(first, X, 3)
+        assert proba.shape == (400, 3)
+        np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+        assert first[-1].correction_ == "loss"
+
+    def test_auto_routes_include_it_for_numeric_x_only(self):
+        import pandas as pd
+
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        X, y, _, trusted = noisy_problem(n=300, n_trusted=60)
+        hgb = HistGradientBoostingClassifier()
+        model = TrustedClassifier()
+        assert "glc_net" in model._check_routes(hgb, X)
+        frame = pd.DataFrame(X).assign(colour=pd.Categorical(["r"] * 300))
+        assert "glc_net" not in model._check_routes(hgb, frame)
+        assert "glc_net" in model._check_routes(hgb, pd.DataFrame(X))
+        with pytest.warns(UserWarning, match="'glc_net' left out: .*numeric X"):
+            TrustedClassifier(routes=("mixed", "glc_net"))._check_routes(hgb, frame)
 
 
 class TestL2RWRoutes:
