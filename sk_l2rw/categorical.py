@@ -151,6 +151,8 @@ def encode_frame(X, levels, *, dtype, name="X"):
     absent = [c for c in levels if c not in X.columns]
     if absent:
         raise ValueError(f"{name} lacks the categorical columns {absent}")
+    if not len(X):  # else predict would fail later, in numpy's words
+        raise ValueError(f"{name} has no rows")
     numeric = X.drop(columns=list(levels))
     text = [str(c) for c, d in numeric.dtypes.items()
             if not (pd.api.types.is_numeric_dtype(d) or pd.api.types.is_bool_dtype(d))]
