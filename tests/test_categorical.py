@@ -207,6 +207,19 @@ class TestBadInput:
         with pytest.raises(ValueError, match="^X has no rows$"):
             net.predict_proba(X.iloc[:0])
 
+    @pytest.mark.parametrize("renamed", ["colour", "a"])
+    def test_columns_not_named_by_strings(self, fitted, renamed):
+        # Found by the hypothesis test of malformed frames (test_robustness): a
+        # categorical column named 0 raised KeyError '0' in fit; a numeric one
+        # gave an estimator that refused every frame at predict.
+        net, X, y, flipped, Xc, yc, _ = fitted
+        net = copy.deepcopy(net)
+        before = net.predict_proba(X)
+        with pytest.raises(ValueError, match=r"some names are not strings: \[0\]"):
+            net.fit(X.rename(columns={renamed: 0}), y,
+                    X_val=Xc.rename(columns={renamed: 0}), y_val=yc)
+        np.testing.assert_array_equal(net.predict_proba(X), before)
+
     def test_clean_set_without_the_column(self, fitted):
         net, X, y, flipped, Xc, yc, _ = fitted
         net = copy.deepcopy(net)
