@@ -26,7 +26,7 @@ before), or a **violation**: another exception, an empty message, or a changed m
 
 Usage::
 
-    python -m benchmarks.fuzz                 # 10,000 cases (about a minute here)
+    python -m benchmarks.fuzz                 # 10,000 cases (about 2 minutes here)
     python -m benchmarks.fuzz --cases 500 --seed 1
     python -m benchmarks.fuzz --smoke         # 40 cases (CI)
 
