@@ -80,13 +80,21 @@ def categorical_columns(X, categorical_features):
                 f"a {type(X).__name__}, not a DataFrame with column names")
         return []
     if categorical_features == "from_dtype":
-        return [str(c) for c, dtype in X.dtypes.items() if _by_dtype(dtype)]
-    missing = [c for c in categorical_features if c not in X.columns]
-    if missing:
-        raise ValueError(f"categorical_features names columns {missing} that X does "
-                         f"not have (its columns: {[str(c) for c in X.columns]})")
-    wanted = set(categorical_features)
-    return [str(c) for c in X.columns if c in wanted]
+        columns = [str(c) for c, dtype in X.dtypes.items() if _by_dtype(dtype)]
+    else:
+        missing = [c for c in categorical_features if c not in X.columns]
+        if missing:
+            raise ValueError(f"categorical_features names columns {missing} that X does "
+                             f"not have (its columns: {[str(c) for c in X.columns]})")
+        wanted = set(categorical_features)
+        columns = [str(c) for c in X.columns if c in wanted]
+    unnamed = [c for c in X.columns if not isinstance(c, str)]
+    if columns and unnamed:  # the columns are looked up, and checked, by name
+        raise ValueError(
+            f"X has categorical columns {columns}, so its columns are matched by name, "
+            f"but some names are not strings: {unnamed}; name every column by a "
+            "string (e.g. X.columns = X.columns.astype(str))")
+    return columns
 
 
 def learn_levels(X, columns, *, explicit=(), max_levels=MAX_LEVELS):
@@ -151,6 +159,8 @@ def encode_frame(X, levels, *, dtype, name="X"):
     absent = [c for c in levels if c not in X.columns]
     if absent:
         raise ValueError(f"{name} lacks the categorical columns {absent}")
+    if not len(X):  # else predict would fail later, in numpy's words
+        raise ValueError(f"{name} has no rows")
     numeric = X.drop(columns=list(levels))
     text = [str(c) for c, d in numeric.dtypes.items()
             if not (pd.api.types.is_numeric_dtype(d) or pd.api.types.is_bool_dtype(d))]

@@ -26,7 +26,10 @@ float rounding.
 
 Failure: every collective of a step carries a flag. A rank whose step raises joins
 the collective the others wait in with the flag set; then all ranks exchange the
-message and raise the same error, instead of hanging.
+message and raise the same error, instead of hanging. An error outside the steps (a
+callback that raises on one rank) is held until that rank's next collective: the
+next step's first, or the one flag that every rank all-reduces at the end of each
+epoch and of training (:meth:`Group.settle`); every rank then raises it.
 """
 
 import contextlib
@@ -147,6 +150,26 @@ class Group:
             reports = self.exchange(None)
             if any(r is not None for r in reports):
                 self._raise_agreed(None, reports)
+
+    def settle(self, failure=None, interrupted=False):
+        """Where the ranks agree outside the steps (the end of an epoch, of training).
+
+        One ``all_reduce`` (maximum) of a flag: 2 where a rank holds a ``failure``
+        (an exception from a callback, held since it was raised), 1 where it was
+        interrupted (skorch's ``EarlyStopping`` raises ``KeyboardInterrupt``), else
+        0. When any rank failed, every rank raises the lowest failing rank's error,
+        naming it; else returns whether any rank was interrupted, so that all stop
+        together.
+        """
+        flag = torch.tensor([2.0 if failure is not None else 1.0 if interrupted else 0.0],
+                            dtype=torch.float64, device=self.device)
+        _communicating("agreeing at the end of an epoch", torch.distributed.all_reduce,
+                       flag, op=torch.distributed.ReduceOp.MAX, group=self.group)
+        worst = int(flag.item())
+        if worst == 2:
+            self._raise_agreed(failure, self.exchange(
+                None if failure is None else _describe(failure, self.rank)))
+        return worst == 1
 
     # --------------------------------------------------------------- in steps
 

@@ -132,6 +132,9 @@ class _Run:
         self.layout = data.layout
         # A data-parallel fit's ranks (sk_l2rw.distributed), or None.
         self.group = group
+        # There: an exception a callback raised on this rank, held until the next
+        # collective (L2RWMixin.notify).
+        self.failure = None
         # Seeded fits re-seed this generator at every epoch (on_epoch_begin).
         self.rng = (np.random.RandomState() if net._seed_ is not None
                     else check_random_state(None))
@@ -1465,6 +1468,9 @@ class L2RWMixin:
         yi = to_tensor(yi, device=device)
         index = to_tensor(index, device=device)
         run = self._run_
+        if run.group is not None and run.failure is not None:
+            self._begin_parallel_step(run)  # a callback raised here: tell the others
+            run.group.fail(run.failure)
         X_clean, y_clean, w_clean = ((None, None, None) if run.X_clean is None
                                      else run.next_clean())
         lr = float(self.optimizer_.param_groups[0]["lr"])
@@ -1487,8 +1493,7 @@ class L2RWMixin:
         weights over the global batch, gradients and loss summed over the ranks."""
         run = self._run_
         group = run.group
-        group.begin_step(self.module_, self.batch_size if self.batch_size > 0
-                         else run.n_samples, verify=run.computation.verifies_next)
+        self._begin_parallel_step(run)
         try:
             result = step(agree=group.all_agree, normalize=group.normalizer(index))
             loss = group.sum_gradients(self.module_, result.loss)
@@ -1501,6 +1506,10 @@ class L2RWMixin:
         run.record(*group.batch)
         run.global_rows = group.batch[0].shape[0]
         return loss, result
+
+    def _begin_parallel_step(self, run):
+        run.group.begin_step(self.module_, self.batch_size if self.batch_size > 0
+                             else run.n_samples, verify=run.computation.verifies_next)
 
     def _loss_fn(self, y_pred, y):
         return self.get_sample_losses(y_pred, y, training=True)
@@ -1534,14 +1543,39 @@ class L2RWMixin:
 
     def notify(self, method_name, **cb_kwargs):
         """As skorch's; in a data-parallel fit, only rank 0 runs the callbacks that
-        print, write files or warn (:attr:`rank_zero_callbacks`)."""
+        print, write files or warn (:attr:`rank_zero_callbacks`), and an exception
+        from a callback stops every rank.
+
+        A callback can raise on one rank alone, where the others are not waiting
+        for it: the exception is held (``_Run.failure``) until this rank's next
+        collective, which it joins with a failure flag: the first of the next
+        training step (:meth:`train_step_single`), or the flag every rank
+        all-reduces after ``on_epoch_end`` and ``on_train_end``
+        (:meth:`sk_l2rw.distributed.Group.settle`; one small collective per epoch,
+        none per step). Every rank then raises the error, naming the rank.
+        """
         run = getattr(self, "_run_", None)
-        if run is None or run.group is None or run.group.rank == 0:
+        if run is None or run.group is None:
             return super().notify(method_name, **cb_kwargs)
-        getattr(self, method_name)(self, **cb_kwargs)
-        for _, cb in self.callbacks_:
-            if not isinstance(cb, self.rank_zero_callbacks):
-                getattr(cb, method_name)(self, **cb_kwargs)
+        settles = method_name in ("on_epoch_end", "on_train_end")
+        interrupted = None
+        try:
+            if run.group.rank == 0:
+                super().notify(method_name, **cb_kwargs)
+            else:
+                getattr(self, method_name)(self, **cb_kwargs)
+                for _, cb in self.callbacks_:
+                    if not isinstance(cb, self.rank_zero_callbacks):
+                        getattr(cb, method_name)(self, **cb_kwargs)
+        except Exception as exc:
+            if run.failure is None:
+                run.failure = exc
+        except KeyboardInterrupt as exc:  # skorch's EarlyStopping, in on_epoch_end
+            if not settles:
+                raise
+            interrupted = exc
+        if settles and run.group.settle(run.failure, interrupted is not None):
+            raise interrupted if interrupted is not None else KeyboardInterrupt
         return None
 
     #: Callbacks that run on rank 0 alone in a data-parallel fit: they print, write

@@ -322,8 +322,10 @@ def check_features(X, *, dtype, name="X"):
         return check_sparse_features(X, dtype=dtype, name=name), None
     feature_names = _get_feature_names(X)
     if hasattr(X, "dtypes") and hasattr(X.dtypes, "__iter__"):
+        # Numbers and bools, as a frame with categorical columns takes them
+        # (sk_l2rw.categorical.encode_frame).
         text = [str(col) for col, kind in zip(X.columns, X.dtypes)
-                if not (np.issubdtype(np.dtype(kind), np.number)
+                if not (np.dtype(kind).kind in "biufc"
                         if isinstance(kind, np.dtype) else kind.kind in "biufc")]
         if text:
             raise ValueError(

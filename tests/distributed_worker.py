@@ -17,6 +17,7 @@ import warnings
 
 import numpy as np
 import torch
+from skorch.callbacks import Callback
 from torch import nn
 
 
@@ -44,6 +45,43 @@ class FailsOnRank(nn.Module):
                     return self.out(torch.relu(self.hidden(X))) * float("nan")
                 raise ValueError("feature 3 is out of range in this rank's rows")
         return self.out(torch.relu(self.hidden(X)))
+
+
+class RaisesOnRank(Callback):
+    """A user's callback that raises on one rank alone, outside a step: in ``event``
+    (``on_epoch_end``, ``on_batch_end`` of a training batch, ``on_train_end``) of
+    epoch ``epoch`` (and batch ``batch``), while ``active``."""
+
+    def __init__(self, event="on_epoch_end", epoch=2, batch=None, rank=1, active=False):
+        self.event, self.epoch, self.batch = event, epoch, batch
+        self.rank, self.active = rank, active
+
+    def _maybe_raise(self, net, event):
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        if (self.active and event == self.event and rank == self.rank
+                and len(net.history) == self.epoch
+                and (self.batch is None or len(net.history[-1, "batches"]) == self.batch)):
+            raise ValueError(f"the user's callback failed in {event} on this rank")
+
+    def on_epoch_end(self, net, **kwargs):
+        self._maybe_raise(net, "on_epoch_end")
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if training:
+            self._maybe_raise(net, "on_batch_end")
+
+    def on_train_end(self, net, **kwargs):
+        self._maybe_raise(net, "on_train_end")
+
+
+#: Case -> where rank 1's callback raises: (event, epoch, batch). 150 rows in
+#: batches of 32 make 5 batches an epoch; 3 epochs.
+CALLBACK_FAILURES = {
+    "callback-epoch-end": ("on_epoch_end", 2, None),
+    "callback-batch-end": ("on_batch_end", 2, 2),  # held until the next step
+    "callback-last-batch": ("on_batch_end", 1, 5),  # held until the epoch's end
+    "callback-train-end": ("on_train_end", 3, None),
+}
 
 
 def problem(n=150, d=6, classes=3, seed=0):
@@ -110,8 +148,44 @@ def fit_case(rank, case, out):
         torch.set_default_dtype(previous)
 
 
+def _callback_case(rank, case, out):
+    """Fit, then fit again with a callback that raises on rank 1 alone: every rank
+    must raise it, within seconds, and keep the first fit's estimator."""
+    X, y, Xc, yc = problem()
+    event, epoch, batch = CALLBACK_FAILURES[case]
+    net = estimator(case, Xc, yc).set_params(
+        callbacks=[("raises", RaisesOnRank(event, epoch, batch))])
+    net.fit(X, y)
+
+    def state():
+        return dict(proba=net.predict_proba(X), weights=net.sample_weights_.copy(),
+                    train_loss=net.history[:, "train_loss"],
+                    params={k: v.detach().numpy().copy()
+                            for k, v in net.module_.state_dict().items()})
+
+    before = state()
+    dict(net.callbacks_)["raises"].active = True
+    report = {"rank": rank}
+    start = time.perf_counter()
+    try:
+        net.fit(X, y)
+    except Exception as exc:
+        report["error"] = (type(exc).__name__, str(exc))
+    report["seconds"] = time.perf_counter() - start
+    after = state()
+    report["unchanged"] = (
+        all(np.array_equal(before[k], after[k]) for k in ("proba", "weights"))
+        and before["train_loss"] == after["train_loss"]
+        and all(np.array_equal(v, after["params"][k]) for k, v in before["params"].items()))
+    with open(f"{out}/{case}-rank{rank}.pkl", "wb") as f:
+        pickle.dump(report, f)
+
+
 def _fit_case(rank, case, out):
     from sk_l2rw.exceptions import L2RWWarning
+
+    if case in CALLBACK_FAILURES:
+        return _callback_case(rank, case, out)
 
     X, y, Xc, yc = problem()
     if case.endswith("64"):
@@ -134,6 +208,10 @@ def _fit_case(rank, case, out):
         from skorch.callbacks import Checkpoint
         net.set_params(verbose=1, callbacks=[
             Checkpoint(monitor=None, dirname=f"{out}/checkpoints-rank{rank}")])
+    if case == "early-stop":  # no epoch improves on the first by 10: stops after 2
+        from skorch.callbacks import EarlyStopping
+        net.set_params(callbacks=[EarlyStopping(monitor="train_loss", patience=1,
+                                                threshold=10.0, threshold_mode="abs")])
     if case == "alarm":  # a rate that makes the clean loss rise: one warning
         net.set_params(lr=2.0, callbacks__clean_loss_alarm__rise=1.0)
     report = {"rank": rank}

@@ -17,6 +17,27 @@ def test_no_call_breaks_the_bar(rows):
     assert len(outcomes) == 60
     assert [o for o in outcomes if o.startswith("violation")] == []
     assert {"refused"} <= set(outcomes)
+    # Every input form is drawn: arrays (parameters, data), DataFrame, sparse, dict.
+    assert {r["kind"] for r in rows} == {"parameter", "data", *fuzz.FORM_FAULTS}
+
+
+@pytest.mark.parametrize("form", sorted(fuzz.FORM_FAULTS))
+def test_every_fault_of_every_form_is_drawable(form):
+    """Each fault of each form breaks the input it is given (not the original)."""
+    X, y = fuzz._problem(0)
+    X = fuzz.as_form(X, form)
+    train = fuzz.rows(X, slice(60, 120))
+    kept = fuzz.rows(X, slice(60, 120))
+    for fault in fuzz.FORM_FAULTS[form]:
+        X_bad, y_bad = fuzz.broken_form(form, fault, 0, train, y[60:120])
+        assert len(y_bad) in (0, 1, 60), fault
+    # the faults copy: the input they were given is untouched
+    if form == "sparse":
+        assert (train != kept).nnz == 0
+    elif form == "frame":
+        assert train.equals(kept)
+    else:
+        assert all((train[k] == kept[k]).all() for k in kept)
 
 
 def test_a_changed_model_is_a_violation():

@@ -128,6 +128,23 @@ class TestFitAndPredict:
         net.fit(numeric, y)
         assert not hasattr(net, "categories_") and len(net.module_.embeddings) == 0
 
+    def test_bool_columns_are_numbers_with_or_without_categories(self):
+        # Found by benchmarks/fuzz.py: a frame of numbers and bools was refused
+        # ("non-numeric columns") unless it also had a categorical column.
+        X, y, flipped, Xc, yc, _ = frame_problem(200)
+        kw = dict(KW, max_epochs=1)
+        flags = X[["a", "b"]].assign(big=X["a"] > 1)
+        net = L2RWClassifier(MLP, Xc[["a", "b"]].assign(big=Xc["a"] > 1), yc, **kw)
+        proba = net.fit(flags, y).predict_proba(flags)
+        as_floats = flags.astype(np.float32)
+        net = L2RWClassifier(MLP, Xc[["a", "b"]].assign(big=Xc["a"] > 1).astype(
+            np.float32), yc, **kw)
+        np.testing.assert_array_equal(net.fit(as_floats, y).predict_proba(as_floats),
+                                      proba)
+        net = L2RWClassifier(MLP, Xc.assign(big=Xc["a"] > 1), yc, **kw)
+        net.fit(X.assign(big=X["a"] > 1), y)
+        assert list(net.categories_) == ["colour", "size"]
+
     def test_refit_on_an_array_forgets_the_categories(self, fitted):
         net, X, y, flipped, Xc, yc, _ = fitted
         net = clone(net).fit(X, y)
@@ -182,6 +199,26 @@ class TestBadInput:
             net.predict(X.drop(columns="colour"))
         with pytest.raises(ValueError, match="must be a DataFrame with the columns"):
             net.predict(X.to_numpy())
+
+    def test_no_rows_at_predict(self, fitted):
+        # Found by benchmarks/fuzz.py: numpy's "need at least one array to
+        # concatenate" came out of predict.
+        net, X, *_ = fitted
+        with pytest.raises(ValueError, match="^X has no rows$"):
+            net.predict_proba(X.iloc[:0])
+
+    @pytest.mark.parametrize("renamed", ["colour", "a"])
+    def test_columns_not_named_by_strings(self, fitted, renamed):
+        # Found by the hypothesis test of malformed frames (test_robustness): a
+        # categorical column named 0 raised KeyError '0' in fit; a numeric one
+        # gave an estimator that refused every frame at predict.
+        net, X, y, flipped, Xc, yc, _ = fitted
+        net = copy.deepcopy(net)
+        before = net.predict_proba(X)
+        with pytest.raises(ValueError, match=r"some names are not strings: \[0\]"):
+            net.fit(X.rename(columns={renamed: 0}), y,
+                    X_val=Xc.rename(columns={renamed: 0}), y_val=yc)
+        np.testing.assert_array_equal(net.predict_proba(X), before)
 
     def test_clean_set_without_the_column(self, fitted):
         net, X, y, flipped, Xc, yc, _ = fitted

@@ -26,10 +26,14 @@ REPO = WORKER.parent.parent
 
 COMPUTATIONS = ["fit-ghost", "fit-jvp", "fit-reference"]
 # fit-auto also prints and writes checkpoints; alarm makes the clean loss rise.
-# dataset and dataset64 fit a torch TensorDataset (float32, float64).
+# dataset and dataset64 fit a torch TensorDataset (float32, float64); early-stop
+# ends after 2 of 3 epochs (skorch's EarlyStopping raises KeyboardInterrupt).
 FITS = ["fit-auto", *COMPUTATIONS, "clean-ghost", "regressor", "dataset", "dataset64",
-        "alarm"]
+        "early-stop", "alarm"]
 FAILURES = ["bad-input", "fails", "nonfinite"]
+# A user's callback raises on rank 1 alone (distributed_worker.CALLBACK_FAILURES).
+CALLBACK_FAILURES = ["callback-epoch-end", "callback-batch-end", "callback-last-batch",
+                     "callback-train-end"]
 
 
 def launch(out, world, cases, timeout, killed=()):
@@ -74,6 +78,14 @@ def runs(tmp_path_factory):
 def failures(tmp_path_factory):
     """2 ranks where rank 1 alone meets a bad input, a failing step, a NaN loss."""
     return launch(tmp_path_factory.mktemp("failures"), 2, FAILURES, timeout=90)
+
+
+@pytest.fixture(scope="module")
+def callback_failures(tmp_path_factory):
+    """2 ranks where a callback raises on rank 1 alone, outside the steps. Without
+    the agreement rank 0 waits in its next collective for good: the timeout fails
+    the hang."""
+    return launch(tmp_path_factory.mktemp("callbacks"), 2, CALLBACK_FAILURES, timeout=90)
 
 
 def assert_same_fit(expected, got):
@@ -121,6 +133,12 @@ class TestExactness:
             for name, value in alone["params"].items():
                 np.testing.assert_allclose(report["params"][name], value, rtol=0,
                                            atol=1e-9, err_msg=name)
+
+    @pytest.mark.parametrize("world", [1, 2])
+    def test_early_stopping_stops_every_rank_together(self, runs, world):
+        for report in runs[world]["early-stop"]:
+            assert "error" not in report
+            assert len(report["train_loss"]) == 2
 
     def test_weights_cover_every_row(self, runs):
         weights = runs[2]["fit-ghost"][0]["weights"]
@@ -203,6 +221,21 @@ class TestFailure:
         assert "a peer rank of this data-parallel fit died" in text
         # The whole fit call on rank 0, its 3 steps before the kill included.
         assert report["seconds"] < 20
+
+    @pytest.mark.parametrize("case", CALLBACK_FAILURES)
+    def test_a_callback_raising_on_one_rank_stops_every_rank(self, callback_failures,
+                                                             case):
+        reports = callback_failures[case]
+        errors = [report.get("error") for report in reports]
+        assert errors[0] == errors[1]
+        kind, text = errors[0]
+        assert kind == "ValueError"
+        assert "the user's callback failed" in text and "rank 1 of 2" in text
+        for report in reports:
+            # The whole failing fit call (a few epochs of 5 small steps).
+            assert report["seconds"] < 20
+            # All or nothing: the estimator of the fit before, on every rank.
+            assert report["unchanged"]
 
     def test_a_failed_fit_leaves_no_fitted_state(self, failures):
         for report in failures["bad-input"]:

@@ -387,3 +387,191 @@ def test_random_bad_calls_succeed_or_change_nothing(trained, name, value, method
         else:
             vars(net)[name] = old
         assert_unchanged(net, before, XA)
+
+
+# ------------------------------------------------- other input forms, malformed
+# An estimator fitted on a DataFrame of mixed dtypes (with a categorical column), on
+# a scipy sparse matrix, or on a dict X; then any call with a malformed variant of
+# the same form: a column or key missing, added, renamed or moved, a value of
+# another dtype, width or length, NaN or infinity, the wrong container, no rows.
+
+class TwoInputs(nn.Module):
+    """forward(num, extra): the dict estimator's module."""
+
+    def __init__(self, n_classes=3):
+        super().__init__()
+        self.hidden = nn.Linear(6, 8)
+        self.out = nn.Linear(8, n_classes)
+
+    def forward(self, num, extra):
+        return self.out(torch.relu(self.hidden(torch.cat([num, extra], dim=1))))
+
+
+def in_form(X, form):
+    import scipy.sparse as sp
+
+    if form == "frame":
+        return pd.DataFrame({
+            "a": X[:, 0], "b": X[:, 1].astype(np.float64),
+            "c": np.round(3 * X[:, 2]).astype(np.int64), "d": X[:, 3] > 0,
+            "colour": pd.Categorical(np.array(["red", "green", "blue"])[
+                np.digitize(X[:, 4], [-0.5, 0.5])])})
+    if form == "sparse":
+        return sp.csr_matrix(np.where(np.abs(X) > 0.7, X, 0).astype(np.float32))
+    return {"num": X[:, :4], "extra": X[:, 4:6]}
+
+
+def take(X, index):
+    if isinstance(X, dict):
+        return {key: value[index] for key, value in X.items()}
+    return X.iloc[index] if hasattr(X, "iloc") else X[index]
+
+
+@pytest.fixture(scope="module")
+def forms():
+    """form -> (fitted net, probe rows, training rows, labels)."""
+    from sk_l2rw.modules import MLP as TabularMLP
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(160, 6)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64) + (X[:, 4] > 0.5)
+    out = {}
+    for form in ("frame", "sparse", "dict"):
+        Xf = in_form(X, form)
+        module = TwoInputs if form == "dict" else TabularMLP
+        kw = {} if form == "dict" else dict(module__hidden_layer_sizes=(8,))
+        net = L2RWClassifier(module, take(Xf, slice(0, 30)), y[:30],
+                             criterion=nn.CrossEntropyLoss, lr=0.05, max_epochs=2,
+                             batch_size=16, verbose=0, random_state=0, **kw)
+        net.fit(take(Xf, slice(30, None)), y[30:])
+        out[form] = net, take(Xf, slice(0, 20)), take(Xf, slice(30, 90)), y[30:90]
+    return out
+
+
+BAD_CELLS = st.sampled_from([np.nan, np.inf, -np.inf, 1e30, None, "x"])
+DTYPES = st.sampled_from([np.float64, np.int64, bool, str, object, "Int64", "category"])
+
+
+@st.composite
+def malformed_frame(draw, X, y):
+    X = X.copy()
+    column = draw(st.sampled_from(list(X.columns)))
+    row = draw(st.integers(0, len(X) - 1))
+    op = draw(st.sampled_from(["drop", "add", "rename", "permute", "dtype", "cell",
+                               "array", "rows"]))
+    if op == "drop":
+        X = X.drop(columns=column)
+    elif op == "add":
+        X["z"] = pd.Series(np.arange(len(X)) % 3, index=X.index).astype(draw(DTYPES))
+    elif op == "rename":
+        X = X.rename(columns={column: draw(st.sampled_from(["z", 0, column.upper()]))})
+    elif op == "permute":
+        X = X[draw(st.permutations(list(X.columns)))]
+    elif op == "dtype":
+        try:
+            X[column] = X[column].astype(draw(DTYPES))
+        except (TypeError, ValueError):  # not every column converts to every dtype
+            pass
+    elif op == "cell":
+        value = draw(BAD_CELLS)
+        if isinstance(X[column].dtype, pd.CategoricalDtype) and value is not None:
+            X[column] = X[column].astype(object)
+        elif isinstance(value, str) or X[column].dtype == bool:
+            X[column] = X[column].astype(object)
+        elif value is not None and X[column].dtype.kind in "iu":
+            X[column] = X[column].astype(np.float64)  # pandas refuses inf in ints
+        X.loc[X.index[row], column] = value
+    elif op == "array":
+        X = X.to_numpy()
+    else:
+        n = draw(st.sampled_from([0, 1]))
+        X, y = X.iloc[:n], y[:n]
+    return X, y
+
+
+@st.composite
+def malformed_sparse(draw, X, y):
+    import scipy.sparse as sp
+
+    op = draw(st.sampled_from(["width", "format", "dtype", "cell", "rows"]))
+    if op == "width":
+        delta = draw(st.sampled_from([-2, -1, 1, 2]))
+        X = (X[:, :delta] if delta < 0
+             else sp.hstack([X, sp.random(X.shape[0], delta, density=0.5,
+                                          format="csr", random_state=0)], format="csr"))
+    elif op == "format":
+        X = draw(st.sampled_from([X.tocsc(), X.tocoo(), sp.csr_array(X), X.toarray(),
+                                  X.todok(), X.tolil()]))
+    elif op == "dtype":
+        X = X.astype(draw(st.sampled_from([np.float64, np.int64, bool, np.int8])))
+    elif op == "cell":
+        X = X.tolil(copy=True)
+        X[draw(st.integers(0, X.shape[0] - 1)), draw(st.integers(0, X.shape[1] - 1))] = \
+            draw(st.sampled_from([np.nan, np.inf, 1e30]))
+        X = X.tocsr()
+    else:
+        n = draw(st.sampled_from([0, 1]))
+        X, y = X[:n], y[:n]
+    return X, y
+
+
+@st.composite
+def malformed_dict(draw, X, y):
+    X = dict(X)
+    key = draw(st.sampled_from(sorted(X)))
+    op = draw(st.sampled_from(["drop", "add", "rename", "width", "dtype", "length", "cell",
+                               "array", "empty", "rows"]))
+    if op == "drop":
+        del X[key]
+    elif op == "add":
+        X["z"] = np.zeros((len(y), 2), np.float32)
+    elif op == "rename":
+        X[key + "_"] = X.pop(key)
+    elif op == "width":
+        X[key] = draw(st.sampled_from([X[key][:, :1], X[key][:, :, None],
+                                       np.hstack([X[key], X[key]]), X[key][:, 0]]))
+    elif op == "dtype":
+        X[key] = X[key].astype(draw(st.sampled_from([np.float64, np.int64, bool, str,
+                                                      object])))
+    elif op == "length":
+        X[key] = X[key][:draw(st.integers(0, len(y) - 1))]
+    elif op == "cell":
+        X[key] = X[key].copy()
+        row = draw(st.integers(0, len(y) - 1))
+        X[key][row, 0] = draw(st.sampled_from([np.nan, np.inf]))
+    elif op == "array":
+        X = np.hstack([X["num"], X["extra"]])
+    elif op == "empty":
+        X = {}
+    else:
+        n = draw(st.sampled_from([0, 1]))
+        X, y = take(X, slice(0, n)), y[:n]
+    return X, y
+
+
+MALFORMED = {"frame": malformed_frame, "sparse": malformed_sparse, "dict": malformed_dict}
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])
+@given(form=st.sampled_from(sorted(MALFORMED)),
+       method=st.sampled_from(["fit", "partial_fit", "predict_proba"]), data=st.data())
+def test_malformed_inputs_of_every_form_succeed_or_change_nothing(forms, form, method,
+                                                                  data):
+    """The call succeeds, or raises ValueError/TypeError (FloatingPointError for a
+    divergence) with a message and leaves the estimator exactly as it was."""
+    base, probe, X, y = forms[form]
+    X, y = data.draw(MALFORMED[form](X, y), label="malformed")
+    net = copy.deepcopy(base)
+    before = fitted_state(net, probe)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if method == "predict_proba":
+                net.predict_proba(X)
+            else:
+                call(net, method, X, y)
+    except (ValueError, TypeError, FloatingPointError) as exc:
+        assert str(exc)
+        assert_unchanged(net, before, probe)
