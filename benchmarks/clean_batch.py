@@ -44,9 +44,10 @@ import numpy as np
 
 from benchmarks.environment import (StudyRun, add_report_arguments, report_folder,
                                     report_header, rerender)
-from benchmarks.quality import KIND_NAMES, fit_plain, load_pool, net_params, prepare
-from benchmarks.quality import full_config as quality_config
-from benchmarks.quality import smoke_config as quality_smoke_config
+from benchmarks.common.methods import fit_plain, net_params
+from benchmarks.common.protocol import KIND_NAMES, load_pool, prepare
+from benchmarks.common.protocol import full_config as quality_config
+from benchmarks.common.protocol import smoke_config as quality_smoke_config
 from benchmarks.report import markdown_table, median
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"

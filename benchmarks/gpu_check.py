@@ -48,9 +48,9 @@ from benchmarks.environment import (StudyRun, add_render_argument, report_header
                                     rerender)
 from benchmarks.models import LeNet, mlp
 from benchmarks.report import markdown_table
-from benchmarks.speed import quick_config as speed_quick_config
-from benchmarks.speed import run as speed_run
-from benchmarks.speed import smoke_config as speed_smoke_config
+from benchmarks.common.timing import quick_config as speed_quick_config
+from benchmarks.common.timing import smoke_config as speed_smoke_config
+from benchmarks.speed import run as speed_run  # the speed study itself, run on the GPU
 from sk_l2rw import L2RWClassifier
 from sk_l2rw.ghost import ghost_step
 from sk_l2rw.meta_gradient import jvp_step, reference_step

@@ -8,7 +8,7 @@ training matrix exactly as ``fit`` does (a sparse matrix: host CSR slicing into 
 torch sparse COO batch; a dense one: rows indexed out of one tensor) and runs the
 ghost step; plain training's step (uniform weights) on the same batches is the
 baseline. Peak memory is torch's CPU allocator's, measured as
-``benchmarks/speed.py`` does (:func:`benchmarks.speed.cpu_peak_bytes`), over
+``benchmarks/speed.py`` does (:func:`benchmarks.common.timing.cpu_peak_bytes`), over
 everything a step allocates beyond what was live before it; times are medians of
 interleaved repeats.
 
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 from benchmarks.report import markdown_table
 from benchmarks.environment import (StudyRun, add_report_arguments, report_folder,
                                     report_header, rerender)
-from benchmarks.speed import cpu_peak_bytes
+from benchmarks.common.timing import cpu_peak_bytes
 
 OUT = Path(__file__).resolve().parent / "results"
 FULL = dict(widths=(2_000, 5_000, 10_000, 20_000, 50_000), n_rows=4096, nnz=100,

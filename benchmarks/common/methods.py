@@ -1,0 +1,134 @@
+"""The nets of the label-noise protocol and the fit of each method on one cell's
+rows (``benchmarks/quality.py`` and its side studies): one module, optimizer, learning
+rate, epochs and batch size for every net.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import warnings
+
+import numpy as np
+
+from benchmarks.common.baselines import n_epochs, seed_torch
+from sk_l2rw.exceptions import CleanLossWarning
+
+
+def module_class(kind="mlp"):
+    """The module of every net: ``"mlp"``, :class:`sk_l2rw.modules.MLP` with one hidden
+    ReLU layer; ``"lenet"``, the paper's LeNet (:class:`benchmarks.models.LeNet`) on
+    28x28 images given as 784 flat pixels. Both return logits."""
+    if kind == "mlp":
+        from sk_l2rw.modules import MLP
+
+        return MLP
+    if kind == "lenet":
+        from benchmarks.models import LeNet
+
+        return LeNet
+    raise ValueError(f"unknown module {kind!r}: use 'mlp' or 'lenet'")
+
+
+def net_params(cfg, n_features, n_classes, n_rows, *, optimizer=None, lr=None,
+               epochs=None):
+    import torch
+    from torch import nn
+
+    if cfg.module == "mlp":
+        sizes = dict(module__n_features=n_features, module__n_outputs=n_classes,
+                     module__hidden_layer_sizes=(cfg.hidden,), module__softmax=False)
+    else:
+        sizes = dict(module__n_features=n_features, module__n_classes=n_classes)
+    return dict(module=module_class(cfg.module), **sizes,
+                criterion=nn.CrossEntropyLoss, optimizer=optimizer or torch.optim.Adam,
+                lr=cfg.lr if lr is None else lr, batch_size=cfg.batch_size,
+                max_epochs=epochs or n_epochs(cfg, n_rows), train_split=None, verbose=0)
+
+
+def metrics(model, X_test, y_test):
+    from sklearn.metrics import balanced_accuracy_score
+
+    pred = np.asarray(model.predict(X_test))
+    return dict(acc=float(np.mean(pred == y_test)),
+                bal_acc=float(balanced_accuracy_score(y_test, pred)),
+                max_share=float(np.bincount(pred).max() / len(pred)))
+
+
+def fit_plain(cfg, X, y, K, seed, *, X_clean=None, y_clean=None, class_weight=None,
+              **overrides):
+    """skorch's NeuralNetClassifier; with a clean set, also the best clean-loss epoch.
+    ``overrides``: further net parameters (side studies only)."""
+    import torch
+    from skorch import NeuralNetClassifier
+    from skorch.callbacks import Callback
+
+    params = net_params(cfg, X.shape[1], K, len(y))
+    params.update(overrides)
+    if class_weight is not None:
+        params["criterion__weight"] = torch.as_tensor(class_weight, dtype=torch.float32)
+    best = {}
+
+    class BestOnClean(Callback):
+        def on_epoch_end(self, net, **kwargs):
+            proba = net.predict_proba(X_clean)
+            loss = -np.mean(np.log(proba[np.arange(len(y_clean)), y_clean] + 1e-12))
+            if not best or loss < best["loss"]:
+                best.update(loss=loss, epoch=len(net.history),
+                            state=copy.deepcopy(net.module_.state_dict()))
+
+    if X_clean is not None:
+        params["callbacks"] = [("best_on_clean", BestOnClean())]
+    seed_torch(seed)
+    net = NeuralNetClassifier(iterator_train__shuffle=True, **params)
+    net.fit(X, y)
+    return net, best
+
+
+def fit_l2rw(cfg, X, y, X_clean, y_clean, K, seed, **overrides):
+    from sk_l2rw import L2RWClassifier
+
+    params = net_params(cfg, X.shape[1], K, len(y))
+    params.update(overrides)
+    net = L2RWClassifier(clean_X=X_clean, clean_y=y_clean, random_state=seed, **params)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        net.fit(X, y)
+    collapse_warned = any(issubclass(w.category, CleanLossWarning) for w in caught)
+    return net, collapse_warned
+
+
+def fit_cleanlab(cfg, X, y, K, seed):
+    from cleanlab.classification import CleanLearning
+    from skorch import NeuralNetClassifier
+
+    clf = NeuralNetClassifier(iterator_train__shuffle=True,
+                              **net_params(cfg, X.shape[1], K, len(y)))
+    seed_torch(seed)
+    # n_jobs=1: cleanlab's own process pool cannot start inside a worker process.
+    model = CleanLearning(clf=clf, seed=seed, cv_n_folds=cfg.cv_folds, verbose=False,
+                          find_label_issues_kwargs={"n_jobs": 1})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X, y)
+    flagged = int(np.asarray(model.label_issues_mask).sum())
+    return model, flagged
+
+
+def fit_hgb(cfg, X, y, seed):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(
+        early_stopping=True, max_iter=cfg.hgb_max_iter, random_state=seed).fit(X, y)
+
+
+def have_cleanlab():
+    return importlib.util.find_spec("cleanlab") is not None
+
+
+def weight_ratio(net, mask):
+    """Mean weight of rows in ``mask`` over the mean weight of the others."""
+    w = np.nanmean(net.sample_weights_, axis=0)
+    rest = w[~mask].mean()
+    return float(w[mask].mean() / rest) if rest > 0 else float("nan")
+
