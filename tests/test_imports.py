@@ -93,7 +93,8 @@ def violations():
         for target, taken, line in found:
             if target not in known or target == name:
                 continue
-            if name.startswith("benchmarks") and is_study(target) and target not in ALLOWED.get(name, {}):
+            if (name.startswith("benchmarks") and is_study(target)
+                    and target not in ALLOWED.get(name, {})):
                 role = "study" if is_study(name) else "base module"
                 out.append(f"{where}:{line}: {role} {name} imports study {target}")
             if taken is not None and private(taken) and (where, taken) not in PRIVATE_ALLOWED:
