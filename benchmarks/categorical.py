@@ -32,13 +32,12 @@ ROOT = Path(__file__).resolve().parents[1]
 from benchmarks.common import methods, protocol, runner
 from benchmarks.datasets import adult_preprocessor
 from benchmarks.report import markdown_table, mean_std
-from benchmarks.environment import (StudyRun, add_report_arguments, load_average,
+from benchmarks.environment import (RESULTS, StudyRun, add_report_arguments, load_average,
                                     report_folder, report_header, rerender)
 
 ENCODINGS = ("one_hot", "embedded")
 METHODS = ("plain", "l2rw")
 DATASETS = ("adult", "kdd_census")
-OUT = Path(__file__).resolve().parent / "results"
 
 
 def full_config(seeds=None):
@@ -255,9 +254,9 @@ def main(argv=None):
     parser.add_argument("--seeds", default=None, help="comma-separated, e.g. 0,1,2")
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
-    out = report_folder(args, OUT)
+    out = report_folder(args, RESULTS)
     if args.render:
-        return rerender(args.render, out or OUT, report)
+        return rerender(args.render, out or RESULTS, report)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
     cfg = smoke_config() if args.smoke else full_config(seeds)

@@ -38,11 +38,10 @@ import argparse
 import dataclasses
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 
-from benchmarks.environment import (StudyRun, add_report_arguments, report_folder,
+from benchmarks.environment import (RESULTS, StudyRun, add_report_arguments, report_folder,
                                     report_header, rerender)
 from benchmarks.common.methods import fit_plain, net_params
 from benchmarks.common.protocol import KIND_NAMES, load_pool, prepare
@@ -50,7 +49,6 @@ from benchmarks.common.protocol import full_config as quality_config
 from benchmarks.common.protocol import smoke_config as quality_smoke_config
 from benchmarks.report import markdown_table, median
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 STUDY = "clean_batch"
 CLEAN_BATCHES = (16, 32, 64)
 DEFAULT = "batch"  # the training batch: clean_batch_size=None
@@ -291,9 +289,9 @@ def main(argv=None):
     parser.add_argument("--datasets", nargs="+", help="a subset of the data sets")
     parser.add_argument("--routes", nargs="+", choices=ROUTES, help="a subset of the routes")
     args = parser.parse_args(argv)
-    out = report_folder(args, DEFAULT_OUT)
+    out = report_folder(args, RESULTS)
     if args.render:
-        print(rerender(args.render, out or DEFAULT_OUT, render))
+        print(rerender(args.render, out or RESULTS, render))
         return 0
     cfg = smoke_config() if args.smoke else full_config()
     reduced = []

@@ -45,10 +45,10 @@ ROOT = Path(__file__).resolve().parents[1]
 # it defines.
 from benchmarks.common import methods, protocol
 from benchmarks.report import markdown_table
-from benchmarks.environment import (add_render_argument, add_run_arguments, command_line,
-                                    report_header, rerender, run_record, write_report)
+from benchmarks.environment import (RESULTS, add_render_argument, add_run_arguments,
+                                    command_line, report_header, rerender, run_record,
+                                    write_report)
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 FAILED_POINTS = 0.20  # balanced accuracy this far below the best of the group
 COLLAPSE_LRS = (0.3, 0.1, 0.03, 0.01)
 
@@ -121,7 +121,8 @@ def fit_one(kind, args):
     else:
         cfg, pool, p, clean, seed = args
         X, y = pool["X_train"], pool["y_train"]
-        X_test, y_test = pool["X_test"], protocol.minority_codes(pool["y_test"], cfg.imb_classes[1])
+        X_test = pool["X_test"]
+        y_test = protocol.minority_codes(pool["y_test"], cfg.imb_classes[1])
         X_rest, y_rest, X_clean, y_clean = protocol.imbalance_clean_split(cfg, X, y, clean, seed)
         X_fit, y_fit = protocol.imbalanced_rows(cfg, X_rest, y_rest, p, cfg.imb_train, seed)
         params = methods.net_params(cfg, X.shape[1], 2, len(y_fit))
@@ -233,7 +234,7 @@ def render(rows, **run):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_run_arguments(parser, smoke="digits only, a few fits (CI; nothing downloaded)",
-                      out=DEFAULT_OUT)
+                      out=RESULTS)
     add_render_argument(parser, "clean_loss_warning.md")
     args = parser.parse_args(argv)
     if args.render:

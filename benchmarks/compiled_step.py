@@ -27,12 +27,11 @@ import copy
 import gc
 import time
 import warnings
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from benchmarks.environment import (StudyRun, add_report_arguments, report_folder,
+from benchmarks.environment import (RESULTS, StudyRun, add_report_arguments, report_folder,
                                     report_header, rerender)
 from benchmarks.report import markdown_table, median, paired_ratio
 from benchmarks.common.timing import (OtherLoad, case_data, fit_estimators, full_config,
@@ -41,7 +40,6 @@ from benchmarks.common.timing import (OtherLoad, case_data, fit_estimators, full
 from sk_l2rw.exceptions import FallbackWarning
 from sk_l2rw.ghost import compiled_ghost_step, ghost_step
 
-OUT = Path(__file__).resolve().parent / "results"
 STEPS = ("plain", "eager", "compiled")
 FITS = ("eager", "compiled")
 
@@ -189,9 +187,9 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--backend", default="inductor", help="torch.compile's backend")
     args = parser.parse_args(argv)
-    out = report_folder(args, OUT)
+    out = report_folder(args, RESULTS)
     if args.render:
-        return rerender(args.render, out or OUT, render)
+        return rerender(args.render, out or RESULTS, render)
     cfg = smoke_config() if args.smoke else full_config()
     repeats = args.repeats or (2 if args.smoke else 9)
     study = StudyRun("compiled_step", argv)

@@ -29,15 +29,13 @@ import argparse
 import collections
 import copy
 import warnings
-from pathlib import Path
 
 import numpy as np
 
-from benchmarks.environment import (StudyRun, add_report_arguments, report_folder,
+from benchmarks.environment import (RESULTS, StudyRun, add_report_arguments, report_folder,
                                     report_header, rerender)
 from benchmarks.report import markdown_table
 
-OUT = Path(__file__).resolve().parent / "results"
 DOCUMENTED = (ValueError, TypeError, FloatingPointError)
 
 #: Values of a wrong type or range for any parameter.
@@ -207,9 +205,9 @@ def main(argv=None):
     parser.add_argument("--cases", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    out = report_folder(args, OUT)
+    out = report_folder(args, RESULTS)
     if args.render:
-        return rerender(args.render, out or OUT, report)
+        return rerender(args.render, out or RESULTS, report)
     study = StudyRun("fuzz", argv)
     rows = run(40 if args.smoke else args.cases, args.seed)
     _, text = study.finish(rows, report, out, meta=dict(smoke=args.smoke))

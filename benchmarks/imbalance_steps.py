@@ -49,10 +49,10 @@ ROOT = Path(__file__).resolve().parents[1]
 # nets that benchmarks/common/ defines.
 from benchmarks.common import methods, protocol
 from benchmarks.report import markdown_table, mean_std
-from benchmarks.environment import (add_render_argument, add_run_arguments, command_line,
-                                    report_header, rerender, run_record, write_report)
+from benchmarks.environment import (RESULTS, add_render_argument, add_run_arguments,
+                                    command_line, report_header, rerender, run_record,
+                                    write_report)
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 #: --optimizer choices: the quality benchmark's setting, or the paper's (section 5.1:
 #: momentum SGD, lr 1e-3, batch 100). Optimizer given by name, resolved in the worker.
 OPTIMIZERS = {
@@ -201,7 +201,7 @@ def main(argv=None):
                              "(writes imbalance_steps.md); sgd: the paper's momentum "
                              "SGD, lr 1e-3, batch 100 (writes imbalance_steps_sgd.md)")
     add_run_arguments(parser, smoke="digits and the small MLP, a few steps (CI; no "
-                      "download)", out=DEFAULT_OUT)
+                      "download)", out=RESULTS)
     add_render_argument(parser, "imbalance_steps.md or imbalance_steps_sgd.md")
     args = parser.parse_args(argv)
     if args.render:

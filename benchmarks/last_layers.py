@@ -39,15 +39,15 @@ import copy
 import functools
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from benchmarks.common import methods, protocol, runner
-from benchmarks.environment import (StudyRun, add_jobs_argument, add_report_arguments,
-                                    report_folder, report_header, rerender)
+from benchmarks.environment import (RESULTS, StudyRun, add_jobs_argument,
+                                    add_report_arguments, report_folder, report_header,
+                                    rerender)
 from benchmarks.report import markdown_table, mean_std, median, paired_ratio
 from benchmarks.common.timing import (case_data, full_config, quiet_repeats, smoke_config,
                                      timed_blocks)
@@ -55,7 +55,6 @@ from sk_l2rw import dispatch
 from sk_l2rw.ghost import ghost_step
 from sk_l2rw.meta_gradient import StepResult, call_module
 
-OUT = Path(__file__).resolve().parent / "results"
 KS = (1, 3)  # fc3; fc1-fc3 (LeNet)
 COST_BAR = 1.2  # x plain per step on LeNet
 ACCURACY_BAR = 1.0  # points below exact L2RW, on average over the cells
@@ -319,9 +318,9 @@ def main(argv=None):
     add_jobs_argument(parser)
     parser.add_argument("--repeats", type=int, default=None)
     args = parser.parse_args(argv)
-    out = report_folder(args, OUT)
+    out = report_folder(args, RESULTS)
     if args.render:
-        return rerender(args.render, out or OUT, render)
+        return rerender(args.render, out or RESULTS, render)
     study = StudyRun("last_layers", argv)
     rows = run(args.smoke, ks=(1,) if args.smoke else KS,
                repeats=args.repeats or (2 if args.smoke else 15),

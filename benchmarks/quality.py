@@ -67,11 +67,10 @@ from benchmarks.common.protocol import (IMAGE_SETS, KIND_NAMES, Config, full_con
                                         smoke_config, use_module)
 from benchmarks.common.runner import execute, limited_threads
 from benchmarks.report import markdown_table, percent, stats
-from benchmarks.environment import (add_jobs_argument, command_line, cpu_model, load_average,
-                                    load_rows, save_rows, versions_line)
+from benchmarks.environment import (RESULTS, add_jobs_argument, command_line, cpu_model,
+                                    load_average, load_rows, save_rows, versions_line)
 from sk_l2rw.exceptions import CleanLossWarning
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 # Non-bundled data sets the goals are counted on; digits is reported too.
 MAIN_SETS = ("mnist", "fashion_mnist", "adult", "letter", "kdd_census")
@@ -1274,7 +1273,7 @@ def machine_info(out_dir, charts):
             "out_dir": Path(out_dir), "charts": charts}
 
 
-def run(cfg, out_dir=DEFAULT_OUT, *, jobs=1, command=None, charts=True, raw=None,
+def run(cfg, out_dir=RESULTS, *, jobs=1, command=None, charts=True, raw=None,
         log=print):
     """Run every part of ``cfg`` and write ``quality.md``, its rows ``quality.json``
     (``quality_lenet.*`` for LeNet) and the figures to ``out_dir``; ``raw``: a path to
@@ -1358,7 +1357,7 @@ def main(argv=None):
                            "first one's configuration is used); the report, its figures and "
                            "the (merged) rows are written into --out")
     add_jobs_argument(parser)
-    parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder")
+    parser.add_argument("--out", default=str(RESULTS), help="output folder")
     parser.add_argument("--raw", default=None,
                         help="also write the rows to this path (they are always written "
                              "next to the report, as quality.json or quality_lenet.json)")

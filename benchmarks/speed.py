@@ -47,7 +47,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from benchmarks.environment import command_line, cpu_model, load_average, versions_line
+from benchmarks.environment import (RESULTS, command_line, cpu_model, load_average,
+                                    versions_line)
 from benchmarks.report import markdown_table, median, paired_ratio
 from benchmarks.common.timing import (BUSY_LIMIT, COMPILED, SMALL_CLEAN, SMALL_CLEAN_BATCH,
                                      Config, OtherLoad, StepCase, case_data, cpu_peak_bytes,
@@ -64,7 +65,6 @@ VARIANTS = ("plain", "reference", "jvp", "ghost", "auto")
 # Part 1 also times the ways people compute L2RW today (benchmarks/ports.py).
 STEP_VARIANTS = VARIANTS + tuple(PORTS)
 STEP_FUNCTIONS = {"reference": reference_step, "jvp": jvp_step, "ghost": ghost_step}
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 
 # ---------------------------------------------------------------------------
@@ -724,7 +724,7 @@ def load_rows(path):
     return rows
 
 
-def run(cfg, out_dir=DEFAULT_OUT, device="cpu", command=None, chart=True,
+def run(cfg, out_dir=RESULTS, device="cpu", command=None, chart=True,
         parts=("steps", "fit", "memory"), log=None):
     """Run the benchmark parts and write the report.
 
@@ -808,7 +808,7 @@ def main(argv=None):
                         help="repeats of the per-step timing and of the fits "
                              "(default 15 and 5; quick 3 and 1); memory, which is "
                              "deterministic, uses at most 3")
-    parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder")
+    parser.add_argument("--out", default=str(RESULTS), help="output folder")
     parser.add_argument("--render", type=Path, metavar="JSON",
                         help="rebuild the report from the rows a run wrote (speed.json)")
     args = parser.parse_args(argv)
