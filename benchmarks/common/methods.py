@@ -11,7 +11,8 @@ import warnings
 
 import numpy as np
 
-from benchmarks.common.baselines import n_epochs, seed_torch
+from benchmarks.common import baselines
+from benchmarks.common.baselines import seed_torch
 from sk_l2rw.exceptions import CleanLossWarning
 
 
@@ -32,18 +33,20 @@ def module_class(kind="mlp"):
 
 def net_params(cfg, n_features, n_classes, n_rows, *, optimizer=None, lr=None,
                epochs=None):
-    import torch
-    from torch import nn
-
-    if cfg.module == "mlp":
-        sizes = dict(module__n_features=n_features, module__n_outputs=n_classes,
-                     module__hidden_layer_sizes=(cfg.hidden,), module__softmax=False)
-    else:
-        sizes = dict(module__n_features=n_features, module__n_classes=n_classes)
-    return dict(module=module_class(cfg.module), **sizes,
-                criterion=nn.CrossEntropyLoss, optimizer=optimizer or torch.optim.Adam,
-                lr=cfg.lr if lr is None else lr, batch_size=cfg.batch_size,
-                max_epochs=epochs or n_epochs(cfg, n_rows), train_split=None, verbose=0)
+    """:func:`benchmarks.common.baselines.net_params` with the protocol's module
+    (``cfg.module``); side studies may change the optimizer, rate or epochs."""
+    params = baselines.net_params(cfg, n_features, n_classes, n_rows)
+    if cfg.module != "mlp":
+        params = dict(module=module_class(cfg.module), module__n_features=n_features,
+                      module__n_classes=n_classes,
+                      **{k: v for k, v in params.items() if not k.startswith("module")})
+    if optimizer is not None:
+        params["optimizer"] = optimizer
+    if lr is not None:
+        params["lr"] = lr
+    if epochs:
+        params["max_epochs"] = epochs
+    return params
 
 
 def metrics(model, X_test, y_test):
@@ -99,27 +102,18 @@ def fit_l2rw(cfg, X, y, X_clean, y_clean, K, seed, **overrides):
 
 
 def fit_cleanlab(cfg, X, y, K, seed):
-    from cleanlab.classification import CleanLearning
+    """cleanlab around the protocol's net; returns the model and how many rows it
+    flagged."""
     from skorch import NeuralNetClassifier
 
     clf = NeuralNetClassifier(iterator_train__shuffle=True,
                               **net_params(cfg, X.shape[1], K, len(y)))
-    seed_torch(seed)
-    # n_jobs=1: cleanlab's own process pool cannot start inside a worker process.
-    model = CleanLearning(clf=clf, seed=seed, cv_n_folds=cfg.cv_folds, verbose=False,
-                          find_label_issues_kwargs={"n_jobs": 1})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.fit(X, y)
-    flagged = int(np.asarray(model.label_issues_mask).sum())
-    return model, flagged
+    model = baselines.fit_cleanlab(cfg, clf, X, y, seed)
+    return model, int(np.asarray(model.label_issues_mask).sum())
 
 
 def fit_hgb(cfg, X, y, seed):
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    return HistGradientBoostingClassifier(
-        early_stopping=True, max_iter=cfg.hgb_max_iter, random_state=seed).fit(X, y)
+    return baselines.hgb(cfg, seed).fit(X, y)
 
 
 def have_cleanlab():
