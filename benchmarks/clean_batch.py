@@ -47,6 +47,7 @@ from benchmarks.common.methods import fit_plain, net_params
 from benchmarks.common.protocol import KIND_NAMES, load_pool, prepare
 from benchmarks.common.protocol import full_config as quality_config
 from benchmarks.common.protocol import smoke_config as quality_smoke_config
+from benchmarks.common.runner import limited_threads
 from benchmarks.report import markdown_table, median
 
 STUDY = "clean_batch"
@@ -154,11 +155,9 @@ def cell_rows(cfg, name, data, kind, seed, log=print):
     return rows
 
 
+@limited_threads(1)
 def run(cfg, log=print):
     """Every fit of ``cfg``, one process; returns the rows."""
-    import torch
-
-    torch.set_num_threads(1)
     # Untimed fits first: the first fit of a process pays torch's start-up,
     # which would land on whichever method came first.
     X, y = np.random.RandomState(0).rand(64, 4).astype(np.float32), np.arange(64) % 2

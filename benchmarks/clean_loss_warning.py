@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # package name, so that worker processes can unpickle the configurations and nets
 # it defines.
 from benchmarks.common import methods, protocol
+from benchmarks.common.runner import limited_threads
 from benchmarks.report import markdown_table
 from benchmarks.environment import (RESULTS, add_render_argument, add_run_arguments,
                                     command_line, report_header, rerender, run_record,
@@ -98,6 +99,7 @@ def plan(smoke=False):
     return jobs
 
 
+@limited_threads(1)
 def fit_one(kind, args):
     """One L2RW fit; returns its clean-loss curve and test outcome."""
     import torch
@@ -105,7 +107,6 @@ def fit_one(kind, args):
     from sk_l2rw import L2RWClassifier
     from sk_l2rw.noise import flip_labels, split_clean
 
-    torch.set_num_threads(1)
     if kind == "collapse":
         cfg, data, noise, lr, seed = args
         X, y = data["X_train"], data["y_train"]

@@ -32,6 +32,7 @@ import warnings
 
 import numpy as np
 
+from benchmarks.common.runner import limited_threads
 from benchmarks.environment import (RESULTS, StudyRun, add_report_arguments, report_folder,
                                     report_header, rerender)
 from benchmarks.report import markdown_table
@@ -151,11 +152,9 @@ def run_case(base, case, X_probe, X, y):
     return "ok"
 
 
+@limited_threads(1)
 def run(cases=10000, seed=0):
     """Rows: one per case, with its fault, method and outcome."""
-    import torch
-
-    torch.set_num_threads(1)
     base = fitted_net(seed)
     X, y = _problem(seed)
     X_probe, X_train, y_train = X[:40], X[60:120], y[60:120]

@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # By its package name, so that worker processes can unpickle the configurations and
 # nets that benchmarks/common/ defines.
 from benchmarks.common import methods, protocol
+from benchmarks.common.runner import limited_threads
 from benchmarks.report import markdown_table, mean_std
 from benchmarks.environment import (RESULTS, add_render_argument, add_run_arguments,
                                     command_line, report_header, rerender, run_record,
@@ -79,11 +80,11 @@ def epochs_for(steps, n_rows, batch_size):
     return math.ceil(steps / math.ceil(n_rows / batch_size))
 
 
+@limited_threads(1)
 def fit_cell(cfg, pool, n_train, proportion, clean, steps, seed, optimizer="adam"):
     """Plain, L2RW and ceiling, each trained for ``steps`` steps; balanced accuracies."""
     import torch
 
-    torch.set_num_threads(1)
     opt = OPTIMIZERS[optimizer]
     lr, batch_size = opt["lr"] or cfg.lr, opt["batch_size"] or cfg.batch_size
     epochs = epochs_for(steps, n_train, batch_size)
