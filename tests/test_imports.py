@@ -113,3 +113,17 @@ def test_the_check_sees_the_packages():
     known = modules()
     assert "benchmarks.quality" in known and "sk_l2rw.net" in known
     assert is_study("benchmarks.quality") and not is_study("benchmarks.common.baselines")
+
+
+def test_the_check_finds_what_it_forbids(tmp_path):
+    known = modules()
+    source = tmp_path / "study.py"
+    source.write_text("from benchmarks.quality import _secret, main\n"
+                      "from benchmarks import speed as s\n"
+                      "def f():\n"
+                      "    return s._hidden\n")
+    found, attrs = imports("benchmarks.study", source, known)
+    assert ("benchmarks.quality", "_secret", 1) in found
+    assert ("benchmarks.speed", None, 2) in found
+    assert attrs == [("benchmarks.speed", "_hidden", 4)]
+    assert is_study("benchmarks.speed") and not private("__init__")
