@@ -7,7 +7,9 @@
 ``imbalance_steps``, ``last_layers``, ``clean_batch``, ``gpu_check``, ``fuzz``). Each
 writes its report under ``benchmarks/results/``; ``--smoke`` runs it on tiny data
 without downloading (CI). Shared pieces: ``common`` (the base the studies share:
-``common.baselines`` fits every method and baseline once), ``datasets`` (real data sets from package
+``common.baselines`` fits every method and baseline once; ``common.protocol``,
+``common.methods``, ``common.runner`` and ``common.timing`` hold the label-noise
+protocol, its fits, the task runner and the timing helpers), ``datasets`` (real data sets from package
 registries, cached), ``environment`` (the machine, versions and command a report
 names; the rows' JSON next to a report, from which ``--render`` rebuilds it),
 ``models`` (the networks), ``ports`` (the public ways of computing L2RW that

@@ -29,26 +29,26 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from benchmarks import quality
+from benchmarks.common import methods, protocol, runner
+from benchmarks.datasets import adult_preprocessor
 from benchmarks.report import markdown_table, mean_std
-from benchmarks.environment import (StudyRun, add_report_arguments, load_average,
+from benchmarks.environment import (RESULTS, StudyRun, add_report_arguments, load_average,
                                     report_folder, report_header, rerender)
 
 ENCODINGS = ("one_hot", "embedded")
 METHODS = ("plain", "l2rw")
 DATASETS = ("adult", "kdd_census")
-OUT = Path(__file__).resolve().parent / "results"
 
 
 def full_config(seeds=None):
     """quality's full setting, on the two tables only."""
-    cfg = quality.full_config()
+    cfg = protocol.full_config()
     sizes = {name: cfg.datasets[name] for name in DATASETS}
     return dataclasses.replace(cfg, datasets=sizes, seeds=seeds or cfg.seeds)
 
 
 def smoke_config():
-    cfg = quality.smoke_config()
+    cfg = protocol.smoke_config()
     return dataclasses.replace(cfg, datasets={"generated": (None, None)},
                                kinds=("background",), clean_sizes=(10,))
 
@@ -70,7 +70,7 @@ def generated_pool(seed=0, n=900):
 
 def _one_hot_preprocessor():
     """quality's recipe for the tables (standardise numbers, one-hot the strings)."""
-    return quality.bench_data.adult_preprocessor()
+    return adult_preprocessor()
 
 
 def prepare(name, pool, size, seed):
@@ -79,7 +79,7 @@ def prepare(name, pool, size, seed):
     Returns
     -------
     dict
-        ``one_hot``: (X_train, X_test) float32 arrays as :func:`quality.prepare`
+        ``one_hot``: (X_train, X_test) float32 arrays as :func:`protocol.prepare`
         makes them; ``embedded``: (X_train, X_test) frames with the numeric columns
         standardised (fitted on the training rows) and the string columns as they
         are; ``y_train``, ``y_test`` as codes; ``classes``.
@@ -89,10 +89,10 @@ def prepare(name, pool, size, seed):
 
     X_tr, y_tr, X_te, y_te = pool
     n_train, n_test = size
-    i_tr = quality._subsample(np.asarray(y_tr).astype(str), n_train, seed)
-    i_te = quality._subsample(np.asarray(y_te).astype(str), n_test, seed)
-    X_tr, y_tr = quality._take(X_tr, i_tr), y_tr[i_tr]
-    X_te, y_te = quality._take(X_te, i_te), y_te[i_te]
+    i_tr = protocol.subsample(np.asarray(y_tr).astype(str), n_train, seed)
+    i_te = protocol.subsample(np.asarray(y_te).astype(str), n_test, seed)
+    X_tr, y_tr = protocol.take(X_tr, i_tr), y_tr[i_tr]
+    X_te, y_te = protocol.take(X_te, i_te), y_te[i_te]
     one_hot = _one_hot_preprocessor().fit(X_tr)
     scale = ColumnTransformer(
         [("numeric", StandardScaler(), make_column_selector(dtype_include="number"))],
@@ -115,7 +115,7 @@ def prepare(name, pool, size, seed):
 def _net(cfg, encoding, X, K, n_rows, seed, clean):
     from sk_l2rw import L2RWClassifier
 
-    params = quality.net_params(cfg, X.shape[1], K, n_rows)
+    params = methods.net_params(cfg, X.shape[1], K, n_rows)
     if encoding == "embedded":
         del params["module__n_features"]  # the numeric width, set by the estimator
     X_clean, y_clean = clean
@@ -135,9 +135,9 @@ def task(cfg, name, seed, data, threads=1):
     K = len(data["classes"])
     rows = []
     ids = np.arange(len(y)).reshape(-1, 1)  # the split is made on row ids, for both
-    with quality.limited_threads(threads), warnings.catch_warnings():
+    with runner.limited_threads(threads), warnings.catch_warnings():
         warnings.simplefilter("ignore", NoCleanSetWarning)
-        for clean, id_rest, id_clean, y_clean, noisy in quality._noise_splits(
+        for clean, id_rest, id_clean, y_clean, noisy in protocol.noise_splits(
                 ids, y, cells, seed):
             rest, picked = id_rest[:, 0], id_clean[:, 0]
             for kind, rate, y_noisy, flipped in noisy:
@@ -152,9 +152,9 @@ def task(cfg, name, seed, data, threads=1):
                         net.fit(X, y_noisy)
                         row = dict(base, encoding=encoding, method=method,
                                    wall_s=round(time.perf_counter() - started, 2),
-                                   **quality._metrics(net, X_test, y_te))
+                                   **methods.metrics(net, X_test, y_te))
                         if method == "l2rw":
-                            row["weight_ratio"] = quality._weight_ratio(net, flipped)
+                            row["weight_ratio"] = methods.weight_ratio(net, flipped)
                         rows.append(row)
     return rows
 
@@ -163,18 +163,18 @@ def run(cfg, *, jobs=1, log=print):
     """All rows of one run: a task per (data set, seed)."""
     tasks = []
     for name, size in cfg.datasets.items():
-        pool = generated_pool() if name == "generated" else quality.load_pool(name)
+        pool = generated_pool() if name == "generated" else protocol.load_pool(name)
         for seed in cfg.seeds:
             data = prepare(name, pool, size, seed)
             tasks.append((f"{name} seed {seed}", task, (cfg, name, seed, data)))
-    return quality.execute(tasks, jobs=jobs, log=log)
+    return runner.execute(tasks, jobs=jobs, log=log)
 
 
 def render(rows, *, metric="acc"):
     """One table per metric: a row per cell, a column per (method, encoding), and
     the paired difference embedded - one-hot of L2RW (mean ± std over seeds)."""
     cells = sorted({(r["dataset"], r["kind"], r["clean"]) for r in rows},
-                   key=lambda c: (c[0], quality.KIND_NAMES[c[1]], c[2]))
+                   key=lambda c: (c[0], protocol.KIND_NAMES[c[1]], c[2]))
     columns = [(m, e) for m in METHODS for e in ENCODINGS]
     head = ["data set", "noise", "clean/class"] + [f"{m} {e.replace('_', '-')}"
                                                    for m, e in columns]
@@ -189,7 +189,7 @@ def render(rows, *, metric="acc"):
             if r["method"] == "l2rw":
                 by_seed.setdefault(r["seed"], {})[r["encoding"]] = r[metric]
         diffs = [v["embedded"] - v["one_hot"] for v in by_seed.values() if len(v) == 2]
-        body.append([dataset, quality.KIND_NAMES[kind], str(clean), *values,
+        body.append([dataset, protocol.KIND_NAMES[kind], str(clean), *values,
                      mean_std(diffs, scale=100)])
     lines = markdown_table(head + ["L2RW embedded − one-hot (paired)"], body,
                            align="lll" + "r" * (len(columns) + 1))
@@ -254,9 +254,9 @@ def main(argv=None):
     parser.add_argument("--seeds", default=None, help="comma-separated, e.g. 0,1,2")
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
-    out = report_folder(args, OUT)
+    out = report_folder(args, RESULTS)
     if args.render:
-        return rerender(args.render, out or OUT, report)
+        return rerender(args.render, out or RESULTS, report)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
     cfg = smoke_config() if args.smoke else full_config(seeds)

@@ -38,18 +38,18 @@ import argparse
 import dataclasses
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 
-from benchmarks.environment import (StudyRun, add_report_arguments, report_folder,
+from benchmarks.environment import (RESULTS, StudyRun, add_report_arguments, report_folder,
                                     report_header, rerender)
-from benchmarks.quality import KIND_NAMES, fit_plain, load_pool, net_params, prepare
-from benchmarks.quality import full_config as quality_config
-from benchmarks.quality import smoke_config as quality_smoke_config
+from benchmarks.common.methods import fit_plain, net_params
+from benchmarks.common.protocol import KIND_NAMES, load_pool, prepare
+from benchmarks.common.protocol import full_config as quality_config
+from benchmarks.common.protocol import smoke_config as quality_smoke_config
+from benchmarks.common.runner import limited_threads
 from benchmarks.report import markdown_table, median
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 STUDY = "clean_batch"
 CLEAN_BATCHES = (16, 32, 64)
 DEFAULT = "batch"  # the training batch: clean_batch_size=None
@@ -155,11 +155,9 @@ def cell_rows(cfg, name, data, kind, seed, log=print):
     return rows
 
 
+@limited_threads(1)
 def run(cfg, log=print):
     """Every fit of ``cfg``, one process; returns the rows."""
-    import torch
-
-    torch.set_num_threads(1)
     # Untimed fits first: the first fit of a process pays torch's start-up,
     # which would land on whichever method came first.
     X, y = np.random.RandomState(0).rand(64, 4).astype(np.float32), np.arange(64) % 2
@@ -290,9 +288,9 @@ def main(argv=None):
     parser.add_argument("--datasets", nargs="+", help="a subset of the data sets")
     parser.add_argument("--routes", nargs="+", choices=ROUTES, help="a subset of the routes")
     args = parser.parse_args(argv)
-    out = report_folder(args, DEFAULT_OUT)
+    out = report_folder(args, RESULTS)
     if args.render:
-        print(rerender(args.render, out or DEFAULT_OUT, render))
+        print(rerender(args.render, out or RESULTS, render))
         return 0
     cfg = smoke_config() if args.smoke else full_config()
     reduced = []

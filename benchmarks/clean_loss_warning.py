@@ -40,15 +40,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# benchmarks/quality.py holds the data preparation and net settings. Imported by its
+# benchmarks/common/ holds the data preparation and net settings. Imported by its
 # package name, so that worker processes can unpickle the configurations and nets
 # it defines.
-from benchmarks import quality as q
+from benchmarks.common import methods, protocol
+from benchmarks.common.runner import limited_threads
 from benchmarks.report import markdown_table
-from benchmarks.environment import (add_render_argument, add_run_arguments, command_line,
-                                    report_header, rerender, run_record, write_report)
+from benchmarks.environment import (RESULTS, add_render_argument, add_run_arguments,
+                                    command_line, report_header, rerender, run_record,
+                                    write_report)
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 FAILED_POINTS = 0.20  # balanced accuracy this far below the best of the group
 COLLAPSE_LRS = (0.3, 0.1, 0.03, 0.01)
 
@@ -75,20 +76,20 @@ def first_alarm(rule, curve):
 def plan(smoke=False):
     """The fits to run: ``(group, label, kind, args)``."""
     jobs = []
-    cfg = q.smoke_config() if smoke else q.full_config()
+    cfg = protocol.smoke_config() if smoke else protocol.full_config()
     lrs = (0.3, 0.01) if smoke else COLLAPSE_LRS
     seeds = cfg.collapse_seeds
-    pool = q.load_pool(cfg.collapse_dataset)
+    pool = protocol.load_pool(cfg.collapse_dataset)
     for seed in seeds:
-        data = q.prepare_collapse(cfg, pool, seed)
+        data = protocol.prepare_collapse(cfg, pool, seed)
         for kind in cfg.collapse_kinds if smoke else ("background", "uniform"):
             for lr in lrs:
                 jobs.append((("collapse", kind, seed),
                              f"collapse {kind} lr={lr:g} seed {seed}",
                              "collapse", (cfg, data, kind, lr, seed)))
     for module in ("mlp",) if smoke else ("mlp", "lenet"):
-        mcfg = q.use_module(q.full_config(), module) if module == "lenet" else cfg
-        imb = q.prepare_imbalance(mcfg, q.load_pool(mcfg.imb_dataset))
+        mcfg = protocol.use_module(protocol.full_config(), module) if module == "lenet" else cfg
+        imb = protocol.prepare_imbalance(mcfg, protocol.load_pool(mcfg.imb_dataset))
         for seed in (mcfg.imb_seeds or mcfg.seeds):
             for clean in mcfg.imb_clean_sizes:
                 for p in mcfg.imb_proportions:
@@ -98,6 +99,7 @@ def plan(smoke=False):
     return jobs
 
 
+@limited_threads(1)
 def fit_one(kind, args):
     """One L2RW fit; returns its clean-loss curve and test outcome."""
     import torch
@@ -105,7 +107,6 @@ def fit_one(kind, args):
     from sk_l2rw import L2RWClassifier
     from sk_l2rw.noise import flip_labels, split_clean
 
-    torch.set_num_threads(1)
     if kind == "collapse":
         cfg, data, noise, lr, seed = args
         X, y = data["X_train"], data["y_train"]
@@ -115,16 +116,17 @@ def fit_one(kind, args):
                                                      random_state=seed)
         y_fit, _ = flip_labels(y_fit, cfg.rate, noise, background_class=0,
                                random_state=seed)
-        params = q.net_params(cfg, X.shape[1], K, len(y_fit), lr=lr,
+        params = methods.net_params(cfg, X.shape[1], K, len(y_fit), lr=lr,
                               epochs=cfg.collapse_epochs)
         params.update(optimizer=torch.optim.SGD, optimizer__momentum=0.9)
     else:
         cfg, pool, p, clean, seed = args
         X, y = pool["X_train"], pool["y_train"]
-        X_test, y_test = pool["X_test"], q.minority_codes(pool["y_test"], cfg.imb_classes[1])
-        X_rest, y_rest, X_clean, y_clean = q.imbalance_clean_split(cfg, X, y, clean, seed)
-        X_fit, y_fit = q.imbalanced_rows(cfg, X_rest, y_rest, p, cfg.imb_train, seed)
-        params = q.net_params(cfg, X.shape[1], 2, len(y_fit))
+        X_test = pool["X_test"]
+        y_test = protocol.minority_codes(pool["y_test"], cfg.imb_classes[1])
+        X_rest, y_rest, X_clean, y_clean = protocol.imbalance_clean_split(cfg, X, y, clean, seed)
+        X_fit, y_fit = protocol.imbalanced_rows(cfg, X_rest, y_rest, p, cfg.imb_train, seed)
+        params = methods.net_params(cfg, X.shape[1], 2, len(y_fit))
     net = L2RWClassifier(clean_X=X_clean, clean_y=y_clean, random_state=seed, **params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the rules are replayed on the curve
@@ -136,7 +138,7 @@ def fit_one(kind, args):
     curve = [float(r["clean_loss"]) for r in net.history if "clean_loss" in r]
     out = dict(curve=curve, error=error, bal_acc=None)
     if error is None:
-        out["bal_acc"] = q._metrics(net, X_test, y_test)["bal_acc"]
+        out["bal_acc"] = methods.metrics(net, X_test, y_test)["bal_acc"]
     return out
 
 
@@ -233,7 +235,7 @@ def render(rows, **run):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_run_arguments(parser, smoke="digits only, a few fits (CI; nothing downloaded)",
-                      out=DEFAULT_OUT)
+                      out=RESULTS)
     add_render_argument(parser, "clean_loss_warning.md")
     args = parser.parse_args(argv)
     if args.render:

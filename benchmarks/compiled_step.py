@@ -27,20 +27,19 @@ import copy
 import gc
 import time
 import warnings
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from benchmarks.environment import (StudyRun, add_report_arguments, report_folder,
+from benchmarks.environment import (RESULTS, StudyRun, add_report_arguments, report_folder,
                                     report_header, rerender)
 from benchmarks.report import markdown_table, median, paired_ratio
-from benchmarks.speed import (OtherLoad, _case_data, _fit_estimators, _quiet_repeats, _rotated,
-                              full_config, make_fit_data, smoke_config)
+from benchmarks.common.timing import (OtherLoad, case_data, fit_estimators, full_config,
+                                     make_fit_data, quiet_repeats, rotated, smoke_config,
+                                     timed_blocks)
 from sk_l2rw.exceptions import FallbackWarning
 from sk_l2rw.ghost import compiled_ghost_step, ghost_step
 
-OUT = Path(__file__).resolve().parent / "results"
 STEPS = ("plain", "eager", "compiled")
 FITS = ("eager", "compiled")
 
@@ -77,37 +76,12 @@ def _difference(template, X, y, Xc, yc, lr, options):
             "gradients": max(float((a - b).abs().max()) for a, b in zip(g0, g1))}
 
 
-def _blocks(fns, repeats, block_s, log, what):
-    """Interleaved timing: ms per call of each function, per repeat, and each
-    repeat's largest share of the machine used by other processes."""
-    per_block = {}
-    for name, fn in fns.items():
-        for _ in range(3):
-            fn()
-        t0 = time.perf_counter()
-        fn()
-        per_block[name] = max(2, int(block_s / max(time.perf_counter() - t0, 1e-6)))
-    ms, busy = {name: [] for name in fns}, []
-    for r in range(repeats):
-        shares = []
-        for name in _rotated(fns, r):
-            meter = OtherLoad()
-            t0 = time.perf_counter()
-            for _ in range(per_block[name]):
-                fns[name]()
-            ms[name].append((time.perf_counter() - t0) / per_block[name] * 1e3)
-            shares.append(meter.share())
-        busy.append(max(shares))
-        log(f"  {what}: repeat {r + 1}/{repeats} (other processes {busy[-1]:.0%})")
-    return ms, busy
-
-
 def bench_steps(cfg, repeats, block_s, options, log=print):
     rows = []
     for ci, case in enumerate(cfg.step_cases):
         torch.manual_seed(ci)
         template = case.build()
-        X, y, Xc, yc = _case_data(case, "cpu", seed=ci)
+        X, y, Xc, yc = case_data(case, "cpu", seed=ci)
         row = {"case": f"{case.label}, batch {case.batch}, clean batch {case.clean_batch}"}
         t0 = time.perf_counter()
         row["difference"] = _difference(template, X, y, Xc, yc, cfg.lr, options)
@@ -115,14 +89,14 @@ def bench_steps(cfg, repeats, block_s, options, log=print):
         variants = STEPS if isinstance(row["difference"], dict) else STEPS[:2]
         fns = {v: _step(v, copy.deepcopy(template), X, y, Xc, yc, cfg.lr, options)
                for v in variants}
-        row["ms"], row["busy"] = _blocks(fns, repeats, block_s, log, case.label)
+        row["ms"], row["busy"] = timed_blocks(fns, repeats, block_s, log, case.label)
         rows.append(row)
     return rows
 
 
 def bench_fit(cfg, repeats, options, log=print):
     X, y, Xc, yc = make_fit_data(cfg)
-    make = _fit_estimators(cfg, "cpu")["L2RWClassifier"]
+    make = fit_estimators(cfg, "cpu")["L2RWClassifier"]
 
     def fit(variant, seed):
         # The same initial module and batches for both.
@@ -146,7 +120,7 @@ def bench_fit(cfg, repeats, options, log=print):
            "s": {v: [] for v in FITS}, "busy": []}
     for r in range(repeats):
         shares = []
-        for variant in _rotated(FITS, r):
+        for variant in rotated(FITS, r):
             seconds, share, _, _ = fit(variant, r)
             out["s"][variant].append(seconds)
             shares.append(share)
@@ -166,7 +140,7 @@ def run(cfg, *, repeats, fit_repeats, block_s, backend="inductor", log=print):
 
 
 def _kept(values, busy):
-    keep = _quiet_repeats(busy)
+    keep = quiet_repeats(busy)
     return [values[i] for i in keep]
 
 
@@ -213,9 +187,9 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--backend", default="inductor", help="torch.compile's backend")
     args = parser.parse_args(argv)
-    out = report_folder(args, OUT)
+    out = report_folder(args, RESULTS)
     if args.render:
-        return rerender(args.render, out or OUT, render)
+        return rerender(args.render, out or RESULTS, render)
     cfg = smoke_config() if args.smoke else full_config()
     repeats = args.repeats or (2 if args.smoke else 9)
     study = StudyRun("compiled_step", argv)

@@ -14,6 +14,9 @@ import sys
 import time
 from pathlib import Path
 
+#: Where every study writes its report and rows unless told otherwise (``--out``).
+RESULTS = Path(__file__).resolve().parent / "results"
+
 #: Libraries every report names, as (import name, name in the report).
 CORE = (("torch", "torch"), ("skorch", "skorch"), ("sklearn", "scikit-learn"),
         ("numpy", "numpy"))

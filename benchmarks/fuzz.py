@@ -40,17 +40,16 @@ import argparse
 import collections
 import copy
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from benchmarks.environment import (StudyRun, add_report_arguments, report_folder,
+from benchmarks.common.runner import limited_threads
+from benchmarks.environment import (RESULTS, StudyRun, add_report_arguments, report_folder,
                                     report_header, rerender)
 from benchmarks.report import markdown_table
 
-OUT = Path(__file__).resolve().parent / "results"
 DOCUMENTED = (ValueError, TypeError, FloatingPointError)
 
 #: Values of a wrong type or range for any parameter.
@@ -329,9 +328,9 @@ def run_case(base, case, X_probe, X, y):
     return "ok"
 
 
+@limited_threads(1)
 def run(cases=10000, seed=0):
     """Rows: one per case, with its fault, method and outcome."""
-    torch.set_num_threads(1)
     X, y = _problem(seed)
     bases = {}
     for form in ("array", *FORM_FAULTS):
@@ -385,9 +384,9 @@ def main(argv=None):
     parser.add_argument("--cases", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    out = report_folder(args, OUT)
+    out = report_folder(args, RESULTS)
     if args.render:
-        return rerender(args.render, out or OUT, report)
+        return rerender(args.render, out or RESULTS, report)
     study = StudyRun("fuzz", argv)
     rows = run(40 if args.smoke else args.cases, args.seed)
     _, text = study.finish(rows, report, out, meta=dict(smoke=args.smoke))

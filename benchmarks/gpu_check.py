@@ -44,18 +44,17 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from benchmarks.environment import (StudyRun, add_render_argument, report_header,
+from benchmarks.environment import (RESULTS, StudyRun, add_render_argument, report_header,
                                     rerender)
 from benchmarks.models import LeNet, mlp
 from benchmarks.report import markdown_table
-from benchmarks.speed import quick_config as speed_quick_config
-from benchmarks.speed import run as speed_run
-from benchmarks.speed import smoke_config as speed_smoke_config
+from benchmarks.common.timing import quick_config as speed_quick_config
+from benchmarks.common.timing import smoke_config as speed_smoke_config
+from benchmarks.speed import run as speed_run  # the speed study itself, run on the GPU
 from sk_l2rw import L2RWClassifier
 from sk_l2rw.ghost import ghost_step
 from sk_l2rw.meta_gradient import jvp_step, reference_step
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 STUDY = "gpu_check"
 TOLERANCE = 1e-9
 STEPS = {"reference": reference_step, "jvp": jvp_step, "ghost": ghost_step}
@@ -329,7 +328,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dry-run", "--smoke", dest="dry_run", action="store_true",
                         help="every part on the CPU at tiny sizes (seconds; tests)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="output folder")
     add_render_argument(parser, "gpu_check.md")
     args = parser.parse_args(argv)
     if args.render:

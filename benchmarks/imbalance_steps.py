@@ -46,13 +46,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 # By its package name, so that worker processes can unpickle the configurations and
-# nets that benchmarks/quality.py defines.
-from benchmarks import quality as q
+# nets that benchmarks/common/ defines.
+from benchmarks.common import methods, protocol
+from benchmarks.common.runner import limited_threads
 from benchmarks.report import markdown_table, mean_std
-from benchmarks.environment import (add_render_argument, add_run_arguments, command_line,
-                                    report_header, rerender, run_record, write_report)
+from benchmarks.environment import (RESULTS, add_render_argument, add_run_arguments,
+                                    command_line, report_header, rerender, run_record,
+                                    write_report)
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 #: --optimizer choices: the quality benchmark's setting, or the paper's (section 5.1:
 #: momentum SGD, lr 1e-3, batch 100). Optimizer given by name, resolved in the worker.
 OPTIMIZERS = {
@@ -68,9 +69,9 @@ METHODS = (("plain", "plain (imbalanced)"), ("l2rw", "L2RW"),
 def setting(smoke=False):
     """The quality benchmark's configuration for this study, and its training size."""
     if smoke:  # digits 4 vs 9 with the small MLP: bundled with scikit-learn
-        cfg = q.smoke_config()
+        cfg = protocol.smoke_config()
         return cfg, cfg.imb_train, 0.9
-    cfg = q.use_module(q.full_config(), "lenet")
+    cfg = protocol.use_module(protocol.full_config(), "lenet")
     return cfg, cfg.imb_paper_train, max(cfg.imb_proportions)
 
 
@@ -79,11 +80,11 @@ def epochs_for(steps, n_rows, batch_size):
     return math.ceil(steps / math.ceil(n_rows / batch_size))
 
 
+@limited_threads(1)
 def fit_cell(cfg, pool, n_train, proportion, clean, steps, seed, optimizer="adam"):
     """Plain, L2RW and ceiling, each trained for ``steps`` steps; balanced accuracies."""
     import torch
 
-    torch.set_num_threads(1)
     opt = OPTIMIZERS[optimizer]
     lr, batch_size = opt["lr"] or cfg.lr, opt["batch_size"] or cfg.batch_size
     epochs = epochs_for(steps, n_train, batch_size)
@@ -91,18 +92,18 @@ def fit_cell(cfg, pool, n_train, proportion, clean, steps, seed, optimizer="adam
                               batch_size=batch_size)
     net_kw = dict(opt["extra"], optimizer=getattr(torch.optim, opt["optimizer"]))
     X, y = pool["X_train"], pool["y_train"]
-    X_test, y_test = pool["X_test"], q.minority_codes(pool["y_test"], cfg.imb_classes[1])
+    X_test, y_test = pool["X_test"], protocol.minority_codes(pool["y_test"], cfg.imb_classes[1])
     out = dict(seed=seed, steps=steps, epochs=epochs)
     # Same draws, in the same order, as the quality benchmark's paper-size extra.
-    X_bal, y_bal = q.imbalanced_rows(cfg, X, y, 0.5, n_train, seed)
-    net, _ = q.fit_plain(run, X_bal, y_bal, 2, seed, **net_kw)
-    out["ceiling"] = q._metrics(net, X_test, y_test)["bal_acc"]
-    X_rest, y_rest, X_clean, y_clean = q.imbalance_clean_split(cfg, X, y, clean, seed)
-    X_imb, y_imb = q.imbalanced_rows(cfg, X_rest, y_rest, proportion, n_train, seed)
-    net, _ = q.fit_plain(run, X_imb, y_imb, 2, seed, **net_kw)
-    out["plain"] = q._metrics(net, X_test, y_test)["bal_acc"]
-    net, warned = q.fit_l2rw(run, X_imb, y_imb, X_clean, y_clean, 2, seed, **net_kw)
-    out["l2rw"] = q._metrics(net, X_test, y_test)["bal_acc"]
+    X_bal, y_bal = protocol.imbalanced_rows(cfg, X, y, 0.5, n_train, seed)
+    net, _ = methods.fit_plain(run, X_bal, y_bal, 2, seed, **net_kw)
+    out["ceiling"] = methods.metrics(net, X_test, y_test)["bal_acc"]
+    X_rest, y_rest, X_clean, y_clean = protocol.imbalance_clean_split(cfg, X, y, clean, seed)
+    X_imb, y_imb = protocol.imbalanced_rows(cfg, X_rest, y_rest, proportion, n_train, seed)
+    net, _ = methods.fit_plain(run, X_imb, y_imb, 2, seed, **net_kw)
+    out["plain"] = methods.metrics(net, X_test, y_test)["bal_acc"]
+    net, warned = methods.fit_l2rw(run, X_imb, y_imb, X_clean, y_clean, 2, seed, **net_kw)
+    out["l2rw"] = methods.metrics(net, X_test, y_test)["bal_acc"]
     out["warned"] = bool(warned)
     out["clean_loss_last"] = float(net.history[-1]["clean_loss"])
     return out
@@ -111,7 +112,7 @@ def fit_cell(cfg, pool, n_train, proportion, clean, steps, seed, optimizer="adam
 def run(steps, seeds, *, optimizer="adam", clean=10, smoke=False, jobs=2, log=print):
     """Every (steps, seed) cell; returns the rows and a description of the setting."""
     cfg, n_train, proportion = setting(smoke)
-    pool = q.prepare_imbalance(cfg, q.load_pool(cfg.imb_dataset))
+    pool = protocol.prepare_imbalance(cfg, protocol.load_pool(cfg.imb_dataset))
     cells = [(s, seed) for s in steps for seed in seeds]
     log(f"{len(cells)} cells on {jobs} worker(s)")
     args = [(cfg, pool, n_train, proportion, clean, s, seed, optimizer)
@@ -201,7 +202,7 @@ def main(argv=None):
                              "(writes imbalance_steps.md); sgd: the paper's momentum "
                              "SGD, lr 1e-3, batch 100 (writes imbalance_steps_sgd.md)")
     add_run_arguments(parser, smoke="digits and the small MLP, a few steps (CI; no "
-                      "download)", out=DEFAULT_OUT)
+                      "download)", out=RESULTS)
     add_render_argument(parser, "imbalance_steps.md or imbalance_steps_sgd.md")
     args = parser.parse_args(argv)
     if args.render:

@@ -39,23 +39,22 @@ import copy
 import functools
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from benchmarks import quality as q
-from benchmarks.compiled_step import _blocks
-from benchmarks.environment import (StudyRun, add_jobs_argument, add_report_arguments,
-                                    report_folder, report_header, rerender)
+from benchmarks.common import methods, protocol, runner
+from benchmarks.environment import (RESULTS, StudyRun, add_jobs_argument,
+                                    add_report_arguments, report_folder, report_header,
+                                    rerender)
 from benchmarks.report import markdown_table, mean_std, median, paired_ratio
-from benchmarks.speed import _case_data, _quiet_repeats, full_config, smoke_config
+from benchmarks.common.timing import (case_data, full_config, quiet_repeats, smoke_config,
+                                     timed_blocks)
 from sk_l2rw import dispatch
 from sk_l2rw.ghost import ghost_step
 from sk_l2rw.meta_gradient import StepResult, call_module
 
-OUT = Path(__file__).resolve().parent / "results"
 KS = (1, 3)  # fc3; fc1-fc3 (LeNet)
 COST_BAR = 1.2  # x plain per step on LeNet
 ACCURACY_BAR = 1.0  # points below exact L2RW, on average over the cells
@@ -154,10 +153,10 @@ def bench_steps(cfg, ks, repeats, block_s, log=print):
     case = next(c for c in cfg.step_cases if c.model == "lenet")
     torch.manual_seed(0)
     template = case.build()
-    X, y, Xc, yc = _case_data(case, "cpu", seed=0)
+    X, y, Xc, yc = case_data(case, "cpu", seed=0)
     fns = {v: _step(v, copy.deepcopy(template), X, y, Xc, yc, cfg.lr)
            for v in step_variants(ks)}
-    ms, busy = _blocks(fns, repeats, block_s, log, case.label)
+    ms, busy = timed_blocks(fns, repeats, block_s, log, case.label)
     names = {m: name for name, m in template.named_modules()}
     return {"case": f"{case.label}, batch {case.batch}, clean batch {case.clean_batch}",
             "layers": [names[m] for m in trainable_layers(template)],
@@ -174,18 +173,18 @@ def accuracy_task(cfg, name, seed, data, cells, ks, threads=1):
     rows = []
     X, y, X_te, y_te = data["X_train"], data["y_train"], data["X_test"], data["y_test"]
     K = len(data["classes"])
-    with q.limited_threads(threads), warnings.catch_warnings():
+    with runner.limited_threads(threads), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        for clean, X_rest, X_clean, y_clean, noisy in q._noise_splits(X, y, cells, seed):
+        for clean, X_rest, X_clean, y_clean, noisy in protocol.noise_splits(X, y, cells, seed):
             for kind, rate, y_noisy, _ in noisy:
                 for k in (None, *ks):
                     t0 = time.perf_counter()
                     with (contextlib.nullcontext() if k is None
                           else meta_gradient_of_last(k)):
-                        net, _ = q.fit_l2rw(cfg, X_rest, y_noisy, X_clean, y_clean, K, seed,
+                        net, _ = methods.fit_l2rw(cfg, X_rest, y_noisy, X_clean, y_clean, K, seed,
                                             meta_gradient="auto" if k is None else "ghost")
                     rows.append(dict(dataset=name, seed=seed, kind=kind, rate=rate,
-                                     clean=clean, k=k, **q._metrics(net, X_te, y_te),
+                                     clean=clean, k=k, **methods.metrics(net, X_te, y_te),
                                      fit_s=round(time.perf_counter() - t0, 3)))
     return rows
 
@@ -194,20 +193,20 @@ def accuracy_config(smoke):
     """quality's full configuration on LeNet (quality_lenet's noise cells); the
     smoke one on its MLP (digits is 8x8)."""
     if smoke:
-        return q.smoke_config()
-    return q.use_module(q.full_config(), "lenet")
+        return protocol.smoke_config()
+    return protocol.use_module(protocol.full_config(), "lenet")
 
 
 def bench_accuracy(cfg, ks, jobs, log=print):
     tasks = []
     cells = [(kind, cfg.rate, c) for kind in cfg.kinds for c in cfg.clean_sizes]
     for name, size in cfg.datasets.items():
-        pool = q.load_pool(name)
+        pool = protocol.load_pool(name)
         for seed in cfg.seeds:
-            data = q.prepare(name, pool, size, seed)
+            data = protocol.prepare(name, pool, size, seed)
             tasks.append((f"{name} seed {seed}", accuracy_task,
                           (cfg, name, seed, data, cells, ks)))
-    return q.execute(tasks, jobs=jobs, log=log)
+    return runner.execute(tasks, jobs=jobs, log=log)
 
 
 def run(smoke, *, ks, repeats, block_s, jobs, log=print):
@@ -226,7 +225,7 @@ def run(smoke, *, ks, repeats, block_s, jobs, log=print):
 
 def cost_ratios(steps):
     """Each variant's time per step over plain's (paired per quiet repeat)."""
-    keep = _quiet_repeats(steps["busy"])
+    keep = quiet_repeats(steps["busy"])
     ms = {v: [t[i] for i in keep] for v, t in steps["ms"].items()}
     return {v: paired_ratio(t, ms["plain"]) for v, t in ms.items()}, ms
 
@@ -293,7 +292,7 @@ def render(saved):
     acc = rows["accuracy"]
     exact = accuracies(acc, None)
     diffs = {k: accuracy_differences(acc, k) for k in rows["ks"]}
-    body = [[d, q.KIND_NAMES[kind], str(c),
+    body = [[d, protocol.KIND_NAMES[kind], str(c),
              mean_std(list(exact[(d, kind, c)].values()), scale=100),
              *(mean_std(diffs[k][(d, kind, c)], signed=True) for k in rows["ks"])]
             for d, kind, c in sorted(exact)]
@@ -319,9 +318,9 @@ def main(argv=None):
     add_jobs_argument(parser)
     parser.add_argument("--repeats", type=int, default=None)
     args = parser.parse_args(argv)
-    out = report_folder(args, OUT)
+    out = report_folder(args, RESULTS)
     if args.render:
-        return rerender(args.render, out or OUT, render)
+        return rerender(args.render, out or RESULTS, render)
     study = StudyRun("last_layers", argv)
     rows = run(args.smoke, ks=(1,) if args.smoke else KS,
                repeats=args.repeats or (2 if args.smoke else 15),

@@ -43,11 +43,8 @@ figures; without them those parts are skipped with a note.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import copy
 import dataclasses
 import datetime
-import importlib.util
 import math
 import os
 import platform
@@ -60,21 +57,23 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from benchmarks import datasets as bench_data
-# one timer, seeding and epoch rule for every study (quality's private names kept)
-from benchmarks.common.baselines import Timer as _Timer
-from benchmarks.common.baselines import n_epochs
-from benchmarks.common.baselines import seed_torch as _seed_torch
+from benchmarks.common.baselines import Timer, seed_torch
+from benchmarks.common.methods import (fit_cleanlab, fit_hgb, fit_l2rw, fit_plain,
+                                       have_cleanlab, metrics, net_params, weight_ratio)
+from benchmarks.common.protocol import (IMAGE_SETS, KIND_NAMES, Config, full_config,
+                                        imbalance_clean_split, imbalanced_rows, load_pool,
+                                        minority_codes, noise_splits, prepare,
+                                        prepare_collapse, prepare_imbalance, quick_config,
+                                        smoke_config, use_module)
+from benchmarks.common.runner import execute, limited_threads
 from benchmarks.report import markdown_table, percent, stats
-from benchmarks.environment import (add_jobs_argument, command_line, cpu_model, load_average,
-                                    load_rows, save_rows, versions_line)
+from benchmarks.environment import (RESULTS, add_jobs_argument, command_line, cpu_model,
+                                    load_average, load_rows, save_rows, versions_line)
 from sk_l2rw.exceptions import CleanLossWarning
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 # Non-bundled data sets the goals are counted on; digits is reported too.
 MAIN_SETS = ("mnist", "fashion_mnist", "adult", "letter", "kdd_census")
-KIND_NAMES = {"uniform": "UniformFlip", "background": "BackgroundFlip", "pair": "PairFlip"}
 
 # Method keys, in table order, with their column titles.
 METHODS = {
@@ -97,292 +96,8 @@ GOAL_BASELINES = ("plain_noisy", "plain_both", "clean_only", "class_balanced",
 
 
 # ---------------------------------------------------------------------------
-# Configuration
-# ---------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Setting:
-    """The cells of a label-noise run and the one setting every method uses (this
-    benchmark's and ``benchmarks/tables.py``'s)."""
-
-    mode: str
-    seeds: tuple
-    # name -> (training rows, test rows) drawn per seed; None keeps all.
-    datasets: dict
-    kinds: tuple = ("uniform", "background", "pair")
-    rate: float = 0.4
-    # The one setting every net uses: an MLP with `hidden` ReLU units, Adam at `lr`,
-    # `epochs` epochs or `min_steps` steps if more; HGB with `hgb_max_iter` rounds;
-    # cleanlab with `cv_folds` folds.
-    hidden: int = 256
-    lr: float = 1e-3
-    batch_size: int = 128
-    epochs: int = 20
-    min_steps: int = 200
-    cv_folds: int = 3
-    hgb_max_iter: int = 100
-
-
-@dataclasses.dataclass
-class Config(Setting):
-    """Everything that sizes a run; ``full``, ``quick`` and ``smoke`` below."""
-
-    clean_sizes: tuple = (10, 100)
-    # module: "mlp" (every data set) or "lenet" (the paper's CNN; 28x28 images only,
-    # so only mnist, fashion_mnist and 4-vs-9 run).
-    module: str = "mlp"
-    # MNIST 4-vs-9 imbalance (the paper's setting).
-    imb_dataset: str = "mnist"
-    imb_classes: tuple = (4, 9)
-    imb_proportions: tuple = (0.9, 0.95, 0.98, 0.99, 0.995)
-    imb_train: int = 2000
-    imb_test_per_class: int = 900
-    imb_clean_sizes: tuple = (10, 100)
-    imb_seeds: tuple = None  # None: same as seeds
-    # Extras: the paper's training-set size at the largest proportion.
-    imb_paper_train: int = 5000
-    imb_paper_seeds: tuple = (0, 1, 2)
-    # Extras: weighted-gradient length (collapse mechanism).
-    gradnorm_lr: float = 0.02
-    gradnorm_epochs: tuple = (1, 3, 10, 30)
-    gradnorm_seeds: tuple = (0, 1, 2)
-    # Which parts run: noise, imbalance, collapse, extras.
-    parts: tuple = ("noise", "imbalance", "collapse", "extras")
-    # Accuracy against noise rate (BackgroundFlip).
-    sweep_dataset: str = "digits"
-    sweep_rates: tuple = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
-    sweep_clean: int = 10
-    # Collapse study (SGD).
-    collapse_dataset: str = "letter"
-    collapse_classes: tuple = tuple("ABCDEF")
-    collapse_kinds: tuple = ("background", "uniform")
-    collapse_lrs: tuple = (0.3, 0.1, 0.03, 0.01)
-    collapse_epochs: int = 30
-    collapse_seeds: tuple = (0, 1, 2)
-    collapse_clean: int = 10
-    collapse_max_train: int = None
-
-
-def full_config():
-    return Config(
-        mode="full", seeds=(0, 1, 2, 3, 4),
-        datasets={"digits": (None, None), "mnist": (2000, 2000),
-                  "fashion_mnist": (2000, 2000), "letter": (4000, 3000),
-                  "adult": (4000, 4000), "kdd_census": (4000, 4000)})
-
-
-def quick_config():
-    return Config(
-        mode="quick", seeds=(0,), datasets=dict(bench_data.QUICK_SIZES),
-        clean_sizes=(10,), epochs=10, min_steps=60, hgb_max_iter=30,
-        imb_proportions=(0.9, 0.995), imb_train=800, imb_clean_sizes=(10,),
-        imb_test_per_class=500, sweep_rates=(0.2, 0.4, 0.6), collapse_kinds=("background",),
-        collapse_lrs=(0.1, 0.02), collapse_epochs=10, collapse_seeds=(0,),
-        collapse_max_train=1500, imb_paper_train=1600, imb_paper_seeds=(0,),
-        gradnorm_epochs=(1, 5), gradnorm_seeds=(0,))
-
-
-def smoke_config():
-    """Digits only (bundled with scikit-learn): nothing is downloaded."""
-    return Config(
-        mode="smoke", seeds=(0,), datasets={"digits": (500, 300)},
-        clean_sizes=(10,), epochs=10, min_steps=40, hidden=64, cv_folds=2,
-        hgb_max_iter=5, imb_dataset="digits", imb_proportions=(0.9,), imb_train=120,
-        imb_test_per_class=40, imb_clean_sizes=(10,), sweep_rates=(0.2, 0.4),
-        collapse_dataset="digits", collapse_classes=(0, 1, 2, 3, 4, 5),
-        collapse_kinds=("background",), collapse_lrs=(0.1,), collapse_epochs=4,
-        collapse_seeds=(0,), collapse_max_train=300, imb_paper_train=0,
-        gradnorm_epochs=(1, 2), gradnorm_seeds=(0,))
-
-
-# ---------------------------------------------------------------------------
-# Data
-# ---------------------------------------------------------------------------
-
-
-def _subsample(y, size, seed):
-    """Row indices: ``size`` rows stratified by class (all rows when None or more)."""
-    from sklearn.model_selection import train_test_split
-
-    idx = np.arange(len(y))
-    if size is None or size >= len(y):
-        return idx
-    picked, _ = train_test_split(idx, train_size=size, stratify=y, random_state=seed)
-    return np.sort(picked)
-
-
-def _take(X, idx):
-    return X.iloc[idx].reset_index(drop=True) if hasattr(X, "iloc") else X[idx]
-
-
-def load_pool(name):
-    """The whole train/test split of one data set (fixed split, seed 0)."""
-    return tuple(bench_data.load(name, random_state=0))
-
-
-def prepare(name, pool, size, seed):
-    """Per-seed training/test rows, preprocessed to float32, labels as codes 0..K-1.
-
-    The preprocessing (standard scaling; one-hot encoding for adult and kdd_census)
-    is fitted on the training rows only.
-    """
-    from sklearn.preprocessing import StandardScaler
-
-    X_tr, y_tr, X_te, y_te = pool
-    n_train, n_test = size
-    i_tr = _subsample(np.asarray(y_tr).astype(str), n_train, seed)
-    i_te = _subsample(np.asarray(y_te).astype(str), n_test, seed)
-    X_tr, y_tr, X_te, y_te = _take(X_tr, i_tr), y_tr[i_tr], _take(X_te, i_te), y_te[i_te]
-    if name in ("adult", "kdd_census"):
-        ds = bench_data
-        pre = (ds.adult_preprocessor() if name == "adult" else ds.kdd_census_preprocessor())
-    elif name in ("letter",):
-        pre = StandardScaler()
-    else:
-        pre = None  # images: pixels already in [0, 1]
-    if pre is not None:
-        pre.fit(X_tr)
-        X_tr, X_te = pre.transform(X_tr), pre.transform(X_te)
-    classes, y_tr = np.unique(np.asarray(y_tr), return_inverse=True)
-    y_te = np.searchsorted(classes, np.asarray(y_te))
-    return dict(X_train=np.ascontiguousarray(X_tr, dtype=np.float32), y_train=y_tr,
-                X_test=np.ascontiguousarray(X_te, dtype=np.float32), y_test=y_te,
-                classes=[str(c) for c in classes])
-
-
-# ---------------------------------------------------------------------------
 # Methods
 # ---------------------------------------------------------------------------
-
-def _module_class(kind="mlp"):
-    """The module of every net: ``"mlp"``, :class:`sk_l2rw.modules.MLP` with one hidden
-    ReLU layer; ``"lenet"``, the paper's LeNet (:class:`benchmarks.models.LeNet`) on
-    28x28 images given as 784 flat pixels. Both return logits."""
-    if kind == "mlp":
-        from sk_l2rw.modules import MLP
-
-        return MLP
-    if kind == "lenet":
-        from benchmarks.models import LeNet
-
-        return LeNet
-    raise ValueError(f"unknown module {kind!r}: use 'mlp' or 'lenet'")
-
-
-def net_params(cfg, n_features, n_classes, n_rows, *, optimizer=None, lr=None,
-               epochs=None):
-    import torch
-    from torch import nn
-
-    if cfg.module == "mlp":
-        sizes = dict(module__n_features=n_features, module__n_outputs=n_classes,
-                     module__hidden_layer_sizes=(cfg.hidden,), module__softmax=False)
-    else:
-        sizes = dict(module__n_features=n_features, module__n_classes=n_classes)
-    return dict(module=_module_class(cfg.module), **sizes,
-                criterion=nn.CrossEntropyLoss, optimizer=optimizer or torch.optim.Adam,
-                lr=cfg.lr if lr is None else lr, batch_size=cfg.batch_size,
-                max_epochs=epochs or n_epochs(cfg, n_rows), train_split=None, verbose=0)
-
-
-def _metrics(model, X_test, y_test):
-    from sklearn.metrics import balanced_accuracy_score
-
-    pred = np.asarray(model.predict(X_test))
-    return dict(acc=float(np.mean(pred == y_test)),
-                bal_acc=float(balanced_accuracy_score(y_test, pred)),
-                max_share=float(np.bincount(pred).max() / len(pred)))
-
-
-def fit_plain(cfg, X, y, K, seed, *, X_clean=None, y_clean=None, class_weight=None,
-              **overrides):
-    """skorch's NeuralNetClassifier; with a clean set, also the best clean-loss epoch.
-    ``overrides``: further net parameters (side studies only)."""
-    import torch
-    from skorch import NeuralNetClassifier
-    from skorch.callbacks import Callback
-
-    params = net_params(cfg, X.shape[1], K, len(y))
-    params.update(overrides)
-    if class_weight is not None:
-        params["criterion__weight"] = torch.as_tensor(class_weight, dtype=torch.float32)
-    best = {}
-
-    class BestOnClean(Callback):
-        def on_epoch_end(self, net, **kwargs):
-            proba = net.predict_proba(X_clean)
-            loss = -np.mean(np.log(proba[np.arange(len(y_clean)), y_clean] + 1e-12))
-            if not best or loss < best["loss"]:
-                best.update(loss=loss, epoch=len(net.history),
-                            state=copy.deepcopy(net.module_.state_dict()))
-
-    if X_clean is not None:
-        params["callbacks"] = [("best_on_clean", BestOnClean())]
-    _seed_torch(seed)
-    net = NeuralNetClassifier(iterator_train__shuffle=True, **params)
-    net.fit(X, y)
-    return net, best
-
-
-def fit_l2rw(cfg, X, y, X_clean, y_clean, K, seed, **overrides):
-    from sk_l2rw import L2RWClassifier
-
-    params = net_params(cfg, X.shape[1], K, len(y))
-    params.update(overrides)
-    net = L2RWClassifier(clean_X=X_clean, clean_y=y_clean, random_state=seed, **params)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        net.fit(X, y)
-    collapse_warned = any(issubclass(w.category, CleanLossWarning) for w in caught)
-    return net, collapse_warned
-
-
-def fit_cleanlab(cfg, X, y, K, seed):
-    from cleanlab.classification import CleanLearning
-    from skorch import NeuralNetClassifier
-
-    clf = NeuralNetClassifier(iterator_train__shuffle=True,
-                              **net_params(cfg, X.shape[1], K, len(y)))
-    _seed_torch(seed)
-    # n_jobs=1: cleanlab's own process pool cannot start inside a worker process.
-    model = CleanLearning(clf=clf, seed=seed, cv_n_folds=cfg.cv_folds, verbose=False,
-                          find_label_issues_kwargs={"n_jobs": 1})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.fit(X, y)
-    flagged = int(np.asarray(model.label_issues_mask).sum())
-    return model, flagged
-
-
-def fit_hgb(cfg, X, y, seed):
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    return HistGradientBoostingClassifier(
-        early_stopping=True, max_iter=cfg.hgb_max_iter, random_state=seed).fit(X, y)
-
-
-def have_cleanlab():
-    return importlib.util.find_spec("cleanlab") is not None
-
-
-@contextlib.contextmanager
-def limited_threads(threads):
-    """``threads`` torch threads and OpenMP/BLAS threads (HGB) inside; as before after.
-
-    Small nets gain nothing from several threads, and on a shared machine threads
-    that wait for each other (OpenMP spins) cost far more than they bring.
-    """
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with threadpool_limits(threads):
-            yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _record(rows, base, method, model_metrics, timer, **extra):
@@ -392,19 +107,12 @@ def _record(rows, base, method, model_metrics, timer, **extra):
     rows.append(row)
 
 
-def _weight_ratio(net, mask):
-    """Mean weight of rows in ``mask`` over the mean weight of the others."""
-    w = np.nanmean(net.sample_weights_, axis=0)
-    rest = w[~mask].mean()
-    return float(w[mask].mean() / rest) if rest > 0 else float("nan")
-
-
 def _l2rw_extra(net, warned, mask):
     h = net.history
     return dict(weight_ess=float(h[-1, "weight_ess"]),
                 weight_zero_frac=float(h[-1, "weight_zero_frac"]),
                 clean_loss=float(h[-1, "clean_loss"]),
-                weight_ratio=_weight_ratio(net, mask), collapse_warned=bool(warned))
+                weight_ratio=weight_ratio(net, mask), collapse_warned=bool(warned))
 
 
 def run_methods(cfg, base, X, y_obs, X_clean, y_clean, X_test, y_test, K, seed, *,
@@ -417,36 +125,36 @@ def run_methods(cfg, base, X, y_obs, X_clean, y_clean, X_test, y_test, K, seed, 
     X_both = np.vstack([X, X_clean])
     y_both = np.concatenate([y_obs, y_clean])
     if "plain_noisy" in methods:
-        with _Timer() as t:
+        with Timer() as t:
             net, best = fit_plain(cfg, X, y_obs, K, seed, X_clean=X_clean, y_clean=y_clean)
-        _record(rows, base, "plain_noisy", _metrics(net, X_test, y_test), t)
+        _record(rows, base, "plain_noisy", metrics(net, X_test, y_test), t)
         if "plain_es" in methods and best:
             net.module_.load_state_dict(best["state"])
-            _record(rows, base, "plain_es", _metrics(net, X_test, y_test), t,
+            _record(rows, base, "plain_es", metrics(net, X_test, y_test), t,
                     best_epoch=best["epoch"])
     if "plain_both" in methods:
-        with _Timer() as t:
+        with Timer() as t:
             net, _ = fit_plain(cfg, X_both, y_both, K, seed)
-        _record(rows, base, "plain_both", _metrics(net, X_test, y_test), t)
+        _record(rows, base, "plain_both", metrics(net, X_test, y_test), t)
     if "class_balanced" in methods:
         counts = np.bincount(y_both, minlength=K).astype(float)
         weight = len(y_both) / (K * np.maximum(counts, 1))
-        with _Timer() as t:
+        with Timer() as t:
             net, _ = fit_plain(cfg, X_both, y_both, K, seed, class_weight=weight)
-        _record(rows, base, "class_balanced", _metrics(net, X_test, y_test), t)
+        _record(rows, base, "class_balanced", metrics(net, X_test, y_test), t)
     if "cleanlab" in methods:
         if have_cleanlab():
-            with _Timer() as t:
+            with Timer() as t:
                 model, flagged = fit_cleanlab(cfg, X_both, y_both, K, seed)
-            _record(rows, base, "cleanlab", _metrics(model, X_test, y_test), t,
+            _record(rows, base, "cleanlab", metrics(model, X_test, y_test), t,
                     flagged=flagged)
     if "hgb" in methods:
-        with _Timer() as t:
+        with Timer() as t:
             model = fit_hgb(cfg, X_both, y_both, seed)
-        _record(rows, base, "hgb", _metrics(model, X_test, y_test), t,
+        _record(rows, base, "hgb", metrics(model, X_test, y_test), t,
                 n_iter=int(model.n_iter_))
     if "l2rw" in methods:
-        with _Timer() as t:
+        with Timer() as t:
             try:
                 net, warned = fit_l2rw(cfg, X, y_obs, X_clean, y_clean, K, seed)
             except FloatingPointError as exc:
@@ -456,55 +164,13 @@ def run_methods(cfg, base, X, y_obs, X_clean, y_clean, X_test, y_test, K, seed, 
             _record(rows, base, "l2rw", dict(acc=float("nan"), bal_acc=float("nan")), t,
                     failed=failure)
         else:
-            _record(rows, base, "l2rw", _metrics(net, X_test, y_test), t,
+            _record(rows, base, "l2rw", metrics(net, X_test, y_test), t,
                     **_l2rw_extra(net, warned, mask))
 
 
 # ---------------------------------------------------------------------------
 # Tasks (each runs in a worker process, one torch thread)
 # ---------------------------------------------------------------------------
-
-
-def _noise_splits(X, y, cells, seed):
-    """For each clean size in ``cells`` ([(kind, rate, clean)]): the clean split of
-    the training rows, then the noisy labels of that size's (kind, rate) cells.
-
-    Yields ``(clean, X_rest, X_clean, y_clean, [(kind, rate, y_noisy, flipped)])``.
-    The background class of BackgroundFlip is the most frequent training class.
-    """
-    from sk_l2rw.noise import flip_labels, split_clean
-
-    background = int(np.bincount(y).argmax())
-    for clean in sorted({c for _, _, c in cells}):
-        X_rest, y_rest, X_clean, y_clean = split_clean(X, y, clean, random_state=seed)
-        noisy = [(kind, rate, *flip_labels(y_rest, rate, kind, background_class=background,
-                                           random_state=seed))
-                 for kind, rate, c in cells if c == clean]
-        yield clean, X_rest, X_clean, y_clean, noisy
-
-
-def minority_codes(labels, minor):
-    """Binary targets of the imbalance setting: 1 for the minority class, else 0."""
-    return (np.asarray(labels) == minor).astype(np.int64)
-
-
-def imbalance_clean_split(cfg, X, y, clean, seed):
-    """4-vs-9: ``clean`` rows per class drawn first (balanced). Returns the rest
-    (original labels) and the clean set in :func:`minority_codes`."""
-    from sk_l2rw.noise import split_clean
-
-    X_rest, y_rest, X_clean, y_clean = split_clean(X, y, clean, random_state=seed)
-    return X_rest, y_rest, X_clean, minority_codes(y_clean, cfg.imb_classes[1])
-
-
-def imbalanced_rows(cfg, X, y, proportion, n_train, seed):
-    """4-vs-9: ``n_train`` rows at majority ``proportion`` (0.5: balanced), labels in
-    :func:`minority_codes`."""
-    from sk_l2rw.noise import make_imbalanced
-
-    X_imb, y_imb = make_imbalanced(X, y, proportion, classes=cfg.imb_classes,
-                                   n_samples=n_train, random_state=seed)
-    return X_imb, minority_codes(y_imb, cfg.imb_classes[1])
 
 
 def noise_task(cfg, name, seed, data, cells, threads=1):
@@ -516,15 +182,15 @@ def noise_task(cfg, name, seed, data, cells, threads=1):
         base = dict(part="noise", dataset=name, seed=seed)
         # The ceiling sees every training row with its true label: it depends on
         # neither the noise nor the clean split.
-        with _Timer() as t:
+        with Timer() as t:
             net, _ = fit_plain(cfg, X, y, K, seed)
         _record(rows, dict(base, kind="*", rate=None, clean=None), "ceiling",
-                _metrics(net, X_te, y_te), t)
-        for clean, X_rest, X_clean, y_clean, noisy in _noise_splits(X, y, cells, seed):
-            with _Timer() as t:
+                metrics(net, X_te, y_te), t)
+        for clean, X_rest, X_clean, y_clean, noisy in noise_splits(X, y, cells, seed):
+            with Timer() as t:
                 net, _ = fit_plain(cfg, X_clean, y_clean, K, seed)
             _record(rows, dict(base, kind="*", rate=None, clean=clean), "clean_only",
-                    _metrics(net, X_te, y_te), t)
+                    metrics(net, X_te, y_te), t)
             for kind, rate, y_noisy, flipped in noisy:
                 run_methods(cfg, dict(base, kind=kind, rate=rate, clean=clean), X_rest,
                             y_noisy, X_clean, y_clean, X_te, y_te, K, seed, mask=flipped,
@@ -547,16 +213,16 @@ def imbalance_task(cfg, seed, pool, threads=1):
 
         y_te = minority_codes(y_te, cfg.imb_classes[1])
         X_bal, y_bal = imbalanced_rows(cfg, X, y, 0.5, cfg.imb_train, seed)
-        with _Timer() as t:
+        with Timer() as t:
             net, _ = fit_plain(cfg, X_bal, y_bal, 2, seed)
         _record(rows, dict(base, proportion=None, clean=None), "ceiling",
-                _metrics(net, X_te, y_te), t)
+                metrics(net, X_te, y_te), t)
         for clean in cfg.imb_clean_sizes:
             X_rest, y_rest, X_clean, y_clean = imbalance_clean_split(cfg, X, y, clean, seed)
-            with _Timer() as t:
+            with Timer() as t:
                 net, _ = fit_plain(cfg, X_clean, y_clean, 2, seed)
             _record(rows, dict(base, proportion=None, clean=clean), "clean_only",
-                    _metrics(net, X_te, y_te), t)
+                    metrics(net, X_te, y_te), t)
             for p in cfg.imb_proportions:
                 X_imb, y_imb = imbalanced_rows(cfg, X_rest, y_rest, p, cfg.imb_train, seed)
                 run_methods(cfg, dict(base, proportion=p, clean=clean), X_imb, y_imb,
@@ -565,19 +231,6 @@ def imbalance_task(cfg, seed, pool, threads=1):
                                      "class_balanced", "cleanlab", "hgb", "l2rw"),
                             rows=rows)
         return rows
-
-
-def prepare_imbalance(cfg, pool):
-    """Training rows of the two classes; a test set with the same count of each."""
-    X_tr, y_tr, X_te, y_te = pool
-    y_tr, y_te = np.asarray(y_tr), np.asarray(y_te)
-    keep = np.isin(y_tr, cfg.imb_classes)
-    rng = np.random.RandomState(0)
-    test_idx = np.concatenate([
-        rng.choice(np.flatnonzero(y_te == c), size=cfg.imb_test_per_class, replace=False)
-        for c in cfg.imb_classes])
-    return dict(X_train=np.asarray(X_tr[keep], np.float32), y_train=y_tr[keep],
-                X_test=np.asarray(X_te[test_idx], np.float32), y_test=y_te[test_idx])
 
 
 # --- collapse study ---------------------------------------------------------
@@ -626,7 +279,7 @@ def collapse_task(cfg, kind, seed, data, threads=1):
             params.update(kw)
             out = dict(base, method="l2rw", variant=variant, lr=lr)
             net = None
-            with _Timer() as t, warnings.catch_warnings(record=True) as caught:
+            with Timer() as t, warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 try:
                     if warmup:
@@ -653,7 +306,7 @@ def collapse_task(cfg, kind, seed, data, threads=1):
                 ess = [r["weight_ess"] for r in h]
                 closs = [r["clean_loss"] for r in h]
                 w = net.sample_weights_[-1]
-                out.update(_metrics(net, X_te, y_te), diverged=False,
+                out.update(metrics(net, X_te, y_te), diverged=False,
                            ess_min=float(min(ess)), ess_last=float(ess[-1]),
                            zero_last=float(h[-1]["weight_zero_frac"]),
                            clean_loss_last=float(closs[-1]),
@@ -663,20 +316,20 @@ def collapse_task(cfg, kind, seed, data, threads=1):
                            ess_curve=[float(v) for v in ess],
                            clean_loss_curve=[float(v) for v in closs],
                            weight_ratio=(float("nan") if warmup
-                                         else _weight_ratio(net, flipped)))
+                                         else weight_ratio(net, flipped)))
                 if not math.isfinite(out["clean_loss_last"]):
                     out["diverged"] = True
             rows.append(out)
 
         plain_loss = {}
         for lr in cfg.collapse_lrs:
-            with _Timer() as t:
-                _seed_torch(seed)
+            with Timer() as t:
+                seed_torch(seed)
                 net = NeuralNetClassifier(iterator_train__shuffle=True,
                                           **params_for(lr, sgd))
                 try:
                     net.fit(X_rest, y_noisy)
-                    loss, m = clean_loss(net), _metrics(net, X_te, y_te)
+                    loss, m = clean_loss(net), metrics(net, X_te, y_te)
                 except (FloatingPointError, ValueError):
                     loss, m = float("inf"), dict(acc=1.0 / K, bal_acc=1.0 / K,
                                                  max_share=1.0)
@@ -699,16 +352,6 @@ def collapse_task(cfg, kind, seed, data, threads=1):
         for r in rows:
             r["plain_choice"] = chosen
         return rows
-
-
-def prepare_collapse(cfg, pool, seed):
-    X_tr, y_tr, X_te, y_te = pool
-    wanted = [str(c) for c in cfg.collapse_classes]
-    keep_tr = np.isin(np.asarray(y_tr).astype(str), wanted)
-    keep_te = np.isin(np.asarray(y_te).astype(str), wanted)
-    sub = (X_tr[keep_tr], np.asarray(y_tr)[keep_tr], X_te[keep_te],
-           np.asarray(y_te)[keep_te])
-    return prepare(cfg.collapse_dataset, sub, (cfg.collapse_max_train, None), seed)
 
 
 # --- extras: why L2RW loses where it does ---------------------------------
@@ -737,21 +380,21 @@ def extras_noise_task(cfg, name, seed, data, cells, threads=1):
         K = len(data["classes"])
         prior = np.bincount(y, minlength=K) / len(y)
         base = dict(part="noise", dataset=name, seed=seed)
-        for clean, X_rest, X_clean, y_clean, noisy in _noise_splits(X, y, cells, seed):
+        for clean, X_rest, X_clean, y_clean, noisy in noise_splits(X, y, cells, seed):
             for kind, rate, y_noisy, flipped in noisy:
                 key = dict(base, kind=kind, rate=rate, clean=clean)
-                with _Timer() as t:
+                with Timer() as t:
                     net, warned = fit_l2rw(cfg, np.vstack([X_rest, X_clean]),
                                            np.concatenate([y_noisy, y_clean]),
                                            X_clean, y_clean, K, seed)
                 mask = np.concatenate([flipped, np.zeros(len(y_clean), bool)])
-                _record(rows, key, "l2rw_both", _metrics(net, X_te, y_te), t,
+                _record(rows, key, "l2rw_both", metrics(net, X_te, y_te), t,
                         **_l2rw_extra(net, warned, mask))
                 if prior.min() < 0.5 / K:  # a skewed set: adult, kdd_census
                     Xp, yp = _prior_clean_set(X_clean, y_clean, prior)
-                    with _Timer() as t:
+                    with Timer() as t:
                         net, warned = fit_l2rw(cfg, X_rest, y_noisy, Xp, yp, K, seed)
-                    _record(rows, key, "l2rw_prior", _metrics(net, X_te, y_te), t,
+                    _record(rows, key, "l2rw_prior", metrics(net, X_te, y_te), t,
                             **_l2rw_extra(net, warned, flipped))
         return rows
 
@@ -771,10 +414,10 @@ def extras_imbalance_task(cfg, seed, pool, threads=1):
             base = dict(part=part, dataset=cfg.imb_dataset, seed=seed, n_train=n_train)
             if part == "imbalance_paper":
                 X_bal, y_bal = imbalanced_rows(cfg, X, y, 0.5, n_train, seed)
-                with _Timer() as t:
+                with Timer() as t:
                     net, _ = fit_plain(cfg, X_bal, y_bal, 2, seed)
                 _record(rows, dict(base, proportion=None, clean=None), "ceiling",
-                        _metrics(net, X_te, y_te), t)
+                        metrics(net, X_te, y_te), t)
             for clean in cfg.imb_clean_sizes:
                 X_rest, y_rest, X_clean, y_clean = imbalance_clean_split(cfg, X, y, clean,
                                                                          seed)
@@ -785,12 +428,12 @@ def extras_imbalance_task(cfg, seed, pool, threads=1):
                         run_methods(cfg, key, X_imb, y_imb, X_clean, y_clean, X_te, y_te,
                                     2, seed, mask=y_imb == 1,
                                     methods=("plain_noisy", "l2rw"), rows=rows)
-                    with _Timer() as t:
+                    with Timer() as t:
                         net, warned = fit_l2rw(cfg, np.vstack([X_imb, X_clean]),
                                                np.concatenate([y_imb, y_clean]),
                                                X_clean, y_clean, 2, seed)
                     mask = np.concatenate([y_imb == 1, y_clean == 1])
-                    _record(rows, key, "l2rw_both", _metrics(net, X_te, y_te), t,
+                    _record(rows, key, "l2rw_both", metrics(net, X_te, y_te), t,
                             **_l2rw_extra(net, warned, mask))
         return rows
 
@@ -921,35 +564,6 @@ def plan(cfg, log=print):
                               (cfg, seed, data)))
     tasks.sort(key=lambda t: -t[0])  # longest first: better packing on the workers
     return [(label, fn, args) for _, label, fn, args in tasks]
-
-
-def execute(tasks, jobs=1, log=print):
-    """Run the tasks (in ``jobs`` processes) and return all result rows."""
-    rows, start = [], time.perf_counter()
-    if jobs <= 1:
-        for i, (label, fn, args) in enumerate(tasks, 1):
-            t0 = time.perf_counter()
-            rows += fn(*args)
-            log(f"[{i}/{len(tasks)}] {label}: {time.perf_counter() - t0:.0f} s "
-                f"(elapsed {time.perf_counter() - start:.0f} s)")
-        return rows
-    from joblib import Parallel, delayed
-
-    def labelled(label, fn, args):
-        t0 = time.perf_counter()
-        return label, time.perf_counter() - t0, fn(*args), time.perf_counter() - t0
-
-    # max_nbytes=None: arrays travel pickled, not as read-only memory maps.
-    parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered",
-                        max_nbytes=None)
-    done = 0
-    for label, _, out, seconds in parallel(delayed(labelled)(label, fn, args)
-                                           for label, fn, args in tasks):
-        done += 1
-        rows += out
-        log(f"[{done}/{len(tasks)}] {label}: {seconds:.0f} s "
-            f"(elapsed {time.perf_counter() - start:.0f} s)")
-    return rows
 
 
 # ---------------------------------------------------------------------------
@@ -1659,7 +1273,7 @@ def machine_info(out_dir, charts):
             "out_dir": Path(out_dir), "charts": charts}
 
 
-def run(cfg, out_dir=DEFAULT_OUT, *, jobs=1, command=None, charts=True, raw=None,
+def run(cfg, out_dir=RESULTS, *, jobs=1, command=None, charts=True, raw=None,
         log=print):
     """Run every part of ``cfg`` and write ``quality.md``, its rows ``quality.json``
     (``quality_lenet.*`` for LeNet) and the figures to ``out_dir``; ``raw``: a path to
@@ -1722,22 +1336,6 @@ def report_name(cfg):
     return "quality" if cfg.module == "mlp" else f"quality_{cfg.module}"
 
 
-IMAGE_SETS = ("mnist", "fashion_mnist")
-
-
-def use_module(cfg, module):
-    """Switch ``cfg`` to ``module`` for every net. LeNet takes 28x28 images, so only
-    the image data sets and the 4-vs-9 setting stay (the collapse study and the
-    gradient-length extra run on letter, a tabular set, and are dropped)."""
-    cfg.module = module
-    if module == "lenet":
-        cfg.datasets = {k: v for k, v in cfg.datasets.items() if k in IMAGE_SETS}
-        if cfg.imb_dataset not in IMAGE_SETS:
-            cfg.imb_proportions = ()
-        cfg.collapse_kinds, cfg.gradnorm_seeds = (), ()
-    return cfg
-
-
 def _config_from_dict(d):
     d = dict(d)
     for k, v in d.items():
@@ -1759,7 +1357,7 @@ def main(argv=None):
                            "first one's configuration is used); the report, its figures and "
                            "the (merged) rows are written into --out")
     add_jobs_argument(parser)
-    parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder")
+    parser.add_argument("--out", default=str(RESULTS), help="output folder")
     parser.add_argument("--raw", default=None,
                         help="also write the rows to this path (they are always written "
                              "next to the report, as quality.json or quality_lenet.json)")

@@ -42,7 +42,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 from benchmarks.report import markdown_table, median, paired_ratio
-from benchmarks.environment import (add_render_argument, command_line, cpu_model,
+from benchmarks.environment import (RESULTS, add_render_argument, command_line, cpu_model,
                                     rerender, versions_line, write_report)
 
 N_FEATURES = 50
@@ -537,7 +537,7 @@ def main(argv=None):
                         help="timed epoch pairs per data set, at least")
     parser.add_argument("--timed-rows", type=int, default=TIMED_ROWS,
                         help="rows to pass through in the timed epochs, at least")
-    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     add_render_argument(parser, "scale.md (scale_cuda.md)")
     parser.add_argument("--memory-child", nargs=2, metavar=("NAME", "ESTIMATOR"),
                         help=argparse.SUPPRESS)

@@ -8,7 +8,7 @@ training matrix exactly as ``fit`` does (a sparse matrix: host CSR slicing into 
 torch sparse COO batch; a dense one: rows indexed out of one tensor) and runs the
 ghost step; plain training's step (uniform weights) on the same batches is the
 baseline. Peak memory is torch's CPU allocator's, measured as
-``benchmarks/speed.py`` does (:func:`benchmarks.speed.cpu_peak_bytes`), over
+``benchmarks/speed.py`` does (:func:`benchmarks.common.timing.cpu_peak_bytes`), over
 everything a step allocates beyond what was live before it; times are medians of
 interleaved repeats.
 
@@ -31,11 +31,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 from benchmarks.report import markdown_table
-from benchmarks.environment import (StudyRun, add_report_arguments, report_folder,
+from benchmarks.environment import (RESULTS, StudyRun, add_report_arguments, report_folder,
                                     report_header, rerender)
-from benchmarks.speed import cpu_peak_bytes
+from benchmarks.common.timing import cpu_peak_bytes
 
-OUT = Path(__file__).resolve().parent / "results"
 FULL = dict(widths=(2_000, 5_000, 10_000, 20_000, 50_000), n_rows=4096, nnz=100,
             batch=256, clean_batch=32, hidden=256, repeats=9)
 SMOKE = dict(widths=(300,), n_rows=300, nnz=10, batch=32, clean_batch=8, hidden=16,
@@ -175,9 +174,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_report_arguments(parser, "sparse_memory.md", smoke="tiny sizes (CI)")
     args = parser.parse_args(argv)
-    out = report_folder(args, OUT)
+    out = report_folder(args, RESULTS)
     if args.render:
-        return rerender(args.render, out or OUT, report)
+        return rerender(args.render, out or RESULTS, report)
     settings = SMOKE if args.smoke else FULL
     study = StudyRun("sparse_memory", argv)
     rows = run(settings)

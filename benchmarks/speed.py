@@ -41,16 +41,20 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from benchmarks.environment import command_line, cpu_model, load_average, versions_line
+from benchmarks.environment import (RESULTS, command_line, cpu_model, load_average,
+                                    versions_line)
 from benchmarks.report import markdown_table, median, paired_ratio
-from benchmarks.models import LeNet, mlp
+from benchmarks.common.timing import (BUSY_LIMIT, COMPILED, SMALL_CLEAN, SMALL_CLEAN_BATCH,
+                                     Config, OtherLoad, StepCase, case_data, cpu_peak_bytes,
+                                     fit_estimators, full_config, make_fit_data,
+                                     quick_config, quiet_repeats, rotated, smoke_config)
+from benchmarks.models import mlp
 from benchmarks.ports import PORTS, check_ports
 from sk_l2rw.ghost import ghost_step
 from sk_l2rw.meta_gradient import jvp_step, reference_step
@@ -61,7 +65,6 @@ VARIANTS = ("plain", "reference", "jvp", "ghost", "auto")
 # Part 1 also times the ways people compute L2RW today (benchmarks/ports.py).
 STEP_VARIANTS = VARIANTS + tuple(PORTS)
 STEP_FUNCTIONS = {"reference": reference_step, "jvp": jvp_step, "ghost": ghost_step}
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 
 # ---------------------------------------------------------------------------
@@ -74,94 +77,6 @@ def n_parameters(module):
 
 
 # ---------------------------------------------------------------------------
-# Configuration
-# ---------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class StepCase:
-    """One model/batch combination of part 1."""
-
-    label: str
-    model: str  # "mlp" or "lenet"
-    batch: int
-    clean_batch: int
-    sizes: tuple = (54, 256, 256, 7)  # MLP only
-    n_classes: int = 7
-
-    def build(self):
-        return mlp(self.sizes) if self.model == "mlp" else LeNet(n_classes=self.n_classes)
-
-    def input_shape(self):
-        return (self.sizes[0],) if self.model == "mlp" else (1, 28, 28)
-
-
-@dataclasses.dataclass
-class Config:
-    step_cases: list
-    step_repeats: int = 15
-    step_block_s: float = 0.3  # target wall time of one timed block of steps
-    step_warmup: int = 10
-    fit_rows: int = 50_000
-    fit_features: int = 54
-    fit_classes: int = 7
-    fit_clean_per_class: int = 100
-    fit_epochs: int = 5
-    fit_batch: int = 128
-    fit_hidden: tuple = (256, 256)
-    fit_repeats: int = 5
-    # Extra repeats (making up for busy ones) start only this long into a part.
-    step_extra_until_s: float = 150.0
-    fit_extra_until_s: float = 150.0
-    fit_lr: float = 0.05
-    # torch.compile's backend for "L2RWClassifier (compile=True)" (smoke: aot_eager,
-    # the traced graph without inductor's C++ build).
-    fit_compile_backend: str = "inductor"
-    mem_sizes: tuple = (512, 1024, 512, 10)
-    mem_batch: int = 1024
-    mem_clean_batch: int = 128
-    mem_repeats: int = 3
-    lr: float = 0.05
-
-
-def full_config():
-    return Config(step_cases=[
-        StepCase("MLP 54-256-256-7", "mlp", 128, 32),
-        StepCase("MLP 54-256-256-7", "mlp", 128, 128),
-        StepCase("LeNet 1x28x28", "lenet", 64, 64, n_classes=10),
-    ])
-
-
-def quick_config():
-    cfg = full_config()
-    cfg.step_repeats = 3
-    cfg.step_block_s = 0.08
-    cfg.step_warmup = 3
-    cfg.fit_rows = 10_000
-    cfg.fit_epochs = 2
-    cfg.fit_repeats = 1
-    cfg.step_extra_until_s = 15.0
-    cfg.fit_extra_until_s = 10.0
-    cfg.mem_repeats = 1
-    return cfg
-
-
-def smoke_config():
-    """Every part at tiny sizes, seconds (CI): only shows that the script runs."""
-    return Config(
-        step_cases=[
-            StepCase("MLP tiny", "mlp", 8, 4, sizes=(6, 8, 3), n_classes=3),
-            StepCase("LeNet", "lenet", 2, 2, n_classes=10),
-        ],
-        step_repeats=2, step_block_s=0.002, step_warmup=1,
-        fit_rows=200, fit_features=6, fit_classes=3, fit_clean_per_class=5,
-        fit_epochs=1, fit_batch=32, fit_hidden=(8,), fit_repeats=1,
-        fit_compile_backend="aot_eager",
-        mem_sizes=(6, 16, 3), mem_batch=16, mem_clean_batch=4, mem_repeats=1,
-    )
-
-
-# ---------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------
 
@@ -169,17 +84,6 @@ def smoke_config():
 def _sync(device):
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
-
-
-# A repeat during which other processes used more than this share of all cores is
-# left out of the medians (unless every repeat was that busy).
-BUSY_LIMIT = 0.10
-
-
-def _quiet_repeats(busy):
-    """Indices of the repeats to keep: the quiet ones, or all if none was quiet."""
-    keep = [i for i, b in enumerate(busy) if not b > BUSY_LIMIT]
-    return keep or list(range(len(busy)))
 
 
 def _repeat_indices(wanted, busy, extra, deadline=None):
@@ -213,12 +117,6 @@ def _log(message):
 def _case_cells(res):
     case = res["case"]
     return [case.label, f"{case.batch} / {case.clean_batch}"]
-
-
-def _rotated(seq, r):
-    seq = list(seq)
-    k = r % len(seq)
-    return seq[k:] + seq[:k]
 
 
 def make_step(variant, module, X, y, X_clean, y_clean, lr):
@@ -266,16 +164,6 @@ def _variant_steps(template, X, y, X_clean, y_clean, lr):
     return steps, picks
 
 
-def _case_data(case, device, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    shape = case.input_shape()
-    X = torch.randn((case.batch, *shape), generator=g)
-    Xc = torch.randn((case.clean_batch, *shape), generator=g)
-    y = torch.randint(case.n_classes, (case.batch,), generator=g)
-    yc = torch.randint(case.n_classes, (case.clean_batch,), generator=g)
-    return [t.to(device) for t in (X, y, Xc, yc)]
-
-
 # ---------------------------------------------------------------------------
 # Part 1: time per step
 # ---------------------------------------------------------------------------
@@ -295,7 +183,7 @@ def bench_steps(cfg, device, log=None):
     for ci, case in enumerate(cfg.step_cases):
         torch.manual_seed(ci)
         template = case.build().to(device)
-        X, y, Xc, yc = _case_data(case, device, seed=ci)
+        X, y, Xc, yc = case_data(case, device, seed=ci)
         # Every port must give the reference's weights before it is timed.
         port_diff = check_ports(template, nn.CrossEntropyLoss(reduction="none"), X, y,
                                 Xc, yc, lr=cfg.lr)
@@ -322,7 +210,7 @@ def bench_steps(cfg, device, log=None):
                              deadline=deadline):
         shares = []
         for ci, res in enumerate(results):
-            for v in _rotated(STEP_VARIANTS, r + ci):
+            for v in rotated(STEP_VARIANTS, r + ci):
                 meter = OtherLoad()
                 fn, n = res["steps"][v], res["steps_per_block"][v]
                 # A block stops early when the machine gets much slower than at
@@ -343,7 +231,7 @@ def bench_steps(cfg, device, log=None):
         busy.append(max(shares))
         log(f"  steps: repeat {r + 1}/{cfg.step_repeats}{'+' if r >= cfg.step_repeats else ''} done "
             f"(other processes {busy[-1]:.0%})")
-    keep = _quiet_repeats(busy)
+    keep = quiet_repeats(busy)
     for res in results:
         del res["steps"]  # free the modules
         res["ms_all"] = res["ms"]
@@ -357,59 +245,8 @@ def bench_steps(cfg, device, log=None):
 # ---------------------------------------------------------------------------
 
 
-def make_fit_data(cfg, seed=0):
-    """Generated float32 rows: ``fit_rows`` training rows and a balanced clean set."""
-    from sklearn.datasets import make_classification
-
-    n_clean = cfg.fit_clean_per_class * cfg.fit_classes
-    X, y = make_classification(
-        n_samples=cfg.fit_rows + 2 * n_clean, n_features=cfg.fit_features,
-        n_informative=min(20, cfg.fit_features), n_redundant=0,
-        n_classes=cfg.fit_classes, n_clusters_per_class=1, random_state=seed)
-    X = X.astype(np.float32)
-    y = y.astype(np.int64)
-    clean = np.concatenate([np.flatnonzero(y == c)[:cfg.fit_clean_per_class]
-                            for c in range(cfg.fit_classes)])
-    rest = np.setdiff1d(np.arange(len(y)), clean)[:cfg.fit_rows]
-    return X[rest], y[rest], X[clean], y[clean]
-
-
-def _fit_estimators(cfg, device):
-    from skorch import NeuralNetClassifier
-
-    from sk_l2rw import L2RWClassifier
-    from sk_l2rw.modules import MLP
-
-    sizes = (cfg.fit_features, *cfg.fit_hidden, cfg.fit_classes)
-    common = dict(module=MLP, module__n_features=sizes[0], module__n_outputs=sizes[-1],
-                  module__hidden_layer_sizes=sizes[1:-1], module__softmax=False,
-                  criterion=nn.CrossEntropyLoss,
-                  optimizer=torch.optim.SGD, lr=cfg.fit_lr, max_epochs=cfg.fit_epochs,
-                  batch_size=cfg.fit_batch, train_split=None,
-                  iterator_train__shuffle=True, verbose=0, device=device)
-    backend = ({} if cfg.fit_compile_backend == "inductor"
-               else {"compile__backend": cfg.fit_compile_backend})
-    return {
-        "NeuralNetClassifier": lambda: NeuralNetClassifier(**common),
-        "L2RWClassifier": lambda: L2RWClassifier(**common, meta_gradient="auto"),
-        COMPILED: lambda: L2RWClassifier(**common, meta_gradient="auto", compile=True,
-                                         **backend),
-        SMALL_CLEAN: lambda: L2RWClassifier(**common, meta_gradient="auto",
-                                            clean_batch_size=SMALL_CLEAN_BATCH),
-    }
-
-
-#: Part 2's L2RWClassifier with its step compiled (graphs built in the warm-up).
-COMPILED = "L2RWClassifier (compile=True)"
-
-#: Part 2's L2RWClassifier with a smaller clean batch than its default (= batch_size):
-#: a step's extra cost over plain training grows with the clean batch.
-SMALL_CLEAN_BATCH = 32
-SMALL_CLEAN = f"L2RWClassifier (clean_batch_size={SMALL_CLEAN_BATCH})"
-
-
 def bench_fit(cfg, device, log=None):
-    """Seconds per fit for each estimator (:func:`_fit_estimators`), interleaved.
+    """Seconds per fit for each estimator (:func:`fit_estimators`), interleaved.
 
     Returns
     -------
@@ -419,7 +256,7 @@ def bench_fit(cfg, device, log=None):
     """
     log = log or _log
     X, y, Xc, yc = make_fit_data(cfg)
-    makers = _fit_estimators(cfg, device)
+    makers = fit_estimators(cfg, device)
     out = {"s": {k: [] for k in makers}, "meta_gradient": None,
            "rows": len(y), "clean_rows": len(yc)}
     # Untimed warm-up of each (first-call costs of torch, skorch and the DataLoader;
@@ -437,7 +274,7 @@ def bench_fit(cfg, device, log=None):
     for r in _repeat_indices(cfg.fit_repeats, busy, extra=cfg.fit_repeats,
                              deadline=deadline):
         shares = []
-        for name in _rotated(list(makers), r):
+        for name in rotated(list(makers), r):
             meter = OtherLoad()
             est = makers[name]()
             torch.manual_seed(r)
@@ -462,7 +299,7 @@ def bench_fit(cfg, device, log=None):
         busy.append(max(shares))
         log(f"  fit: repeat {r + 1}/{cfg.fit_repeats}{'+' if r >= cfg.fit_repeats else ''} done "
             f"(other processes {busy[-1]:.0%})")
-    keep = _quiet_repeats(busy)
+    keep = quiet_repeats(busy)
     out["s_all"] = out["s"]
     out["s"] = {k: [s[i] for i in keep] for k, s in out["s_all"].items()}
     out["busy"], out["kept"] = busy, keep
@@ -506,38 +343,6 @@ def ops_per_step(makers, X, y, Xc, yc, batch):
 # ---------------------------------------------------------------------------
 
 
-def cpu_peak_bytes(fn):
-    """Peak of torch's CPU allocations made by ``fn()``, beyond those live before.
-
-    Runs ``fn`` under ``torch.profiler.profile(profile_memory=True)``, which records
-    every allocation and free of torch's CPU allocator as a ``[memory]`` event with
-    a signed size and a timestamp. The running sum of those sizes over the
-    timeline is the number of bytes allocated beyond the start; its maximum is the
-    peak. (``tracemalloc`` does not see torch's allocator, and process RSS depends
-    on what glibc malloc keeps or returns, so neither is used.)
-
-    Returns
-    -------
-    peak : int
-    end : int
-        Bytes still allocated when ``fn`` returned (the net change).
-    """
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    cpu = torch._C._autograd.DeviceType.CPU
-    events = [e for e in prof.profiler.kineto_results.events()
-              if e.name() == "[memory]" and e.device_type() == cpu]
-    # Stable sort: events of one timestamp keep the order they were recorded in.
-    events.sort(key=lambda e: e.start_ns())
-    running = peak = 0
-    for e in events:
-        running += e.nbytes()
-        peak = max(peak, running)
-    return peak, running
-
-
 def cuda_peak_bytes(fn, device):
     """Peak of CUDA memory allocated by ``fn()`` beyond what was allocated before."""
     torch.cuda.synchronize(device)
@@ -573,7 +378,7 @@ def bench_memory(cfg, device, log=None):
     template = mlp(cfg.mem_sizes).to(device)
     case = StepCase("mem", "mlp", cfg.mem_batch, cfg.mem_clean_batch,
                     sizes=tuple(cfg.mem_sizes), n_classes=cfg.mem_sizes[-1])
-    X, y, Xc, yc = _case_data(case, device, seed=99)
+    X, y, Xc, yc = case_data(case, device, seed=99)
     steps, picks = _variant_steps(template, X, y, Xc, yc, cfg.lr)
     for step in steps.values():
         step()  # warm-up (lazy initialisation happens outside the measurement)
@@ -586,7 +391,7 @@ def bench_memory(cfg, device, log=None):
                       else "torch.profiler [memory] events, running peak"),
            "calibration": None if cuda else calibrate_cpu_peak()}
     for r in range(cfg.mem_repeats):
-        for v in _rotated(VARIANTS, r):
+        for v in rotated(VARIANTS, r):
             # The step starts with no gradients, so the parameters' gradients
             # count as part of the step (freed here, before the measurement, so
             # that no block allocated before it is freed inside it).
@@ -611,38 +416,6 @@ def machine_info(device):
     if torch.device(device).type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
-
-
-class OtherLoad:
-    """Share of the machine's CPU time that other processes used while measuring.
-
-    All CPU time from ``/proc/stat`` minus this process's own (``os.times``),
-    over cores x wall time. A busy machine slows multi-threaded torch far more
-    than its share suggests (intra-op threads wait for each other), so the
-    report says how quiet the machine was.
-    """
-
-    def __init__(self):
-        self._start = self._snapshot()
-
-    @staticmethod
-    def _snapshot():
-        try:
-            with open("/proc/stat") as fh:
-                fields = [int(x) for x in fh.readline().split()[1:]]
-        except (OSError, ValueError):
-            return None
-        busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0)
-        t = os.times()
-        return (busy / os.sysconf("SC_CLK_TCK"), t.user + t.system, time.monotonic())
-
-    def share(self):
-        end = self._snapshot()
-        if end is None or self._start is None:
-            return float("nan")
-        busy, own, wall = (e - s for e, s in zip(end, self._start))
-        return max(0.0, busy - own) / max(wall * (os.cpu_count() or 1), 1e-9)
-
 
 
 def evaluate_bars(steps, fit, mem):
@@ -951,7 +724,7 @@ def load_rows(path):
     return rows
 
 
-def run(cfg, out_dir=DEFAULT_OUT, device="cpu", command=None, chart=True,
+def run(cfg, out_dir=RESULTS, device="cpu", command=None, chart=True,
         parts=("steps", "fit", "memory"), log=None):
     """Run the benchmark parts and write the report.
 
@@ -1035,7 +808,7 @@ def main(argv=None):
                         help="repeats of the per-step timing and of the fits "
                              "(default 15 and 5; quick 3 and 1); memory, which is "
                              "deterministic, uses at most 3")
-    parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder")
+    parser.add_argument("--out", default=str(RESULTS), help="output folder")
     parser.add_argument("--render", type=Path, metavar="JSON",
                         help="rebuild the report from the rows a run wrote (speed.json)")
     args = parser.parse_args(argv)

@@ -50,7 +50,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 from benchmarks import datasets as bench_data
-from benchmarks import quality
+from benchmarks.common.methods import have_cleanlab
+from benchmarks.common.protocol import KIND_NAMES, Setting, load_pool, prepare
+from benchmarks.common.runner import execute, limited_threads
 from benchmarks.common.baselines import (Timer, fit_cleanlab, fit_glc_hgb, fit_glc_net,
                                          fit_irbl_hgb, fit_l2rw, fit_net, fit_reweighted,
                                          fit_trusted, hgb, net)
@@ -62,7 +64,6 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 #: Data sets whose rows are tables of measured features; the others are pixels.
 TABULAR = ("adult", "kdd_census", "letter")
-KIND_NAMES = quality.KIND_NAMES
 
 METHODS = {
     "plain_noisy": "plain (noisy)",
@@ -88,9 +89,9 @@ ROUTES = ("l2rw", "l2rw_prior", "l2rw_toc", "reweighted_hgb", "trusted", "truste
 
 
 @dataclasses.dataclass
-class Config(quality.Setting):
+class Config(Setting):
     """What sizes a run: ``full``, ``quick`` and ``smoke`` below; the net, HGB and
-    cleanlab settings are the quality benchmark's (:class:`quality.Setting`)."""
+    cleanlab settings are the quality benchmark's (:class:`Setting`)."""
 
     # (protocol, size): per_class rows per class, or audit rows (an int) or share
     # of the training rows (a float below 1).
@@ -254,7 +255,7 @@ def cell_methods(cfg, key, X, y_noisy, flipped, X_clean, y_clean, X_test, y_test
     options = {} if weights is None else {"clean_class_weight": weights}
     record("plain_noisy", lambda: fit_net(cfg, X, y_noisy, K, seed))
     record("plain_both", lambda: fit_net(cfg, X_both, y_both, K, seed))
-    if quality.have_cleanlab():
+    if have_cleanlab():
         clf = net(cfg, X.shape[1], K, len(y_both))
         record("cleanlab", lambda: fit_cleanlab(cfg, clf, X_both, y_both, seed))
         record("cleanlab_hgb", lambda: fit_cleanlab(cfg, hgb(cfg, seed), X_both, y_both,
@@ -313,7 +314,7 @@ def dataset_task(cfg, name, seed, data, threads=1):
     """Every protocol and noise kind of one data set and seed (one worker)."""
     from sk_l2rw.noise import flip_labels
 
-    with quality.limited_threads(threads):
+    with limited_threads(threads):
         X, y, X_te, y_te = data["X_train"], data["y_train"], data["X_test"], data["y_test"]
         K = len(data["classes"])
         prior = np.bincount(y, minlength=K) / len(y)
@@ -346,10 +347,10 @@ def plan(cfg, log=print):
     tasks = []
     for name, size in cfg.datasets.items():
         start = time.perf_counter()
-        pool = quality.load_pool(name)
+        pool = load_pool(name)
         log(f"loaded {name} in {time.perf_counter() - start:.1f} s")
         for seed in cfg.seeds:
-            data = quality.prepare(name, pool, size, seed)
+            data = prepare(name, pool, size, seed)
             weight = len(data["y_train"]) * len(data["classes"]) ** 0.5
             tasks.append((weight, f"{name} seed {seed}", dataset_task,
                           (cfg, name, seed, data)))
@@ -361,7 +362,7 @@ def run(cfg, *, jobs=1, log=print):
     """Fit everything; returns ``(rows, meta)``."""
     started = datetime.datetime.now(datetime.timezone.utc)
     t0 = time.perf_counter()
-    rows = quality.execute(plan(cfg, log=log), jobs=jobs, log=log)
+    rows = execute(plan(cfg, log=log), jobs=jobs, log=log)
     meta = dict(config=dataclasses.asdict(cfg), jobs=jobs, started=started.isoformat(),
                 elapsed=time.perf_counter() - t0, load_end=load_average(),
                 machine=cpu_model(), versions=versions_line())

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import quality, tables
+from benchmarks import tables
+from benchmarks.common.protocol import load_pool, prepare
 from benchmarks.common.baselines import fit_reweighted, hgb
 from benchmarks.environment import (StudyRun, add_report_arguments, report_folder,
                                     report_header, rerender)
@@ -35,8 +36,8 @@ def run(datasets, seed=0, cfg=None, protocols=(("per_class", 10), ("audit", 200)
     cfg = cfg or tables.full_config()
     rows = []
     for name in datasets:
-        data = quality.prepare(name, quality.load_pool(name),
-                               tables.FULL_SIZES.get(name, (None, None)), seed)
+        data = prepare(name, load_pool(name),
+                       tables.FULL_SIZES.get(name, (None, None)), seed)
         X, y, X_test, y_test = data["X_train"], data["y_train"], data["X_test"], data["y_test"]
         prior = np.bincount(y) / len(y)
         background = int(np.bincount(y).argmax())

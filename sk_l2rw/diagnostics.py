@@ -45,7 +45,7 @@ _RANKINGS = (None, "score")
 METHODS = ("positive_share", "mean_weight")
 
 
-def _final_estimator(estimator):
+def final_estimator(estimator):
     """The L2RW net inside ``estimator`` (itself, a Pipeline's last step, a search's best)."""
     seen = set()
     while id(estimator) not in seen:
@@ -61,9 +61,9 @@ def _final_estimator(estimator):
     return estimator
 
 
-def _weight_history(estimator):
+def weight_history(estimator):
     """``(estimator, sample_weights_)`` with clear errors for anything else."""
-    net = _final_estimator(estimator)
+    net = final_estimator(estimator)
     if not hasattr(type(net), "sample_weights_"):
         if hasattr(net, "estimator") and hasattr(net, "cv"):  # a search, not refitted
             raise NotFittedError(
@@ -86,7 +86,7 @@ def _weight_history(estimator):
 
 def _chosen_epochs(estimator, last_epochs):
     """``(net, weights)`` with the weight history cut to the last ``last_epochs`` rows."""
-    net, weights = _weight_history(estimator)
+    net, weights = weight_history(estimator)
     n_epochs = weights.shape[0]
     if last_epochs is None:
         return net, weights

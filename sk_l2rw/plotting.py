@@ -15,9 +15,9 @@ import numpy as np
 
 from sk_l2rw.diagnostics import (
     DEFAULT_THRESHOLD,
-    _weight_history,
     label_quality_scores,
     relative_weights,
+    weight_history,
 )
 
 __all__ = ["plot_weight_history", "plot_weight_distributions", "plot_training_curves"]
@@ -156,7 +156,7 @@ def plot_weight_distributions(estimator, mask=None, *, ax=None, last_epochs=None
     if method == "positive_share":
         # shares are k / n_epochs: one bin per possible value (up to 100 epochs),
         # else bins of equal width would catch unequal numbers of those values
-        n = _weight_history(estimator)[1].shape[0] if last_epochs is None else last_epochs
+        n = weight_history(estimator)[1].shape[0] if last_epochs is None else last_epochs
         if n <= 100:
             edges = np.linspace(-0.5 / n, 1 + 0.5 / n, n + 2)
     if mask is None:
@@ -183,7 +183,7 @@ def plot_weight_distributions(estimator, mask=None, *, ax=None, last_epochs=None
 
 
 def _n_epochs(estimator):
-    return _weight_history(estimator)[1].shape[0]
+    return weight_history(estimator)[1].shape[0]
 
 
 def plot_training_curves(estimator, *, ax=None):
@@ -207,7 +207,7 @@ def plot_training_curves(estimator, *, ax=None):
         If the history has no ``clean_loss`` (the estimator trained without a
         clean set).
     """
-    net, _ = _weight_history(estimator)
+    net, _ = weight_history(estimator)
     history = net.history
     if not any("clean_loss" in row for row in history):
         raise ValueError("the history has no clean_loss: the estimator trained without "

@@ -25,7 +25,7 @@ from sklearn.utils.validation import _get_feature_names, check_is_fitted
 from sk_l2rw.categorical import categorical_columns
 from sk_l2rw.classifier import L2RWClassifier
 from sk_l2rw.data import n_rows as _n_rows
-from sk_l2rw.diagnostics import _final_estimator, relative_weights
+from sk_l2rw.diagnostics import final_estimator, relative_weights
 from sk_l2rw.modules import MLP
 from sk_l2rw.trusted import check_trusted, sample_weight_key, split_trusted
 from sk_l2rw.validation import check_labels, clean_class_weights
@@ -51,7 +51,7 @@ def row_weights(net):
     numpy.ndarray of shape (n_samples,)
         Non-negative, about 1 on average.
     """
-    n_epochs = len(_final_estimator(net).history)
+    n_epochs = len(final_estimator(net).history)
     weights = relative_weights(net, last_epochs=max(1, math.ceil(n_epochs / 2)))
     trained = ~np.isnan(weights)
     counts = trained.sum(axis=0)
@@ -187,7 +187,7 @@ class ReweightedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     def _check_net(self, n_rows, X=None):
         if self.net is None:
             return default_net(n_rows, self.random_state, X)
-        final = _final_estimator(self.net)
+        final = final_estimator(self.net)
         if not isinstance(final, L2RWClassifier):
             raise TypeError(
                 "net must be an L2RWClassifier or a Pipeline ending in one; got "
@@ -236,7 +236,7 @@ class ReweightedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             raise ValueError(f"X has {_n_rows(X)} rows but y has {len(y)}: they must have "
                              "one label per row")
         net = self._check_net(len(y), X)
-        final = _final_estimator(net)
+        final = final_estimator(net)
         if X_val is None:
             X_val, y_val = final.clean_X, final.clean_y
         if X_val is None:

@@ -16,7 +16,7 @@ def study():
 @pytest.fixture
 def no_download(study, monkeypatch, tmp_path):
     refuse_downloads(monkeypatch, tmp_path / "empty-cache",
-                     study.q.bench_data)
+                     importlib.import_module("benchmarks.datasets"))
 
 
 @pytest.mark.parametrize("steps, n_rows, batch, epochs", [

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.common.baselines import n_epochs
 from benchmarks.environment import load_rows, save_rows
 from conftest import refuse_downloads
 
@@ -25,7 +26,8 @@ def quality():
 
 @pytest.fixture
 def no_download(quality, monkeypatch, tmp_path):
-    refuse_downloads(monkeypatch, tmp_path / "empty-cache", quality.bench_data)
+    refuse_downloads(monkeypatch, tmp_path / "empty-cache",
+                     importlib.import_module("benchmarks.datasets"))
 
 
 def test_smoke_run_writes_report(quality, no_download, tmp_path):
@@ -103,9 +105,9 @@ def test_goal_logic(quality):
 
 def test_epoch_rule(quality):
     cfg = quality.full_config()
-    assert quality.n_epochs(cfg, 4000) == cfg.epochs  # 32 batches x 20 epochs > 200
-    assert quality.n_epochs(cfg, 100) == cfg.min_steps  # one batch per epoch
-    assert quality.n_epochs(cfg, 300) == math.ceil(cfg.min_steps / 3)
+    assert n_epochs(cfg, 4000) == cfg.epochs  # 32 batches x 20 epochs > 200
+    assert n_epochs(cfg, 100) == cfg.min_steps  # one batch per epoch
+    assert n_epochs(cfg, 300) == math.ceil(cfg.min_steps / 3)
 
 
 #: The metadata of a run, as a test writes it.

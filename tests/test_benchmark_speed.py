@@ -62,8 +62,8 @@ def test_main_rejects_bad_repeats(speed, tmp_path):
 
 
 def test_busy_repeats_are_left_out(speed):
-    assert speed._quiet_repeats([0.0, 0.5, 0.01, float("nan")]) == [0, 2, 3]
-    assert speed._quiet_repeats([0.5, 0.9]) == [0, 1]  # none quiet: keep all
+    assert speed.quiet_repeats([0.0, 0.5, 0.01, float("nan")]) == [0, 2, 3]
+    assert speed.quiet_repeats([0.5, 0.9]) == [0, 1]  # none quiet: keep all
     assert "2 of 3 repeats used" in speed._repeats_note([0.0, 0.5, 0.0], [0, 2])
 
 

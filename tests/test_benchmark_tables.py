@@ -21,7 +21,7 @@ def tables():
 def smoke(tables, tmp_path_factory):
     monkeypatch = pytest.MonkeyPatch()
     refuse_downloads(monkeypatch, tmp_path_factory.mktemp("empty-cache"),
-                     tables.quality.bench_data)
+                     tables.bench_data)
     try:
         cfg = tables.smoke_config()
         rows, meta = tables.run(cfg, jobs=1, log=lambda m: None)
@@ -169,7 +169,7 @@ class TestPieces:
 def test_class_balance_study_smoke(tables, tmp_path):
     balance = importlib.import_module("benchmarks.tables_balance")
     monkeypatch = pytest.MonkeyPatch()
-    refuse_downloads(monkeypatch, tmp_path / "empty-cache", tables.quality.bench_data)
+    refuse_downloads(monkeypatch, tmp_path / "empty-cache", tables.bench_data)
     try:
         rows = balance.main(["--smoke", "--out", str(tmp_path / "run")])
     finally:
@@ -191,7 +191,7 @@ def test_a_method_refusing_a_cell_is_recorded_not_scored(tables, tmp_path):
     """An audit of 2% of 500 digits leaves classes without a trusted row: GLC refuses,
     TrustedClassifier falls back on its first route; the run goes on."""
     monkeypatch = pytest.MonkeyPatch()
-    refuse_downloads(monkeypatch, tmp_path / "empty-cache", tables.quality.bench_data)
+    refuse_downloads(monkeypatch, tmp_path / "empty-cache", tables.bench_data)
     try:
         cfg = tables.smoke_config()
         cfg.protocols = (("audit", 0.02),)
