@@ -19,9 +19,6 @@ BASE = {"benchmarks", "benchmarks.datasets", "benchmarks.environment", "benchmar
 ALLOWED = {
     # The GPU check runs the speed study itself on the GPU (its report is speed's).
     "benchmarks.gpu_check": {"benchmarks.speed"},
-    # tables_balance reruns tables' cells; the move of tables' protocol (configs, clean
-    # split, prior weights) into the common base waits for tables.py's open edits.
-    "benchmarks.tables_balance": {"benchmarks.tables"},
 }
 # Private names still crossing a file, each with the reason.
 PRIVATE_ALLOWED = {
