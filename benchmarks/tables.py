@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import datasets as bench_data
-from benchmarks.common.methods import have_cleanlab
+from benchmarks.common.methods import have_cleanlab, metrics
 from benchmarks.common.protocol import (KIND_NAMES, clean_split, load_pool, prepare,
                                         prior_weights, protocol_label)
 # The tables protocol lives in the common base (tables_balance shares it).
@@ -153,14 +153,6 @@ def parse_protocol(text):
 # ---------------------------------------------------------------------------
 
 
-def _scores(model, X_test, y_test):
-    from sklearn.metrics import balanced_accuracy_score
-
-    pred = np.asarray(model.predict(X_test))
-    return dict(acc=float(np.mean(pred == y_test)),
-                bal_acc=float(balanced_accuracy_score(y_test, pred)))
-
-
 def cell_methods(cfg, key, X, y_noisy, flipped, X_clean, y_clean, X_test, y_test, K,
                  seed, prior):
     """Every baseline and route on one (data set, protocol, noise) cell."""
@@ -177,7 +169,7 @@ def cell_methods(cfg, key, X, y_noisy, flipped, X_clean, y_clean, X_test, y_test
             rows.append(dict(key, method=method, error=f"{type(exc).__name__}: {exc}"))
             return None
         rows.append(dict(key, method=method, wall_s=round(t.wall, 3),
-                         **_scores(model, X_test, y_test)))
+                         **metrics(model, X_test, y_test, max_share=False)))
         return model
 
     X_both = np.vstack([X, X_clean])
@@ -257,7 +249,7 @@ def dataset_task(cfg, name, seed, data, threads=1):
                 model = fit_net(cfg, X, y, K, seed)
             rows.append(dict(base, protocol="*", size=None, kind="*", method="ceiling",
                              wall_s=round(t.wall, 3),
-                             **_scores(model, X_te, y_te)))
+                             **metrics(model, X_te, y_te, max_share=False)))
         for protocol in cfg.protocols:
             X_rest, y_rest, X_clean, y_clean = clean_split(X, y, protocol, seed)
             key = dict(base, protocol=protocol[0], size=protocol[1], n_clean=len(y_clean))
@@ -265,7 +257,7 @@ def dataset_task(cfg, name, seed, data, threads=1):
                 with Timer() as t:
                     model = fit_net(cfg, X_clean, y_clean, K, seed)
                 rows.append(dict(key, kind="*", method="clean_only", wall_s=round(t.wall, 3),
-                                 **_scores(model, X_te, y_te)))
+                                 **metrics(model, X_te, y_te, max_share=False)))
             for kind in cfg.kinds:
                 y_noisy, flipped = flip_labels(y_rest, cfg.rate, kind,
                                                background_class=background,
