@@ -1303,6 +1303,16 @@ def run(cfg, out_dir=RESULTS, *, jobs=1, command=None, charts=True, raw=None,
     return write_report(rows, cfg, out_dir, meta=meta, charts=charts, save=True)
 
 
+def reported_config(res, cfg):
+    """``cfg`` less the parts without rows in ``res`` (a run with --parts, or on
+    LeNet): what the report shows, its sections and goals, follows it."""
+    if not res.values(part="noise"):
+        cfg = dataclasses.replace(cfg, datasets={})
+    if not res.values(part="imbalance"):
+        cfg = dataclasses.replace(cfg, imb_proportions=())
+    return cfg
+
+
 def write_report(rows, cfg, out_dir, *, meta, charts=True, save=False):
     """Write the report of ``rows`` (and its figures, with ``charts``) to ``out_dir``;
     with ``save``, the rows and ``meta`` as JSON next to it, from which ``--render``
@@ -1310,11 +1320,7 @@ def write_report(rows, cfg, out_dir, *, meta, charts=True, save=False):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     res = Results(rows)
-    # Report only the parts that ran (a run with --parts, or on LeNet).
-    if not res.values(part="noise"):
-        cfg = dataclasses.replace(cfg, datasets={})
-    if not res.values(part="imbalance"):
-        cfg = dataclasses.replace(cfg, imb_proportions=())
+    cfg = reported_config(res, cfg)
     if charts:
         render_charts(res, cfg, out_dir, prefix=report_name(cfg))
     md = render_markdown(res, cfg, command=meta["command"],
