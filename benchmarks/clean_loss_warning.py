@@ -241,8 +241,7 @@ def main(argv=None):
     add_render_argument(parser, "clean_loss_warning.md")
     args = parser.parse_args(argv)
     if args.render:
-        path = rerender(args.render, args.out, report)
-        print(f"wrote {path}")
+        print(f"wrote {rerender(args.render, args.out, report)}")
         return 0
     study = StudyRun("clean_loss_warning", argv)
     rows = run(smoke=args.smoke, jobs=args.jobs or (1 if args.smoke else 2))
