@@ -1300,7 +1300,7 @@ def run(cfg, out_dir=RESULTS, *, jobs=1, command=None, charts=True, raw=None,
                 versions=info["versions"])
     if raw:
         save_rows(raw, rows, meta, indent=None)
-    return write_report(rows, cfg, out_dir, meta=meta, charts=charts, save=True)
+    return write(rows, cfg, out_dir, meta=meta, charts=charts, save=True)
 
 
 def reported_config(res, cfg):
@@ -1313,7 +1313,7 @@ def reported_config(res, cfg):
     return cfg
 
 
-def write_report(rows, cfg, out_dir, *, meta, charts=True, save=False):
+def write(rows, cfg, out_dir, *, meta, charts=True, save=False):
     """Write the report of ``rows`` (and its figures, with ``charts``) to ``out_dir``;
     with ``save``, the rows and ``meta`` as JSON next to it, from which ``--render``
     rebuilds it. ``meta``'s machine and versions, when given, are those reported."""
@@ -1399,7 +1399,7 @@ def main(argv=None):
         # The rows next to the report, unless they are the one file rendered.
         target = Path(args.out) / f"{report_name(cfg)}.json"
         save = len(args.render) > 1 or target.resolve() != Path(args.render[0]).resolve()
-        path = write_report(rows, cfg, args.out, meta=meta, charts=not args.no_charts,
+        path = write(rows, cfg, args.out, meta=meta, charts=not args.no_charts,
                             save=save)
         print(f"wrote {path}")
         return 0

@@ -185,7 +185,7 @@ class TestLeNetOption:
 
     def test_report_leaves_out_parts_that_did_not_run(self, quality, tmp_path):
         cfg, rows = _lenet_imbalance(quality, plain=True)
-        path = quality.write_report(rows, cfg, tmp_path, meta=META, charts=False)
+        path = quality.write(rows, cfg, tmp_path, meta=META, charts=False)
         assert path.name == "quality_lenet.md"
         # No noise rows: the report is rendered without the noise part (no noise
         # section, no noise goal), the 4-vs-9 part kept.
@@ -200,7 +200,7 @@ class TestLeNetOption:
     def test_full_report_points_to_its_findings_page(self, quality, tmp_path):
         # The hand-written reading is prose in docs/findings, not text in the code.
         cfg, rows = _lenet_imbalance(quality)
-        text = quality.write_report(rows, cfg, tmp_path, meta=META,
+        text = quality.write(rows, cfg, tmp_path, meta=META,
                                     charts=False).read_text()
         section = text.split("## Findings\n", 1)[1].split("\n## ", 1)[0]
         assert f"`{quality.FINDINGS_PAGE}`, *LeNet*" in section
