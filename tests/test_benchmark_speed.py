@@ -24,7 +24,7 @@ def test_speed_report_tiny(speed, tmp_path, one_thread):
     assert not (tmp_path / "speed.png").exists()
 
     # The page is its rows: the three parts ran, with the machine and versions.
-    rows = speed.load_rows(path.with_suffix(".json"))
+    rows = speed.load_run(path.with_suffix(".json"))
     assert speed.render(rows) == path.read_text()
     assert all(rows[part] for part in ("steps", "fit", "mem"))
     assert rows["info"]["threads"] >= 1 and rows["info"]["versions"].startswith("python")
@@ -97,7 +97,7 @@ def test_ops_per_step_counts_every_tensor_operation(speed):
 def test_rows_rebuild_the_report(speed, tmp_path, one_thread):
     path = speed.run(tiny_config(speed), tmp_path, device="cpu", command="test",
                      chart=False, parts=("steps", "fit"), log=lambda m: None)
-    rows = speed.load_rows(path.with_suffix(".json"))
+    rows = speed.load_run(path.with_suffix(".json"))
     assert speed.render(rows) == path.read_text()
     # Asserted on the rows themselves: every timed variant and port of every case.
     for res in rows["steps"]:
