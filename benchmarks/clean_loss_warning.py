@@ -31,9 +31,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -46,9 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 from benchmarks.common import methods, protocol
 from benchmarks.common.runner import limited_threads
 from benchmarks.report import markdown_table
-from benchmarks.environment import (RESULTS, add_render_argument, add_run_arguments,
-                                    command_line, report_header, rerender, run_record,
-                                    write_report)
+from benchmarks.environment import (RESULTS, StudyRun, add_render_argument,
+                                    add_run_arguments, report_header, rerender)
 
 FAILED_POINTS = 0.20  # balanced accuracy this far below the best of the group
 COLLAPSE_LRS = (0.3, 0.1, 0.03, 0.01)
@@ -232,6 +229,11 @@ def render(rows, **run):
     return "\n".join(lines) + "\n"
 
 
+def report(saved):
+    """The Markdown report of what :func:`main` saved (``rows`` and ``meta``)."""
+    return render(saved["rows"], **saved["meta"])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_run_arguments(parser, smoke="digits only, a few fits (CI; nothing downloaded)",
@@ -239,18 +241,12 @@ def main(argv=None):
     add_render_argument(parser, "clean_loss_warning.md")
     args = parser.parse_args(argv)
     if args.render:
-        path = rerender(args.render, args.out, lambda saved: render(saved["rows"],
-                                                                   **saved["meta"]))
-        print(f"wrote {path}")
+        print(f"wrote {rerender(args.render, args.out, report)}")
         return 0
-    command = command_line("clean_loss_warning", argv)
-    started = datetime.datetime.now(datetime.timezone.utc)
-    t0 = time.perf_counter()
+    study = StudyRun("clean_loss_warning", argv)
     rows = run(smoke=args.smoke, jobs=args.jobs or (1 if args.smoke else 2))
-    meta = run_record(command, started, time.perf_counter() - t0, smoke=args.smoke)
-    path = write_report(Path(args.out) / "clean_loss_warning.md", render(rows, **meta),
-                        dict(rows=rows, meta=meta))
-    print(f"wrote {path}")
+    study.finish(rows, report, args.out, meta=dict(smoke=args.smoke))
+    print(f"wrote {Path(args.out) / 'clean_loss_warning.md'}")
     return 0
 
 

@@ -144,6 +144,21 @@ def _kept(values, busy):
     return [values[i] for i in keep]
 
 
+def step_cells(row):
+    """The per-step table's cells of one step row: a step that does not compile is
+    reported with the reason, not timed."""
+    ms = {v: _kept(t, row["busy"]) for v, t in row["ms"].items()}
+    diff = row["difference"]
+    if isinstance(diff, dict):
+        compiled = f"{median(ms['compiled']):.3f}"
+        ratio = f"{paired_ratio(ms['compiled'], ms['eager']):.2f}x"
+        diff = f"weights {diff['weights']:.1e}, gradients {diff['gradients']:.1e}"
+    else:
+        compiled, ratio, diff = "not timed", "-", f"does not compile: {diff}"
+    return [row["case"], f"{median(ms['plain']):.3f}", f"{median(ms['eager']):.3f}",
+            compiled, ratio, diff, f"{row['compile_s']:.1f}"]
+
+
 def render(saved):
     """The Markdown report of a run: ``saved`` is what :func:`main` wrote as JSON
     (``meta``, the run's record, and ``rows``, :func:`run`'s)."""
@@ -152,22 +167,11 @@ def render(saved):
                           **saved["meta"])
     lines += [f"torch.compile backend: {rows['backend']}; torch threads {rows['threads']}.",
               ""]
-    body = []
-    for row in rows["steps"]:
-        ms = {v: _kept(t, row["busy"]) for v, t in row["ms"].items()}
-        diff = row["difference"]
-        if isinstance(diff, dict):
-            compiled = f"{median(ms['compiled']):.3f}"
-            ratio = f"{paired_ratio(ms['compiled'], ms['eager']):.2f}x"
-            diff = f"weights {diff['weights']:.1e}, gradients {diff['gradients']:.1e}"
-        else:
-            compiled, ratio, diff = "not timed", "-", f"does not compile: {diff}"
-        body.append([row["case"], f"{median(ms['plain']):.3f}", f"{median(ms['eager']):.3f}",
-                     compiled, ratio, diff, f"{row['compile_s']:.1f}"])
     lines += ["## Per step (ms, median over quiet repeats; ratios paired per repeat)", ""]
     lines += markdown_table(["case", "plain", "eager ghost", "compiled ghost",
                              "compiled / eager", "compiled vs eager (max abs difference)",
-                             "first call (s)"], body, align="lrrrrlr")
+                             "first call (s)"], [step_cells(row) for row in rows["steps"]],
+                            align="lrrrrlr")
     fit = rows["fit"]
     s = {v: _kept(t, fit["busy"]) for v, t in fit["s"].items()}
     lines += ["", f"## Per fit ({fit['rows']:,} rows, L2RWClassifier, auto)", "",

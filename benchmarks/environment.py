@@ -188,10 +188,11 @@ class StudyRun:
         self.started = datetime.datetime.now(datetime.timezone.utc)
         self._t0 = time.perf_counter()
 
-    def finish(self, rows, report, out, *, meta=None, **more):
+    def finish(self, rows, report, out, *, meta=None, name=None, **more):
         """The rows with the run's record (:func:`run_record`, plus ``meta``) and
         ``more``, as ``saved``; ``report(saved)`` is written with the rows as JSON
-        into ``out`` as ``<study>.md`` unless ``out`` is None.
+        into ``out`` as ``<name>.md`` (``name`` defaults to the study's) unless
+        ``out`` is None.
 
         Returns
         -------
@@ -205,7 +206,7 @@ class StudyRun:
         saved = {"rows": rows, **more, "meta": record}
         text = report(saved)
         if out is not None:
-            write_report(Path(out) / f"{self.study}.md", text, saved)
+            write_report(Path(out) / f"{name or self.study}.md", text, saved)
         return saved, text
 
 

@@ -35,10 +35,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import math
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -50,9 +48,8 @@ ROOT = Path(__file__).resolve().parents[1]
 from benchmarks.common import methods, protocol
 from benchmarks.common.runner import limited_threads
 from benchmarks.report import markdown_table, mean_std
-from benchmarks.environment import (RESULTS, add_render_argument, add_run_arguments,
-                                    command_line, report_header, rerender, run_record,
-                                    write_report)
+from benchmarks.environment import (RESULTS, StudyRun, add_render_argument,
+                                    add_run_arguments, report_header, rerender)
 
 #: --optimizer choices: the quality benchmark's setting, or the paper's (section 5.1:
 #: momentum SGD, lr 1e-3, batch 100). Optimizer given by name, resolved in the worker.
@@ -191,6 +188,11 @@ def _ints(text):
     return tuple(int(v) for v in text.split(",") if v.strip())
 
 
+def report(saved):
+    """The Markdown report of what :func:`main` saved (``rows``, ``about``, ``meta``)."""
+    return render(saved["rows"], saved["about"], **saved["meta"])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=_ints, default=None,
@@ -206,24 +208,20 @@ def main(argv=None):
     add_render_argument(parser, "imbalance_steps.md or imbalance_steps_sgd.md")
     args = parser.parse_args(argv)
     if args.render:
-        path = rerender(args.render, args.out, lambda saved: render(
-            saved["rows"], saved["about"], **saved["meta"]))
+        path = rerender(args.render, args.out, report)
         print(f"wrote {path}")
         return 0
     steps = args.steps or ((20, 60) if args.smoke else (800, 8000))
     seeds = args.seeds or ((0,) if args.smoke else (0, 1, 2))
     if min(steps) < 1:
         parser.error("--steps must be positive")
-    command = command_line("imbalance_steps", argv)
-    started = datetime.datetime.now(datetime.timezone.utc)
-    t0 = time.perf_counter()
+    study = StudyRun("imbalance_steps", argv)
     rows, about = run(steps, seeds, optimizer=args.optimizer, smoke=args.smoke,
                       jobs=args.jobs or (1 if args.smoke else 2))
-    meta = run_record(command, started, time.perf_counter() - t0, smoke=args.smoke)
-    suffix = "" if args.optimizer == "adam" else f"_{args.optimizer}"
-    path = write_report(Path(args.out) / f"imbalance_steps{suffix}.md",
-                        render(rows, about, **meta), dict(rows=rows, meta=meta, about=about))
-    print(f"wrote {path}")
+    name = "imbalance_steps" + ("" if args.optimizer == "adam" else f"_{args.optimizer}")
+    study.finish(rows, report, args.out, meta=dict(smoke=args.smoke), name=name,
+                 about=about)
+    print(f"wrote {Path(args.out) / f'{name}.md'}")
     return 0
 
 

@@ -1300,21 +1300,27 @@ def run(cfg, out_dir=RESULTS, *, jobs=1, command=None, charts=True, raw=None,
                 versions=info["versions"])
     if raw:
         save_rows(raw, rows, meta, indent=None)
-    return write_report(rows, cfg, out_dir, meta=meta, charts=charts, save=True)
+    return write(rows, cfg, out_dir, meta=meta, charts=charts, save=True)
 
 
-def write_report(rows, cfg, out_dir, *, meta, charts=True, save=False):
+def reported_config(res, cfg):
+    """``cfg`` less the parts without rows in ``res`` (a run with --parts, or on
+    LeNet): what the report shows, its sections and goals, follows it."""
+    if not res.values(part="noise"):
+        cfg = dataclasses.replace(cfg, datasets={})
+    if not res.values(part="imbalance"):
+        cfg = dataclasses.replace(cfg, imb_proportions=())
+    return cfg
+
+
+def write(rows, cfg, out_dir, *, meta, charts=True, save=False):
     """Write the report of ``rows`` (and its figures, with ``charts``) to ``out_dir``;
     with ``save``, the rows and ``meta`` as JSON next to it, from which ``--render``
     rebuilds it. ``meta``'s machine and versions, when given, are those reported."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     res = Results(rows)
-    # Report only the parts that ran (a run with --parts, or on LeNet).
-    if not res.values(part="noise"):
-        cfg = dataclasses.replace(cfg, datasets={})
-    if not res.values(part="imbalance"):
-        cfg = dataclasses.replace(cfg, imb_proportions=())
+    cfg = reported_config(res, cfg)
     if charts:
         render_charts(res, cfg, out_dir, prefix=report_name(cfg))
     md = render_markdown(res, cfg, command=meta["command"],
@@ -1393,7 +1399,7 @@ def main(argv=None):
         # The rows next to the report, unless they are the one file rendered.
         target = Path(args.out) / f"{report_name(cfg)}.json"
         save = len(args.render) > 1 or target.resolve() != Path(args.render[0]).resolve()
-        path = write_report(rows, cfg, args.out, meta=meta, charts=not args.no_charts,
+        path = write(rows, cfg, args.out, meta=meta, charts=not args.no_charts,
                             save=save)
         print(f"wrote {path}")
         return 0

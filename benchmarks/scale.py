@@ -438,19 +438,28 @@ def load_parallel(path):
     return results
 
 
+def _launch_step(row):
+    """Seconds per step of one launch: the median over its timed epochs."""
+    return median([s / row["steps"] for s in row["seconds"]])
+
+
+def parallel_scaling(results):
+    """Per world (number of processes): ``step_s``, the median seconds per step over
+    its launches, and ``ratio``, its time against one process's, the median of the
+    ratios taken within each round of launches."""
+    single = [_launch_step(row) for row in results["runs"][1]]
+    out = {}
+    for world, rows in results["runs"].items():
+        steps = [_launch_step(row) for row in rows]
+        out[world] = dict(step_s=median(steps), ratio=paired_ratio(steps, single))
+    return out
+
+
 def report_parallel(results, command, device, out):
     """Write ``scale_parallel.md``: per-step time of each world against one process,
     in the same run, with the collectives' bytes and measured cost."""
 
     runs = results["runs"]
-
-    def per_step(row):
-        return [s / row["steps"] for s in row["seconds"]]
-
-    def launch_step(row):
-        return median(per_step(row))
-
-    single = [launch_step(row) for row in runs[1]]
     first = runs[1][0]
     lines = [
         "# Scale: one fit on several processes (data-parallel L2RW)", "",
@@ -471,11 +480,10 @@ def report_parallel(results, command, device, out):
         "epoch `dur` / steps, the median within a launch; the ratio is taken within "
         "each round of launches and its median reported.", ""]
     body = []
-    for world, rows in runs.items():
-        steps = [launch_step(row) for row in rows]
-        ratio = paired_ratio(steps, single)
-        body.append([str(world), f"{median(steps) * 1e3:.2f} ms", f"{ratio:.2f}",
-                     f"{first['batch'] / median(steps):,.0f}", f"{1 / ratio:.2f}",
+    for world, row in parallel_scaling(results).items():
+        step, ratio = row["step_s"], row["ratio"]
+        body.append([str(world), f"{step * 1e3:.2f} ms", f"{ratio:.2f}",
+                     f"{first['batch'] / step:,.0f}", f"{1 / ratio:.2f}",
                      f"{1 / ratio / world:.0%}"])
     lines += markdown_table(["processes", "s/step", "ratio to 1 process", "rows/s",
                              "speed-up", "scaling efficiency"], body, align="r" * 6)
@@ -491,7 +499,7 @@ def report_parallel(results, command, device, out):
             continue
         gather = median([r["all_gather_s"] for r in rows])
         reduce = median([r["all_reduce_s"] for r in rows])
-        step = median([launch_step(r) for r in rows])
+        step = median([_launch_step(r) for r in rows])
         body.append([str(world), f"{rows[0]['all_gather_bytes']:,}", f"{gather * 1e3:.3f} ms",
                      f"{rows[0]['all_reduce_bytes']:,}", f"{reduce * 1e3:.3f} ms",
                      f"{(gather + reduce) / step:.0%}"])

@@ -698,13 +698,13 @@ def render_chart(path, steps, fit, mem, title):
 
 
 def render(rows):
-    """The Markdown report of a run's rows (:func:`run`, :func:`load_rows`)."""
+    """The Markdown report of a run's rows (:func:`run`, :func:`load_run`)."""
     return render_markdown(rows["info"], rows["steps"], rows["fit"], rows["mem"],
                            rows["cfg"], rows["command"], rows["started"],
                            rows["elapsed"], rows["load"])
 
 
-def save_rows(path, rows):
+def save_run(path, rows):
     """Write a run's rows as JSON (step cases and the configuration as dicts)."""
     steps = rows["steps"] and [{**r, "case": dataclasses.asdict(r["case"])}
                                for r in rows["steps"]]
@@ -712,8 +712,8 @@ def save_rows(path, rows):
                                       "cfg": dataclasses.asdict(rows["cfg"])}, indent=1))
 
 
-def load_rows(path):
-    """The rows :func:`save_rows` wrote, as :func:`run` had them."""
+def load_run(path):
+    """The rows :func:`save_run` wrote, as :func:`run` had them."""
     rows = json.loads(Path(path).read_text())
     cfg = rows["cfg"]
     cfg["step_cases"] = [StepCase(**c) for c in cfg["step_cases"]]
@@ -784,7 +784,7 @@ def run(cfg, out_dir=RESULTS, device="cpu", command=None, chart=True,
     path = out_dir / f"speed{suffix}.md"
     path.write_text(render(rows))
     # The rows next to the report: --render rebuilds it from them.
-    save_rows(path.with_suffix(".json"), rows)
+    save_run(path.with_suffix(".json"), rows)
     log(f"wrote {path}")
     if chart and steps:
         png = out_dir / f"speed{suffix}.png"
@@ -817,7 +817,7 @@ def main(argv=None):
     if args.render:
         out = Path(args.out) / args.render.with_suffix(".md").name
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(render(load_rows(args.render)))
+        out.write_text(render(load_run(args.render)))
         print(out)
         return out
     cfg = smoke_config() if args.smoke else quick_config() if args.quick else full_config()

@@ -47,20 +47,22 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-
 from benchmarks import datasets as bench_data
-from benchmarks.common.methods import have_cleanlab
-from benchmarks.common.protocol import KIND_NAMES, Setting, load_pool, prepare
+from benchmarks.common.methods import have_cleanlab, metrics
+from benchmarks.common.protocol import (KIND_NAMES, clean_split, load_pool, prepare,
+                                        prior_weights, protocol_label)
+# The tables protocol lives in the common base (tables_balance shares it).
+from benchmarks.common.protocol import TABLES_SIZES as FULL_SIZES
+from benchmarks.common.protocol import TablesConfig as Config
+from benchmarks.common.protocol import tables_full_config as full_config
+from benchmarks.common.protocol import tables_smoke_config as smoke_config
 from benchmarks.common.runner import execute, limited_threads
 from benchmarks.common.baselines import (Timer, fit_cleanlab, fit_glc_hgb, fit_glc_net,
                                          fit_irbl_hgb, fit_l2rw, fit_net, fit_reweighted,
                                          fit_trusted, hgb, net)
-from benchmarks.environment import (add_jobs_argument, command_line, cpu_model,
+from benchmarks.environment import (RESULTS, add_jobs_argument, command_line, cpu_model,
                                     load_average, report_header, versions_line)
 from benchmarks.report import markdown_table, percent
-
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 #: Data sets whose rows are tables of measured features; the others are pixels.
 TABULAR = ("adult", "kdd_census", "letter")
@@ -88,36 +90,6 @@ BASELINES = ("plain_noisy", "plain_both", "clean_only", "cleanlab", "cleanlab_hg
 ROUTES = ("l2rw", "l2rw_prior", "l2rw_toc", "reweighted_hgb", "trusted", "trusted_prior")
 
 
-@dataclasses.dataclass
-class Config(Setting):
-    """What sizes a run: ``full``, ``quick`` and ``smoke`` below; the net, HGB and
-    cleanlab settings are the quality benchmark's (:class:`Setting`)."""
-
-    # (protocol, size): per_class rows per class, or audit rows (an int) or share
-    # of the training rows (a float below 1).
-    protocols: tuple = (("per_class", 10), ("audit", 200), ("audit", 0.01), ("audit", 0.05))
-    # Methods to fit (keys of METHODS); empty: every one.
-    methods: tuple = ()
-
-
-#: Rows (training, test) of every data set in a full run; None keeps the whole split.
-FULL_SIZES = {"digits": (None, None), "letter": (None, 5000), "adult": (10000, 5000),
-              "kdd_census": (15000, 10000), "mnist": (2000, 2000),
-              "fashion_mnist": (2000, 2000)}
-
-
-def full_config():
-    """Five seeds on digits and the three tabular sets at realistic sizes.
-
-    mnist and fashion_mnist run only when named (``--datasets``): HGB on their 784
-    pixel columns takes about a minute per fit here, so cleanlab around HGB and the
-    nine cells make one seed cost about an hour of one core. quality.md covers them.
-    """
-    return Config(mode="full", seeds=(0, 1, 2, 3, 4),
-                  datasets={d: FULL_SIZES[d]
-                            for d in ("digits", "letter", "adult", "kdd_census")})
-
-
 def quick_config():
     return Config(
         mode="quick", seeds=(0,),
@@ -135,14 +107,6 @@ def reduced_config():
     return Config(mode="reduced", seeds=(0,),
                   datasets={"digits": (None, None), "letter": (5000, 5000),
                             "adult": (5000, 5000), "kdd_census": (5000, 5000)})
-
-
-def smoke_config():
-    """Digits only (bundled with scikit-learn): nothing is downloaded."""
-    return Config(
-        mode="smoke", seeds=(0,), datasets={"digits": (500, 300)},
-        kinds=("background",), protocols=(("per_class", 10), ("audit", 0.2)),
-        hidden=32, epochs=3, min_steps=10, cv_folds=2, hgb_max_iter=5)
 
 
 # ---------------------------------------------------------------------------
@@ -184,50 +148,9 @@ def parse_protocol(text):
     return kind, (int(value) if value >= 1 and value == int(value) else value)
 
 
-def protocol_label(protocol):
-    kind, size = protocol
-    if kind == "per_class":
-        return f"{size} clean rows per class"
-    if isinstance(size, float) and size < 1:
-        return f"audit of {size:.0%} of the rows"
-    return f"audit of {size} rows"
-
-
-def clean_split(X, y, protocol, seed):
-    """``(X_rest, y_rest, X_clean, y_clean)``: the trusted rows leave the training rows."""
-    from sk_l2rw.noise import split_clean
-
-    kind, size = protocol
-    if kind == "per_class":
-        return split_clean(X, y, size, random_state=seed)
-    n = len(y)
-    count = int(round(size * n)) if isinstance(size, float) and size < 1 else int(size)
-    count = min(max(count, 2), n - 1)
-    # An audit draws rows, not classes: its class shares follow the population's.
-    picked = np.random.RandomState(seed).choice(n, size=count, replace=False)
-    mask = np.zeros(n, dtype=bool)
-    mask[picked] = True
-    return X[~mask], y[~mask], X[mask], y[mask]
-
-
-def prior_weights(prior, y_clean):
-    """``{k: prior_k / clean share_k}`` for the classes of the clean set."""
-    classes, counts = np.unique(y_clean, return_counts=True)
-    shares = counts / counts.sum()
-    return {int(k): float(prior[k] / q) for k, q in zip(classes, shares)}
-
-
 # ---------------------------------------------------------------------------
 # Methods
 # ---------------------------------------------------------------------------
-
-
-def _scores(model, X_test, y_test):
-    from sklearn.metrics import balanced_accuracy_score
-
-    pred = np.asarray(model.predict(X_test))
-    return dict(acc=float(np.mean(pred == y_test)),
-                bal_acc=float(balanced_accuracy_score(y_test, pred)))
 
 
 def cell_methods(cfg, key, X, y_noisy, flipped, X_clean, y_clean, X_test, y_test, K,
@@ -246,7 +169,7 @@ def cell_methods(cfg, key, X, y_noisy, flipped, X_clean, y_clean, X_test, y_test
             rows.append(dict(key, method=method, error=f"{type(exc).__name__}: {exc}"))
             return None
         rows.append(dict(key, method=method, wall_s=round(t.wall, 3),
-                         **_scores(model, X_test, y_test)))
+                         **metrics(model, X_test, y_test, max_share=False)))
         return model
 
     X_both = np.vstack([X, X_clean])
@@ -325,15 +248,16 @@ def dataset_task(cfg, name, seed, data, threads=1):
             with Timer() as t:
                 model = fit_net(cfg, X, y, K, seed)
             rows.append(dict(base, protocol="*", size=None, kind="*", method="ceiling",
-                             wall_s=round(t.wall, 3), **_scores(model, X_te, y_te)))
+                             wall_s=round(t.wall, 3),
+                             **metrics(model, X_te, y_te, max_share=False)))
         for protocol in cfg.protocols:
             X_rest, y_rest, X_clean, y_clean = clean_split(X, y, protocol, seed)
             key = dict(base, protocol=protocol[0], size=protocol[1], n_clean=len(y_clean))
             if not cfg.methods or "clean_only" in cfg.methods:
                 with Timer() as t:
                     model = fit_net(cfg, X_clean, y_clean, K, seed)
-                rows.append(dict(key, kind="*", method="clean_only",
-                                 wall_s=round(t.wall, 3), **_scores(model, X_te, y_te)))
+                rows.append(dict(key, kind="*", method="clean_only", wall_s=round(t.wall, 3),
+                                 **metrics(model, X_te, y_te, max_share=False)))
             for kind in cfg.kinds:
                 y_noisy, flipped = flip_labels(y_rest, cfg.rate, kind,
                                                background_class=background,
@@ -711,7 +635,7 @@ def main(argv=None):
                       help="one seed, at most 5,000 training rows per data set")
     size.add_argument("--render", metavar="JSON", help="re-render a saved tables.json")
     add_jobs_argument(parser)
-    parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder")
+    parser.add_argument("--out", default=str(RESULTS), help="output folder")
     parser.add_argument("--datasets", default=None, help="comma-separated subset")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds")
     parser.add_argument("--methods", default=None,

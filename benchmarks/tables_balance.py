@@ -15,35 +15,33 @@ Usage::
 
 import argparse
 import warnings
-from pathlib import Path
 
 import numpy as np
 
-from benchmarks import tables
-from benchmarks.common.protocol import load_pool, prepare
+from benchmarks.common.protocol import (KIND_NAMES, TABLES_SIZES, clean_split, load_pool,
+                                        prepare, prior_weights, protocol_label,
+                                        tables_full_config, tables_smoke_config)
 from benchmarks.common.baselines import fit_reweighted, hgb
-from benchmarks.environment import (StudyRun, add_report_arguments, report_folder,
+from benchmarks.environment import (RESULTS, StudyRun, add_report_arguments, report_folder,
                                     report_header, rerender)
 from benchmarks.report import markdown_table
 from sk_l2rw.noise import flip_labels
-
-OUT = Path(__file__).resolve().parent / "results"
 
 
 def run(datasets, seed=0, cfg=None, protocols=(("per_class", 10), ("audit", 200)),
         kinds=("uniform", "background")):
     """One row per (data set, protocol, noise kind, model)."""
-    cfg = cfg or tables.full_config()
+    cfg = cfg or tables_full_config()
     rows = []
     for name in datasets:
         data = prepare(name, load_pool(name),
-                       tables.FULL_SIZES.get(name, (None, None)), seed)
+                       TABLES_SIZES.get(name, (None, None)), seed)
         X, y, X_test, y_test = data["X_train"], data["y_train"], data["X_test"], data["y_test"]
         prior = np.bincount(y) / len(y)
         background = int(np.bincount(y).argmax())
         for protocol in protocols:
-            X_rest, y_rest, X_clean, y_clean = tables.clean_split(X, y, protocol, seed)
-            weights = (tables.prior_weights(prior, y_clean) if protocol[0] == "per_class"
+            X_rest, y_rest, X_clean, y_clean = clean_split(X, y, protocol, seed)
+            weights = (prior_weights(prior, y_clean) if protocol[0] == "per_class"
                        else None)
             c = (np.ones(len(y_clean)) if weights is None
                  else np.array([weights[k] for k in y_clean]))
@@ -75,8 +73,8 @@ def run(datasets, seed=0, cfg=None, protocols=(("per_class", 10), ("audit", 200)
 
 def render(rows):
     """The table: one line per row of :func:`run`."""
-    body = [[r["dataset"], tables.protocol_label((r["protocol"], r["size"])),
-             tables.KIND_NAMES[r["kind"]],
+    body = [[r["dataset"], protocol_label((r["protocol"], r["size"])),
+             KIND_NAMES[r["kind"]],
              f"{r['noisy_1']:.3f} / {r['weighted_noisy_1']:.3f} ({r['true_1']:.3f})",
              r["model"], f"{100 * r['acc']:.1f}",
              f"{r['predicted_1']:.3f} ({r['test_1']:.3f})"] for r in rows]
@@ -105,12 +103,12 @@ def main(argv=None):
     add_report_arguments(parser, "tables_balance.md", smoke="breast_cancer only (CI)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    out = report_folder(args, OUT)
+    out = report_folder(args, RESULTS)
     if args.render:
-        return rerender(args.render, out or OUT, report)
+        return rerender(args.render, out or RESULTS, report)
     study = StudyRun("tables_balance", argv)
     if args.smoke:
-        rows = run(["breast_cancer"], args.seed, cfg=tables.smoke_config(),
+        rows = run(["breast_cancer"], args.seed, cfg=tables_smoke_config(),
                    protocols=(("per_class", 10),), kinds=("uniform",))
     else:
         rows = run(["adult", "kdd_census"], args.seed)

@@ -106,4 +106,8 @@ def test_data_parallel_part_tiny(scale, tmp_path):
     text = path.read_text()
     rebuilt = scale.report_parallel(again, again["command"], again["device"],
                                     tmp_path / "again").read_text()
-    assert rebuilt == text and "| 2 | " in text
+    assert rebuilt == text
+    # The report's scaling table, one row per number of processes, from the rows.
+    scaling = scale.parallel_scaling(again)
+    assert sorted(scaling) == [1, 2] and scaling[1]["ratio"] == pytest.approx(1.0)
+    assert all(r["step_s"] > 0 and r["ratio"] > 0 for r in scaling.values())

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.common.protocol import clean_split, prior_weights
 from conftest import refuse_downloads
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,7 +100,14 @@ class TestSmokeRows:
         saved = json.loads((tmp_path / "tables.json").read_text())
         assert saved["rows"] == json.loads(json.dumps(rows))
         text = path.read_text()
-        assert "## Goals" in text and text.count("| digits |") >= 2 * len(cfg.protocols)
+        # Every cell has its digits row in the accuracy and balanced-accuracy tables:
+        # a best baseline and a finite margin of the recommended route over it.
+        for metric in ("acc", "bal_acc"):
+            for protocol in cfg.protocols:
+                for kind in cfg.kinds:
+                    _, best, margin = tables.cell_summary(rows, "digits", protocol, kind,
+                                                          metric)
+                    assert best in tables.BASELINES and np.isfinite(margin)
         assert tables.main(["--render", str(tmp_path / "tables.json"),
                             "--out", str(tmp_path / "again")]) == 0
         assert (tmp_path / "again" / "tables.md").read_text() == text
@@ -142,20 +150,19 @@ class TestPieces:
         for d in ("digits", "mnist", "fashion_mnist"):
             assert tables.recommended_method(d, ("per_class", 10)) == "l2rw_toc"
 
-    def test_clean_splits(self, tables):
+    def test_clean_splits(self):
         rng = np.random.RandomState(0)
         y = (rng.rand(4000) < 0.1).astype(int)
         X = np.arange(4000)[:, None]
-        _, y_rest, Xc, yc = tables.clean_split(X, y, ("audit", 0.05), seed=1)
+        _, y_rest, Xc, yc = clean_split(X, y, ("audit", 0.05), seed=1)
         assert len(yc) == 200 and len(y_rest) == 3800
         assert abs(yc.mean() - y.mean()) < 0.04  # an audit keeps the prior
-        assert not set(Xc.ravel()) & set(tables.clean_split(X, y, ("audit", 0.05), 1)[0]
-                                         .ravel())
-        _, _, _, yc = tables.clean_split(X, y, ("per_class", 10), seed=1)
+        assert not set(Xc.ravel()) & set(clean_split(X, y, ("audit", 0.05), 1)[0].ravel())
+        _, _, _, yc = clean_split(X, y, ("per_class", 10), seed=1)
         assert np.bincount(yc).tolist() == [10, 10]
 
-    def test_prior_weights(self, tables):
-        weights = tables.prior_weights(np.array([0.9, 0.1]), np.array([0] * 10 + [1] * 10))
+    def test_prior_weights(self):
+        weights = prior_weights(np.array([0.9, 0.1]), np.array([0] * 10 + [1] * 10))
         assert weights == pytest.approx({0: 1.8, 1: 0.2})
 
     def test_parse_protocol(self, tables):

@@ -4,7 +4,8 @@
   every method and baseline that the studies compare (HGB, plain and L2RW nets,
   cleanlab, GLC, IRBL, ``ReweightedClassifier``, ``TrustedClassifier``).
 - ``protocol``: the label-noise protocol (``Setting``, ``quality``'s ``Config`` and its
-  sizes, the data of a seed, clean and noisy splits, the 4-vs-9 and collapse subsets).
+  sizes, the data of a seed, clean and noisy splits, the 4-vs-9 and collapse subsets)
+  and the tables protocol (``TablesConfig``, per-class and audit clean sets).
 - ``methods``: the nets of that protocol and the fit of each method on a cell's rows.
 - ``runner``: running tasks in one or several processes, with thread limits.
 - ``timing``: what the timing studies share (step cases, generated data, quiet

@@ -49,13 +49,17 @@ def net_params(cfg, n_features, n_classes, n_rows, *, optimizer=None, lr=None,
     return params
 
 
-def metrics(model, X_test, y_test):
+def metrics(model, X_test, y_test, max_share=True):
+    """Test accuracy and balanced accuracy; with ``max_share``, also the share of the
+    test rows given the most predicted class (a collapse shows as 1.0)."""
     from sklearn.metrics import balanced_accuracy_score
 
     pred = np.asarray(model.predict(X_test))
-    return dict(acc=float(np.mean(pred == y_test)),
-                bal_acc=float(balanced_accuracy_score(y_test, pred)),
-                max_share=float(np.bincount(pred).max() / len(pred)))
+    scores = dict(acc=float(np.mean(pred == y_test)),
+                  bal_acc=float(balanced_accuracy_score(y_test, pred)))
+    if max_share:
+        scores["max_share"] = float(np.bincount(pred).max() / len(pred))
+    return scores
 
 
 def fit_plain(cfg, X, y, K, seed, *, X_clean=None, y_clean=None, class_weight=None,

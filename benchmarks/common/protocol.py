@@ -1,10 +1,13 @@
 """The protocol every label-noise study shares: its settings, the data and how a
 seed's rows are drawn from it, the clean and noisy splits, and the 4-vs-9 imbalance
-and collapse subsets.
+and collapse subsets; then the tables protocol (clean sets drawn per class or as an
+audit of the rows).
 
 ``Setting`` is the one setting every method uses (``benchmarks/quality.py``'s and
 ``benchmarks/tables.py``'s); ``Config`` sizes a ``quality`` run, and the side studies
-start from its ``full_config`` or ``smoke_config``.
+start from its ``full_config`` or ``smoke_config``; ``TablesConfig`` sizes a ``tables``
+run, and ``tables_balance`` starts from its ``tables_full_config`` or
+``tables_smoke_config``.
 """
 
 from __future__ import annotations
@@ -244,3 +247,82 @@ def use_module(cfg, module):
         cfg.collapse_kinds, cfg.gradnorm_seeds = (), ()
     return cfg
 
+
+
+# ---------------------------------------------------------------------------
+# The tables protocol (``benchmarks/tables.py`` and ``benchmarks/tables_balance.py``):
+# clean sets drawn per class or as an audit of the training rows
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class TablesConfig(Setting):
+    """What sizes a ``tables`` run: :func:`tables_full_config`, ``tables``' quick and
+    reduced ones, and :func:`tables_smoke_config`; the net, HGB and cleanlab settings
+    are the quality benchmark's (:class:`Setting`)."""
+
+    # (protocol, size): per_class rows per class, or audit rows (an int) or share
+    # of the training rows (a float below 1).
+    protocols: tuple = (("per_class", 10), ("audit", 200), ("audit", 0.01), ("audit", 0.05))
+    # Methods to fit (keys of ``tables.METHODS``); empty: every one.
+    methods: tuple = ()
+
+
+#: Rows (training, test) of every data set in a full tables run; None keeps the whole
+#: split.
+TABLES_SIZES = {"digits": (None, None), "letter": (None, 5000), "adult": (10000, 5000),
+                "kdd_census": (15000, 10000), "mnist": (2000, 2000),
+                "fashion_mnist": (2000, 2000)}
+
+
+def tables_full_config():
+    """Five seeds on digits and the three tabular sets at realistic sizes.
+
+    mnist and fashion_mnist run only when named (``--datasets``): HGB on their 784
+    pixel columns takes about a minute per fit here, so cleanlab around HGB and the
+    nine cells make one seed cost about an hour of one core. quality.md covers them.
+    """
+    return TablesConfig(mode="full", seeds=(0, 1, 2, 3, 4),
+                        datasets={d: TABLES_SIZES[d]
+                                  for d in ("digits", "letter", "adult", "kdd_census")})
+
+
+def tables_smoke_config():
+    """Digits only (bundled with scikit-learn): nothing is downloaded."""
+    return TablesConfig(
+        mode="smoke", seeds=(0,), datasets={"digits": (500, 300)},
+        kinds=("background",), protocols=(("per_class", 10), ("audit", 0.2)),
+        hidden=32, epochs=3, min_steps=10, cv_folds=2, hgb_max_iter=5)
+
+
+def protocol_label(protocol):
+    kind, size = protocol
+    if kind == "per_class":
+        return f"{size} clean rows per class"
+    if isinstance(size, float) and size < 1:
+        return f"audit of {size:.0%} of the rows"
+    return f"audit of {size} rows"
+
+
+def clean_split(X, y, protocol, seed):
+    """``(X_rest, y_rest, X_clean, y_clean)``: the trusted rows leave the training rows."""
+    from sk_l2rw.noise import split_clean
+
+    kind, size = protocol
+    if kind == "per_class":
+        return split_clean(X, y, size, random_state=seed)
+    n = len(y)
+    count = int(round(size * n)) if isinstance(size, float) and size < 1 else int(size)
+    count = min(max(count, 2), n - 1)
+    # An audit draws rows, not classes: its class shares follow the population's.
+    picked = np.random.RandomState(seed).choice(n, size=count, replace=False)
+    mask = np.zeros(n, dtype=bool)
+    mask[picked] = True
+    return X[~mask], y[~mask], X[mask], y[mask]
+
+
+def prior_weights(prior, y_clean):
+    """``{k: prior_k / clean share_k}`` for the classes of the clean set."""
+    classes, counts = np.unique(y_clean, return_counts=True)
+    shares = counts / counts.sum()
+    return {int(k): float(prior[k] / q) for k, q in zip(classes, shares)}
