@@ -50,7 +50,8 @@ from sk_l2rw.data import (
     take_rows,
 )
 from sk_l2rw.dispatch import Computation, choose_meta_gradient  # noqa: F401
-from sk_l2rw.distributed import PeerDiedError, ShardedBatches, _PeerFailed, current_group
+from sk_l2rw.distributed import (ShardedBatches, agreed, current_group, notify_ranks,
+                                  shared_seed)
 from sk_l2rw.trusted import check_trusted, split_trusted
 from sk_l2rw.validation import (
     PARAMETER_CONSTRAINTS,
@@ -489,7 +490,7 @@ class L2RWMixin:
         attribute. A ``KeyboardInterrupt`` during training is not an error: as in
         skorch, the call returns and keeps the completed epochs.
         """
-        with self._unchanged_on_error() as before, self._agreed():
+        with self._unchanged_on_error() as before, agreed():
             X, y, X_val, y_val, layout = self._split_trusted(X, y, X_val, y_val, trusted)
             data = validate_fit(self, X, y, X_val, y_val, reset=True)._replace(
                 layout=layout)
@@ -523,7 +524,7 @@ class L2RWMixin:
         it was before the call; a ``KeyboardInterrupt`` during training keeps the
         epochs the call completed.
         """
-        with self._unchanged_on_error() as before, self._agreed():
+        with self._unchanged_on_error() as before, agreed():
             # A net initialized by hand (e.g. to load_params) has seen no data yet.
             reset = not (self.initialized_ and hasattr(self, "n_features_in_"))
             X, y, X_val, y_val, layout = self._split_trusted(X, y, X_val, y_val, trusted)
@@ -565,14 +566,6 @@ class L2RWMixin:
         except BaseException:
             before.restore()
             raise
-
-    @staticmethod
-    def _agreed():
-        """In a data-parallel fit, an error before training on any rank is raised on
-        every rank (:meth:`sk_l2rw.distributed.Group.agreed`), so none waits for the
-        others in the first step."""
-        group = current_group()
-        return contextlib.nullcontext() if group is None else group.agreed()
 
     def _check_checkpoint_folders(self):
         """Every folder a checkpoint callback writes to takes a file, or the fit
@@ -630,9 +623,7 @@ class L2RWMixin:
             # Collectives start only here, after every rank has validated (_agreed):
             # the ranks must draw the same batches (rank 0's seed for all), and a
             # module instance, or a warm start, may differ between ranks.
-            if self._seed_ is None:
-                self._seed_ = int(np.random.SeedSequence().generate_state(1)[0])
-            self._seed_ = group.broadcast(self._seed_)
+            self._seed_ = shared_seed(group, self._seed_)
             group.broadcast_module(self.module_)
         self._run_ = _Run(self, data, computation, group)
         try:
@@ -1118,22 +1109,13 @@ class L2RWMixin:
         return {"loss": loss, "y_pred": result.y_pred}
 
     def _parallel_step(self, step, index):
-        """This rank's share of one data-parallel step (:mod:`sk_l2rw.distributed`):
-        weights over the global batch, gradients and loss summed over the ranks."""
+        """This rank's share of one data-parallel step (:meth:`Group.run_step
+        <sk_l2rw.distributed.Group.run_step>`); the global batch's weights recorded."""
         run = self._run_
-        group = run.group
         self._begin_parallel_step(run)
-        try:
-            result = step(agree=group.all_agree, normalize=group.normalizer(index))
-            loss = group.sum_gradients(self.module_, result.loss)
-        except _PeerFailed:
-            group.peer_failed()
-        except PeerDiedError:
-            raise  # no rank is left to tell
-        except Exception as exc:
-            group.fail(exc)
-        run.record(*group.batch)
-        run.global_rows = group.batch[0].shape[0]
+        loss, result = run.group.run_step(step, self.module_, index)
+        run.record(*run.group.batch)
+        run.global_rows = run.group.batch[0].shape[0]
         return loss, result
 
     def _begin_parallel_step(self, run):
@@ -1186,26 +1168,7 @@ class L2RWMixin:
         run = getattr(self, "_run_", None)
         if run is None or run.group is None:
             return super().notify(method_name, **cb_kwargs)
-        settles = method_name in ("on_epoch_end", "on_train_end")
-        interrupted = None
-        try:
-            if run.group.rank == 0:
-                super().notify(method_name, **cb_kwargs)
-            else:
-                getattr(self, method_name)(self, **cb_kwargs)
-                for _, cb in self.callbacks_:
-                    if not isinstance(cb, self.rank_zero_callbacks):
-                        getattr(cb, method_name)(self, **cb_kwargs)
-        except Exception as exc:
-            if run.failure is None:
-                run.failure = exc
-        except KeyboardInterrupt as exc:  # skorch's EarlyStopping, in on_epoch_end
-            if not settles:
-                raise
-            interrupted = exc
-        if settles and run.group.settle(run.failure, interrupted is not None):
-            raise interrupted if interrupted is not None else KeyboardInterrupt
-        return None
+        return notify_ranks(self, run, super().notify, method_name, cb_kwargs)
 
     #: Callbacks that run on rank 0 alone in a data-parallel fit: they print, write
     #: checkpoints or warn, and every rank has the same numbers.
