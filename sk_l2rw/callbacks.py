@@ -15,7 +15,8 @@ name                   what it does
 ``finite_loss``        :class:`FiniteLoss`: stops on a non-finite training loss
 =====================  ===================================================
 
-They read the state of the running fit from the estimator, so they work only on
+They read the running fit's numbers from the estimator's ``epoch_clean_loss`` and
+``epoch_weight_stats`` (and the rest from ``net.history``), so they work only on
 L2RW estimators.
 """
 
@@ -62,9 +63,11 @@ def clean_loss_alarm(clean_losses, rise=CLEAN_LOSS_RISE):
     return bool(loss > rise * min(earlier) and loss > earlier[0])
 
 
-def _running(net):
-    """The state of the fit in progress, or None outside one."""
-    return getattr(net, "_run_", None)
+def _ask(net, name):
+    """``net.name()``: what an L2RW estimator reports of the fit in progress (None
+    outside one); None from any other net."""
+    method = getattr(net, name, None)
+    return None if method is None else method()
 
 
 class CleanLoss(Callback):
@@ -77,10 +80,9 @@ class CleanLoss(Callback):
     """
 
     def on_epoch_end(self, net, **kwargs):
-        run = _running(net)
-        if run is None or run.X_clean is None:
+        loss = _ask(net, "epoch_clean_loss")
+        if loss is None:
             return
-        loss = net._clean_loss(run)
         earlier = [row["clean_loss"] for row in net.history[:-1] if "clean_loss" in row]
         net.history.record("clean_loss", loss)
         net.history.record("clean_loss_best", not earlier or loss < min(earlier))
@@ -97,11 +99,12 @@ class WeightStats(Callback):
     """
 
     def on_epoch_end(self, net, **kwargs):
-        run = _running(net)
-        if run is None or not run.batches:
+        stats = _ask(net, "epoch_weight_stats")
+        if stats is None:
             return
-        net.history.record("weight_zero_frac", run.zeros / max(run.rows, 1))
-        net.history.record("weight_ess", run.ess / run.batches)
+        zero_frac, ess = stats
+        net.history.record("weight_zero_frac", zero_frac)
+        net.history.record("weight_ess", ess)
 
 
 class CleanLossAlarm(Callback):
