@@ -23,7 +23,10 @@ L2RW estimators.
 import math
 import warnings
 
+import torch
 from skorch.callbacks import Callback
+
+from sk_l2rw.data import take_rows
 
 from sk_l2rw.exceptions import CleanLossWarning
 
@@ -61,6 +64,27 @@ def clean_loss_alarm(clean_losses, rise=CLEAN_LOSS_RISE):
         return False
     *earlier, loss = clean_losses
     return bool(loss > rise * min(earlier) and loss > earlier[0])
+
+
+def clean_set_loss(net, X, y, w_clean=None):
+    """Mean loss of ``net`` over the whole clean set ``X, y`` (tensors on the
+    device), in evaluation mode, in batches of ``net.batch_size``; weighted by
+    ``w_clean`` (per clean row) when given. What :class:`CleanLoss` records."""
+    net._set_training(False)
+    n = len(y)
+    step = net.batch_size if net.batch_size > 0 else n
+    total = torch.zeros((), dtype=torch.float64, device=y.device)
+    # w_clean holds c_j / clean batch size; its ratios are all that count here.
+    w = None if w_clean is None else w_clean.double()
+    with torch.no_grad():
+        for start in range(0, n, step):
+            y_pred = net.infer(take_rows(X, slice(start, start + step)))
+            losses = net.get_sample_losses(y_pred, y[start:start + step])
+            if w is not None:
+                losses = losses.double() * w[start:start + step]
+            total += losses.sum().double()
+    # One copy to the host: float64 division is the same on either side.
+    return (total / (n if w is None else w.sum())).item()
 
 
 def _ask(net, name):

@@ -12,7 +12,6 @@ overrides skorch's extension points (``initialize_*``, ``get_iterator``,
 
 import contextlib
 import functools
-import inspect
 import warnings
 from collections.abc import Mapping
 
@@ -33,6 +32,7 @@ from sk_l2rw.callbacks import (  # noqa: F401 (clean_loss_alarm: public here bef
     FiniteLoss,
     WeightStats,
     clean_loss_alarm,
+    clean_set_loss,
 )
 from sk_l2rw.data import (
     CleanBatches,
@@ -40,20 +40,22 @@ from sk_l2rw.data import (
     SparseRows,
     TensorBatches,
     host_sliced,
+    sampled_loader,
     n_rows,
     take_rows,
 )
 from sk_l2rw.dispatch import Computation, choose_meta_gradient  # noqa: F401
-from sk_l2rw.distributed import (ShardedBatches, agreed, current_group, notify_ranks,
+from sk_l2rw.distributed import (agreed, current_group, notify_ranks,
                                   shared_seed)
 from sk_l2rw.persistence import (  # noqa: F401 (WEIGHT_RECORD_SUFFIX: public here before)
     WEIGHT_RECORD_SUFFIX,
     PersistenceMixin,
-    Snapshot,
     check_checkpoint_folders,
     resolve_device,
+    unchanged_on_error,
 )
-from sk_l2rw.trusted import check_trusted, split_trusted
+from sk_l2rw.modules import sized_kwargs
+from sk_l2rw.trusted import trusted_as_clean_set
 from sk_l2rw.validation import (
     PARAMETER_CONSTRAINTS,
     check_module,
@@ -305,8 +307,8 @@ class L2RWMixin(PersistenceMixin):
         attribute. A ``KeyboardInterrupt`` during training is not an error: as in
         skorch, the call returns and keeps the completed epochs.
         """
-        with self._unchanged_on_error() as before, agreed():
-            X, y, X_val, y_val, layout = self._split_trusted(X, y, X_val, y_val, trusted)
+        with unchanged_on_error(self) as before, agreed():
+            X, y, X_val, y_val, layout = trusted_as_clean_set(X, y, X_val, y_val, trusted)
             data = validate_fit(self, X, y, X_val, y_val, reset=True)._replace(
                 layout=layout)
             self._features_seen = input_width(self, data.X)
@@ -339,10 +341,10 @@ class L2RWMixin(PersistenceMixin):
         it was before the call; a ``KeyboardInterrupt`` during training keeps the
         epochs the call completed.
         """
-        with self._unchanged_on_error() as before, agreed():
+        with unchanged_on_error(self) as before, agreed():
             # A net initialized by hand (e.g. to load_params) has seen no data yet.
             reset = not (self.initialized_ and hasattr(self, "n_features_in_"))
-            X, y, X_val, y_val, layout = self._split_trusted(X, y, X_val, y_val, trusted)
+            X, y, X_val, y_val, layout = trusted_as_clean_set(X, y, X_val, y_val, trusted)
             data = validate_fit(self, X, y, X_val, y_val, reset=reset)._replace(
                 layout=layout)
             if reset:
@@ -353,34 +355,6 @@ class L2RWMixin(PersistenceMixin):
             with self._seeded(2):  # LazyLinear & co. materialise in the dry run
                 check_module(self, data, _to_device)
         return self._train(data, before, _routing_method="partial_fit", **fit_params)
-
-    @staticmethod
-    def _split_trusted(X, y, X_val, y_val, trusted):
-        """``(X, y, X_val, y_val, layout)`` with the trusted rows of X as the clean
-        set; the inputs unchanged (and no layout) when ``trusted`` is None."""
-        if trusted is None:
-            return X, y, X_val, y_val, None
-        if X_val is not None or y_val is not None:
-            raise ValueError("pass the clean set either as trusted rows of X or as "
-                             "X_val, y_val, not both")
-        mask = check_trusted(trusted, n_rows(X))
-        X, y, X_val, y_val = split_trusted(X, y, mask)
-        return X, y, X_val, y_val, (np.flatnonzero(~mask), len(mask))
-
-    @contextlib.contextmanager
-    def _unchanged_on_error(self):
-        """Undo validation and re-initialization when anything before training fails
-        (a KeyboardInterrupt included: nothing has trained yet).
-
-        Yields the :class:`Snapshot` of the estimator as the call found it, which
-        :meth:`_train` restores when training fails.
-        """
-        before = Snapshot(self)
-        try:
-            yield before
-        except BaseException:
-            before.restore()
-            raise
 
     def _check_output(self, out):
         """Subclasses check the module's output width against the targets."""
@@ -501,14 +475,7 @@ class L2RWMixin(PersistenceMixin):
         """
         kwargs = self.get_params_for("module")
         if isinstance(self.module, type):
-            try:
-                accepted = inspect.signature(self.module).parameters
-            except (TypeError, ValueError):  # a builtin or C type: nothing to size
-                accepted = {}
-            for key, value in self._sizes_from_data().items():
-                param = accepted.get(key)
-                if param is not None and param.default is None and kwargs.get(key) is None:
-                    kwargs[key] = value
+            kwargs = sized_kwargs(self.module, kwargs, self._sizes_from_data())
         self.module_ = self.initialized_instance(self.module, kwargs)
         return self
 
@@ -672,7 +639,9 @@ class L2RWMixin(PersistenceMixin):
         run = getattr(self, "_run_", None) if training else None
         group = None if run is None else run.group
         if run is not None and not fast:
-            return self._sampled_loader(dataset, iterator, kwargs, run)
+            return sampled_loader(
+                dataset, iterator, kwargs, random_state=run.rng, group=group,
+                seed=None if self._seed_ is None else self._derived_seed(3))
         if not fast:
             return iterator(dataset, **kwargs)
         if run is not None and indexed and run.X is not None:
@@ -685,33 +654,6 @@ class L2RWMixin(PersistenceMixin):
                              with_index=indexed,
                              random_state=run.rng if run is not None else None,
                              shard=None if group is None else (group.rank, group.world))
-
-    def _sampled_loader(self, dataset, iterator, kwargs, run):
-        """Training batches through torch's DataLoader in the order the in-memory
-        path draws (this rank's shard of them in a data-parallel fit)."""
-        group = run.group
-        own_order = (iterator is not DataLoader or "sampler" in kwargs
-                     or "batch_sampler" in kwargs or kwargs.get("drop_last"))
-        if own_order:
-            if group is not None:
-                raise ValueError(
-                    "a data-parallel fit shards its batches with a batch sampler of "
-                    f"torch's DataLoader; iterator_train={iterator!r} with "
-                    f"{sorted(set(kwargs) - {'shuffle', 'batch_size'})} cannot take one")
-            return iterator(dataset, **kwargs)
-        kwargs = dict(kwargs)
-        sampler = ShardedBatches(len(dataset), kwargs.pop("batch_size"),
-                                 shuffle=bool(kwargs.pop("shuffle")),
-                                 random_state=run.rng,
-                                 rank=0 if group is None else group.rank,
-                                 world=1 if group is None else group.world)
-        kwargs.pop("drop_last", None)  # False here; a batch sampler refuses the key
-        if "generator" not in kwargs and self._seed_ is not None:
-            # Each epoch's iterator draws its workers' base seed from this
-            # generator; from torch's global one, it would shift the random numbers
-            # (dropout) the steps draw after it, which the in-memory path does not.
-            kwargs["generator"] = torch.Generator().manual_seed(self._derived_seed(3))
-        return DataLoader(dataset, batch_sampler=sampler, **kwargs)
 
     def train_step_single(self, batch, **fit_params):
         """One L2RW step: weights from the clean batch, gradient of the weighted loss.
@@ -874,18 +816,4 @@ class L2RWMixin(PersistenceMixin):
     def _clean_loss(self, run):
         """Mean loss over the whole clean set, in evaluation mode (weighted by the
         clean rows' class weights, when there are any)."""
-        self._set_training(False)
-        n = len(run.y_clean)
-        step = self.batch_size if self.batch_size > 0 else n
-        total = torch.zeros((), dtype=torch.float64, device=run.y_clean.device)
-        # w_clean holds c_j / clean batch size; its ratios are all that count here.
-        w = None if run.w_clean is None else run.w_clean.double()
-        with torch.no_grad():
-            for start in range(0, n, step):
-                y_pred = self.infer(take_rows(run.X_clean, slice(start, start + step)))
-                losses = self.get_sample_losses(y_pred, run.y_clean[start:start + step])
-                if w is not None:
-                    losses = losses.double() * w[start:start + step]
-                total += losses.sum().double()
-        # One copy to the host: float64 division is the same on either side.
-        return (total / (n if w is None else w.sum())).item()
+        return clean_set_loss(self, run.X_clean, run.y_clean, run.w_clean)

@@ -227,6 +227,22 @@ def check_checkpoint_folders(net):
                     f"{exc.strerror or exc}", folder) from exc
 
 
+@contextlib.contextmanager
+def unchanged_on_error(net):
+    """Undo validation and re-initialization when anything before training fails
+    (a KeyboardInterrupt included: nothing has trained yet).
+
+    Yields the :class:`Snapshot` of the estimator as the call found it, which
+    ``L2RWMixin._train`` restores when training fails.
+    """
+    before = Snapshot(net)
+    try:
+        yield before
+    except BaseException:
+        before.restore()
+        raise
+
+
 class PersistenceMixin:
     """skorch's saving, loading and pickling made all or nothing, with the weight
     record (``sample_weights_``) kept beside the history. A base of
