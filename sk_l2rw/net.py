@@ -10,7 +10,6 @@ overrides skorch's extension points (``initialize_*``, ``get_iterator``,
 ``_default_callbacks``), never ``fit_loop``.
 """
 
-import contextlib
 import functools
 import warnings
 from collections.abc import Mapping
@@ -51,8 +50,15 @@ from sk_l2rw.persistence import (  # noqa: F401 (WEIGHT_RECORD_SUFFIX: public he
     WEIGHT_RECORD_SUFFIX,
     PersistenceMixin,
     check_checkpoint_folders,
-    resolve_device,
     unchanged_on_error,
+)
+from sk_l2rw.runtime import (  # noqa: F401 (resolve_device: public here before)
+    derived_seed,
+    device_resolved,
+    module_dtype,
+    resolve_device,
+    seed_of,
+    seeded,
 )
 from sk_l2rw.modules import sized_kwargs
 from sk_l2rw.trusted import trusted_as_clean_set
@@ -86,7 +92,7 @@ class _Run:
         self.rng = (np.random.RandomState() if net._seed_ is not None
                     else check_random_state(None))
         self.n_samples = n_rows(data.X)
-        self.batches_per_epoch = net._batches_per_epoch(self.n_samples)
+        self.batches_per_epoch = _batches_per_epoch(net, self.n_samples)
         if data.y is None:  # a torch Dataset: skorch's DataLoader route
             self.X = self.y = None
         else:
@@ -195,6 +201,14 @@ class _Run:
         # float64 holds the count exactly (below 2**53 rows) and ess's value as is.
         self.zeros, self.ess = int(host[-2]), float(host[-1])
         return host[:-2]
+
+
+def _batches_per_epoch(net, n_samples):
+    batch_size = net.get_params_for("iterator_train").get("batch_size",
+                                                          net.batch_size)
+    if batch_size in (-1, None):
+        return 1
+    return -(-n_samples // batch_size)
 
 
 def _in_memory(X):
@@ -408,60 +422,26 @@ class L2RWMixin(PersistenceMixin):
     def _validate_predict(self, X):
         return validate_predict(self, X)
 
-    def _module_dtype(self):
-        module = getattr(self, "module_", None)
-        if module is None and isinstance(self.module, torch.nn.Module):
-            module = self.module
-        if module is not None:
-            for p in module.parameters():
-                if p.is_floating_point():
-                    return p.dtype
-        return torch.get_default_dtype()
+    # ------------------------------------------- dtype, seeds, device (sk_l2rw.runtime)
 
-    # ---------------------------------------------------------- randomness
+    def _module_dtype(self):
+        return module_dtype(self)
 
     def _derived_seed(self, *key):
-        """A seed for one purpose (initial weights, epoch e) from ``random_state``.
+        return derived_seed(self._seed_, *key)
 
-        Every epoch's randomness depends only on the seed and the epoch's number,
-        so a run resumed from a checkpoint repeats the epochs it has not yet done.
-        """
-        return int(np.random.SeedSequence([self._seed_, *key]).generate_state(1)[0])
-
-    @contextlib.contextmanager
     def _seeded(self, *key):
-        """Inside: torch's RNG seeded for ``key`` (or only saved); outside: as before."""
-        if self._seed_ is None:
-            yield
-            return
-        device = torch.device(self.device_)
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            if key:
-                torch.manual_seed(self._derived_seed(*key))
-            yield
+        return seeded(self, *key)
 
-    @contextlib.contextmanager
     def _device_resolved(self):
-        # skorch's own code moves tensors to ``self.device``; "auto" means nothing
-        # to torch, so the resolved device stands in while skorch code runs.
-        requested = self.device
-        self.__dict__["device"] = self.device_
-        try:
-            yield
-        finally:
-            self.__dict__["device"] = requested
+        return device_resolved(self)
 
     # ------------------------------------------------------ skorch extension points
 
     def initialize(self):
         """Resolve the device and random state, then initialize as skorch does."""
         self.device_ = resolve_device(self.device)
-        if self.random_state is None:
-            self._seed_ = None
-        elif isinstance(self.random_state, (int, np.integer)):
-            self._seed_ = int(self.random_state)
-        else:  # a RandomState: draw once, so that this fit is reproducible from here
-            self._seed_ = int(check_random_state(self.random_state).randint(2 ** 31 - 1))
+        self._seed_ = seed_of(self.random_state)
         with self._device_resolved(), self._seeded(0):
             super().initialize()
         return self
@@ -704,13 +684,6 @@ class L2RWMixin(PersistenceMixin):
 
     def _loss_fn(self, y_pred, y):
         return self.get_sample_losses(y_pred, y, training=True)
-
-    def _batches_per_epoch(self, n_samples):
-        batch_size = self.get_params_for("iterator_train").get("batch_size",
-                                                              self.batch_size)
-        if batch_size in (-1, None):
-            return 1
-        return -(-n_samples // batch_size)
 
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         """Start the epoch's weight record."""

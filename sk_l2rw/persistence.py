@@ -20,13 +20,7 @@ from skorch.callbacks import Checkpoint
 from skorch.history import History
 
 from sk_l2rw.distributed import current_group
-
-
-def resolve_device(device):
-    """``"auto"`` becomes ``"cuda"`` when CUDA is available, else ``"cpu"``."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+from sk_l2rw.runtime import resolve_device
 
 
 def host_copy(state):
