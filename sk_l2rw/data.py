@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from sklearn.utils import check_random_state
+from skorch.dataset import Dataset
 from torch.utils.data import DataLoader
 
 from sk_l2rw.distributed import ShardedBatches, shard_bounds
@@ -294,3 +295,22 @@ def sampled_loader(dataset, iterator, kwargs, *, random_state, group, seed):
         # (dropout) the steps draw after it, which the in-memory path does not.
         kwargs["generator"] = torch.Generator().manual_seed(seed)
     return DataLoader(dataset, batch_sampler=sampler, **kwargs)
+
+
+def _in_memory(X):
+    """Arrays or tensors (or a dict of them) that batches can be sliced from."""
+    if isinstance(X, Mapping):
+        return bool(X) and all(isinstance(v, (np.ndarray, torch.Tensor)) for v in X.values())
+    return isinstance(X, (np.ndarray, torch.Tensor)) or sp.issparse(X)
+
+
+def sliceable(dataset):
+    """Whether training batches can be sliced from ``dataset`` directly
+    (:class:`TensorBatches`): a skorch ``Dataset`` of in-memory arrays, alone or
+    as a whole :class:`IndexedDataset`; else torch's DataLoader reads it."""
+    indexed = isinstance(dataset, IndexedDataset)
+    inner = dataset.dataset if indexed else dataset
+    return (type(inner) is Dataset
+            and not (indexed and dataset.positions is not None)
+            and _in_memory(inner.X)
+            and (inner.y is None or isinstance(inner.y, (np.ndarray, torch.Tensor))))

@@ -337,9 +337,12 @@ def notify_ranks(net, run, notify, method_name, cb_kwargs):
     a callback stops every rank.
 
     ``notify``: skorch's ``NeuralNet.notify`` bound to ``net``. ``run``: the fit's
-    state, whose ``failure`` holds an exception a callback raised on this rank
-    until the rank's next collective (the next step's first, or
-    :meth:`Group.settle` after ``on_epoch_end`` and ``on_train_end``).
+    state. A callback can raise on one rank alone, where the others are not
+    waiting for it: the exception is held (``run.failure``) until this rank's next
+    collective, which it joins with a failure flag: the first of the next training
+    step, or the flag every rank all-reduces after ``on_epoch_end`` and
+    ``on_train_end`` (:meth:`Group.settle`; one small collective per epoch, none
+    per step). Every rank then raises the error, naming the rank.
     """
     settles = method_name in ("on_epoch_end", "on_train_end")
     interrupted = None

@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from skorch.callbacks import Checkpoint, PrintLog, ProgressBar, TrainEndCheckpoint
-from skorch.dataset import Dataset, unpack_data
+from skorch.dataset import unpack_data
 from skorch.net import NeuralNet
 from skorch.utils import to_tensor
 from sklearn.utils import check_random_state
@@ -40,6 +40,7 @@ from sk_l2rw.data import (
     TensorBatches,
     host_sliced,
     sampled_loader,
+    sliceable,
     n_rows,
     take_rows,
 )
@@ -209,13 +210,6 @@ def _batches_per_epoch(net, n_samples):
     if batch_size in (-1, None):
         return 1
     return -(-n_samples // batch_size)
-
-
-def _in_memory(X):
-    """Arrays or tensors (or a dict of them) that batches can be sliced from."""
-    if isinstance(X, Mapping):
-        return bool(X) and all(isinstance(v, (np.ndarray, torch.Tensor)) for v in X.values())
-    return isinstance(X, (np.ndarray, torch.Tensor)) or sp.issparse(X)
 
 
 def _to_device(X, dtype, device, fit=True):
@@ -515,24 +509,6 @@ class L2RWMixin(PersistenceMixin):
         self._weight_rows_ = []
         return self
 
-    @property
-    def sample_weights_(self):
-        """Weights every row received, shape (n_epochs, n_samples).
-
-        Each batch's weights sum to 1 (or are all 0); NaN where a row did not train
-        in that epoch. Rows follow the order of ``X`` given to ``fit``.
-        """
-        rows = getattr(self, "_weight_rows_", None)
-        if not rows:
-            raise AttributeError(
-                "sample_weights_ exists after at least one completed epoch of fit")
-        widths = {len(r) for r in rows}
-        if len(widths) > 1:
-            raise AttributeError(
-                "sample_weights_ cannot be stacked: partial_fit calls used data sets "
-                f"of different sizes {sorted(widths)}")
-        return np.stack(rows)
-
     def get_sample_losses(self, y_pred, y_true, X=None, training=False):
         """Per-example losses from the criterion (``reduction='none'``).
 
@@ -611,11 +587,8 @@ class L2RWMixin(PersistenceMixin):
             kwargs["batch_size"] = batch_size = len(dataset)
         indexed = isinstance(dataset, IndexedDataset)
         inner = dataset.dataset if indexed else dataset
-        in_memory = (type(inner) is Dataset
-                     and not (indexed and dataset.positions is not None)
-                     and _in_memory(inner.X)
-                     and (inner.y is None or isinstance(inner.y, (np.ndarray, torch.Tensor))))
-        fast = iterator is DataLoader and set(kwargs) <= {"shuffle", "batch_size"} and in_memory
+        fast = (iterator is DataLoader and set(kwargs) <= {"shuffle", "batch_size"}
+                and sliceable(dataset))
         run = getattr(self, "_run_", None) if training else None
         group = None if run is None else run.group
         if run is not None and not fast:
@@ -708,15 +681,7 @@ class L2RWMixin(PersistenceMixin):
     def notify(self, method_name, **cb_kwargs):
         """As skorch's; in a data-parallel fit, only rank 0 runs the callbacks that
         print, write files or warn (:attr:`rank_zero_callbacks`), and an exception
-        from a callback stops every rank.
-
-        A callback can raise on one rank alone, where the others are not waiting
-        for it: the exception is held (``_Run.failure``) until this rank's next
-        collective, which it joins with a failure flag: the first of the next
-        training step (:meth:`train_step_single`), or the flag every rank
-        all-reduces after ``on_epoch_end`` and ``on_train_end``
-        (:meth:`sk_l2rw.distributed.Group.settle`; one small collective per epoch,
-        none per step). Every rank then raises the error, naming the rank.
+        from a callback stops every rank (:func:`sk_l2rw.distributed.notify_ranks`).
         """
         run = getattr(self, "_run_", None)
         if run is None or run.group is None:

@@ -243,6 +243,24 @@ class PersistenceMixin:
     :class:`sk_l2rw.net.L2RWMixin`; it relies on the estimator's ``device_``,
     ``_seed_``, ``_weight_rows_`` and ``_device_resolved``."""
 
+    @property
+    def sample_weights_(self):
+        """Weights every row received, shape (n_epochs, n_samples).
+
+        Each batch's weights sum to 1 (or are all 0); NaN where a row did not train
+        in that epoch. Rows follow the order of ``X`` given to ``fit``.
+        """
+        rows = getattr(self, "_weight_rows_", None)
+        if not rows:
+            raise AttributeError(
+                "sample_weights_ exists after at least one completed epoch of fit")
+        widths = {len(r) for r in rows}
+        if len(widths) > 1:
+            raise AttributeError(
+                "sample_weights_ cannot be stacked: partial_fit calls used data sets "
+                f"of different sizes {sorted(widths)}")
+        return np.stack(rows)
+
     def save_params(self, f_params=None, f_optimizer=None, f_criterion=None,
                     f_history=None, use_safetensors=False, **kwargs):
         """As skorch's ``save_params``, with each file written whole or not at all,
