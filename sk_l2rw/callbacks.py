@@ -87,6 +87,35 @@ def clean_set_loss(net, X, y, w_clean=None):
     return (total / (n if w is None else w.sum())).item()
 
 
+class MonitoringMixin:
+    """What these callbacks read of the fit in progress: a base of
+    :class:`sk_l2rw.net.L2RWMixin` (its ``_run_`` holds the fit's state)."""
+
+    def epoch_clean_loss(self):
+        """Mean loss over the whole clean set, in evaluation mode (class-weighted
+        with ``clean_class_weight``), computed now; None outside a fit or when the
+        fit has no clean set. The ``clean_loss`` callback records it per epoch."""
+        run = getattr(self, "_run_", None)
+        if run is None or run.X_clean is None:
+            return None
+        return self._clean_loss(run)
+
+    def epoch_weight_stats(self):
+        """``(weight_zero_frac, weight_ess)`` of the epoch just closed: the share of
+        its rows that got weight 0 and its batches' mean effective sample share;
+        None outside a fit or before a step. The ``weight_stats`` callback records
+        them."""
+        run = getattr(self, "_run_", None)
+        if run is None or not run.batches:
+            return None
+        return run.zeros / max(run.rows, 1), run.ess / run.batches
+
+    def _clean_loss(self, run):
+        """Mean loss over the whole clean set, in evaluation mode (weighted by the
+        clean rows' class weights, when there are any)."""
+        return clean_set_loss(self, run.X_clean, run.y_clean, run.w_clean)
+
+
 def _ask(net, name):
     """``net.name()``: what an L2RW estimator reports of the fit in progress (None
     outside one); None from any other net."""

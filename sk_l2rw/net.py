@@ -29,9 +29,9 @@ from sk_l2rw.callbacks import (  # noqa: F401 (clean_loss_alarm: public here bef
     CleanLoss,
     CleanLossAlarm,
     FiniteLoss,
+    MonitoringMixin,
     WeightStats,
     clean_loss_alarm,
-    clean_set_loss,
 )
 from sk_l2rw.data import (
     CleanBatches,
@@ -245,7 +245,7 @@ def _as_device_tensor(X, dtype, device):
     return X.to(device)
 
 
-class L2RWMixin(PersistenceMixin):
+class L2RWMixin(PersistenceMixin, MonitoringMixin):
     """Meta-reweighted training for a skorch ``NeuralNet`` (see L2RWClassifier)."""
 
     def __init__(self, module, clean_X, clean_y, *, meta_gradient, clean_batch_size,
@@ -729,29 +729,3 @@ class L2RWMixin(PersistenceMixin):
         at = next((i for i, (name, _) in enumerate(base) if name == "print_log"),
                   len(base))
         return base[:at] + ours + base[at:]
-
-    # -------------------------------------- what the callbacks read (sk_l2rw.callbacks)
-
-    def epoch_clean_loss(self):
-        """Mean loss over the whole clean set, in evaluation mode (class-weighted
-        with ``clean_class_weight``), computed now; None outside a fit or when the
-        fit has no clean set. The ``clean_loss`` callback records it per epoch."""
-        run = getattr(self, "_run_", None)
-        if run is None or run.X_clean is None:
-            return None
-        return self._clean_loss(run)
-
-    def epoch_weight_stats(self):
-        """``(weight_zero_frac, weight_ess)`` of the epoch just closed: the share of
-        its rows that got weight 0 and its batches' mean effective sample share;
-        None outside a fit or before a step. The ``weight_stats`` callback records
-        them."""
-        run = getattr(self, "_run_", None)
-        if run is None or not run.batches:
-            return None
-        return run.zeros / max(run.rows, 1), run.ess / run.batches
-
-    def _clean_loss(self, run):
-        """Mean loss over the whole clean set, in evaluation mode (weighted by the
-        clean rows' class weights, when there are any)."""
-        return clean_set_loss(self, run.X_clean, run.y_clean, run.w_clean)
