@@ -67,6 +67,7 @@ from sk_l2rw.validation import (
     PARAMETER_CONSTRAINTS,
     check_module,
     input_width,
+    sizes_from_data,
     validate_fit,
     validate_predict,
 )
@@ -156,6 +157,16 @@ class _Run:
         w = None if self.w_clean is None else self.w_clean[index]
         return take_rows(self.X_clean, rows), self.y_clean[index], w
 
+    def begin_epoch(self, net):
+        """Re-seed for the epoch (a seeded fit: from the seed and the epoch's
+        number) and start its weight record."""
+        if net._seed_ is not None:
+            seed = net._derived_seed(1, len(net.history))
+            self.rng.seed(seed % 2 ** 32)
+            torch.manual_seed(seed)
+            self.restart_clean()
+        self.start_epoch(net._module_dtype(), net.device_)
+
     def start_epoch(self, dtype, device):
         self.weights = torch.full((self.n_samples,), float("nan"), dtype=dtype,
                                   device=device)
@@ -202,6 +213,16 @@ class _Run:
         # float64 holds the count exactly (below 2**53 rows) and ess's value as is.
         self.zeros, self.ess = int(host[-2]), float(host[-1])
         return host[:-2]
+
+    def epoch_record(self):
+        """:meth:`close_epoch`'s weights; for ``fit(..., trusted=mask)``, a column
+        per row of X (NaN for the trusted rows)."""
+        weights = self.close_epoch()
+        if self.layout is not None:
+            positions, total = self.layout
+            weights, trained = np.full(total, np.nan), weights
+            weights[positions] = trained
+        return weights
 
 
 def _batches_per_epoch(net, n_samples):
@@ -449,23 +470,9 @@ class L2RWMixin(PersistenceMixin, MonitoringMixin):
         """
         kwargs = self.get_params_for("module")
         if isinstance(self.module, type):
-            kwargs = sized_kwargs(self.module, kwargs, self._sizes_from_data())
+            kwargs = sized_kwargs(self.module, kwargs, sizes_from_data(self))
         self.module_ = self.initialized_instance(self.module, kwargs)
         return self
-
-    def _sizes_from_data(self):
-        """What :meth:`initialize_module` may fill in; empty before any data."""
-        sizes = {}
-        if getattr(self, "_features_seen", None) is not None:
-            sizes["n_features"] = self._features_seen
-        if getattr(self, "categories_", None):
-            # codes 0 (missing) and 1 (unknown) come before the learned levels
-            sizes["n_categories"] = tuple(len(v) + 2 for v in self.categories_.values())
-        try:
-            sizes.update(self._module_sizes())
-        except AttributeError:  # no targets seen yet (initialize() by hand)
-            pass
-        return sizes
 
     def _module_sizes(self):
         """Subclasses: the output sizes a module may take from the targets."""
@@ -662,13 +669,7 @@ class L2RWMixin(PersistenceMixin, MonitoringMixin):
         """Start the epoch's weight record."""
         super().on_epoch_begin(net, dataset_train=dataset_train,
                                dataset_valid=dataset_valid, **kwargs)
-        run = self._run_
-        if self._seed_ is not None:
-            seed = self._derived_seed(1, len(self.history))
-            run.rng.seed(seed % 2 ** 32)
-            torch.manual_seed(seed)
-            run.restart_clean()
-        run.start_epoch(self._module_dtype(), self.device_)
+        self._run_.begin_epoch(self)
 
     def on_batch_end(self, net, batch=None, training=False, **kwargs):
         """A data-parallel step counts the rows of the global batch (the epoch's
@@ -704,13 +705,7 @@ class L2RWMixin(PersistenceMixin, MonitoringMixin):
         """Copy the epoch's weights to the host (the callbacks then read the rest)."""
         super().on_epoch_end(net, dataset_train=dataset_train,
                              dataset_valid=dataset_valid, **kwargs)
-        run = self._run_
-        weights = run.close_epoch()
-        if run.layout is not None:  # fit(..., trusted=mask): a column per row of X
-            positions, total = run.layout
-            weights, trained = np.full(total, np.nan), weights
-            weights[positions] = trained
-        self._weight_rows_.append(weights)
+        self._weight_rows_.append(self._run_.epoch_record())
 
     def __sklearn_tags__(self):
         """skorch's tags, with scipy sparse X and categorical columns accepted."""

@@ -785,6 +785,22 @@ def input_width(net, X):
     return flat_width(X)
 
 
+def sizes_from_data(net):
+    """What ``initialize_module`` may fill in of a module's sizes; empty before any
+    data (``net._module_sizes()`` adds what the targets say)."""
+    sizes = {}
+    if getattr(net, "_features_seen", None) is not None:
+        sizes["n_features"] = net._features_seen
+    if getattr(net, "categories_", None):
+        # codes 0 (missing) and 1 (unknown) come before the learned levels
+        sizes["n_categories"] = tuple(len(v) + 2 for v in net.categories_.values())
+    try:
+        sizes.update(net._module_sizes())
+    except AttributeError:  # no targets seen yet (initialize() by hand)
+        pass
+    return sizes
+
+
 def clean_source(net, X_val, y_val):
     """Where the clean set comes from: ``fit``'s X_val/y_val, else the
     constructor's clean_X/clean_y. Returns ``(X, y, (name of X, name of y))``."""
