@@ -233,6 +233,23 @@ def _batches_per_epoch(net, n_samples):
     return -(-n_samples // batch_size)
 
 
+def _tensor_batches(net, dataset, batch_size, shuffle, run):
+    """Batches sliced from an in-memory ``dataset`` (:func:`~sk_l2rw.data.sliceable`):
+    from the fit's device copy when it is the training set, else moved now."""
+    indexed = isinstance(dataset, IndexedDataset)
+    inner = dataset.dataset if indexed else dataset
+    group = None if run is None else run.group
+    if run is not None and indexed and run.X is not None:
+        X, y = run.X, run.y
+    else:
+        X = _to_device(inner.X, net._module_dtype(), net.device_)
+        device = next(iter(X.values())).device if isinstance(X, Mapping) else X.device
+        y = None if inner.y is None else torch.as_tensor(inner.y).to(device)
+    return TensorBatches(X, y, batch_size, shuffle=shuffle, with_index=indexed,
+                         random_state=run.rng if run is not None else None,
+                         shard=None if group is None else (group.rank, group.world))
+
+
 def _to_device(X, dtype, device, fit=True):
     """An array, or every value of a dict, as a tensor on ``device``: floating values
     in ``dtype``, integer codes as they are; a sparse matrix stays on the host and
@@ -592,28 +609,16 @@ class L2RWMixin(PersistenceMixin, MonitoringMixin):
         batch_size = kwargs.setdefault("batch_size", self.batch_size)
         if batch_size == -1:
             kwargs["batch_size"] = batch_size = len(dataset)
-        indexed = isinstance(dataset, IndexedDataset)
-        inner = dataset.dataset if indexed else dataset
         fast = (iterator is DataLoader and set(kwargs) <= {"shuffle", "batch_size"}
                 and sliceable(dataset))
         run = getattr(self, "_run_", None) if training else None
-        group = None if run is None else run.group
         if run is not None and not fast:
             return sampled_loader(
-                dataset, iterator, kwargs, random_state=run.rng, group=group,
+                dataset, iterator, kwargs, random_state=run.rng, group=run.group,
                 seed=None if self._seed_ is None else self._derived_seed(3))
         if not fast:
             return iterator(dataset, **kwargs)
-        if run is not None and indexed and run.X is not None:
-            X, y = run.X, run.y
-        else:
-            X = _to_device(inner.X, self._module_dtype(), self.device_)
-            device = next(iter(X.values())).device if isinstance(X, Mapping) else X.device
-            y = None if inner.y is None else torch.as_tensor(inner.y).to(device)
-        return TensorBatches(X, y, batch_size, shuffle=bool(kwargs.get("shuffle")),
-                             with_index=indexed,
-                             random_state=run.rng if run is not None else None,
-                             shard=None if group is None else (group.rank, group.world))
+        return _tensor_batches(self, dataset, batch_size, bool(kwargs.get("shuffle")), run)
 
     def train_step_single(self, batch, **fit_params):
         """One L2RW step: weights from the clean batch, gradient of the weighted loss.
