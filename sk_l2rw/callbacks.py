@@ -15,14 +15,18 @@ name                   what it does
 ``finite_loss``        :class:`FiniteLoss`: stops on a non-finite training loss
 =====================  ===================================================
 
-They read the state of the running fit from the estimator, so they work only on
+They read the running fit's numbers from the estimator's ``epoch_clean_loss`` and
+``epoch_weight_stats`` (and the rest from ``net.history``), so they work only on
 L2RW estimators.
 """
 
 import math
 import warnings
 
+import torch
 from skorch.callbacks import Callback
+
+from sk_l2rw.data import take_rows
 
 from sk_l2rw.exceptions import CleanLossWarning
 
@@ -62,9 +66,61 @@ def clean_loss_alarm(clean_losses, rise=CLEAN_LOSS_RISE):
     return bool(loss > rise * min(earlier) and loss > earlier[0])
 
 
-def _running(net):
-    """The state of the fit in progress, or None outside one."""
-    return getattr(net, "_run_", None)
+def clean_set_loss(net, X, y, w_clean=None):
+    """Mean loss of ``net`` over the whole clean set ``X, y`` (tensors on the
+    device), in evaluation mode, in batches of ``net.batch_size``; weighted by
+    ``w_clean`` (per clean row) when given. What :class:`CleanLoss` records."""
+    net._set_training(False)
+    n = len(y)
+    step = net.batch_size if net.batch_size > 0 else n
+    total = torch.zeros((), dtype=torch.float64, device=y.device)
+    # w_clean holds c_j / clean batch size; its ratios are all that count here.
+    w = None if w_clean is None else w_clean.double()
+    with torch.no_grad():
+        for start in range(0, n, step):
+            y_pred = net.infer(take_rows(X, slice(start, start + step)))
+            losses = net.get_sample_losses(y_pred, y[start:start + step])
+            if w is not None:
+                losses = losses.double() * w[start:start + step]
+            total += losses.sum().double()
+    # One copy to the host: float64 division is the same on either side.
+    return (total / (n if w is None else w.sum())).item()
+
+
+class MonitoringMixin:
+    """What these callbacks read of the fit in progress: a base of
+    :class:`sk_l2rw.net.L2RWMixin` (its ``_run_`` holds the fit's state)."""
+
+    def epoch_clean_loss(self):
+        """Mean loss over the whole clean set, in evaluation mode (class-weighted
+        with ``clean_class_weight``), computed now; None outside a fit or when the
+        fit has no clean set. The ``clean_loss`` callback records it per epoch."""
+        run = getattr(self, "_run_", None)
+        if run is None or run.X_clean is None:
+            return None
+        return self._clean_loss(run)
+
+    def epoch_weight_stats(self):
+        """``(weight_zero_frac, weight_ess)`` of the epoch just closed: the share of
+        its rows that got weight 0 and its batches' mean effective sample share;
+        None outside a fit or before a step. The ``weight_stats`` callback records
+        them."""
+        run = getattr(self, "_run_", None)
+        if run is None or not run.batches:
+            return None
+        return run.zeros / max(run.rows, 1), run.ess / run.batches
+
+    def _clean_loss(self, run):
+        """Mean loss over the whole clean set, in evaluation mode (weighted by the
+        clean rows' class weights, when there are any)."""
+        return clean_set_loss(self, run.X_clean, run.y_clean, run.w_clean)
+
+
+def _ask(net, name):
+    """``net.name()``: what an L2RW estimator reports of the fit in progress (None
+    outside one); None from any other net."""
+    method = getattr(net, name, None)
+    return None if method is None else method()
 
 
 class CleanLoss(Callback):
@@ -77,10 +133,9 @@ class CleanLoss(Callback):
     """
 
     def on_epoch_end(self, net, **kwargs):
-        run = _running(net)
-        if run is None or run.X_clean is None:
+        loss = _ask(net, "epoch_clean_loss")
+        if loss is None:
             return
-        loss = net._clean_loss(run)
         earlier = [row["clean_loss"] for row in net.history[:-1] if "clean_loss" in row]
         net.history.record("clean_loss", loss)
         net.history.record("clean_loss_best", not earlier or loss < min(earlier))
@@ -97,11 +152,12 @@ class WeightStats(Callback):
     """
 
     def on_epoch_end(self, net, **kwargs):
-        run = _running(net)
-        if run is None or not run.batches:
+        stats = _ask(net, "epoch_weight_stats")
+        if stats is None:
             return
-        net.history.record("weight_zero_frac", run.zeros / max(run.rows, 1))
-        net.history.record("weight_ess", run.ess / run.batches)
+        zero_frac, ess = stats
+        net.history.record("weight_zero_frac", zero_frac)
+        net.history.record("weight_ess", ess)
 
 
 class CleanLossAlarm(Callback):

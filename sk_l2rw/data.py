@@ -21,7 +21,10 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from sklearn.utils import check_random_state
-from sk_l2rw.distributed import shard_bounds
+from skorch.dataset import Dataset
+from torch.utils.data import DataLoader
+
+from sk_l2rw.distributed import ShardedBatches, shard_bounds
 
 __all__ = ["CleanBatches", "IndexedDataset", "SparseRows", "TensorBatches", "host_sliced",
            "n_rows", "sparse_tensor", "take_rows"]
@@ -259,3 +262,55 @@ class TensorBatches:
                 yield (Xb, index), yb
             else:
                 yield Xb, yb
+
+
+def sampled_loader(dataset, iterator, kwargs, *, random_state, group, seed):
+    """Training batches through torch's DataLoader in the order the in-memory
+    path draws (this rank's shard of them in a data-parallel fit).
+
+    ``iterator``, ``kwargs``: the estimator's ``iterator_train`` and its
+    parameters; ``random_state``: the fit's generator; ``group``: the fit's
+    :class:`sk_l2rw.distributed.Group` or None; ``seed``: the seed of the
+    loader's own generator, or None for an unseeded fit.
+    """
+    own_order = (iterator is not DataLoader or "sampler" in kwargs
+                 or "batch_sampler" in kwargs or kwargs.get("drop_last"))
+    if own_order:
+        if group is not None:
+            raise ValueError(
+                "a data-parallel fit shards its batches with a batch sampler of "
+                f"torch's DataLoader; iterator_train={iterator!r} with "
+                f"{sorted(set(kwargs) - {'shuffle', 'batch_size'})} cannot take one")
+        return iterator(dataset, **kwargs)
+    kwargs = dict(kwargs)
+    sampler = ShardedBatches(len(dataset), kwargs.pop("batch_size"),
+                             shuffle=bool(kwargs.pop("shuffle")),
+                             random_state=random_state,
+                             rank=0 if group is None else group.rank,
+                             world=1 if group is None else group.world)
+    kwargs.pop("drop_last", None)  # False here; a batch sampler refuses the key
+    if "generator" not in kwargs and seed is not None:
+        # Each epoch's iterator draws its workers' base seed from this
+        # generator; from torch's global one, it would shift the random numbers
+        # (dropout) the steps draw after it, which the in-memory path does not.
+        kwargs["generator"] = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_sampler=sampler, **kwargs)
+
+
+def _in_memory(X):
+    """Arrays or tensors (or a dict of them) that batches can be sliced from."""
+    if isinstance(X, Mapping):
+        return bool(X) and all(isinstance(v, (np.ndarray, torch.Tensor)) for v in X.values())
+    return isinstance(X, (np.ndarray, torch.Tensor)) or sp.issparse(X)
+
+
+def sliceable(dataset):
+    """Whether training batches can be sliced from ``dataset`` directly
+    (:class:`TensorBatches`): a skorch ``Dataset`` of in-memory arrays, alone or
+    as a whole :class:`IndexedDataset`; else torch's DataLoader reads it."""
+    indexed = isinstance(dataset, IndexedDataset)
+    inner = dataset.dataset if indexed else dataset
+    return (type(inner) is Dataset
+            and not (indexed and dataset.positions is not None)
+            and _in_memory(inner.X)
+            and (inner.y is None or isinstance(inner.y, (np.ndarray, torch.Tensor))))

@@ -224,6 +224,26 @@ class Group:
             offset += p.numel()
         return flat[1].to(loss.device, loss.dtype)
 
+    def run_step(self, step, module, index):
+        """This rank's share of one data-parallel step: ``step(agree=..., normalize=...)``
+        (weights over the global batch), then gradients and loss summed over the
+        ranks. Returns ``(loss, step's result)``.
+
+        A step that raises on any rank raises the same error on every rank
+        (:meth:`fail`, :meth:`peer_failed`); a failed communication raises
+        :class:`PeerDiedError`.
+        """
+        try:
+            result = step(agree=self.all_agree, normalize=self.normalizer(index))
+            loss = self.sum_gradients(module, result.loss)
+        except _PeerFailed:
+            self.peer_failed()
+        except PeerDiedError:
+            raise  # no rank is left to tell
+        except Exception as exc:
+            self.fail(exc)
+        return loss, result
+
     def fail(self, exc):
         """This rank's step raised ``exc``: join the collective the other ranks wait
         in with the failure flag set, then raise the agreed error."""
@@ -293,6 +313,56 @@ class Group:
         except Exception:  # an exception class that wants other arguments
             error = RuntimeError(f"{kind.__name__}: {text}")
         raise error from exc
+
+
+def agreed():
+    """In a data-parallel fit, an error before training on any rank is raised on
+    every rank (:meth:`Group.agreed`), so none waits for the others in the first
+    step; a null context on one process."""
+    group = current_group()
+    return contextlib.nullcontext() if group is None else group.agreed()
+
+
+def shared_seed(group, seed):
+    """Rank 0's seed on every rank (drawn first when the fit has none): the ranks
+    must draw the same batches."""
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1)[0])
+    return group.broadcast(seed)
+
+
+def notify_ranks(net, run, notify, method_name, cb_kwargs):
+    """``net.notify`` in a data-parallel fit: only rank 0 runs the callbacks that
+    print, write files or warn (``net.rank_zero_callbacks``), and an exception from
+    a callback stops every rank.
+
+    ``notify``: skorch's ``NeuralNet.notify`` bound to ``net``. ``run``: the fit's
+    state. A callback can raise on one rank alone, where the others are not
+    waiting for it: the exception is held (``run.failure``) until this rank's next
+    collective, which it joins with a failure flag: the first of the next training
+    step, or the flag every rank all-reduces after ``on_epoch_end`` and
+    ``on_train_end`` (:meth:`Group.settle`; one small collective per epoch, none
+    per step). Every rank then raises the error, naming the rank.
+    """
+    settles = method_name in ("on_epoch_end", "on_train_end")
+    interrupted = None
+    try:
+        if run.group.rank == 0:
+            notify(method_name, **cb_kwargs)
+        else:
+            getattr(net, method_name)(net, **cb_kwargs)
+            for _, cb in net.callbacks_:
+                if not isinstance(cb, net.rank_zero_callbacks):
+                    getattr(cb, method_name)(net, **cb_kwargs)
+    except Exception as exc:
+        if run.failure is None:
+            run.failure = exc
+    except KeyboardInterrupt as exc:  # skorch's EarlyStopping, in on_epoch_end
+        if not settles:
+            raise
+        interrupted = exc
+    if settles and run.group.settle(run.failure, interrupted is not None):
+        raise interrupted if interrupted is not None else KeyboardInterrupt
 
 
 def _describe(exc, rank):

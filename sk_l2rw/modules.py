@@ -9,6 +9,8 @@ categorical columns of a DataFrame (:mod:`sk_l2rw.categorical`). A value given a
 ``module__*`` always wins.
 """
 
+import inspect
+
 import torch
 from torch import nn
 
@@ -113,3 +115,19 @@ class MLP(nn.Module):
             parts = [emb(categories[:, j]) for j, emb in enumerate(self.embeddings)]
             X = torch.cat([X.to_dense() if X.is_sparse else X, *parts], dim=1)
         return self.layers(X)
+
+
+def sized_kwargs(module_class, kwargs, sizes):
+    """``kwargs`` for ``module_class`` with ``sizes`` filled in where its constructor
+    has the parameter defaulting to None and ``kwargs`` gives none (how an L2RW
+    estimator sizes :class:`MLP` from the data)."""
+    kwargs = dict(kwargs)
+    try:
+        accepted = inspect.signature(module_class).parameters
+    except (TypeError, ValueError):  # a builtin or C type: nothing to size
+        accepted = {}
+    for key, value in sizes.items():
+        param = accepted.get(key)
+        if param is not None and param.default is None and kwargs.get(key) is None:
+            kwargs[key] = value
+    return kwargs

@@ -10,44 +10,28 @@ overrides skorch's extension points (``initialize_*``, ``get_iterator``,
 ``_default_callbacks``), never ``fit_loop``.
 """
 
-import contextlib
-import copy
 import functools
-import inspect
-import os
-import types
-import uuid
 import warnings
 from collections.abc import Mapping
-from typing import NamedTuple
 
-import cloudpickle
 import numpy as np
 import scipy.sparse as sp
 import torch
 from skorch.callbacks import Checkpoint, PrintLog, ProgressBar, TrainEndCheckpoint
-from skorch.dataset import Dataset, unpack_data
-from skorch.history import History
+from skorch.dataset import unpack_data
 from skorch.net import NeuralNet
 from skorch.utils import to_tensor
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import validate_data
-from torch.utils.data import DataLoader, Subset, default_collate
+from torch.utils.data import DataLoader, Subset
 
 from sk_l2rw.callbacks import (  # noqa: F401 (clean_loss_alarm: public here before)
     CLEAN_LOSS_RISE,
     CleanLoss,
     CleanLossAlarm,
     FiniteLoss,
+    MonitoringMixin,
     WeightStats,
     clean_loss_alarm,
-)
-from sk_l2rw.categorical import (
-    NUMERIC_KEY,
-    categorical_columns,
-    check_categorical_features,
-    encode_frame,
-    learn_levels,
 )
 from sk_l2rw.data import (
     CleanBatches,
@@ -55,68 +39,39 @@ from sk_l2rw.data import (
     SparseRows,
     TensorBatches,
     host_sliced,
+    sampled_loader,
+    sliceable,
     n_rows,
-    sparse_tensor,
     take_rows,
 )
 from sk_l2rw.dispatch import Computation, choose_meta_gradient  # noqa: F401
-from sk_l2rw.distributed import PeerDiedError, ShardedBatches, _PeerFailed, current_group
-from sk_l2rw.exceptions import NoCleanSetWarning
-from sk_l2rw.trusted import check_trusted, split_trusted
+from sk_l2rw.distributed import (agreed, current_group, notify_ranks,
+                                  shared_seed)
+from sk_l2rw.persistence import (  # noqa: F401 (WEIGHT_RECORD_SUFFIX: public here before)
+    WEIGHT_RECORD_SUFFIX,
+    PersistenceMixin,
+    check_checkpoint_folders,
+    unchanged_on_error,
+)
+from sk_l2rw.runtime import (  # noqa: F401 (resolve_device: public here before)
+    derived_seed,
+    device_resolved,
+    module_dtype,
+    resolve_device,
+    seed_of,
+    seeded,
+)
+from sk_l2rw.modules import sized_kwargs
+from sk_l2rw.trusted import trusted_as_clean_set
 from sk_l2rw.validation import (
-    check_batch_size,
-    check_bool,
-    check_clean_batch_size,
-    check_consistent_rows,
-    check_device,
-    check_feature_dict,
-    check_features,
-    check_lr,
-    check_max_epochs,
-    check_meta_gradient,
-    check_predict_nonlinearity,
-    check_random_state,
-    check_row_shape,
-    check_same_keys,
-    check_sparse_features,
-    check_train_on_clean,
-    check_train_split,
-    check_verbose,
-    is_dict_input,
-    numpy_dtype,
+    PARAMETER_CONSTRAINTS,
+    check_module,
+    input_width,
+    sizes_from_data,
+    validate_fit,
+    validate_predict,
 )
 from sk_l2rw.weights import effective_sample_shares
-
-_UNSET = object()
-
-
-def resolve_device(device):
-    """``"auto"`` becomes ``"cuda"`` when CUDA is available, else ``"cpu"``."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def _is_torch_dataset(X):
-    return isinstance(X, torch.utils.data.Dataset)
-
-
-class FitData(NamedTuple):
-    """Validated inputs of one ``fit``/``partial_fit`` call.
-
-    ``X`` is a host array, or a torch Dataset (then ``y`` is None: the dataset
-    yields the targets).
-    """
-
-    X: np.ndarray
-    y: np.ndarray
-    X_clean: np.ndarray = None
-    y_clean: np.ndarray = None
-    # Per clean row, mean 1 (clean_class_weight); None: all rows count the same.
-    w_clean: np.ndarray = None
-    # fit(..., trusted=mask): (positions of the training rows in X, rows of X), so
-    # that the weight record covers every row of X; None otherwise.
-    layout: tuple = None
 
 
 class _Run:
@@ -139,7 +94,7 @@ class _Run:
         self.rng = (np.random.RandomState() if net._seed_ is not None
                     else check_random_state(None))
         self.n_samples = n_rows(data.X)
-        self.batches_per_epoch = net._batches_per_epoch(self.n_samples)
+        self.batches_per_epoch = _batches_per_epoch(net, self.n_samples)
         if data.y is None:  # a torch Dataset: skorch's DataLoader route
             self.X = self.y = None
         else:
@@ -202,6 +157,16 @@ class _Run:
         w = None if self.w_clean is None else self.w_clean[index]
         return take_rows(self.X_clean, rows), self.y_clean[index], w
 
+    def begin_epoch(self, net):
+        """Re-seed for the epoch (a seeded fit: from the seed and the epoch's
+        number) and start its weight record."""
+        if net._seed_ is not None:
+            seed = net._derived_seed(1, len(net.history))
+            self.rng.seed(seed % 2 ** 32)
+            torch.manual_seed(seed)
+            self.restart_clean()
+        self.start_epoch(net._module_dtype(), net.device_)
+
     def start_epoch(self, dtype, device):
         self.weights = torch.full((self.n_samples,), float("nan"), dtype=dtype,
                                   device=device)
@@ -249,39 +214,40 @@ class _Run:
         self.zeros, self.ess = int(host[-2]), float(host[-1])
         return host[:-2]
 
-
-def _in_memory(X):
-    """Arrays or tensors (or a dict of them) that batches can be sliced from."""
-    if isinstance(X, Mapping):
-        return bool(X) and all(isinstance(v, (np.ndarray, torch.Tensor)) for v in X.values())
-    return isinstance(X, (np.ndarray, torch.Tensor)) or sp.issparse(X)
-
-
-def _row_shapes(X):
-    """The shape of one row: of the array, or of every value of a dict."""
-    if isinstance(X, Mapping):
-        return {key: value.shape[1:] for key, value in X.items()}
-    return X.shape[1:]
+    def epoch_record(self):
+        """:meth:`close_epoch`'s weights; for ``fit(..., trusted=mask)``, a column
+        per row of X (NaN for the trusted rows)."""
+        weights = self.close_epoch()
+        if self.layout is not None:
+            positions, total = self.layout
+            weights, trained = np.full(total, np.nan), weights
+            weights[positions] = trained
+        return weights
 
 
-def _flat_width(X):
-    """Features per row once flattened (a torch Dataset: of its first item); None
-    for a dict X, whose inputs a module sizes itself."""
-    if isinstance(X, Mapping):
-        return None
-    if sp.issparse(X):
-        return X.shape[1]
-    first = X[0][0] if _is_torch_dataset(X) else X[0]
-    return int(np.prod(np.shape(first)))
+def _batches_per_epoch(net, n_samples):
+    batch_size = net.get_params_for("iterator_train").get("batch_size",
+                                                          net.batch_size)
+    if batch_size in (-1, None):
+        return 1
+    return -(-n_samples // batch_size)
 
 
-def _same_values(A, B):
-    """Whether two arrays or sparse matrices of one shape hold the same values."""
-    if sp.issparse(A) or sp.issparse(B):
-        if not (sp.issparse(A) and sp.issparse(B)):
-            return False
-        return (A != B).nnz == 0
-    return np.array_equal(A, B)
+def _tensor_batches(net, dataset, batch_size, shuffle, run):
+    """Batches sliced from an in-memory ``dataset`` (:func:`~sk_l2rw.data.sliceable`):
+    from the fit's device copy when it is the training set, else moved now."""
+    indexed = isinstance(dataset, IndexedDataset)
+    inner = dataset.dataset if indexed else dataset
+    group = None if run is None else run.group
+    if run is not None and indexed and run.X is not None:
+        X, y = run.X, run.y
+    else:
+        X = _to_device(inner.X, net._module_dtype(), net.device_)
+        device = next(iter(X.values())).device if isinstance(X, Mapping) else X.device
+        y = None if inner.y is None else torch.as_tensor(inner.y).to(device)
+    return TensorBatches(X, y, batch_size, shuffle=shuffle, with_index=indexed,
+                         random_state=run.rng if run is not None else None,
+                         shard=None if group is None else (group.rank, group.world))
 
 
 def _to_device(X, dtype, device, fit=True):
@@ -317,175 +283,7 @@ def _as_device_tensor(X, dtype, device):
     return X.to(device)
 
 
-def _host_copy(state):
-    """A copy of a state dict (or a nest of dicts, lists and tensors) with every
-    tensor copied to host memory: a snapshot must not double what the device holds,
-    and ``load_state_dict`` moves it back."""
-    if torch.is_tensor(state):
-        return state.detach().to("cpu", copy=True)
-    if isinstance(state, dict):
-        out = copy.copy(state)  # keeps the type and a module state dict's _metadata
-        for key, value in state.items():
-            out[key] = _host_copy(value)
-        return out
-    if isinstance(state, (list, tuple)) and type(state) in (list, tuple):
-        return type(state)(_host_copy(value) for value in state)
-    return copy.deepcopy(state)
-
-
-#: What :meth:`L2RWMixin.save_params` appends to the history's file name for the
-#: weight record.
-WEIGHT_RECORD_SUFFIX = ".weights.npz"
-
-
-def _temporary_path(path):
-    """A fresh name next to ``path`` (same folder, so renaming is atomic); the
-    writer creates the file, with the permissions any new file gets."""
-    folder, name = os.path.split(os.path.abspath(path))
-    return os.path.join(folder, f".{name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-
-
-def _first_unreadable(net, args):
-    """The first of the files ``load_params`` was given that does not load on its
-    own, or None: where a failed load names the culprit."""
-    files = {key: value for key, value in args.items()
-             if key.startswith("f_") and isinstance(value, (str, os.PathLike))}
-    checkpoint = args.get("checkpoint")
-    if checkpoint is not None and "f_history" not in files and checkpoint.f_history:
-        files["f_history"] = checkpoint.f_history_
-    history = files.get("f_history")
-    if isinstance(history, (str, os.PathLike)):
-        if not _loads(history, lambda f: History.from_file(f)):
-            return os.fspath(history)
-        files["record"] = os.fspath(history) + WEIGHT_RECORD_SUFFIX
-    if checkpoint is not None:
-        # File names may be formatted from the checkpoint's history, as skorch
-        # formats them after loading it.
-        with contextlib.suppress(Exception):
-            target = net
-            if isinstance(history, (str, os.PathLike)):
-                target = types.SimpleNamespace(history=History.from_file(history))
-            files = {**checkpoint.get_formatted_files(target), **files}
-
-    def load_record(path):
-        with np.load(path, allow_pickle=False) as record:
-            [record[name] for name in record.files]
-
-    def load_state(path):
-        if args.get("use_safetensors"):
-            from safetensors.torch import load_file
-            return load_file(path)
-        return torch.load(path, map_location="cpu", weights_only=True)
-
-    for key, path in files.items():
-        if key == "f_history" or not isinstance(path, (str, os.PathLike)):
-            continue
-        if not _loads(path, load_record if key == "record" else load_state):
-            return os.fspath(path)
-    return None
-
-
-def _loads(path, load):
-    """Whether ``load(path)`` succeeds; a missing file is not a damaged one."""
-    if not os.path.exists(path):
-        return True
-    try:
-        load(path)
-    except Exception:
-        return False
-    return True
-
-
-def _is_lazy(module):
-    return any(torch.nn.parameter.is_lazy(t)
-               for t in (*module.parameters(), *module.buffers()))
-
-
-#: Objects a callback may hold whose state changes in place during training (the
-#: scheduler of skorch's LRScheduler): their state dicts are part of a snapshot.
-_STATEFUL = (torch.nn.Module, torch.optim.lr_scheduler.LRScheduler,
-             torch.optim.lr_scheduler.ReduceLROnPlateau)
-
-
-class _Snapshot:
-    """What a ``fit``/``partial_fit`` call can change, taken when the call starts.
-
-    :meth:`restore` puts the estimator back as it was: its attributes (a shallow
-    copy of ``__dict__``: the call replaces objects rather than editing them,
-    except for those below), the parameters and buffers of its modules and
-    criteria and the user's module or criterion instance, the optimizers' state,
-    the rows of the history, the weight record, and the attributes of the
-    callbacks (and the state of their schedulers). Tensors are copied to host
-    memory once; nothing else is deep-copied, so the cost is one copy of the
-    parameters and optimizer state per call (measured in CHANGES.md).
-    """
-
-    def __init__(self, net):
-        self.net = net
-        self.attributes = dict(net.__dict__)
-        initialized = net.__dict__.get("initialized_", False)
-        candidates = [net.module, net.criterion]
-        if initialized:
-            candidates += [getattr(net, name + "_", None)
-                           for name in net._modules + net._criteria]
-        # A lazy module not yet materialised has no values to copy; the one time
-        # this matters (a failed first fit of a module instance) it stays
-        # materialised, with the shapes the data gave it.
-        self.modules = [
-            (m, _host_copy(m.state_dict()), [(sub, sub.training) for sub in m.modules()])
-            for m in _distinct(candidates)
-            if isinstance(m, torch.nn.Module) and not _is_lazy(m)]
-        self.optimizers = [
-            (opt, _host_copy(opt.state_dict())) for opt in _distinct(
-                getattr(net, name + "_", None) for name in net._optimizers)
-            if initialized and isinstance(opt, torch.optim.Optimizer)]
-        history = net.__dict__.get("history_")
-        self.history = None if history is None else (history, [dict(row) for row in history])
-        rows = net.__dict__.get("_weight_rows_")
-        self.weight_rows = None if rows is None else (rows, list(rows))
-        callbacks = [cb for _, cb in (net.__dict__.get("callbacks_") or [])]
-        callbacks += [cb[1] if isinstance(cb, tuple) else cb
-                      for cb in (net.callbacks if isinstance(net.callbacks, list) else [])]
-        self.callbacks = [
-            (cb, dict(vars(cb)), [(value, _host_copy(value.state_dict()))
-                                  for value in vars(cb).values()
-                                  if isinstance(value, _STATEFUL)])
-            for cb in _distinct(callbacks) if hasattr(cb, "__dict__")]
-
-    def restore(self):
-        """Put the estimator back as it was when the snapshot was taken."""
-        net = self.net
-        net.__dict__.clear()
-        net.__dict__.update(self.attributes)
-        for module, state, modes in self.modules:
-            module.load_state_dict(state)
-            for sub, training in modes:
-                sub.training = training
-        for optimizer, state in self.optimizers:
-            optimizer.load_state_dict(state)
-        for saved in (self.history, self.weight_rows):
-            if saved is not None:
-                target, items = saved
-                target.clear()
-                target.extend(items)
-        for cb, attributes, states in self.callbacks:
-            vars(cb).clear()
-            vars(cb).update(attributes)
-            for value, state in states:
-                value.load_state_dict(state)
-
-
-def _distinct(objects):
-    """``objects`` without None and without repeats (by identity), in order."""
-    seen, out = set(), []
-    for obj in objects:
-        if obj is not None and id(obj) not in seen:
-            seen.add(id(obj))
-            out.append(obj)
-    return out
-
-
-class L2RWMixin:
+class L2RWMixin(PersistenceMixin, MonitoringMixin):
     """Meta-reweighted training for a skorch ``NeuralNet`` (see L2RWClassifier)."""
 
     def __init__(self, module, clean_X, clean_y, *, meta_gradient, clean_batch_size,
@@ -555,16 +353,16 @@ class L2RWMixin:
         attribute. A ``KeyboardInterrupt`` during training is not an error: as in
         skorch, the call returns and keeps the completed epochs.
         """
-        with self._unchanged_on_error() as before, self._agreed():
-            X, y, X_val, y_val, layout = self._split_trusted(X, y, X_val, y_val, trusted)
-            data = self._validate_fit(X, y, X_val, y_val, reset=True)._replace(
+        with unchanged_on_error(self) as before, agreed():
+            X, y, X_val, y_val, layout = trusted_as_clean_set(X, y, X_val, y_val, trusted)
+            data = validate_fit(self, X, y, X_val, y_val, reset=True)._replace(
                 layout=layout)
-            self._features_seen = self._input_width(data.X)
+            self._features_seen = input_width(self, data.X)
             if not self.warm_start or not self.initialized_:
                 self.initialize()
-            self._check_checkpoint_folders()
+            check_checkpoint_folders(self)
             with self._seeded(2):  # LazyLinear & co. materialise in the dry run
-                self._check_module(data)
+                check_module(self, data, _to_device)
         return self._train(data, before, _routing_method="fit", **fit_params)
 
     def partial_fit(self, X, y=None, classes=None, *, X_val=None, y_val=None,
@@ -589,147 +387,27 @@ class L2RWMixin:
         it was before the call; a ``KeyboardInterrupt`` during training keeps the
         epochs the call completed.
         """
-        with self._unchanged_on_error() as before, self._agreed():
+        with unchanged_on_error(self) as before, agreed():
             # A net initialized by hand (e.g. to load_params) has seen no data yet.
             reset = not (self.initialized_ and hasattr(self, "n_features_in_"))
-            X, y, X_val, y_val, layout = self._split_trusted(X, y, X_val, y_val, trusted)
-            data = self._validate_fit(X, y, X_val, y_val, reset=reset)._replace(
+            X, y, X_val, y_val, layout = trusted_as_clean_set(X, y, X_val, y_val, trusted)
+            data = validate_fit(self, X, y, X_val, y_val, reset=reset)._replace(
                 layout=layout)
             if reset:
-                self._features_seen = self._input_width(data.X)
+                self._features_seen = input_width(self, data.X)
             if not self.initialized_:
                 self.initialize()
-            self._check_checkpoint_folders()
+            check_checkpoint_folders(self)
             with self._seeded(2):  # LazyLinear & co. materialise in the dry run
-                self._check_module(data)
+                check_module(self, data, _to_device)
         return self._train(data, before, _routing_method="partial_fit", **fit_params)
-
-    @staticmethod
-    def _split_trusted(X, y, X_val, y_val, trusted):
-        """``(X, y, X_val, y_val, layout)`` with the trusted rows of X as the clean
-        set; the inputs unchanged (and no layout) when ``trusted`` is None."""
-        if trusted is None:
-            return X, y, X_val, y_val, None
-        if X_val is not None or y_val is not None:
-            raise ValueError("pass the clean set either as trusted rows of X or as "
-                             "X_val, y_val, not both")
-        mask = check_trusted(trusted, n_rows(X))
-        X, y, X_val, y_val = split_trusted(X, y, mask)
-        return X, y, X_val, y_val, (np.flatnonzero(~mask), len(mask))
-
-    @contextlib.contextmanager
-    def _unchanged_on_error(self):
-        """Undo validation and re-initialization when anything before training fails
-        (a KeyboardInterrupt included: nothing has trained yet).
-
-        Yields the :class:`_Snapshot` of the estimator as the call found it, which
-        :meth:`_train` restores when training fails.
-        """
-        before = _Snapshot(self)
-        try:
-            yield before
-        except BaseException:
-            before.restore()
-            raise
-
-    @staticmethod
-    def _agreed():
-        """In a data-parallel fit, an error before training on any rank is raised on
-        every rank (:meth:`sk_l2rw.distributed.Group.agreed`), so none waits for the
-        others in the first step."""
-        group = current_group()
-        return contextlib.nullcontext() if group is None else group.agreed()
-
-    def _check_checkpoint_folders(self):
-        """Every folder a checkpoint callback writes to takes a file, or the fit
-        stops before training: skorch's ``Checkpoint`` reports a failed save only
-        in its log (with ``verbose``), and a fit would run on without checkpoints.
-
-        Raises
-        ------
-        PermissionError or OSError
-            Naming the folder.
-        """
-        group = current_group()
-        if group is not None and group.rank != 0:
-            return  # rank 0 alone writes checkpoints (rank_zero_callbacks)
-        for _, cb in self.callbacks_:
-            for checkpoint in (cb, getattr(cb, "checkpoint_", None)):
-                if not isinstance(checkpoint, Checkpoint):
-                    continue
-                folder = checkpoint.dirname or "."
-                probe = _temporary_path(os.path.join(folder, "probe"))
-                try:
-                    with open(probe, "x"):
-                        pass
-                    os.remove(probe)
-                except OSError as exc:
-                    raise type(exc)(
-                        exc.errno, f"the checkpoint folder {folder!r} of callback "
-                        f"{type(checkpoint).__name__} cannot be written: "
-                        f"{exc.strerror or exc}", folder) from exc
-
-    def _check_module(self, data):
-        """Run the module on two rows of X and of the clean set, without gradients.
-
-        Turns a shape mismatch or a wrong output width into a ValueError that names
-        it, before the first training step rather than in the middle of one.
-        """
-        dtype = self._module_dtype()
-        if dtype in (torch.float16, torch.bfloat16):
-            raise ValueError(
-                f"the module computes in {dtype}; L2RW's meta-gradients need float32 "
-                "or float64 parameters (mixed precision is not supported)")
-        module = self.module_
-        was_training = module.training
-        module.eval()
-        try:
-            if data.y is None:  # a torch Dataset: its first two items, collated
-                first = default_collate([data.X[i] for i in range(min(2, len(data.X)))])
-                train = (first[0], first[1])
-            else:
-                train = (take_rows(data.X, slice(0, 2)),
-                         self._target_tensor(data.y[:2], "cpu"))
-            clean = (None, None) if data.X_clean is None else (
-                take_rows(data.X_clean, slice(0, 2)),
-                self._target_tensor(data.y_clean[:2], "cpu"))
-            for name, (X, y) in (("X", train), ("the clean set", clean)):
-                if X is None:
-                    continue
-                if isinstance(X, Mapping):
-                    rows = _to_device(X, dtype, self.device_, fit=False)
-                elif sp.issparse(X):
-                    rows = sparse_tensor(X, dtype, self.device_)
-                else:
-                    rows = torch.as_tensor(X if torch.is_tensor(X) else np.array(X),
-                                           dtype=dtype).to(self.device_)
-                try:
-                    with torch.no_grad():
-                        out = self.infer(rows)
-                        self.get_sample_losses(out, torch.as_tensor(y).to(self.device_))
-                except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-                    shape = ({k: tuple(np.shape(v)[1:]) for k, v in X.items()}
-                             if isinstance(X, Mapping) else tuple(np.shape(X)[1:]))
-                    hint = ""
-                    if getattr(self, "categories_", None):
-                        hint = (
-                            f". X has categorical columns {list(self.categories_)}, so "
-                            "the module is called as forward(X=numeric columns, "
-                            "categories=integer codes): use sk_l2rw.modules.MLP, or "
-                            "pass categorical_features=None and encode them yourself")
-                    raise ValueError(
-                        f"the module cannot process {name}: rows of shape "
-                        f"{shape} gave {type(exc).__name__}: {exc}{hint}") from exc
-                self._check_output(out[0] if isinstance(out, tuple) else out)
-        finally:
-            module.train(was_training)
 
     def _check_output(self, out):
         """Subclasses check the module's output width against the targets."""
 
     def _train(self, data, before, /, **fit_params):
         """Train on validated ``data``; on an exception, restore ``before`` (the
-        :class:`_Snapshot` taken when the call started) and re-raise.
+        :class:`Snapshot` taken when the call started) and re-raise.
 
         A KeyboardInterrupt is not an error here: skorch ends training on it and
         keeps the completed epochs, and so does this.
@@ -747,12 +425,10 @@ class L2RWMixin:
         self.meta_gradient_ = computation.method
         group = current_group()
         if group is not None:
-            # Collectives start only here, after every rank has validated (_agreed):
+            # Collectives start only here, after every rank has validated (agreed):
             # the ranks must draw the same batches (rank 0's seed for all), and a
             # module instance, or a warm start, may differ between ranks.
-            if self._seed_ is None:
-                self._seed_ = int(np.random.SeedSequence().generate_state(1)[0])
-            self._seed_ = group.broadcast(self._seed_)
+            self._seed_ = shared_seed(group, self._seed_)
             group.broadcast_module(self.module_)
         self._run_ = _Run(self, data, computation, group)
         try:
@@ -766,323 +442,38 @@ class L2RWMixin:
 
     # ------------------------------------------------------------- validation
 
-    #: Parameter name -> validator, checked at every fit before anything else
-    #: (scikit-learn's ``_parameter_constraints`` idea; its helpers are private).
-    #: skorch's own parameters are here too: skorch checks their values only where
-    #: training uses them, mid-fit. A ``prefix__name`` parameter is checked when set.
-    _parameter_constraints = {
-        "meta_gradient": check_meta_gradient,
-        "clean_batch_size": check_clean_batch_size,
-        "train_on_clean": check_train_on_clean,
-        "categorical_features": check_categorical_features,
-        "random_state": check_random_state,
-        "device": check_device,
-        "batch_size": check_batch_size,
-        "iterator_train__batch_size": functools.partial(
-            check_batch_size, name="iterator_train__batch_size"),
-        "iterator_valid__batch_size": functools.partial(
-            check_batch_size, name="iterator_valid__batch_size"),
-        "iterator_train__shuffle": functools.partial(
-            check_bool, name="iterator_train__shuffle"),
-        "max_epochs": check_max_epochs,
-        "lr": check_lr,
-        "optimizer__lr": functools.partial(check_lr, name="optimizer__lr"),
-        "warm_start": functools.partial(check_bool, name="warm_start"),
-        "compile": functools.partial(check_bool, name="compile"),
-        "verbose": check_verbose,
-        "train_split": check_train_split,
-        "predict_nonlinearity": check_predict_nonlinearity,
-    }
-
-    def _check_params(self):
-        """Check every parameter in ``_parameter_constraints``.
-
-        Not named ``_validate_params``: that is skorch's check of the parameter
-        names (a typo such as ``iterator_train_shuffle``), which skorch runs when it
-        initializes and which this must not hide.
-        """
-        for name, check in self._parameter_constraints.items():
-            value = getattr(self, name, _UNSET)
-            if value is not _UNSET:
-                check(value)
-
-    def _validate_fit(self, X, y, X_val, y_val, *, reset):
-        """Check everything before anything changes; raise on the first problem."""
-        self._check_params()
-        Xc, yc, where = self._clean_source(X_val, y_val)
-        dtype = numpy_dtype(self._module_dtype())
-        frame, levels = X, self._category_levels(X, reset=reset)
-        if levels:  # a DataFrame with categorical columns: numeric block + codes
-            X = encode_frame(X, levels, dtype=dtype)
-            if Xc is not None:
-                Xc = encode_frame(Xc, levels, dtype=dtype, name=f"the clean set {where[0]}")
-        X_arr, names, y_arr, dataset = self._validate_training(X, y, dtype, reset=reset)
-        row_shape = (tuple(np.shape(dataset[0][0])) if dataset is not None
-                     else _row_shapes(X_arr))
-        if not reset:
-            self._check_row_shape(row_shape)
-        X_clean, y_clean = self._validate_clean(
-            Xc, yc, where, dtype, row_shape,
-            training=X_arr if dataset is None and X_val is not None else None,
-            sparse=sp.issparse(X_arr))
-        y_enc, y_clean_enc = self._encode_targets(y_arr, y_clean, reset=reset, where=where,
-                                                  dataset=dataset)
-        w_clean = None if y_clean is None else self._clean_row_weights(y_clean)
-        # Nothing above changed the estimator; from here on it may.
-        if reset:
-            # the inputs of a dict X, checked again at predict and partial_fit
-            self._x_keys = list(X_arr) if isinstance(X_arr, Mapping) else None
-            # the shape of a row (of each input of a dict X), likewise
-            self._row_shape_ = row_shape
-            if levels:
-                self.categories_ = levels
-            else:
-                self.__dict__.pop("categories_", None)
-        if reset and levels:
-            self.n_features_in_ = frame.shape[1]
-            self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
-        elif reset and (dataset is not None or isinstance(X_arr, Mapping)):
-            for attribute in ("n_features_in_", "feature_names_in_"):
-                self.__dict__.pop(attribute, None)
-        elif reset:
-            self.n_features_in_ = X_arr.shape[1]
-            if names is not None:
-                self.feature_names_in_ = names
-            elif hasattr(self, "feature_names_in_"):
-                del self.feature_names_in_
-        return FitData(X_arr, y_enc, X_clean, y_clean_enc, w_clean)
-
-    def _category_levels(self, X, *, reset):
-        """Levels of X's categorical columns: learned from X at a first fit, the
-        fitted ones after; an empty dict when there are none."""
-        if not reset:
-            levels = getattr(self, "categories_", None) or {}
-            if levels:
-                self._check_frame_columns(X, "X")
-            return levels
-        columns = categorical_columns(X, self.categorical_features)
-        if not columns:
-            return {}
-        explicit = () if self.categorical_features == "from_dtype" else columns
-        return learn_levels(X, columns, explicit=explicit)
-
-    def _check_frame_columns(self, X, name):
-        """A frame for an estimator fitted on categorical columns has its columns."""
-        columns = [str(c) for c in getattr(X, "columns", [])]
-        if columns != list(self.feature_names_in_):
-            raise ValueError(
-                f"{name} must be a DataFrame with the columns the estimator was fitted "
-                f"on, in that order ({list(self.feature_names_in_)}); got "
-                f"{columns if hasattr(X, 'columns') else type(X).__name__}")
-
-    def _input_width(self, X):
-        """Numeric features per row, for a module sized from the data."""
-        if getattr(self, "categories_", None):
-            return X[NUMERIC_KEY].shape[1]
-        return _flat_width(X)
-
-    def _clean_source(self, X_val, y_val):
-        """Where the clean set comes from: ``fit``'s X_val/y_val, else the
-        constructor's clean_X/clean_y. Returns ``(X, y, (name of X, name of y))``."""
-        if (X_val is None) != (y_val is None):
-            given = "X_val" if X_val is not None else "y_val"
-            raise ValueError(
-                f"the clean set needs both X_val and y_val; only {given} was given")
-        if (self.clean_X is None) != (self.clean_y is None):
-            raise ValueError("the clean set needs both clean_X and clean_y; only "
-                             f"{'clean_X' if self.clean_X is not None else 'clean_y'}"
-                             " was given to the constructor")
-        if X_val is not None:
-            return X_val, y_val, ("X_val", "y_val")
-        return self.clean_X, self.clean_y, ("clean_X", "clean_y")
-
-    def _validate_training(self, X, y, dtype, *, reset):
-        """The training rows: ``(X, feature names, y, dataset or None)``."""
-        dataset = X if _is_torch_dataset(X) else None
-        if dataset is not None:
-            if y is not None:
-                raise ValueError("with a torch Dataset as X, pass y=None: the dataset's "
-                                 "items (x_i, target_i) hold the targets")
-            if len(dataset) == 0:
-                raise ValueError("the training Dataset X is empty")
-            return dataset, None, None, dataset
-        if y is None:
-            raise ValueError(f"{type(self).__name__} requires y to be passed, but the "
-                             "target y is None")
-        if is_dict_input(X):
-            X_arr = check_feature_dict(X, dtype=dtype, name="X")
-            y_arr = self._check_targets(y, name="y")
-            check_consistent_rows(next(iter(X_arr.values())), y_arr)
-            if not reset:
-                fitted = getattr(self, "_x_keys", None)
-                if fitted is not None:
-                    check_same_keys(dict.fromkeys(fitted), X_arr,
-                                    names=("the X of the first fit", "X"))
-            return X_arr, None, y_arr, None
-        X_arr, names = check_features(X, dtype=dtype, name="X")
-        y_arr = self._check_targets(y, name="y")
-        check_consistent_rows(X_arr, y_arr)
-        if not reset:
-            self._check_same_features(X_arr, names, "X")
-        return X_arr, names, y_arr, None
-
-    def _validate_clean(self, Xc, yc, where, dtype, row_shape, *, training=None,
-                        sparse=False):
-        """The clean set as arrays ``(X, y)``, or ``(None, None)`` with a warning.
-
-        ``training``: the training rows, when the clean set came through ``fit``.
-        ``sparse``: X is a sparse matrix (the clean set is made one too).
-        """
-        if Xc is None:
-            warnings.warn(
-                f"{type(self).__name__} got no clean set: pass X_val and y_val to fit, "
-                "or clean_X and clean_y to the constructor. Training with uniform "
-                "weights (plain training).", NoCleanSetWarning, stacklevel=4)
-            return None, None
-        if isinstance(row_shape, Mapping) != is_dict_input(Xc):
-            raise ValueError(
-                f"X is {'a dict' if isinstance(row_shape, Mapping) else 'an array'} but "
-                f"the clean set {where[0]} is {'a dict' if is_dict_input(Xc) else 'not'}: "
-                "give both in the same form")
-        if n_rows(Xc) == 0 or len(yc) == 0:
-            raise ValueError(
-                f"the clean set ({where[0]}, {where[1]}) is empty; give at least "
-                "one trusted row, or none at all for plain training")
-        if is_dict_input(Xc):
-            check_same_keys(row_shape, Xc, names=("X", f"the clean set {where[0]}"))
-            X_clean = check_feature_dict(Xc, dtype=dtype, name=f"the clean set {where[0]}")
-        else:
-            X_clean, _ = check_features(Xc, dtype=dtype, name=f"the clean set {where[0]}")
-            # The clean set takes X's form; it is small, so densifying it is cheap.
-            if sparse and not sp.issparse(X_clean):
-                X_clean = sp.csr_matrix(X_clean.reshape(len(X_clean), -1))
-            elif not sparse and sp.issparse(X_clean):
-                X_clean = X_clean.toarray()
-        y_clean = self._check_targets(yc, name=f"the clean set {where[1]}")
-        check_consistent_rows(next(iter(X_clean.values())) if isinstance(X_clean, Mapping)
-                              else X_clean, y_clean, names=where)
-        # A clean set as long as X may be a whole clean set or one that a search
-        # sliced per fold (it slices fit parameters as long as its own X); the two
-        # cannot be told apart from here. Only the clean set that is the training
-        # rows themselves, sliced or not, is certainly wrong.
-        if (training is not None and not isinstance(training, Mapping)
-                and X_clean.shape == training.shape and _same_values(X_clean, training)):
-            raise ValueError(
-                "the clean set X_val holds exactly the training rows X: a clean set "
-                "must be trusted rows kept apart from the (noisy) training rows. If a "
-                "search or cross-validation tool sliced it per fold, it was as long as "
-                "the X given to that tool; pass the clean set itself (clean_X, clean_y "
-                "or X_val, y_val)")
-        if _row_shapes(X_clean) != row_shape:
-            raise ValueError(
-                f"the clean set {where[0]} has rows of shape {_row_shapes(X_clean)} "
-                f"but X has rows of shape {row_shape}; they must match "
-                "(transform the clean set like X)")
-        return X_clean, y_clean
+    #: Parameter name -> validator (:data:`sk_l2rw.validation.PARAMETER_CONSTRAINTS`),
+    #: checked at every fit before anything else.
+    _parameter_constraints = PARAMETER_CONSTRAINTS
 
     def _clean_row_weights(self, y_clean):
         """Per-row weights of the clean set (mean 1), or None: all count the same.
         The classifier derives them from ``clean_class_weight``."""
         return None
 
-    def _check_same_features(self, X, names, name):
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"{name} has {X.shape[1]} features, but {type(self).__name__} is "
-                f"expecting {self.n_features_in_} features as input")
-
-    def _check_row_shape(self, row_shape):
-        """Rows of another shape than the fit's (e.g. ``(4, 1)`` after ``(4,)``, which
-        has the same number of features) would reach the module."""
-        fitted = getattr(self, "_row_shape_", None)
-        if fitted is not None:
-            check_row_shape(row_shape, fitted, name="X", owner=type(self).__name__)
-
     def _validate_predict(self, X):
-        self.check_is_fitted()
-        if isinstance(X, torch.utils.data.Dataset):
-            return X  # skorch's route (e.g. its validation split): nothing to check
-        levels = getattr(self, "categories_", None)
-        if levels:
-            self._check_frame_columns(X, "X")
-            return encode_frame(X, levels, dtype=numpy_dtype(self._module_dtype()))
-        if is_dict_input(X):
-            X = check_feature_dict(X, dtype=numpy_dtype(self._module_dtype()))
-            fitted = getattr(self, "_x_keys", None)
-            if fitted is not None:
-                check_same_keys(dict.fromkeys(fitted), X,
-                                names=("the X the estimator was fitted on", "X"))
-            self._check_row_shape(_row_shapes(X))
-            return X
-        if torch.is_tensor(X):
-            X = X.detach().cpu().numpy()
-        if sp.issparse(X):
-            X = check_sparse_features(X, dtype=numpy_dtype(self._module_dtype()))
-        fitted = getattr(self, "_row_shape_", None)
-        if (isinstance(fitted, tuple) and hasattr(X, "shape")
-                and len(X.shape) >= 2 and len(X.shape) != len(fitted) + 1):
-            # e.g. (2, 5) after (10,): validate_data would name only shape[1] (and
-            # a 1-D X gets its "Reshape your data" advice)
-            self._check_row_shape(tuple(X.shape[1:]))
-        X = validate_data(self, X, reset=False, allow_nd=True, accept_sparse="csr",
-                          dtype=numpy_dtype(self._module_dtype()))
-        self._check_row_shape(_row_shapes(X))
-        return X
+        return validate_predict(self, X)
+
+    # ------------------------------------------- dtype, seeds, device (sk_l2rw.runtime)
 
     def _module_dtype(self):
-        module = getattr(self, "module_", None)
-        if module is None and isinstance(self.module, torch.nn.Module):
-            module = self.module
-        if module is not None:
-            for p in module.parameters():
-                if p.is_floating_point():
-                    return p.dtype
-        return torch.get_default_dtype()
-
-    # ---------------------------------------------------------- randomness
+        return module_dtype(self)
 
     def _derived_seed(self, *key):
-        """A seed for one purpose (initial weights, epoch e) from ``random_state``.
+        return derived_seed(self._seed_, *key)
 
-        Every epoch's randomness depends only on the seed and the epoch's number,
-        so a run resumed from a checkpoint repeats the epochs it has not yet done.
-        """
-        return int(np.random.SeedSequence([self._seed_, *key]).generate_state(1)[0])
-
-    @contextlib.contextmanager
     def _seeded(self, *key):
-        """Inside: torch's RNG seeded for ``key`` (or only saved); outside: as before."""
-        if self._seed_ is None:
-            yield
-            return
-        device = torch.device(self.device_)
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            if key:
-                torch.manual_seed(self._derived_seed(*key))
-            yield
+        return seeded(self, *key)
 
-    @contextlib.contextmanager
     def _device_resolved(self):
-        # skorch's own code moves tensors to ``self.device``; "auto" means nothing
-        # to torch, so the resolved device stands in while skorch code runs.
-        requested = self.device
-        self.__dict__["device"] = self.device_
-        try:
-            yield
-        finally:
-            self.__dict__["device"] = requested
+        return device_resolved(self)
 
     # ------------------------------------------------------ skorch extension points
 
     def initialize(self):
         """Resolve the device and random state, then initialize as skorch does."""
         self.device_ = resolve_device(self.device)
-        if self.random_state is None:
-            self._seed_ = None
-        elif isinstance(self.random_state, (int, np.integer)):
-            self._seed_ = int(self.random_state)
-        else:  # a RandomState: draw once, so that this fit is reproducible from here
-            self._seed_ = int(check_random_state(self.random_state).randint(2 ** 31 - 1))
+        self._seed_ = seed_of(self.random_state)
         with self._device_resolved(), self._seeded(0):
             super().initialize()
         return self
@@ -1096,30 +487,9 @@ class L2RWMixin:
         """
         kwargs = self.get_params_for("module")
         if isinstance(self.module, type):
-            try:
-                accepted = inspect.signature(self.module).parameters
-            except (TypeError, ValueError):  # a builtin or C type: nothing to size
-                accepted = {}
-            for key, value in self._sizes_from_data().items():
-                param = accepted.get(key)
-                if param is not None and param.default is None and kwargs.get(key) is None:
-                    kwargs[key] = value
+            kwargs = sized_kwargs(self.module, kwargs, sizes_from_data(self))
         self.module_ = self.initialized_instance(self.module, kwargs)
         return self
-
-    def _sizes_from_data(self):
-        """What :meth:`initialize_module` may fill in; empty before any data."""
-        sizes = {}
-        if getattr(self, "_features_seen", None) is not None:
-            sizes["n_features"] = self._features_seen
-        if getattr(self, "categories_", None):
-            # codes 0 (missing) and 1 (unknown) come before the learned levels
-            sizes["n_categories"] = tuple(len(v) + 2 for v in self.categories_.values())
-        try:
-            sizes.update(self._module_sizes())
-        except AttributeError:  # no targets seen yet (initialize() by hand)
-            pass
-        return sizes
 
     def _module_sizes(self):
         """Subclasses: the output sizes a module may take from the targets."""
@@ -1162,24 +532,6 @@ class L2RWMixin:
         super().initialize_history()
         self._weight_rows_ = []
         return self
-
-    @property
-    def sample_weights_(self):
-        """Weights every row received, shape (n_epochs, n_samples).
-
-        Each batch's weights sum to 1 (or are all 0); NaN where a row did not train
-        in that epoch. Rows follow the order of ``X`` given to ``fit``.
-        """
-        rows = getattr(self, "_weight_rows_", None)
-        if not rows:
-            raise AttributeError(
-                "sample_weights_ exists after at least one completed epoch of fit")
-        widths = {len(r) for r in rows}
-        if len(widths) > 1:
-            raise AttributeError(
-                "sample_weights_ cannot be stacked: partial_fit calls used data sets "
-                f"of different sizes {sorted(widths)}")
-        return np.stack(rows)
 
     def get_sample_losses(self, y_pred, y_true, X=None, training=False):
         """Per-example losses from the criterion (``reduction='none'``).
@@ -1225,153 +577,6 @@ class L2RWMixin:
             device = self.device_
         return super().forward_iter(X, training=training, device=device)
 
-    def save_params(self, f_params=None, f_optimizer=None, f_criterion=None,
-                    f_history=None, use_safetensors=False, **kwargs):
-        """As skorch's ``save_params``, with each file written whole or not at all,
-        and the weight record saved next to the history.
-
-        Every file given as a path is written under a temporary name in its folder
-        and renamed over the target once all are written, so a fit killed while
-        saving (or a full disk) never leaves a half-written file under a name that
-        ``load_params`` would take. With ``f_history`` a path, the weight record
-        (``sample_weights_``) and the seed of the epochs go to
-        ``f_history + ".weights.npz"``, which ``load_params`` reads back with the
-        history: what resuming from skorch's ``Checkpoint`` needs.
-
-        Raises
-        ------
-        OSError
-            A file cannot be written; the message names its folder. No target is
-            changed.
-        """
-        targets = dict(f_params=f_params, f_optimizer=f_optimizer,
-                       f_criterion=f_criterion, f_history=f_history, **kwargs)
-        paths = {key: os.fspath(value) for key, value in targets.items()
-                 if isinstance(value, (str, os.PathLike))}
-        temporary = {}
-        try:
-            for key, path in paths.items():
-                temporary[key] = _temporary_path(path)
-            record = None
-            if "f_history" in paths:
-                record = paths["f_history"] + WEIGHT_RECORD_SUFFIX
-                temporary["record"] = _temporary_path(record)
-                self._save_weight_record(temporary["record"])
-            super().save_params(**{**targets, **{k: v for k, v in temporary.items()
-                                                 if k != "record"}},
-                                use_safetensors=use_safetensors)
-            for key, path in paths.items():
-                os.replace(temporary.pop(key), path)
-            if record is not None:
-                os.replace(temporary.pop("record"), record)
-        except OSError as exc:
-            folder = os.path.dirname(os.path.abspath(exc.filename or
-                                                     next(iter(paths.values()), ".")))
-            raise type(exc)(exc.errno, f"cannot write the checkpoint files in "
-                            f"{folder!r}: {exc.strerror or exc}", exc.filename) from exc
-        finally:
-            for path in temporary.values():
-                with contextlib.suppress(OSError):
-                    os.remove(path)
-
-    def _save_weight_record(self, path):
-        rows = getattr(self, "_weight_rows_", None) or []
-        with open(path, "wb") as f:
-            np.savez(f, seed=np.array(-1 if self._seed_ is None else self._seed_),
-                     **{f"epoch{i}": row for i, row in enumerate(rows)})
-
-    def load_params(self, f_params=None, f_optimizer=None, f_criterion=None,
-                    f_history=None, checkpoint=None, use_safetensors=False, **kwargs):
-        """As skorch's ``load_params``, with ``device="auto"`` resolved, the weight
-        record restored with the history, and all or nothing.
-
-        With a history (``f_history``, or a ``checkpoint`` that saves one) whose
-        weight record :meth:`save_params` wrote next to it, ``sample_weights_`` and
-        the seed of the epochs come back too, so that ``partial_fit`` continues the
-        fit where the checkpoint left it (see the user guide's "Resuming from a
-        checkpoint").
-
-        Raises
-        ------
-        ValueError
-            A file is truncated or corrupted, or the weight record does not belong
-            to the history; the message names the file. The estimator is then as
-            it was before the call.
-        """
-        if not hasattr(self, "device_"):
-            self.device_ = resolve_device(self.device)
-        before = _Snapshot(self)
-        args = dict(f_params=f_params, f_optimizer=f_optimizer, f_criterion=f_criterion,
-                    f_history=f_history, checkpoint=checkpoint,
-                    use_safetensors=use_safetensors, **kwargs)
-        try:
-            with self._device_resolved():
-                super().load_params(**args)
-            history = f_history
-            if history is None and checkpoint is not None:
-                history = checkpoint.f_history_
-            if isinstance(history, (str, os.PathLike)):
-                self._load_weight_record(os.fspath(history))
-        except Exception as exc:
-            before.restore()
-            # Only a file that does not load on its own is called corrupted; any
-            # other error (a state dict of another module) keeps its own message.
-            culprit = _first_unreadable(self, args)
-            if culprit is None:
-                raise
-            raise ValueError(
-                f"cannot load {culprit!r}: the file is truncated or corrupted "
-                f"({type(exc).__name__}: {exc}); the estimator is unchanged") from exc
-
-    def _load_weight_record(self, history):
-        path = history + WEIGHT_RECORD_SUFFIX
-        if not os.path.exists(path):
-            warnings.warn(
-                f"no weight record {path!r} next to the history: sample_weights_ "
-                "holds only the epochs trained after this load", UserWarning,
-                stacklevel=3)
-            self._weight_rows_ = []
-            return
-        with np.load(path, allow_pickle=False) as record:
-            rows = [record[f"epoch{i}"] for i in range(len(record.files) - 1)]
-            seed = int(record["seed"])
-        if len(rows) != len(self.history):
-            raise ValueError(
-                f"the weight record {path!r} holds {len(rows)} epochs but the history "
-                f"{history!r} holds {len(self.history)}: they come from different "
-                "checkpoints")
-        self._weight_rows_ = rows
-        # The epochs' randomness derives from this seed and the epoch's number.
-        self._seed_ = None if seed < 0 else seed
-
-    def __getstate__(self):
-        """skorch's state, with the torch parts pickled by cloudpickle.
-
-        skorch pickles the module, criterion and optimizer with plain pickle, which
-        refers to a module class by its import path. A class defined in a notebook
-        (``__main__``) then cannot be unpickled in a worker process (GridSearchCV
-        with ``n_jobs=2``); cloudpickle stores such classes by value.
-        """
-        state = self.__dict__.copy()
-        torch_parts = {
-            key: state.pop(key) for key in list(state)
-            if isinstance(key, str)
-            and any(key.startswith(p) for p in self.cuda_dependent_attributes_)}
-        state["__cuda_dependent_attributes__"] = cloudpickle.dumps(torch_parts)
-        return state
-
-    def __setstate__(self, state):
-        requested = state["device"]
-        if requested == "auto":
-            state["device"] = state.get("device_") or resolve_device("auto")
-        super().__setstate__(state)
-        # skorch maps CUDA tensors to the CPU when no GPU is present.
-        self.device_ = str(self.__dict__["device"])
-        self.__dict__["device"] = requested
-        if requested == "auto":
-            self.device_ = (self.device_ if self.device_ != "cuda" or
-                            torch.cuda.is_available() else "cpu")
-
     def get_split_datasets(self, X, y=None, **fit_params):
         """Split as skorch does; training batches also carry their row positions."""
         dataset = self.get_dataset(X, y)
@@ -1404,56 +609,16 @@ class L2RWMixin:
         batch_size = kwargs.setdefault("batch_size", self.batch_size)
         if batch_size == -1:
             kwargs["batch_size"] = batch_size = len(dataset)
-        indexed = isinstance(dataset, IndexedDataset)
-        inner = dataset.dataset if indexed else dataset
-        in_memory = (type(inner) is Dataset
-                     and not (indexed and dataset.positions is not None)
-                     and _in_memory(inner.X)
-                     and (inner.y is None or isinstance(inner.y, (np.ndarray, torch.Tensor))))
-        fast = iterator is DataLoader and set(kwargs) <= {"shuffle", "batch_size"} and in_memory
+        fast = (iterator is DataLoader and set(kwargs) <= {"shuffle", "batch_size"}
+                and sliceable(dataset))
         run = getattr(self, "_run_", None) if training else None
-        group = None if run is None else run.group
         if run is not None and not fast:
-            return self._sampled_loader(dataset, iterator, kwargs, run)
+            return sampled_loader(
+                dataset, iterator, kwargs, random_state=run.rng, group=run.group,
+                seed=None if self._seed_ is None else self._derived_seed(3))
         if not fast:
             return iterator(dataset, **kwargs)
-        if run is not None and indexed and run.X is not None:
-            X, y = run.X, run.y
-        else:
-            X = _to_device(inner.X, self._module_dtype(), self.device_)
-            device = next(iter(X.values())).device if isinstance(X, Mapping) else X.device
-            y = None if inner.y is None else torch.as_tensor(inner.y).to(device)
-        return TensorBatches(X, y, batch_size, shuffle=bool(kwargs.get("shuffle")),
-                             with_index=indexed,
-                             random_state=run.rng if run is not None else None,
-                             shard=None if group is None else (group.rank, group.world))
-
-    def _sampled_loader(self, dataset, iterator, kwargs, run):
-        """Training batches through torch's DataLoader in the order the in-memory
-        path draws (this rank's shard of them in a data-parallel fit)."""
-        group = run.group
-        own_order = (iterator is not DataLoader or "sampler" in kwargs
-                     or "batch_sampler" in kwargs or kwargs.get("drop_last"))
-        if own_order:
-            if group is not None:
-                raise ValueError(
-                    "a data-parallel fit shards its batches with a batch sampler of "
-                    f"torch's DataLoader; iterator_train={iterator!r} with "
-                    f"{sorted(set(kwargs) - {'shuffle', 'batch_size'})} cannot take one")
-            return iterator(dataset, **kwargs)
-        kwargs = dict(kwargs)
-        sampler = ShardedBatches(len(dataset), kwargs.pop("batch_size"),
-                                 shuffle=bool(kwargs.pop("shuffle")),
-                                 random_state=run.rng,
-                                 rank=0 if group is None else group.rank,
-                                 world=1 if group is None else group.world)
-        kwargs.pop("drop_last", None)  # False here; a batch sampler refuses the key
-        if "generator" not in kwargs and self._seed_ is not None:
-            # Each epoch's iterator draws its workers' base seed from this
-            # generator; from torch's global one, it would shift the random numbers
-            # (dropout) the steps draw after it, which the in-memory path does not.
-            kwargs["generator"] = torch.Generator().manual_seed(self._derived_seed(3))
-        return DataLoader(dataset, batch_sampler=sampler, **kwargs)
+        return _tensor_batches(self, dataset, batch_size, bool(kwargs.get("shuffle")), run)
 
     def train_step_single(self, batch, **fit_params):
         """One L2RW step: weights from the clean batch, gradient of the weighted loss.
@@ -1489,22 +654,13 @@ class L2RWMixin:
         return {"loss": loss, "y_pred": result.y_pred}
 
     def _parallel_step(self, step, index):
-        """This rank's share of one data-parallel step (:mod:`sk_l2rw.distributed`):
-        weights over the global batch, gradients and loss summed over the ranks."""
+        """This rank's share of one data-parallel step (:meth:`Group.run_step
+        <sk_l2rw.distributed.Group.run_step>`); the global batch's weights recorded."""
         run = self._run_
-        group = run.group
         self._begin_parallel_step(run)
-        try:
-            result = step(agree=group.all_agree, normalize=group.normalizer(index))
-            loss = group.sum_gradients(self.module_, result.loss)
-        except _PeerFailed:
-            group.peer_failed()
-        except PeerDiedError:
-            raise  # no rank is left to tell
-        except Exception as exc:
-            group.fail(exc)
-        run.record(*group.batch)
-        run.global_rows = group.batch[0].shape[0]
+        loss, result = run.group.run_step(step, self.module_, index)
+        run.record(*run.group.batch)
+        run.global_rows = run.group.batch[0].shape[0]
         return loss, result
 
     def _begin_parallel_step(self, run):
@@ -1514,24 +670,11 @@ class L2RWMixin:
     def _loss_fn(self, y_pred, y):
         return self.get_sample_losses(y_pred, y, training=True)
 
-    def _batches_per_epoch(self, n_samples):
-        batch_size = self.get_params_for("iterator_train").get("batch_size",
-                                                              self.batch_size)
-        if batch_size in (-1, None):
-            return 1
-        return -(-n_samples // batch_size)
-
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         """Start the epoch's weight record."""
         super().on_epoch_begin(net, dataset_train=dataset_train,
                                dataset_valid=dataset_valid, **kwargs)
-        run = self._run_
-        if self._seed_ is not None:
-            seed = self._derived_seed(1, len(self.history))
-            run.rng.seed(seed % 2 ** 32)
-            torch.manual_seed(seed)
-            run.restart_clean()
-        run.start_epoch(self._module_dtype(), self.device_)
+        self._run_.begin_epoch(self)
 
     def on_batch_end(self, net, batch=None, training=False, **kwargs):
         """A data-parallel step counts the rows of the global batch (the epoch's
@@ -1544,39 +687,12 @@ class L2RWMixin:
     def notify(self, method_name, **cb_kwargs):
         """As skorch's; in a data-parallel fit, only rank 0 runs the callbacks that
         print, write files or warn (:attr:`rank_zero_callbacks`), and an exception
-        from a callback stops every rank.
-
-        A callback can raise on one rank alone, where the others are not waiting
-        for it: the exception is held (``_Run.failure``) until this rank's next
-        collective, which it joins with a failure flag: the first of the next
-        training step (:meth:`train_step_single`), or the flag every rank
-        all-reduces after ``on_epoch_end`` and ``on_train_end``
-        (:meth:`sk_l2rw.distributed.Group.settle`; one small collective per epoch,
-        none per step). Every rank then raises the error, naming the rank.
+        from a callback stops every rank (:func:`sk_l2rw.distributed.notify_ranks`).
         """
         run = getattr(self, "_run_", None)
         if run is None or run.group is None:
             return super().notify(method_name, **cb_kwargs)
-        settles = method_name in ("on_epoch_end", "on_train_end")
-        interrupted = None
-        try:
-            if run.group.rank == 0:
-                super().notify(method_name, **cb_kwargs)
-            else:
-                getattr(self, method_name)(self, **cb_kwargs)
-                for _, cb in self.callbacks_:
-                    if not isinstance(cb, self.rank_zero_callbacks):
-                        getattr(cb, method_name)(self, **cb_kwargs)
-        except Exception as exc:
-            if run.failure is None:
-                run.failure = exc
-        except KeyboardInterrupt as exc:  # skorch's EarlyStopping, in on_epoch_end
-            if not settles:
-                raise
-            interrupted = exc
-        if settles and run.group.settle(run.failure, interrupted is not None):
-            raise interrupted if interrupted is not None else KeyboardInterrupt
-        return None
+        return notify_ranks(self, run, super().notify, method_name, cb_kwargs)
 
     #: Callbacks that run on rank 0 alone in a data-parallel fit: they print, write
     #: checkpoints or warn, and every rank has the same numbers.
@@ -1594,13 +710,7 @@ class L2RWMixin:
         """Copy the epoch's weights to the host (the callbacks then read the rest)."""
         super().on_epoch_end(net, dataset_train=dataset_train,
                              dataset_valid=dataset_valid, **kwargs)
-        run = self._run_
-        weights = run.close_epoch()
-        if run.layout is not None:  # fit(..., trusted=mask): a column per row of X
-            positions, total = run.layout
-            weights, trained = np.full(total, np.nan), weights
-            weights[positions] = trained
-        self._weight_rows_.append(weights)
+        self._weight_rows_.append(self._run_.epoch_record())
 
     def __sklearn_tags__(self):
         """skorch's tags, with scipy sparse X and categorical columns accepted."""
@@ -1619,22 +729,3 @@ class L2RWMixin:
         at = next((i for i, (name, _) in enumerate(base) if name == "print_log"),
                   len(base))
         return base[:at] + ours + base[at:]
-
-    def _clean_loss(self, run):
-        """Mean loss over the whole clean set, in evaluation mode (weighted by the
-        clean rows' class weights, when there are any)."""
-        self._set_training(False)
-        n = len(run.y_clean)
-        step = self.batch_size if self.batch_size > 0 else n
-        total = torch.zeros((), dtype=torch.float64, device=run.y_clean.device)
-        # w_clean holds c_j / clean batch size; its ratios are all that count here.
-        w = None if run.w_clean is None else run.w_clean.double()
-        with torch.no_grad():
-            for start in range(0, n, step):
-                y_pred = self.infer(take_rows(run.X_clean, slice(start, start + step)))
-                losses = self.get_sample_losses(y_pred, run.y_clean[start:start + step])
-                if w is not None:
-                    losses = losses.double() * w[start:start + step]
-                total += losses.sum().double()
-        # One copy to the host: float64 division is the same on either side.
-        return (total / (n if w is None else w.sum())).item()

@@ -262,3 +262,17 @@ class LabelPredictMixin:
         """
         proba = self.predict_proba(X)  # checks that the estimator is fitted
         return self.classes_[proba.argmax(axis=1)]
+
+
+def trusted_as_clean_set(X, y, X_val, y_val, trusted):
+    """``(X, y, X_val, y_val, layout)`` for ``fit(..., trusted=mask)``: the trusted
+    rows of X as the clean set, and ``layout`` = (positions of the training rows
+    in X, rows of X); the inputs unchanged (and no layout) when ``trusted`` is None."""
+    if trusted is None:
+        return X, y, X_val, y_val, None
+    if X_val is not None or y_val is not None:
+        raise ValueError("pass the clean set either as trusted rows of X or as "
+                         "X_val, y_val, not both")
+    mask = check_trusted(trusted, n_rows(X))
+    X, y, X_val, y_val = split_trusted(X, y, mask)
+    return X, y, X_val, y_val, (np.flatnonzero(~mask), len(mask))

@@ -4,17 +4,30 @@ Every check raises a ``ValueError`` (or ``TypeError``) whose message names the
 problem, so that a bad call never reaches the module and never touches a fitted model.
 """
 
+import functools
 import numbers
 import warnings
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from sklearn.utils import check_array, column_or_1d
 from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.validation import validate_data
+from torch.utils.data import default_collate
 
-from sk_l2rw.exceptions import CleanTargetScaleWarning, MissingClassesWarning
+from sk_l2rw.categorical import (
+    NUMERIC_KEY,
+    categorical_columns,
+    check_categorical_features,
+    encode_frame,
+    learn_levels,
+)
+from sk_l2rw.data import n_rows, sparse_tensor, take_rows
+from sk_l2rw.exceptions import (CleanTargetScaleWarning, MissingClassesWarning,
+                                NoCleanSetWarning)
 from sklearn.utils.validation import _get_feature_names
 
 __all__ = [
@@ -588,3 +601,418 @@ def warn_missing_classes(y_clean, classes):
         warnings.warn(
             f"the clean set has no rows of classes {missing.tolist()}; its signal "
             "about rows of those classes is weak", MissingClassesWarning, stacklevel=5)
+
+
+# ------------------------------------------------- an estimator's inputs, at fit
+
+class FitData(NamedTuple):
+    """Validated inputs of one ``fit``/``partial_fit`` call.
+
+    ``X`` is a host array, or a torch Dataset (then ``y`` is None: the dataset
+    yields the targets).
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    X_clean: np.ndarray = None
+    y_clean: np.ndarray = None
+    # Per clean row, mean 1 (clean_class_weight); None: all rows count the same.
+    w_clean: np.ndarray = None
+    # fit(..., trusted=mask): (positions of the training rows in X, rows of X), so
+    # that the weight record covers every row of X; None otherwise.
+    layout: tuple = None
+
+
+_UNSET = object()
+
+#: Parameter name -> validator, checked at every fit before anything else
+#: (scikit-learn's ``_parameter_constraints`` idea; its helpers are private).
+#: skorch's own parameters are here too: skorch checks their values only where
+#: training uses them, mid-fit. A ``prefix__name`` parameter is checked when set.
+PARAMETER_CONSTRAINTS = {
+    "meta_gradient": check_meta_gradient,
+    "clean_batch_size": check_clean_batch_size,
+    "train_on_clean": check_train_on_clean,
+    "categorical_features": check_categorical_features,
+    "random_state": check_random_state,
+    "device": check_device,
+    "batch_size": check_batch_size,
+    "iterator_train__batch_size": functools.partial(
+        check_batch_size, name="iterator_train__batch_size"),
+    "iterator_valid__batch_size": functools.partial(
+        check_batch_size, name="iterator_valid__batch_size"),
+    "iterator_train__shuffle": functools.partial(
+        check_bool, name="iterator_train__shuffle"),
+    "max_epochs": check_max_epochs,
+    "lr": check_lr,
+    "optimizer__lr": functools.partial(check_lr, name="optimizer__lr"),
+    "warm_start": functools.partial(check_bool, name="warm_start"),
+    "compile": functools.partial(check_bool, name="compile"),
+    "verbose": check_verbose,
+    "train_split": check_train_split,
+    "predict_nonlinearity": check_predict_nonlinearity,
+}
+
+
+def is_torch_dataset(X):
+    return isinstance(X, torch.utils.data.Dataset)
+
+
+def row_shapes(X):
+    """The shape of one row: of the array, or of every value of a dict."""
+    if isinstance(X, Mapping):
+        return {key: value.shape[1:] for key, value in X.items()}
+    return X.shape[1:]
+
+
+def flat_width(X):
+    """Features per row once flattened (a torch Dataset: of its first item); None
+    for a dict X, whose inputs a module sizes itself."""
+    if isinstance(X, Mapping):
+        return None
+    if sp.issparse(X):
+        return X.shape[1]
+    first = X[0][0] if is_torch_dataset(X) else X[0]
+    return int(np.prod(np.shape(first)))
+
+
+def same_values(A, B):
+    """Whether two arrays or sparse matrices of one shape hold the same values."""
+    if sp.issparse(A) or sp.issparse(B):
+        if not (sp.issparse(A) and sp.issparse(B)):
+            return False
+        return (A != B).nnz == 0
+    return np.array_equal(A, B)
+
+
+def check_params(net):
+    """Check every parameter in ``net._parameter_constraints``.
+
+    Not named ``_validate_params`` on the estimator: that is skorch's check of the
+    parameter names (a typo such as ``iterator_train_shuffle``), which skorch runs
+    when it initializes and which this must not hide.
+    """
+    for name, check in net._parameter_constraints.items():
+        value = getattr(net, name, _UNSET)
+        if value is not _UNSET:
+            check(value)
+
+
+def validate_fit(net, X, y, X_val, y_val, *, reset):
+    """Check everything before anything changes; raise on the first problem.
+
+    Returns the :class:`FitData`; sets the estimator's fitted input attributes
+    (``n_features_in_``, ``feature_names_in_``, ``categories_``, ...) when ``reset``.
+    """
+    check_params(net)
+    Xc, yc, where = clean_source(net, X_val, y_val)
+    dtype = numpy_dtype(net._module_dtype())
+    frame, levels = X, category_levels(net, X, reset=reset)
+    if levels:  # a DataFrame with categorical columns: numeric block + codes
+        X = encode_frame(X, levels, dtype=dtype)
+        if Xc is not None:
+            Xc = encode_frame(Xc, levels, dtype=dtype, name=f"the clean set {where[0]}")
+    X_arr, names, y_arr, dataset = validate_training(net, X, y, dtype, reset=reset)
+    row_shape = (tuple(np.shape(dataset[0][0])) if dataset is not None
+                 else row_shapes(X_arr))
+    if not reset:
+        check_fitted_row_shape(net, row_shape)
+    X_clean, y_clean = validate_clean(
+        net, Xc, yc, where, dtype, row_shape,
+        training=X_arr if dataset is None and X_val is not None else None,
+        sparse=sp.issparse(X_arr))
+    y_enc, y_clean_enc = net._encode_targets(y_arr, y_clean, reset=reset, where=where,
+                                             dataset=dataset)
+    w_clean = None if y_clean is None else net._clean_row_weights(y_clean)
+    # Nothing above changed the estimator; from here on it may.
+    if reset:
+        _set_fitted_inputs(net, frame, levels, X_arr, names, row_shape, dataset)
+    return FitData(X_arr, y_enc, X_clean, y_clean_enc, w_clean)
+
+
+def _set_fitted_inputs(net, frame, levels, X_arr, names, row_shape, dataset):
+    # the inputs of a dict X, checked again at predict and partial_fit
+    net._x_keys = list(X_arr) if isinstance(X_arr, Mapping) else None
+    # the shape of a row (of each input of a dict X), likewise
+    net._row_shape_ = row_shape
+    if levels:
+        net.categories_ = levels
+    else:
+        net.__dict__.pop("categories_", None)
+    if levels:
+        net.n_features_in_ = frame.shape[1]
+        net.feature_names_in_ = np.asarray(frame.columns, dtype=object)
+    elif dataset is not None or isinstance(X_arr, Mapping):
+        for attribute in ("n_features_in_", "feature_names_in_"):
+            net.__dict__.pop(attribute, None)
+    else:
+        net.n_features_in_ = X_arr.shape[1]
+        if names is not None:
+            net.feature_names_in_ = names
+        elif hasattr(net, "feature_names_in_"):
+            del net.feature_names_in_
+
+
+def category_levels(net, X, *, reset):
+    """Levels of X's categorical columns: learned from X at a first fit, the
+    fitted ones after; an empty dict when there are none."""
+    if not reset:
+        levels = getattr(net, "categories_", None) or {}
+        if levels:
+            check_frame_columns(net, X, "X")
+        return levels
+    columns = categorical_columns(X, net.categorical_features)
+    if not columns:
+        return {}
+    explicit = () if net.categorical_features == "from_dtype" else columns
+    return learn_levels(X, columns, explicit=explicit)
+
+
+def check_frame_columns(net, X, name):
+    """A frame for an estimator fitted on categorical columns has its columns."""
+    columns = [str(c) for c in getattr(X, "columns", [])]
+    if columns != list(net.feature_names_in_):
+        raise ValueError(
+            f"{name} must be a DataFrame with the columns the estimator was fitted "
+            f"on, in that order ({list(net.feature_names_in_)}); got "
+            f"{columns if hasattr(X, 'columns') else type(X).__name__}")
+
+
+def input_width(net, X):
+    """Numeric features per row, for a module sized from the data."""
+    if getattr(net, "categories_", None):
+        return X[NUMERIC_KEY].shape[1]
+    return flat_width(X)
+
+
+def sizes_from_data(net):
+    """What ``initialize_module`` may fill in of a module's sizes; empty before any
+    data (``net._module_sizes()`` adds what the targets say)."""
+    sizes = {}
+    if getattr(net, "_features_seen", None) is not None:
+        sizes["n_features"] = net._features_seen
+    if getattr(net, "categories_", None):
+        # codes 0 (missing) and 1 (unknown) come before the learned levels
+        sizes["n_categories"] = tuple(len(v) + 2 for v in net.categories_.values())
+    try:
+        sizes.update(net._module_sizes())
+    except AttributeError:  # no targets seen yet (initialize() by hand)
+        pass
+    return sizes
+
+
+def clean_source(net, X_val, y_val):
+    """Where the clean set comes from: ``fit``'s X_val/y_val, else the
+    constructor's clean_X/clean_y. Returns ``(X, y, (name of X, name of y))``."""
+    if (X_val is None) != (y_val is None):
+        given = "X_val" if X_val is not None else "y_val"
+        raise ValueError(
+            f"the clean set needs both X_val and y_val; only {given} was given")
+    if (net.clean_X is None) != (net.clean_y is None):
+        raise ValueError("the clean set needs both clean_X and clean_y; only "
+                         f"{'clean_X' if net.clean_X is not None else 'clean_y'}"
+                         " was given to the constructor")
+    if X_val is not None:
+        return X_val, y_val, ("X_val", "y_val")
+    return net.clean_X, net.clean_y, ("clean_X", "clean_y")
+
+
+def validate_training(net, X, y, dtype, *, reset):
+    """The training rows: ``(X, feature names, y, dataset or None)``."""
+    dataset = X if is_torch_dataset(X) else None
+    if dataset is not None:
+        if y is not None:
+            raise ValueError("with a torch Dataset as X, pass y=None: the dataset's "
+                             "items (x_i, target_i) hold the targets")
+        if len(dataset) == 0:
+            raise ValueError("the training Dataset X is empty")
+        return dataset, None, None, dataset
+    if y is None:
+        raise ValueError(f"{type(net).__name__} requires y to be passed, but the "
+                         "target y is None")
+    if is_dict_input(X):
+        X_arr = check_feature_dict(X, dtype=dtype, name="X")
+        y_arr = net._check_targets(y, name="y")
+        check_consistent_rows(next(iter(X_arr.values())), y_arr)
+        if not reset:
+            fitted = getattr(net, "_x_keys", None)
+            if fitted is not None:
+                check_same_keys(dict.fromkeys(fitted), X_arr,
+                                names=("the X of the first fit", "X"))
+        return X_arr, None, y_arr, None
+    X_arr, names = check_features(X, dtype=dtype, name="X")
+    y_arr = net._check_targets(y, name="y")
+    check_consistent_rows(X_arr, y_arr)
+    if not reset:
+        check_same_features(net, X_arr, "X")
+    return X_arr, names, y_arr, None
+
+
+def validate_clean(net, Xc, yc, where, dtype, row_shape, *, training=None,
+                   sparse=False):
+    """The clean set as arrays ``(X, y)``, or ``(None, None)`` with a warning.
+
+    ``training``: the training rows, when the clean set came through ``fit``.
+    ``sparse``: X is a sparse matrix (the clean set is made one too).
+    """
+    if Xc is None:
+        warnings.warn(
+            f"{type(net).__name__} got no clean set: pass X_val and y_val to fit, "
+            "or clean_X and clean_y to the constructor. Training with uniform "
+            "weights (plain training).", NoCleanSetWarning, stacklevel=4)
+        return None, None
+    if isinstance(row_shape, Mapping) != is_dict_input(Xc):
+        raise ValueError(
+            f"X is {'a dict' if isinstance(row_shape, Mapping) else 'an array'} but "
+            f"the clean set {where[0]} is {'a dict' if is_dict_input(Xc) else 'not'}: "
+            "give both in the same form")
+    if n_rows(Xc) == 0 or len(yc) == 0:
+        raise ValueError(
+            f"the clean set ({where[0]}, {where[1]}) is empty; give at least "
+            "one trusted row, or none at all for plain training")
+    X_clean = _clean_features(Xc, where, dtype, row_shape, sparse)
+    y_clean = net._check_targets(yc, name=f"the clean set {where[1]}")
+    check_consistent_rows(next(iter(X_clean.values())) if isinstance(X_clean, Mapping)
+                          else X_clean, y_clean, names=where)
+    # A clean set as long as X may be a whole clean set or one that a search
+    # sliced per fold (it slices fit parameters as long as its own X); the two
+    # cannot be told apart from here. Only the clean set that is the training
+    # rows themselves, sliced or not, is certainly wrong.
+    if (training is not None and not isinstance(training, Mapping)
+            and X_clean.shape == training.shape and same_values(X_clean, training)):
+        raise ValueError(
+            "the clean set X_val holds exactly the training rows X: a clean set "
+            "must be trusted rows kept apart from the (noisy) training rows. If a "
+            "search or cross-validation tool sliced it per fold, it was as long as "
+            "the X given to that tool; pass the clean set itself (clean_X, clean_y "
+            "or X_val, y_val)")
+    if row_shapes(X_clean) != row_shape:
+        raise ValueError(
+            f"the clean set {where[0]} has rows of shape {row_shapes(X_clean)} "
+            f"but X has rows of shape {row_shape}; they must match "
+            "(transform the clean set like X)")
+    return X_clean, y_clean
+
+
+def _clean_features(Xc, where, dtype, row_shape, sparse):
+    """The clean set's rows, checked, in the form of X's."""
+    if is_dict_input(Xc):
+        check_same_keys(row_shape, Xc, names=("X", f"the clean set {where[0]}"))
+        return check_feature_dict(Xc, dtype=dtype, name=f"the clean set {where[0]}")
+    X_clean, _ = check_features(Xc, dtype=dtype, name=f"the clean set {where[0]}")
+    # The clean set takes X's form; it is small, so densifying it is cheap.
+    if sparse and not sp.issparse(X_clean):
+        X_clean = sp.csr_matrix(X_clean.reshape(len(X_clean), -1))
+    elif not sparse and sp.issparse(X_clean):
+        X_clean = X_clean.toarray()
+    return X_clean
+
+
+def check_same_features(net, X, name):
+    if X.shape[1] != net.n_features_in_:
+        raise ValueError(
+            f"{name} has {X.shape[1]} features, but {type(net).__name__} is "
+            f"expecting {net.n_features_in_} features as input")
+
+
+def check_fitted_row_shape(net, row_shape):
+    """Rows of another shape than the fit's (e.g. ``(4, 1)`` after ``(4,)``, which
+    has the same number of features) would reach the module."""
+    fitted = getattr(net, "_row_shape_", None)
+    if fitted is not None:
+        check_row_shape(row_shape, fitted, name="X", owner=type(net).__name__)
+
+
+def validate_predict(net, X):
+    """X for ``predict``/``predict_proba`` of a fitted estimator, checked against
+    what it was fitted on."""
+    net.check_is_fitted()
+    if isinstance(X, torch.utils.data.Dataset):
+        return X  # skorch's route (e.g. its validation split): nothing to check
+    dtype = numpy_dtype(net._module_dtype())
+    levels = getattr(net, "categories_", None)
+    if levels:
+        check_frame_columns(net, X, "X")
+        return encode_frame(X, levels, dtype=dtype)
+    if is_dict_input(X):
+        X = check_feature_dict(X, dtype=dtype)
+        fitted = getattr(net, "_x_keys", None)
+        if fitted is not None:
+            check_same_keys(dict.fromkeys(fitted), X,
+                            names=("the X the estimator was fitted on", "X"))
+        check_fitted_row_shape(net, row_shapes(X))
+        return X
+    if torch.is_tensor(X):
+        X = X.detach().cpu().numpy()
+    if sp.issparse(X):
+        X = check_sparse_features(X, dtype=dtype)
+    fitted = getattr(net, "_row_shape_", None)
+    if (isinstance(fitted, tuple) and hasattr(X, "shape")
+            and len(X.shape) >= 2 and len(X.shape) != len(fitted) + 1):
+        # e.g. (2, 5) after (10,): validate_data would name only shape[1] (and
+        # a 1-D X gets its "Reshape your data" advice)
+        check_fitted_row_shape(net, tuple(X.shape[1:]))
+    X = validate_data(net, X, reset=False, allow_nd=True, accept_sparse="csr",
+                      dtype=dtype)
+    check_fitted_row_shape(net, row_shapes(X))
+    return X
+
+
+def check_module(net, data, to_device):
+    """Run the module on two rows of X and of the clean set, without gradients.
+
+    Turns a shape mismatch or a wrong output width into a ValueError that names
+    it, before the first training step rather than in the middle of one.
+    ``to_device(X, dtype, device, fit=False)`` moves a dict X's rows.
+    """
+    dtype = net._module_dtype()
+    if dtype in (torch.float16, torch.bfloat16):
+        raise ValueError(
+            f"the module computes in {dtype}; L2RW's meta-gradients need float32 "
+            "or float64 parameters (mixed precision is not supported)")
+    module = net.module_
+    was_training = module.training
+    module.eval()
+    try:
+        if data.y is None:  # a torch Dataset: its first two items, collated
+            first = default_collate([data.X[i] for i in range(min(2, len(data.X)))])
+            train = (first[0], first[1])
+        else:
+            train = (take_rows(data.X, slice(0, 2)),
+                     net._target_tensor(data.y[:2], "cpu"))
+        clean = (None, None) if data.X_clean is None else (
+            take_rows(data.X_clean, slice(0, 2)),
+            net._target_tensor(data.y_clean[:2], "cpu"))
+        for name, (X, y) in (("X", train), ("the clean set", clean)):
+            if X is not None:
+                _check_module_on(net, name, X, y, dtype, to_device)
+    finally:
+        module.train(was_training)
+
+
+def _check_module_on(net, name, X, y, dtype, to_device):
+    if isinstance(X, Mapping):
+        rows = to_device(X, dtype, net.device_, fit=False)
+    elif sp.issparse(X):
+        rows = sparse_tensor(X, dtype, net.device_)
+    else:
+        rows = torch.as_tensor(X if torch.is_tensor(X) else np.array(X),
+                               dtype=dtype).to(net.device_)
+    try:
+        with torch.no_grad():
+            out = net.infer(rows)
+            net.get_sample_losses(out, torch.as_tensor(y).to(net.device_))
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        shape = ({k: tuple(np.shape(v)[1:]) for k, v in X.items()}
+                 if isinstance(X, Mapping) else tuple(np.shape(X)[1:]))
+        hint = ""
+        if getattr(net, "categories_", None):
+            hint = (
+                f". X has categorical columns {list(net.categories_)}, so "
+                "the module is called as forward(X=numeric columns, "
+                "categories=integer codes): use sk_l2rw.modules.MLP, or "
+                "pass categorical_features=None and encode them yourself")
+        raise ValueError(
+            f"the module cannot process {name}: rows of shape "
+            f"{shape} gave {type(exc).__name__}: {exc}{hint}") from exc
+    net._check_output(out[0] if isinstance(out, tuple) else out)

@@ -23,10 +23,7 @@ ALLOWED = {
     "benchmarks.gpu_check": {"benchmarks.speed"},
 }
 # Private names still crossing a file, each with the reason.
-PRIVATE_ALLOWED = {
-    # net.py is being split (issue 30's second part); the import goes with it.
-    ("sk_l2rw/net.py", "_PeerFailed"),
-}
+PRIVATE_ALLOWED = set()
 
 
 def module_name(path):
