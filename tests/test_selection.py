@@ -216,8 +216,11 @@ class TestDefaultEstimator:
     def test_trusted_only_and_irbl_survive_a_small_trusted_set(self):
         # 26 trusted rows over 3 classes: 10% validation rows (3) hold every class
         # only by luck; early stopping would refuse some folds and drop the routes
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
         X, y, _, trusted = noisy_problem(n=400, n_trusted=26)
-        model = TrustedClassifier(routes=("mixed", "irbl", "trusted_only"), cv=2,
+        hgb = HistGradientBoostingClassifier(early_stopping=True, max_iter=10)
+        model = TrustedClassifier(hgb, routes=("mixed", "irbl", "trusted_only"), cv=2,
                                   random_state=0)
         import warnings
 

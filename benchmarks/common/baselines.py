@@ -179,12 +179,14 @@ def fit_irbl_hgb(cfg, X, y, X_clean, y_clean, seed):
 def fit_trusted(cfg, X, y, X_clean, y_clean, seed, class_prior=None):
     """``TrustedClassifier()`` with its default settings (seeded; ``class_prior``
     when given): the route a tabular user is told to take. Smaller runs put the
-    study's HGB inside."""
+    study's HGB inside and use the study's ``cv_folds`` folds, as cleanlab does."""
     from sk_l2rw import TrustedClassifier
 
-    estimator = None if cfg.mode in ("full", "reduced") else hgb(cfg, seed)
+    full = cfg.mode in ("full", "reduced")
+    estimator = None if full else hgb(cfg, seed)
     X_all, y_all, trusted = _stacked(X, y, X_clean, y_clean)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return TrustedClassifier(estimator, class_prior=class_prior,
+        return TrustedClassifier(estimator, cv=5 if full else cfg.cv_folds,
+                                 class_prior=class_prior,
                                  random_state=seed).fit(X_all, y_all, trusted=trusted)
