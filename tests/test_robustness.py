@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from skorch.callbacks import Callback, Checkpoint, LRScheduler
 from torch import nn
 
+from benchmarks.fuzz import TwoInputs, as_form, rows
 from conftest import MLP, BatchNormMLP, assert_unchanged, fitted_state, make_blobs_data
 from sk_l2rw import L2RWClassifier, L2RWRegressor
 from sk_l2rw.weights import normalize_weights
@@ -395,38 +396,6 @@ def test_random_bad_calls_succeed_or_change_nothing(trained, name, value, method
 # the same form: a column or key missing, added, renamed or moved, a value of
 # another dtype, width or length, NaN or infinity, the wrong container, no rows.
 
-class TwoInputs(nn.Module):
-    """forward(num, extra): the dict estimator's module."""
-
-    def __init__(self, n_classes=3):
-        super().__init__()
-        self.hidden = nn.Linear(6, 8)
-        self.out = nn.Linear(8, n_classes)
-
-    def forward(self, num, extra):
-        return self.out(torch.relu(self.hidden(torch.cat([num, extra], dim=1))))
-
-
-def in_form(X, form):
-    import scipy.sparse as sp
-
-    if form == "frame":
-        return pd.DataFrame({
-            "a": X[:, 0], "b": X[:, 1].astype(np.float64),
-            "c": np.round(3 * X[:, 2]).astype(np.int64), "d": X[:, 3] > 0,
-            "colour": pd.Categorical(np.array(["red", "green", "blue"])[
-                np.digitize(X[:, 4], [-0.5, 0.5])])})
-    if form == "sparse":
-        return sp.csr_matrix(np.where(np.abs(X) > 0.7, X, 0).astype(np.float32))
-    return {"num": X[:, :4], "extra": X[:, 4:6]}
-
-
-def take(X, index):
-    if isinstance(X, dict):
-        return {key: value[index] for key, value in X.items()}
-    return X.iloc[index] if hasattr(X, "iloc") else X[index]
-
-
 @pytest.fixture(scope="module")
 def forms():
     """form -> (fitted net, probe rows, training rows, labels)."""
@@ -437,14 +406,14 @@ def forms():
     y = (X[:, 0] > 0).astype(np.int64) + (X[:, 4] > 0.5)
     out = {}
     for form in ("frame", "sparse", "dict"):
-        Xf = in_form(X, form)
+        Xf = as_form(X, form)
         module = TwoInputs if form == "dict" else TabularMLP
         kw = {} if form == "dict" else dict(module__hidden_layer_sizes=(8,))
-        net = L2RWClassifier(module, take(Xf, slice(0, 30)), y[:30],
+        net = L2RWClassifier(module, rows(Xf, slice(0, 30)), y[:30],
                              criterion=nn.CrossEntropyLoss, lr=0.05, max_epochs=2,
                              batch_size=16, verbose=0, random_state=0, **kw)
-        net.fit(take(Xf, slice(30, None)), y[30:])
-        out[form] = net, take(Xf, slice(0, 20)), take(Xf, slice(30, 90)), y[30:90]
+        net.fit(rows(Xf, slice(30, None)), y[30:])
+        out[form] = net, rows(Xf, slice(0, 20)), rows(Xf, slice(30, 90)), y[30:90]
     return out
 
 
@@ -545,7 +514,7 @@ def malformed_dict(draw, X, y):
         X = {}
     else:
         n = draw(st.sampled_from([0, 1]))
-        X, y = take(X, slice(0, n)), y[:n]
+        X, y = rows(X, slice(0, n)), y[:n]
     return X, y
 
 
