@@ -59,6 +59,13 @@ def row_weights(net):
     return np.where(counts > 0, total / np.maximum(counts, 1), 1.0)
 
 
+def default_epochs(n_rows, batch_size=128):
+    """Epochs of the built-in nets: 20, or as many as 200 optimizer steps take if
+    that is more (small tables get too few steps from 20 epochs)."""
+    batches = max(1, math.ceil(n_rows / batch_size))
+    return max(20, math.ceil(200 / batches))
+
+
 def default_net(n_rows, random_state, X=None):
     """The built-in net: median imputation, standard scaling, an MLP (256 ReLU units)
     trained by L2RW with Adam at 1e-3, batch 128, 20 epochs or 200 steps if more.
@@ -66,8 +73,7 @@ def default_net(n_rows, random_state, X=None):
     A DataFrame's categorical columns pass the preparation untouched, so that the
     MLP embeds them; a sparse matrix is scaled without centring, so that it stays
     sparse."""
-    batches = max(1, math.ceil(n_rows / 128))
-    epochs = max(20, math.ceil(200 / batches))
+    epochs = default_epochs(n_rows)
     if sp.issparse(X):
         steps = [StandardScaler(with_mean=False)]
     elif categorical_columns(X, "from_dtype"):

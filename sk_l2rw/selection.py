@@ -29,7 +29,6 @@ of labels flipped uniformly, black-box shift estimation from the noisy model put
 the 6% positive class at 72% to 100%).
 """
 
-import math
 import time
 import warnings
 
@@ -46,7 +45,7 @@ from sk_l2rw.glc import GLCClassifier, is_plain_skorch_classifier
 from sk_l2rw.irbl import IRBLClassifier
 from sk_l2rw.model_selection import TrustedKFold
 from sk_l2rw.modules import MLP
-from sk_l2rw.reweighted import ReweightedClassifier, default_net
+from sk_l2rw.reweighted import ReweightedClassifier, default_epochs, default_net
 from sk_l2rw.trusted import (LabelPredictMixin, check_trusted_fit, class_proba,
                              default_estimator, fit_rows, fit_with_trusted,
                              sample_weight_key, take)
@@ -99,12 +98,11 @@ def corrected_net(n_rows, n_features, n_classes):
     """
     from skorch import NeuralNetClassifier
 
-    batches = max(1, math.ceil(n_rows / 128))
     net = NeuralNetClassifier(
         MLP, module__n_features=n_features, module__n_outputs=n_classes,
         module__softmax=False, criterion=torch.nn.CrossEntropyLoss,
         optimizer=torch.optim.Adam, lr=1e-3, batch_size=128,
-        max_epochs=max(20, math.ceil(200 / batches)), train_split=None,
+        max_epochs=default_epochs(n_rows), train_split=None,
         iterator_train__shuffle=True, verbose=0)
     return make_pipeline(SimpleImputer(strategy="median"), StandardScaler(),
                          FunctionTransformer(_float32),
