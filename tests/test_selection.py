@@ -162,8 +162,8 @@ class TestClassPrior:
         codes = np.searchsorted(model.classes_, y[trusted])
         prior = np.array([0.8, 0.1, 0.1])
         again = clone(model).set_params(class_prior=prior).fit(X, y, trusted=trusted)
-        # Recompute a route's weighted accuracy from its per-class accuracies: the
-        # weighted mean of a class-wise quantity is sum_c prior_c * mean_c.
+        # The scores move, and the row weights make class 0 count for 80% of the
+        # held-out rows while averaging 1 (the losses keep their scale).
         assert not np.allclose(again.cv_results_["mean_brier"],
                                model.cv_results_["mean_brier"])
         w = score_weights(np.bincount(codes), prior)[codes]
@@ -201,8 +201,8 @@ class TestDefaultEstimator:
 
         X, y, _, trusted = noisy_problem(n=400, n_trusted=60)
         hgb = HistGradientBoostingClassifier(early_stopping=True, max_iter=5)
-        small = np.flatnonzero(trusted)[:25]  # 3 validation rows could not hold... 
-        # ...a class with one row: stratified splitting must fail
+        # 11 rows, one of class c: no stratified validation split can hold it
+        small = np.flatnonzero(trusted)[:25]
         rows = np.r_[small[y[small] == "a"][:5], small[y[small] == "b"][:5],
                      small[y[small] == "c"][:1]]
         with pytest.raises(ValueError):
