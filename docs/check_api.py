@@ -13,6 +13,7 @@ PUBLIC = {
     "sk_l2rw.glc": ["corruption_matrix", "correct_proba", "ForwardCorrectedLoss"],
     "sk_l2rw.irbl": ["irbl_weights"],
     "sk_l2rw.trusted": ["check_trusted", "split_trusted", "fit_with_trusted", "fit_rows"],
+    "sk_l2rw.pruning": None,
     "sk_l2rw.modules": None,
     "sk_l2rw.reweighted": ["row_weights"],
     "sk_l2rw.diagnostics": None,

@@ -45,6 +45,7 @@ from sk_l2rw.glc import GLCClassifier, is_plain_skorch_classifier
 from sk_l2rw.irbl import IRBLClassifier
 from sk_l2rw.model_selection import TrustedKFold
 from sk_l2rw.modules import MLP
+from sk_l2rw.pruning import fit_pruned
 from sk_l2rw.reweighted import ReweightedClassifier, default_epochs, default_net
 from sk_l2rw.trusted import (LabelPredictMixin, check_trusted_fit, class_proba,
                              default_estimator, fit_rows, fit_with_trusted,
@@ -54,14 +55,17 @@ __all__ = ["ROUTES", "TrustedClassifier", "brier_losses", "choose_route", "corre
            "fit_route", "score_weights"]
 
 #: Every route, in the default prior order: the estimator on all rows first (what a
-#: user does without this package), then the corrections that cost a fit or two
-#: (GLC's plug-in around the estimator, then GLC's corrected loss with a net), then
-#: L2RW's routes, and the estimator on trusted rows alone last (its cross-validated
-#: score comes from the fewest rows, so it must win clearly).
-ROUTES = ("mixed", "glc", "glc_net", "irbl", "reweighted", "l2rw_net", "trusted_only")
+#: user does without this package); the same estimator on the rows confident
+#: learning keeps (no new model, only fewer rows); the corrections that cost a fit
+#: or two (GLC's plug-in around the estimator, then GLC's corrected loss with a
+#: net); L2RW's routes; and the estimator on trusted rows alone last (its
+#: cross-validated score comes from the fewest rows, so it must win clearly).
+ROUTES = ("mixed", "pruned", "glc", "glc_net", "irbl", "reweighted", "l2rw_net",
+          "trusted_only")
 
 
-_NEEDS = {"glc": "predict_proba", "irbl": "sample_weight", "reweighted": "sample_weight"}
+_NEEDS = {"pruned": "predict_proba", "glc": "predict_proba", "irbl": "sample_weight",
+          "reweighted": "sample_weight"}
 
 
 def _lacks(route, estimator):
@@ -125,7 +129,9 @@ def fit_route(route, estimator, X, y, trusted, random_state=None):
     Parameters
     ----------
     route : str
-        One of :data:`ROUTES`: ``"mixed"`` the estimator on every row; ``"glc"``
+        One of :data:`ROUTES`: ``"mixed"`` the estimator on every row;
+        ``"pruned"`` the estimator on the rows confident learning keeps
+        (:func:`~sk_l2rw.pruning.fit_pruned`, trusted rows always kept); ``"glc"``
         :class:`~sk_l2rw.GLCClassifier`; ``"irbl"`` :class:`~sk_l2rw.IRBLClassifier`;
         ``"reweighted"`` :class:`~sk_l2rw.ReweightedClassifier` (L2RW's row
         weights, default net); ``"l2rw_net"`` L2RW's own default net
@@ -137,7 +143,7 @@ def fit_route(route, estimator, X, y, trusted, random_state=None):
     y : numpy.ndarray of int
     trusted : numpy.ndarray of bool
     random_state : None or int
-        Seeds L2RW's nets.
+        Seeds L2RW's nets and the folds of ``"pruned"``.
 
     Returns
     -------
@@ -145,6 +151,8 @@ def fit_route(route, estimator, X, y, trusted, random_state=None):
     """
     if route == "mixed":
         return fit_rows(estimator, X, y)
+    if route == "pruned":
+        return fit_pruned(estimator, X, y, trusted, random_state=random_state)[0]
     if route == "trusted_only":
         return fit_rows(estimator, take(X, np.flatnonzero(trusted)), y[trusted])
     if route == "glc_net":
@@ -260,7 +268,7 @@ class TrustedClassifier(LabelPredictMixin, MetaEstimatorMixin, ClassifierMixin,
         The model every route is built around. None:
         ``HistGradientBoostingClassifier(early_stopping=True)`` (scikit-learn's
         default stops early only above 10,000 rows, and learns the flipped labels
-        below). Routes it cannot serve (GLC without
+        below). Routes it cannot serve (GLC and ``pruned`` without
         ``predict_proba``, IRBL and L2RW's weights without ``sample_weight`` in
         ``fit``) are left out with a warning.
     routes : "auto" or sequence of str, default="auto"
@@ -270,8 +278,11 @@ class TrustedClassifier(LabelPredictMixin, MetaEstimatorMixin, ClassifierMixin,
     cv : int or TrustedKFold, default=5
         Folds of the trusted rows. An int k: ``TrustedKFold(min(k, m),
         shuffle=True, random_state=random_state)`` where ``m`` is the fewest
-        trusted rows of a class. With fewer than 2 trusted rows in some class no
-        choice is possible: the first route is fitted with a warning.
+        trusted rows of a class that has at least 2. A class with fewer (a small
+        random audit of many classes) trains in every fold and is not scored,
+        with a warning; when fewer than 2 classes have 2 trusted rows no choice is
+        possible, and the first route is fitted with a warning. A TrustedKFold
+        holds out every trusted row.
     class_prior : None or array-like of shape (n_classes,), default=None
         The population's class shares, in the order of the sorted labels, for
         trusted rows that were not drawn like the test data (so many of each
@@ -367,18 +378,23 @@ class TrustedClassifier(LabelPredictMixin, MetaEstimatorMixin, ClassifierMixin,
         return prior
 
     def _check_cv(self, counts):
-        """The splitter, or None when some class has fewer than 2 trusted rows."""
+        """The splitter and which classes' trusted rows it holds out; the splitter
+        is None when fewer than 2 classes have 2 trusted rows (nothing to compare
+        on)."""
         if isinstance(self.cv, TrustedKFold):
-            return self.cv
+            return self.cv, counts > 0
         if isinstance(self.cv, bool) or not isinstance(self.cv, (int, np.integer)) or (
                 self.cv < 2):
             raise ValueError(f"cv must be an integer >= 2 or a TrustedKFold; got "
                              f"{self.cv!r}")
-        fewest = int(counts.min())
-        if fewest < 2:
-            return None
-        return TrustedKFold(min(int(self.cv), fewest), shuffle=True,
-                            random_state=self.random_state)
+        # A class with a single trusted row cannot be held out and still be known
+        # to the routes that need it (GLC, IRBL): it trains in every fold instead,
+        # and the others are scored.
+        scored = counts >= 2
+        if scored.sum() < 2:
+            return None, scored
+        return TrustedKFold(min(int(self.cv), int(counts[scored].min())), shuffle=True,
+                            random_state=self.random_state), scored
 
     def fit(self, X, y, *, trusted):
         """Score every route on the trusted rows, then refit the chosen one.
@@ -400,18 +416,24 @@ class TrustedClassifier(LabelPredictMixin, MetaEstimatorMixin, ClassifierMixin,
         prior = self._check_prior(len(classes))
         routes = self._check_routes(estimator, X)
         counts = np.bincount(codes[mask], minlength=len(classes))
-        splitter = self._check_cv(counts)
+        splitter, scored = self._check_cv(counts)
         if splitter is None:
             warnings.warn(
-                f"too few trusted rows to compare routes (classes "
-                f"{classes[counts < 2].tolist()} have fewer than 2): fitting the first "
-                f"route, {routes[0]!r}, without a choice", UserWarning, stacklevel=2)
+                f"too few trusted rows to compare routes (fewer than 2 classes have 2 "
+                f"trusted rows or more): fitting the first route, {routes[0]!r}, "
+                f"without a choice", UserWarning, stacklevel=2)
             results, route = {}, routes[0]
         else:
-            weights = np.ones(len(classes)) if prior is None else score_weights(counts,
+            if not scored.all():
+                warnings.warn(
+                    f"classes {classes[~scored].tolist()} have fewer than 2 trusted rows: "
+                    f"they train in every fold and the routes are scored on the other "
+                    f"classes' trusted rows only", UserWarning, stacklevel=2)
+            kept = np.where(scored, counts, 0)
+            weights = np.ones(len(classes)) if prior is None else score_weights(kept,
                                                                                   prior)
             results, route = self._score_routes(routes, estimator, X, codes, mask,
-                                                 splitter, weights)
+                                                 mask & scored[codes], splitter, weights)
         final = fit_route(route, estimator, X, codes, mask, self.random_state)
         self.route_, self.estimator_, self.cv_results_ = route, final, results
 
@@ -420,18 +442,20 @@ class TrustedClassifier(LabelPredictMixin, MetaEstimatorMixin, ClassifierMixin,
             self.n_features_in_ = final.n_features_in_
         return self
 
-    def _score_routes(self, routes, estimator, X, codes, mask, splitter, class_weight):
-        """Out-of-fold probabilities of every route on the trusted rows; the rule,
-        on losses weighed by ``class_weight`` of each row's class."""
+    def _score_routes(self, routes, estimator, X, codes, mask, scored, splitter,
+                      class_weight):
+        """Out-of-fold probabilities of every route on the ``scored`` trusted rows
+        (each held out once); the rule, on losses weighed by ``class_weight`` of
+        each row's class. Routes train knowing every trusted row of ``mask``."""
         K = len(class_weight)
-        held = np.flatnonzero(mask)
+        held = np.flatnonzero(scored)
         position = np.full(len(codes), -1)
         position[held] = np.arange(len(held))
         proba = {r: np.full((len(held), K), np.nan) for r in routes}
         per_fold = {r: [] for r in routes}
         seconds = {r: 0.0 for r in routes}
         failed = {}
-        folds = list(splitter.split(X, codes, trusted=mask))
+        folds = list(splitter.split(X, codes, trusted=scored))
         for train, test in folds:
             for route in routes:
                 if route in failed:

@@ -122,12 +122,26 @@ class TestTrustedClassifier:
             TrustedClassifier(KNeighborsClassifier(), routes=("irbl",)).fit(
                 X, y, trusted=trusted)
 
-    def test_too_few_trusted_rows_fit_the_first_route_with_a_warning(self):
+    def test_a_class_with_one_trusted_row_trains_in_every_fold_unscored(self):
         X, y, _, trusted = noisy_problem(n=400, n_trusted=90)
         one_c = trusted & ((y != "c") | (np.cumsum(trusted & (y == "c")) <= 1))
-        with pytest.warns(UserWarning, match="too few trusted rows .*\\['c'\\]"):
+        with pytest.warns(UserWarning, match="classes \\['c'\\] have fewer than 2 "
+                          "trusted rows: they train in every fold"):
             model = TrustedClassifier(LogisticRegression(max_iter=1000), routes=CHEAP,
                                       cv=3).fit(X, y, trusted=one_c)
+        # GLC needs a trusted row of every class in each fold's training part: it
+        # is scored only because the single row of c is never held out.
+        assert list(model.cv_results_["route"]) == list(CHEAP)
+        assert model.route_ in CHEAP
+
+    def test_too_few_trusted_rows_fit_the_first_route_with_a_warning(self):
+        X, y, _, trusted = noisy_problem(n=400, n_trusted=90)
+        seen = np.cumsum(trusted & (y != "a"))
+        few = trusted & ((y == "a") | (seen <= 1))  # one trusted row outside a
+        with pytest.warns(UserWarning, match="too few trusted rows .*fewer than 2 "
+                          "classes"):
+            model = TrustedClassifier(LogisticRegression(max_iter=1000), routes=CHEAP,
+                                      cv=3).fit(X, y, trusted=few)
         assert model.route_ == "mixed" and model.cv_results_ == {}
 
     @pytest.mark.parametrize("cv", [1, 2.5, "five"])
@@ -259,6 +273,32 @@ class TestCorrectedNet:
         assert "glc_net" in model._check_routes(hgb, pd.DataFrame(X))
         with pytest.warns(UserWarning, match="'glc_net' left out: .*numeric X"):
             TrustedClassifier(routes=("mixed", "glc_net"))._check_routes(hgb, frame)
+
+
+class TestPrunedRoute:
+    def test_is_fit_pruned_with_the_route_seed(self):
+        from sk_l2rw.pruning import fit_pruned
+
+        X, y, _, trusted = noisy_problem(n=600, n_trusted=90)
+        codes = np.searchsorted(np.unique(y), y)
+        estimator = LogisticRegression(max_iter=1000)
+        route = fit_route("pruned", estimator, X, codes, trusted, random_state=4)
+        direct, kept = fit_pruned(estimator, X, codes, trusted, random_state=4)
+        assert 0 < (~kept).sum() < len(kept)
+        np.testing.assert_allclose(route.predict_proba(X), direct.predict_proba(X))
+
+    def test_is_in_auto_second_and_needs_predict_proba(self):
+        from sklearn.svm import LinearSVC
+
+        X, y, _, trusted = noisy_problem(n=300, n_trusted=60)
+        model = TrustedClassifier()
+        assert model._check_routes(LogisticRegression(), X)[:2] == ["mixed", "pruned"]
+        with pytest.warns(UserWarning) as record:
+            routes = model._check_routes(LinearSVC(), X)
+        assert "pruned" not in routes and "glc" not in routes
+        assert {str(w.message) for w in record} == {
+            f"route {r!r} left out: LinearSVC has no predict_proba"
+            for r in ("pruned", "glc")}
 
 
 class TestL2RWRoutes:
