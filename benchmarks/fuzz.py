@@ -291,6 +291,16 @@ def broken_form(form, fault, seed, X, y):
     return X, y
 
 
+def call_quietly(net, method, X, y):
+    """``net.<method>(X, y)`` (``predict_proba`` takes X alone), its warnings
+    silenced: a drawn bad call may well warn, and only its outcome counts."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if method == "predict_proba":
+            return net.predict_proba(X)
+        return getattr(net, method)(X, y)
+
+
 def run_case(base, case, X_probe, X, y):
     """The outcome of one case: ``ok``, ``refused`` or a violation's description."""
     kind, detail, method = case
@@ -305,12 +315,7 @@ def run_case(base, case, X_probe, X, y):
     else:
         X, y = broken_form(kind, *detail, X, y)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if method == "predict_proba":
-                net.predict_proba(X)
-            else:
-                getattr(net, method)(X, y)
+        call_quietly(net, method, X, y)
     except DOCUMENTED as exc:
         if not str(exc):
             return "violation: empty message"
