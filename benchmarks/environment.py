@@ -260,3 +260,38 @@ def add_report_arguments(parser, report, smoke):
 def report_folder(args, default):
     """Where a study's report goes: ``--out``, else ``default`` (none for --smoke)."""
     return args.out if args.out is not None else (None if args.smoke else default)
+
+
+def study_command(study, parser, argv, report, measure):
+    """The command line of a study that writes ``report(saved)`` and its rows, once
+    ``parser`` has its arguments (:func:`add_report_arguments` and the study's own).
+
+    Parameters
+    ----------
+    study : str
+        The module name under ``benchmarks`` (:class:`StudyRun`).
+    parser : argparse.ArgumentParser
+    argv : list of str or None
+    report : callable
+        ``report(saved)``: the report's text from the saved rows.
+    measure : callable
+        ``measure(args)``: the run, as ``(rows, meta)``; ``meta`` goes into the
+        run's record (:meth:`StudyRun.finish`).
+
+    Returns
+    -------
+    pathlib.Path or rows
+        With ``--render``, the report rebuilt from the rows a run wrote
+        (:func:`rerender`, into ``--out`` or ``results/``); otherwise the rows,
+        written with the report into :func:`report_folder` and printed.
+    """
+    args = parser.parse_args(argv)
+    out = report_folder(args, RESULTS)
+    if args.render:
+        return rerender(args.render, out or RESULTS, report)
+    # Timed from here: the report's wall time is the measurement's alone.
+    record = StudyRun(study, argv)
+    rows, meta = measure(args)
+    _, text = record.finish(rows, report, out, meta=meta)
+    print(text)
+    return rows

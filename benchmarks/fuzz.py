@@ -46,8 +46,7 @@ import torch
 from torch import nn
 
 from benchmarks.common.runner import limited_threads
-from benchmarks.environment import (RESULTS, StudyRun, add_report_arguments, report_folder,
-                                    report_header, rerender)
+from benchmarks.environment import add_report_arguments, report_header, study_command
 from benchmarks.report import markdown_table
 
 DOCUMENTED = (ValueError, TypeError, FloatingPointError)
@@ -291,6 +290,16 @@ def broken_form(form, fault, seed, X, y):
     return X, y
 
 
+def call_quietly(net, method, X, y):
+    """``net.<method>(X, y)`` (``predict_proba`` takes X alone), its warnings
+    silenced: a drawn bad call may well warn, and only its outcome counts."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if method == "predict_proba":
+            return net.predict_proba(X)
+        return getattr(net, method)(X, y)
+
+
 def run_case(base, case, X_probe, X, y):
     """The outcome of one case: ``ok``, ``refused`` or a violation's description."""
     kind, detail, method = case
@@ -305,12 +314,7 @@ def run_case(base, case, X_probe, X, y):
     else:
         X, y = broken_form(kind, *detail, X, y)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if method == "predict_proba":
-                net.predict_proba(X)
-            else:
-                getattr(net, method)(X, y)
+        call_quietly(net, method, X, y)
     except DOCUMENTED as exc:
         if not str(exc):
             return "violation: empty message"
@@ -383,15 +387,11 @@ def main(argv=None):
     add_report_arguments(parser, "fuzz.md", smoke="40 cases (CI)")
     parser.add_argument("--cases", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    out = report_folder(args, RESULTS)
-    if args.render:
-        return rerender(args.render, out or RESULTS, report)
-    study = StudyRun("fuzz", argv)
-    rows = run(40 if args.smoke else args.cases, args.seed)
-    _, text = study.finish(rows, report, out, meta=dict(smoke=args.smoke))
-    print(text)
-    return rows
+
+    def measure(args):
+        return run(40 if args.smoke else args.cases, args.seed), dict(smoke=args.smoke)
+
+    return study_command("fuzz", parser, argv, report, measure)
 
 
 if __name__ == "__main__":

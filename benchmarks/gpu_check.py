@@ -48,9 +48,10 @@ from benchmarks.environment import (RESULTS, StudyRun, add_render_argument, repo
                                     rerender)
 from benchmarks.models import LeNet, mlp
 from benchmarks.report import markdown_table
+# The speed study's parts and report (benchmarks.speed runs the same), on the GPU.
+from benchmarks.common.speed_run import run as speed_run
 from benchmarks.common.timing import quick_config as speed_quick_config
 from benchmarks.common.timing import smoke_config as speed_smoke_config
-from benchmarks.speed import run as speed_run  # the speed study itself, run on the GPU
 from sk_l2rw import L2RWClassifier
 from sk_l2rw.ghost import ghost_step
 from sk_l2rw.meta_gradient import jvp_step, reference_step

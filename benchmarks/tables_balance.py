@@ -22,8 +22,7 @@ from benchmarks.common.protocol import (KIND_NAMES, TABLES_SIZES, clean_split, l
                                         prepare, prior_weights, protocol_label,
                                         tables_full_config, tables_smoke_config)
 from benchmarks.common.baselines import fit_reweighted, hgb
-from benchmarks.environment import (RESULTS, StudyRun, add_report_arguments, report_folder,
-                                    report_header, rerender)
+from benchmarks.environment import add_report_arguments, report_header, study_command
 from benchmarks.report import markdown_table
 from sk_l2rw.noise import flip_labels
 
@@ -102,19 +101,16 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_report_arguments(parser, "tables_balance.md", smoke="breast_cancer only (CI)")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    out = report_folder(args, RESULTS)
-    if args.render:
-        return rerender(args.render, out or RESULTS, report)
-    study = StudyRun("tables_balance", argv)
-    if args.smoke:
-        rows = run(["breast_cancer"], args.seed, cfg=tables_smoke_config(),
-                   protocols=(("per_class", 10),), kinds=("uniform",))
-    else:
-        rows = run(["adult", "kdd_census"], args.seed)
-    _, text = study.finish(rows, report, out, meta=dict(smoke=args.smoke, seed=args.seed))
-    print(text)
-    return rows
+
+    def measure(args):
+        if args.smoke:
+            rows = run(["breast_cancer"], args.seed, cfg=tables_smoke_config(),
+                       protocols=(("per_class", 10),), kinds=("uniform",))
+        else:
+            rows = run(["adult", "kdd_census"], args.seed)
+        return rows, dict(smoke=args.smoke, seed=args.seed)
+
+    return study_command("tables_balance", parser, argv, report, measure)
 
 
 if __name__ == "__main__":

@@ -220,9 +220,12 @@ class GLCClassifier(LabelPredictMixin, MetaEstimatorMixin, ClassifierMixin,
         Parameters
         ----------
         X : array-like, DataFrame or sparse matrix of shape (n_samples, n_features)
+            The trusted and the untrusted rows together.
         y : array-like of shape (n_samples,)
+            Each row's label: noisy on the untrusted rows, true on the trusted ones.
         trusted : array-like of bool, shape (n_samples,)
-            True for the rows whose labels are trusted.
+            True for the rows whose labels are trusted. ``C`` is estimated on them,
+            so every class needs at least one (ValueError otherwise).
 
         Returns
         -------

@@ -101,9 +101,14 @@ class IRBLClassifier(LabelPredictMixin, MetaEstimatorMixin, ClassifierMixin,
         Parameters
         ----------
         X : array-like, DataFrame or sparse matrix of shape (n_samples, n_features)
+            The trusted and the untrusted rows together; the final model is fitted
+            on all of them, weighted.
         y : array-like of shape (n_samples,)
+            Each row's label: noisy on the untrusted rows, true on the trusted ones.
         trusted : array-like of bool, shape (n_samples,)
-            True for the rows whose labels are trusted.
+            True for the rows whose labels are trusted (weight 1; the trusted
+            probability model is fitted on them). The untrusted rows of a class
+            with no trusted row get weight 0, with a UserWarning.
 
         Returns
         -------

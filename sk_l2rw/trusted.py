@@ -239,7 +239,8 @@ class LabelPredictMixin:
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like, DataFrame or sparse matrix of shape (n_samples, n_features)
+            Rows in the form ``fit`` took.
 
         Returns
         -------
@@ -249,11 +250,13 @@ class LabelPredictMixin:
         return self._proba(X)
 
     def predict(self, X):
-        """The most probable class of each row.
+        """The most probable class of each row (the largest column of
+        :meth:`predict_proba`).
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like, DataFrame or sparse matrix of shape (n_samples, n_features)
+            As in :meth:`predict_proba`.
 
         Returns
         -------

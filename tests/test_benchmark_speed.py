@@ -1,18 +1,21 @@
-"""Smoke test of benchmarks/speed.py: every part at tiny sizes, report written."""
+"""Smoke test of benchmarks/speed.py and the parts it runs
+(benchmarks/common/speed_run.py): every part at tiny sizes, report written."""
 
 import importlib
 import math
 
 import pytest
 
+from benchmarks.common.timing import quiet_repeats, smoke_config
+
 
 @pytest.fixture(scope="module")
 def speed():
-    return importlib.import_module("benchmarks.speed")
+    return importlib.import_module("benchmarks.common.speed_run")
 
 
 def tiny_config(speed):
-    return speed.smoke_config()
+    return smoke_config()
 
 
 def test_speed_report_tiny(speed, tmp_path, one_thread):
@@ -56,14 +59,16 @@ def test_cpu_peak_bytes_is_exact(speed):
     assert speed.calibrate_cpu_peak() == 8_000_000
 
 
-def test_main_rejects_bad_repeats(speed, tmp_path):
+def test_main_rejects_bad_repeats(tmp_path):
+    from benchmarks.speed import main
+
     with pytest.raises(SystemExit):
-        speed.main(["--repeats", "0", "--out", str(tmp_path)])
+        main(["--repeats", "0", "--out", str(tmp_path)])
 
 
 def test_busy_repeats_are_left_out(speed):
-    assert speed.quiet_repeats([0.0, 0.5, 0.01, float("nan")]) == [0, 2, 3]
-    assert speed.quiet_repeats([0.5, 0.9]) == [0, 1]  # none quiet: keep all
+    assert quiet_repeats([0.0, 0.5, 0.01, float("nan")]) == [0, 2, 3]
+    assert quiet_repeats([0.5, 0.9]) == [0, 1]  # none quiet: keep all
     assert "2 of 3 repeats used" in speed._repeats_note([0.0, 0.5, 0.0], [0, 2])
 
 

@@ -15,13 +15,8 @@ PACKAGES = ("benchmarks", "sk_l2rw")
 # Shared modules of benchmarks/ outside common/: the base, not studies.
 BASE = {"benchmarks", "benchmarks.datasets", "benchmarks.environment", "benchmarks.models",
         "benchmarks.ports", "benchmarks.report"}
-# Study -> studies it may still import, each with the reason.
-ALLOWED = {
-    # The GPU check runs the speed study itself on the GPU (speed.run writes
-    # speed_cuda.md): what the two share is the whole study, not a helper that could
-    # move to the common base.
-    "benchmarks.gpu_check": {"benchmarks.speed"},
-}
+# Study -> studies it may still import, each with the reason (none left).
+ALLOWED = {}
 # Private names still crossing a file, each with the reason.
 PRIVATE_ALLOWED = set()
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from skorch.callbacks import LRScheduler
 
-from benchmarks.speed import CountOps
+from benchmarks.common.speed_run import CountOps
 from conftest import make_blobs_data
 from sk_l2rw import L2RWClassifier, ghost, net as net_module
 from sk_l2rw.exceptions import FallbackWarning

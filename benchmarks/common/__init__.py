@@ -8,6 +8,8 @@
   and the tables protocol (``TablesConfig``, per-class and audit clean sets).
 - ``methods``: the nets of that protocol and the fit of each method on a cell's rows.
 - ``runner``: running tasks in one or several processes, with thread limits.
+- ``speed_run``: the speed study's three parts and report, which ``speed`` and
+  ``gpu_check`` both run.
 - ``timing``: what the timing studies share (step cases, generated data, quiet
   repeats, timed blocks, other processes' load, CPU peak memory).
 
