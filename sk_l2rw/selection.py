@@ -221,6 +221,15 @@ def score_weights(trusted_counts, prior):
     return weights * counts.sum() / (weights * counts).sum()
 
 
+def _looks_per_class(trusted_counts):
+    """Whether trusted rows were likely picked per class: the same number, at least
+    5, of every class. A random audit of an imbalanced table almost never comes out
+    even (and the recorded labels cannot tell whether the table is imbalanced:
+    40% uniform noise moves a 6% class to 41%)."""
+    return (len(trusted_counts) > 1 and trusted_counts.min() >= 5
+            and trusted_counts.min() == trusted_counts.max())
+
+
 def choose_route(losses):
     """The rule: the first route (in order) within one paired standard error of the
     best mean loss.
@@ -288,7 +297,8 @@ class TrustedClassifier(LabelPredictMixin, MetaEstimatorMixin, ClassifierMixin,
         trusted rows that were not drawn like the test data (so many of each
         class): every held-out trusted row is weighed by ``prior / trusted share``
         of its class in the scores. None: the trusted rows are taken as a random
-        sample of the population (a random audit), weight 1 each.
+        sample of the population (a random audit), weight 1 each; a warning says
+        so when every class has the same number of trusted rows (5 or more).
     random_state : None or int, default=None
         Seeds the folds, L2RW's nets and the default estimator (a given estimator
         keeps its own).
@@ -416,6 +426,12 @@ class TrustedClassifier(LabelPredictMixin, MetaEstimatorMixin, ClassifierMixin,
         prior = self._check_prior(len(classes))
         routes = self._check_routes(estimator, X)
         counts = np.bincount(codes[mask], minlength=len(classes))
+        if prior is None and _looks_per_class(counts):
+            warnings.warn(
+                f"the trusted rows hold {counts[0]} rows of every class: if they were "
+                f"picked per class rather than drawn at random, pass class_prior (the "
+                f"population's class shares), or the scores favour routes that predict "
+                f"rare classes often", UserWarning, stacklevel=2)
         splitter, scored = self._check_cv(counts)
         if splitter is None:
             warnings.warn(

@@ -275,6 +275,25 @@ class TestCorrectedNet:
             TrustedClassifier(routes=("mixed", "glc_net"))._check_routes(hgb, frame)
 
 
+class TestPerClassWarning:
+    def test_an_even_trusted_set_without_a_prior_is_named(self):
+        X, y, _, trusted = noisy_problem(n=400, n_trusted=90)
+        even = np.zeros(len(y), bool)
+        for label in "abc":
+            even[np.flatnonzero(trusted & (y == label))[:6]] = True
+        model = TrustedClassifier(LogisticRegression(max_iter=1000), routes=("mixed",),
+                                  cv=2)
+        with pytest.warns(UserWarning, match="hold 6 rows of every class: .*pass "
+                          "class_prior"):
+            model.fit(X, y, trusted=even)
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            model.set_params(class_prior=[0.5, 0.3, 0.2]).fit(X, y, trusted=even)
+            model.set_params(class_prior=None).fit(X, y, trusted=trusted)  # uneven
+
+
 class TestPrunedRoute:
     def test_is_fit_pruned_with_the_route_seed(self):
         from sk_l2rw.pruning import fit_pruned
