@@ -275,8 +275,10 @@ def study_command(study, parser, argv, report, measure):
     report : callable
         ``report(saved)``: the report's text from the saved rows.
     measure : callable
-        ``measure(args)``: the run, as ``(rows, meta)``; ``meta`` goes into the
-        run's record (:meth:`StudyRun.finish`).
+        ``measure(args)``: the run, as ``(rows, meta)`` or ``(rows, meta, more)``;
+        ``meta`` goes into the run's record and ``more``, a dict, beside the rows
+        (:meth:`StudyRun.finish`: a study whose report needs more than the rows and
+        the record, such as its configuration, keeps it there).
 
     Returns
     -------
@@ -291,7 +293,7 @@ def study_command(study, parser, argv, report, measure):
         return rerender(args.render, out or RESULTS, report)
     # Timed from here: the report's wall time is the measurement's alone.
     record = StudyRun(study, argv)
-    rows, meta = measure(args)
-    _, text = record.finish(rows, report, out, meta=meta)
+    rows, meta, *more = measure(args)
+    _, text = record.finish(rows, report, out, meta=meta, **(more[0] if more else {}))
     print(text)
     return rows
