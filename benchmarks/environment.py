@@ -262,7 +262,7 @@ def report_folder(args, default):
     return args.out if args.out is not None else (None if args.smoke else default)
 
 
-def study_command(study, parser, argv, report, measure):
+def study_command(study, parser, argv, report, measure, *, return_saved=False):
     """The command line of a study that writes ``report(saved)`` and its rows, once
     ``parser`` has its arguments (:func:`add_report_arguments` and the study's own).
 
@@ -279,13 +279,17 @@ def study_command(study, parser, argv, report, measure):
         ``meta`` goes into the run's record and ``more``, a dict, beside the rows
         (:meth:`StudyRun.finish`: a study whose report needs more than the rows and
         the record, such as its configuration, keeps it there).
+    return_saved : bool
+        Return what the run's JSON holds (:meth:`StudyRun.finish`'s ``saved``:
+        the rows, ``more`` and the record) rather than the rows alone.
 
     Returns
     -------
-    pathlib.Path or rows
+    pathlib.Path, rows or dict
         With ``--render``, the report rebuilt from the rows a run wrote
-        (:func:`rerender`, into ``--out`` or ``results/``); otherwise the rows,
-        written with the report into :func:`report_folder` and printed.
+        (:func:`rerender`, into ``--out`` or ``results/``); otherwise the rows
+        (``saved`` with ``return_saved``), written with the report into
+        :func:`report_folder` and printed.
     """
     args = parser.parse_args(argv)
     out = report_folder(args, RESULTS)
@@ -294,6 +298,6 @@ def study_command(study, parser, argv, report, measure):
     # Timed from here: the report's wall time is the measurement's alone.
     record = StudyRun(study, argv)
     rows, meta, *more = measure(args)
-    _, text = record.finish(rows, report, out, meta=meta, **(more[0] if more else {}))
+    saved, text = record.finish(rows, report, out, meta=meta, **(more[0] if more else {}))
     print(text)
-    return rows
+    return saved if return_saved else rows
