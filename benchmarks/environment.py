@@ -262,7 +262,7 @@ def report_folder(args, default):
     return args.out if args.out is not None else (None if args.smoke else default)
 
 
-def study_command(study, parser, argv, report, measure, *, return_saved=False):
+def study_command(study, parser, argv, report, measure, *, beside=None, return_saved=False):
     """The command line of a study that writes ``report(saved)`` and its rows, once
     ``parser`` has its arguments (:func:`add_report_arguments` and the study's own).
 
@@ -279,6 +279,10 @@ def study_command(study, parser, argv, report, measure, *, return_saved=False):
         ``meta`` goes into the run's record and ``more``, a dict, beside the rows
         (:meth:`StudyRun.finish`: a study whose report needs more than the rows and
         the record, such as its configuration, keeps it there).
+    beside : callable or None
+        ``beside(saved, folder)``: writes a run's further files (a figure) into the
+        folder of its report, once the report is written there; ``--render``
+        rebuilds the report alone.
     return_saved : bool
         Return what the run's JSON holds (:meth:`StudyRun.finish`'s ``saved``:
         the rows, ``more`` and the record) rather than the rows alone.
@@ -299,5 +303,7 @@ def study_command(study, parser, argv, report, measure, *, return_saved=False):
     record = StudyRun(study, argv)
     rows, meta, *more = measure(args)
     saved, text = record.finish(rows, report, out, meta=meta, **(more[0] if more else {}))
+    if beside is not None and out is not None:
+        beside(saved, Path(out))
     print(text)
     return saved if return_saved else rows
