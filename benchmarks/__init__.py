@@ -11,7 +11,8 @@ without downloading (CI). Shared pieces: ``common`` (the base the studies share:
 ``common.methods``, ``common.runner`` and ``common.timing`` hold the label-noise
 protocol, its fits, the task runner and the timing helpers), ``datasets`` (real data sets from package
 registries, cached), ``environment`` (the machine, versions and command a report
-names; the rows' JSON next to a report, from which ``--render`` rebuilds it),
+names; the rows' JSON next to a report, from which ``--render`` rebuilds it;
+``study_command``, a study's parse / ``--render`` / run / write steps written once),
 ``models`` (the networks), ``ports`` (the public ways of computing L2RW that
 ``speed`` times), ``report`` (the tables, "mean ± std" cells and paired ratios every
 report is written with).

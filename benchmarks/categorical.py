@@ -32,8 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 from benchmarks.common import methods, protocol, runner
 from benchmarks.datasets import adult_preprocessor
 from benchmarks.report import markdown_table, mean_std
-from benchmarks.environment import (RESULTS, StudyRun, add_report_arguments, load_average,
-                                    report_folder, report_header, rerender)
+from benchmarks.environment import add_report_arguments, report_header, study_command
 
 ENCODINGS = ("one_hot", "embedded")
 METHODS = ("plain", "l2rw")
@@ -253,19 +252,14 @@ def main(argv=None):
     add_report_arguments(parser, "categorical.md", smoke="a generated table (CI)")
     parser.add_argument("--seeds", default=None, help="comma-separated, e.g. 0,1,2")
     parser.add_argument("--jobs", type=int, default=2)
-    args = parser.parse_args(argv)
-    out = report_folder(args, RESULTS)
-    if args.render:
-        return rerender(args.render, out or RESULTS, report)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
-    cfg = smoke_config() if args.smoke else full_config(seeds)
-    study = StudyRun("categorical", argv)
-    rows = run(cfg, jobs=1 if args.smoke else args.jobs)
-    _, text = study.finish(rows, report, out, meta=dict(smoke=args.smoke))
-    print(text, end="")
-    print(f"load average {load_average()}")
-    return rows
+
+    def measure(args):
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
+        cfg = smoke_config() if args.smoke else full_config(seeds)
+        return run(cfg, jobs=1 if args.smoke else args.jobs), dict(smoke=args.smoke)
+
+    return study_command("categorical", parser, argv, report, measure)
 
 
 if __name__ == "__main__":

@@ -41,8 +41,7 @@ import warnings
 
 import numpy as np
 
-from benchmarks.environment import (RESULTS, StudyRun, add_report_arguments, report_folder,
-                                    report_header, rerender)
+from benchmarks.environment import add_report_arguments, report_header, study_command
 from benchmarks.common.methods import fit_plain, net_params
 from benchmarks.common.protocol import KIND_NAMES, load_pool, prepare
 from benchmarks.common.protocol import full_config as quality_config
@@ -287,27 +286,25 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", help="a subset of the seeds")
     parser.add_argument("--datasets", nargs="+", help="a subset of the data sets")
     parser.add_argument("--routes", nargs="+", choices=ROUTES, help="a subset of the routes")
-    args = parser.parse_args(argv)
-    out = report_folder(args, RESULTS)
-    if args.render:
-        print(rerender(args.render, out or RESULTS, render))
-        return 0
-    cfg = smoke_config() if args.smoke else full_config()
-    reduced = []
-    if args.seeds:
-        cfg.seeds = tuple(args.seeds)
-        reduced.append(f"seeds {', '.join(map(str, cfg.seeds))}")
-    if args.datasets:
-        cfg.datasets = {k: v for k, v in cfg.datasets.items() if k in args.datasets}
-        reduced.append(f"data sets {', '.join(cfg.datasets)}")
-    if args.routes:
-        cfg.routes = tuple(args.routes)
-        reduced.append(f"routes {', '.join(cfg.routes)}")
-    study = StudyRun(STUDY, argv)
-    rows = run(cfg)
-    reduced = ("; ".join(reduced) + " instead of the full configuration") if reduced else None
-    saved, text = study.finish(rows, render, out, config=config_record(cfg, reduced))
-    print(text)
+
+    def measure(args):
+        cfg = smoke_config() if args.smoke else full_config()
+        reduced = []
+        if args.seeds:
+            cfg.seeds = tuple(args.seeds)
+            reduced.append(f"seeds {', '.join(map(str, cfg.seeds))}")
+        if args.datasets:
+            cfg.datasets = {k: v for k, v in cfg.datasets.items() if k in args.datasets}
+            reduced.append(f"data sets {', '.join(cfg.datasets)}")
+        if args.routes:
+            cfg.routes = tuple(args.routes)
+            reduced.append(f"routes {', '.join(cfg.routes)}")
+        rows = run(cfg)
+        reduced = "; ".join(reduced) + " instead of the full configuration" if reduced else None
+        # The report reads the configuration, not the run's record: it goes beside the rows.
+        return rows, None, dict(config=config_record(cfg, reduced))
+
+    study_command(STUDY, parser, argv, render, measure)
     return 0
 
 

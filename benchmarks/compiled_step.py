@@ -31,8 +31,7 @@ import warnings
 import torch
 from torch import nn
 
-from benchmarks.environment import (RESULTS, StudyRun, add_report_arguments, report_folder,
-                                    report_header, rerender)
+from benchmarks.environment import add_report_arguments, report_header, study_command
 from benchmarks.report import markdown_table, median, paired_ratio
 from benchmarks.common.timing import (OtherLoad, case_data, fit_estimators, full_config,
                                      make_fit_data, quiet_repeats, rotated, smoke_config,
@@ -190,18 +189,15 @@ def main(argv=None):
     add_report_arguments(parser, "compiled_step.md", smoke="tiny sizes (CI)")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--backend", default="inductor", help="torch.compile's backend")
-    args = parser.parse_args(argv)
-    out = report_folder(args, RESULTS)
-    if args.render:
-        return rerender(args.render, out or RESULTS, render)
-    cfg = smoke_config() if args.smoke else full_config()
-    repeats = args.repeats or (2 if args.smoke else 9)
-    study = StudyRun("compiled_step", argv)
-    rows = run(cfg, repeats=repeats, fit_repeats=1 if args.smoke else 5,
-               block_s=0.002 if args.smoke else 0.3, backend=args.backend)
-    saved, text = study.finish(rows, render, out, meta=dict(smoke=args.smoke))
-    print(text)
-    return saved
+
+    def measure(args):
+        cfg = smoke_config() if args.smoke else full_config()
+        repeats = args.repeats or (2 if args.smoke else 9)
+        rows = run(cfg, repeats=repeats, fit_repeats=1 if args.smoke else 5,
+                   block_s=0.002 if args.smoke else 0.3, backend=args.backend)
+        return rows, dict(smoke=args.smoke)
+
+    return study_command("compiled_step", parser, argv, render, measure, return_saved=True)
 
 
 if __name__ == "__main__":

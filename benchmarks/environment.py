@@ -262,7 +262,7 @@ def report_folder(args, default):
     return args.out if args.out is not None else (None if args.smoke else default)
 
 
-def study_command(study, parser, argv, report, measure):
+def study_command(study, parser, argv, report, measure, *, beside=None, return_saved=False):
     """The command line of a study that writes ``report(saved)`` and its rows, once
     ``parser`` has its arguments (:func:`add_report_arguments` and the study's own).
 
@@ -275,15 +275,25 @@ def study_command(study, parser, argv, report, measure):
     report : callable
         ``report(saved)``: the report's text from the saved rows.
     measure : callable
-        ``measure(args)``: the run, as ``(rows, meta)``; ``meta`` goes into the
-        run's record (:meth:`StudyRun.finish`).
+        ``measure(args)``: the run, as ``(rows, meta)`` or ``(rows, meta, more)``;
+        ``meta`` goes into the run's record and ``more``, a dict, beside the rows
+        (:meth:`StudyRun.finish`: a study whose report needs more than the rows and
+        the record, such as its configuration, keeps it there).
+    beside : callable or None
+        ``beside(saved, folder)``: writes a run's further files (a figure) into the
+        folder of its report, once the report is written there; ``--render``
+        rebuilds the report alone.
+    return_saved : bool
+        Return what the run's JSON holds (:meth:`StudyRun.finish`'s ``saved``:
+        the rows, ``more`` and the record) rather than the rows alone.
 
     Returns
     -------
-    pathlib.Path or rows
+    pathlib.Path, rows or dict
         With ``--render``, the report rebuilt from the rows a run wrote
-        (:func:`rerender`, into ``--out`` or ``results/``); otherwise the rows,
-        written with the report into :func:`report_folder` and printed.
+        (:func:`rerender`, into ``--out`` or ``results/``); otherwise the rows
+        (``saved`` with ``return_saved``), written with the report into
+        :func:`report_folder` and printed.
     """
     args = parser.parse_args(argv)
     out = report_folder(args, RESULTS)
@@ -291,7 +301,9 @@ def study_command(study, parser, argv, report, measure):
         return rerender(args.render, out or RESULTS, report)
     # Timed from here: the report's wall time is the measurement's alone.
     record = StudyRun(study, argv)
-    rows, meta = measure(args)
-    _, text = record.finish(rows, report, out, meta=meta)
+    rows, meta, *more = measure(args)
+    saved, text = record.finish(rows, report, out, meta=meta, **(more[0] if more else {}))
+    if beside is not None and out is not None:
+        beside(saved, Path(out))
     print(text)
-    return rows
+    return saved if return_saved else rows

@@ -45,9 +45,8 @@ import torch
 from torch import nn
 
 from benchmarks.common import methods, protocol, runner
-from benchmarks.environment import (RESULTS, StudyRun, add_jobs_argument,
-                                    add_report_arguments, report_folder, report_header,
-                                    rerender)
+from benchmarks.environment import (add_jobs_argument, add_report_arguments, report_header,
+                                    study_command)
 from benchmarks.report import markdown_table, mean_std, median, paired_ratio
 from benchmarks.common.timing import (case_data, full_config, quiet_repeats, smoke_config,
                                      timed_blocks)
@@ -317,18 +316,15 @@ def main(argv=None):
     add_report_arguments(parser, "last_layers.md", smoke="digits and a tiny LeNet (CI)")
     add_jobs_argument(parser)
     parser.add_argument("--repeats", type=int, default=None)
-    args = parser.parse_args(argv)
-    out = report_folder(args, RESULTS)
-    if args.render:
-        return rerender(args.render, out or RESULTS, render)
-    study = StudyRun("last_layers", argv)
-    rows = run(args.smoke, ks=(1,) if args.smoke else KS,
-               repeats=args.repeats or (2 if args.smoke else 15),
-               block_s=0.002 if args.smoke else 0.3,
-               jobs=args.jobs or (1 if args.smoke else 2))
-    saved, text = study.finish(rows, render, out, meta=dict(smoke=args.smoke))
-    print(text)
-    return saved
+
+    def measure(args):
+        rows = run(args.smoke, ks=(1,) if args.smoke else KS,
+                   repeats=args.repeats or (2 if args.smoke else 15),
+                   block_s=0.002 if args.smoke else 0.3,
+                   jobs=args.jobs or (1 if args.smoke else 2))
+        return rows, dict(smoke=args.smoke)
+
+    return study_command("last_layers", parser, argv, render, measure, return_saved=True)
 
 
 if __name__ == "__main__":

@@ -31,8 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 from benchmarks.report import markdown_table
-from benchmarks.environment import (RESULTS, StudyRun, add_report_arguments, report_folder,
-                                    report_header, rerender)
+from benchmarks.environment import add_report_arguments, report_header, study_command
 from benchmarks.common.timing import cpu_peak_bytes
 
 FULL = dict(widths=(2_000, 5_000, 10_000, 20_000, 50_000), n_rows=4096, nnz=100,
@@ -173,18 +172,15 @@ def report(saved):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_report_arguments(parser, "sparse_memory.md", smoke="tiny sizes (CI)")
-    args = parser.parse_args(argv)
-    out = report_folder(args, RESULTS)
-    if args.render:
-        return rerender(args.render, out or RESULTS, report)
-    settings = SMOKE if args.smoke else FULL
-    study = StudyRun("sparse_memory", argv)
-    rows = run(settings)
-    _, text = study.finish(rows, report, out, settings=settings)
-    if out is not None:
-        figure(rows, out / "sparse_memory.png")
-    print(text)
-    return rows
+
+    def measure(args):
+        settings = SMOKE if args.smoke else FULL
+        return run(settings), None, dict(settings=settings)
+
+    def plot(saved, folder):
+        figure(saved["rows"], folder / "sparse_memory.png")
+
+    return study_command("sparse_memory", parser, argv, report, measure, beside=plot)
 
 
 if __name__ == "__main__":

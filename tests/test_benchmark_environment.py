@@ -1,0 +1,43 @@
+"""benchmarks/environment.py: study_command, the command line every study shares."""
+
+import argparse
+import json
+
+from benchmarks.environment import add_report_arguments, study_command
+
+
+def _report(saved):
+    return f"{saved['rows']} {saved['settings']} smoke={saved['meta']['smoke']}\n"
+
+
+def _command(argv, drawn, **options):
+    """A toy study: two rows, its settings beside them, a "figure" noted in drawn."""
+    parser = argparse.ArgumentParser()
+    add_report_arguments(parser, "toy.md", smoke="tiny")
+
+    def measure(args):
+        return [1, 2], dict(smoke=args.smoke), dict(settings="tiny")
+
+    return study_command("toy", parser, argv, _report, measure,
+                         beside=lambda saved, folder: drawn.append(folder), **options)
+
+
+def test_a_run_keeps_more_beside_the_rows_and_draws_beside_its_report(tmp_path):
+    drawn = []
+    saved = _command(["--smoke", "--out", str(tmp_path / "run")], drawn, return_saved=True)
+    assert saved["rows"] == [1, 2] and saved["settings"] == "tiny" and saved["meta"]["smoke"]
+    written = json.loads((tmp_path / "run" / "toy.json").read_text())
+    assert written["settings"] == "tiny" and written["rows"] == [1, 2]
+    assert drawn == [tmp_path / "run"]
+    # --smoke without --out writes nothing, so nothing is drawn; the rows come back.
+    assert _command(["--smoke"], drawn) == [1, 2] and drawn == [tmp_path / "run"]
+
+
+def test_render_rebuilds_the_report_alone(tmp_path):
+    drawn = []
+    _command(["--smoke", "--out", str(tmp_path / "run")], drawn)
+    rebuilt = _command(["--render", str(tmp_path / "run" / "toy.json"),
+                        "--out", str(tmp_path / "again")], drawn)
+    assert rebuilt == tmp_path / "again" / "toy.md"
+    assert rebuilt.read_text() == (tmp_path / "run" / "toy.md").read_text()
+    assert drawn == [tmp_path / "run"]  # the run's figure only
