@@ -610,8 +610,14 @@ def merge_rows(rows, meta, saved, methods):
     The saved run must have drawn the same splits (same configuration and seeds);
     the merged meta says where each part comes from."""
     keep = [r for r in saved["rows"] if r["method"] not in methods]
-    merged = dict(methods=list(methods), command=saved["meta"]["command"],
-                  started=saved["meta"]["started"])
+    source = saved["meta"]
+    # A saved run that was itself a merge, all of whose own methods are refitted
+    # now, only passes on rows from its source: name that run, not the merge.
+    earlier = source.get("merged")
+    if earlier and set(earlier["methods"]) <= set(methods):
+        source = earlier
+    merged = dict(methods=list(methods), command=source["command"],
+                  started=source["started"])
     return keep + rows, dict(meta, merged=merged)
 
 

@@ -130,6 +130,17 @@ class TestSmokeRows:
             r for r in rows if r["method"] != "trusted"]
         assert merged_meta["merged"]["methods"] == ["trusted"]
         assert "come from this run" in tables.render(merged, merged_meta, "cmd")
+        # Merging again into the merge: the other rows still name the first run.
+        again, again_meta = tables.merge_rows(
+            part, meta, {"rows": merged, "meta": dict(merged_meta, command="merge",
+                                                      started="later")}, ("trusted",))
+        assert again == merged
+        assert again_meta["merged"]["command"] == "python -m benchmarks.tables --smoke"
+        assert again_meta["merged"]["started"] == "then"
+        # One that refits less than the saved merge did names the merge itself.
+        _, fewer = tables.merge_rows([], meta, {"rows": merged, "meta": dict(
+            merged_meta, command="merge", started="later")}, ("hgb",))
+        assert fewer["merged"]["command"] == "merge"
 
 
 def test_methods_limits_what_a_run_fits(tables):
