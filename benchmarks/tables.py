@@ -529,10 +529,7 @@ def render(rows, meta, command):
         lines += ["Recommended route: `TrustedClassifier(random_state=seed)` with its "
                   "defaults (HGB, every route, 5 trusted folds, Brier score, one "
                   "paired standard error against the prior order).", "",
-                  *([f"Rows of {', '.join(meta['merged']['methods'])} come from this "
-                     f"run; every other row from `{meta['merged']['command']}` "
-                     f"(started {meta['merged']['started']}), on the same splits.", ""]
-                    if meta.get("merged") else []),
+                  *_provenance(meta),
                   "## Goals", ""]
         lines += trusted_goals(rows)
     else:
@@ -621,6 +618,49 @@ def merge_rows(rows, meta, saved, methods):
     return keep + rows, dict(meta, merged=merged)
 
 
+def join_seeds(parts):
+    """One run from saved runs of other seeds on the same configuration (data sets,
+    sizes, noise, protocols, methods): their rows together, and in the meta where
+    each seed comes from."""
+    configs = [dict(p["meta"]["config"], seeds=None) for p in parts]
+    if any(c != configs[0] for c in configs[1:]):
+        raise ValueError("runs to join must differ in their seeds only")
+    seeds = [s for p in parts for s in p["meta"]["config"]["seeds"]]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"runs to join share seeds: {sorted(seeds)}")
+    first = min(parts, key=lambda p: p["meta"]["started"])["meta"]
+    joined = [dict(seeds=p["meta"]["config"]["seeds"], command=p["meta"]["command"],
+                   started=p["meta"]["started"], merged=p["meta"].get("merged"))
+              for p in parts]
+    meta = dict(first, config=dict(first["config"], seeds=sorted(seeds)),
+                elapsed=sum(p["meta"]["elapsed"] for p in parts), joined=joined)
+    meta.pop("merged", None)
+    return [r for p in parts for r in p["rows"]], meta
+
+
+def _provenance(meta):
+    """Where the rows come from, when they are not all this command's."""
+    def merged_line(merged):
+        return (f"rows of {', '.join(merged['methods'])} from it; every other row from "
+                f"`{merged['command']}` (started {merged['started']}), on the same splits")
+
+    if meta.get("joined"):
+        lines = ["Seeds joined from separate runs:", ""]
+        for part in meta["joined"]:
+            line = (f"- seeds {', '.join(map(str, part['seeds']))}: `{part['command']}` "
+                    f"(started {part['started']})")
+            if part.get("merged"):
+                line += "; " + merged_line(part["merged"])
+            lines.append(line)
+        return lines + [""]
+    if meta.get("merged"):
+        merged = meta["merged"]
+        return [f"Rows of {', '.join(merged['methods'])} come from this run; every other "
+                f"row from `{merged['command']}` (started {merged['started']}), on the "
+                f"same splits.", ""]
+    return []
+
+
 def write(rows, meta, out_dir, command):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -640,6 +680,9 @@ def main(argv=None):
     size.add_argument("--reduced", action="store_true",
                       help="one seed, at most 5,000 training rows per data set")
     size.add_argument("--render", metavar="JSON", help="re-render a saved tables.json")
+    size.add_argument("--join", metavar="JSON", nargs="+",
+                      help="join saved runs of other seeds (same configuration) into "
+                           "one run in --out")
     add_jobs_argument(parser)
     parser.add_argument("--out", default=str(RESULTS), help="output folder")
     parser.add_argument("--datasets", default=None, help="comma-separated subset")
@@ -654,6 +697,12 @@ def main(argv=None):
                         help="comma-separated clean-set protocols, e.g. "
                              "per_class:10,audit:200,audit:0.01")
     args = parser.parse_args(argv)
+    if args.join:
+        parts = [json.loads(Path(p).read_text()) for p in args.join]
+        rows, meta = join_seeds(parts)
+        path = write(rows, meta, args.out, command_line("tables", argv))
+        print(f"wrote {path}")
+        return 0
     if args.render:
         saved = json.loads(Path(args.render).read_text())
         path = write(saved["rows"], saved["meta"], args.out, saved["meta"]["command"])

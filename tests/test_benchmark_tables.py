@@ -143,6 +143,36 @@ class TestSmokeRows:
         assert fewer["merged"]["command"] == "merge"
 
 
+def test_runs_of_other_seeds_join_into_one(tables, smoke, tmp_path):
+    _, rows, meta = smoke
+    first = {"rows": rows, "meta": dict(meta, command="run 0", started="2026-01-01T00:00")}
+    second = {"rows": [dict(r, seed=1) for r in rows],
+              "meta": dict(meta, config=dict(meta["config"], seeds=[1]), command="run 1",
+                           started="2026-01-02T00:00", merged={
+                               "methods": ["trusted"], "command": "run 1a",
+                               "started": "2026-01-01T12:00"})}
+    joined, joined_meta = tables.join_seeds([second, first])
+    assert len(joined) == 2 * len(rows)
+    assert joined_meta["config"]["seeds"] == [0, 1]
+    assert joined_meta["started"] == "2026-01-01T00:00" and "merged" not in joined_meta
+    assert joined_meta["elapsed"] == 2 * meta["elapsed"]
+    text = tables.render(joined, joined_meta, "join")
+    assert "- seeds 1: `run 1` (started 2026-01-02T00:00); rows of trusted from it" in text
+    assert "- seeds 0: `run 0` (started 2026-01-01T00:00)\n" in text
+    for path, saved in (("a.json", first), ("b.json", second)):
+        (tmp_path / path).write_text(json.dumps(saved))
+    assert tables.main(["--join", str(tmp_path / "a.json"), str(tmp_path / "b.json"),
+                        "--out", str(tmp_path / "both")]) == 0
+    written = json.loads((tmp_path / "both" / "tables.json").read_text())
+    assert written["rows"] == [*first["rows"], *second["rows"]]
+    with pytest.raises(ValueError, match="share seeds"):
+        tables.join_seeds([first, first])
+    other = dict(first, meta=dict(meta, config=dict(meta["config"], rate=0.2,
+                                                    seeds=[1])))
+    with pytest.raises(ValueError, match="differ in their seeds only"):
+        tables.join_seeds([first, other])
+
+
 def test_methods_limits_what_a_run_fits(tables):
     cfg = tables.smoke_config()
     cfg.methods = ("hgb", "glc_hgb")
