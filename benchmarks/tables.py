@@ -622,8 +622,11 @@ def join_seeds(parts):
     """One run from saved runs of other seeds on the same configuration (data sets,
     sizes, noise, protocols, methods): their rows together, and in the meta where
     each seed comes from."""
-    configs = [dict(p["meta"]["config"], seeds=None) for p in parts]
-    if any(c != configs[0] for c in configs[1:]):
+    # A merged run's config names only the methods it fitted: compare what the
+    # rows hold instead.
+    configs = [dict(p["meta"]["config"], seeds=None, methods=None) for p in parts]
+    methods = [sorted({r["method"] for r in p["rows"]}) for p in parts]
+    if any(c != configs[0] for c in configs[1:]) or any(m != methods[0] for m in methods):
         raise ValueError("runs to join must differ in their seeds only")
     seeds = [s for p in parts for s in p["meta"]["config"]["seeds"]]
     if len(set(seeds)) != len(seeds):
@@ -632,7 +635,8 @@ def join_seeds(parts):
     joined = [dict(seeds=p["meta"]["config"]["seeds"], command=p["meta"]["command"],
                    started=p["meta"]["started"], merged=p["meta"].get("merged"))
               for p in parts]
-    meta = dict(first, config=dict(first["config"], seeds=sorted(seeds)),
+    meta = dict(first, config=dict(first["config"], seeds=sorted(seeds),
+                                   methods=parts[0]["meta"]["config"].get("methods")),
                 elapsed=sum(p["meta"]["elapsed"] for p in parts), joined=joined)
     meta.pop("merged", None)
     return [r for p in parts for r in p["rows"]], meta

@@ -171,6 +171,13 @@ def test_runs_of_other_seeds_join_into_one(tables, smoke, tmp_path):
                                                     seeds=[1])))
     with pytest.raises(ValueError, match="differ in their seeds only"):
         tables.join_seeds([first, other])
+    fewer = dict(second, rows=[r for r in second["rows"] if r["method"] != "hgb"])
+    with pytest.raises(ValueError, match="differ in their seeds only"):
+        tables.join_seeds([first, fewer])
+    # A merged run names only the methods it fitted: its rows decide.
+    refit = dict(second, meta=dict(second["meta"], config=dict(
+        second["meta"]["config"], methods=["trusted"])))
+    assert len(tables.join_seeds([first, refit])[0]) == 2 * len(rows)
 
 
 def test_methods_limits_what_a_run_fits(tables):
