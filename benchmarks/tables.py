@@ -651,7 +651,8 @@ def _provenance(meta):
     if meta.get("joined"):
         lines = ["Seeds joined from separate runs:", ""]
         for part in meta["joined"]:
-            line = (f"- seeds {', '.join(map(str, part['seeds']))}: `{part['command']}` "
+            seeds = "seed" + "s" * (len(part["seeds"]) > 1)
+            line = (f"- {seeds} {', '.join(map(str, part['seeds']))}: `{part['command']}` "
                     f"(started {part['started']})")
             if part.get("merged"):
                 line += "; " + merged_line(part["merged"])

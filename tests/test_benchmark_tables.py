@@ -157,8 +157,8 @@ def test_runs_of_other_seeds_join_into_one(tables, smoke, tmp_path):
     assert joined_meta["started"] == "2026-01-01T00:00" and "merged" not in joined_meta
     assert joined_meta["elapsed"] == 2 * meta["elapsed"]
     text = tables.render(joined, joined_meta, "join")
-    assert "- seeds 1: `run 1` (started 2026-01-02T00:00); rows of trusted from it" in text
-    assert "- seeds 0: `run 0` (started 2026-01-01T00:00)\n" in text
+    assert "- seed 1: `run 1` (started 2026-01-02T00:00); rows of trusted from it" in text
+    assert "- seed 0: `run 0` (started 2026-01-01T00:00)\n" in text
     for path, saved in (("a.json", first), ("b.json", second)):
         (tmp_path / path).write_text(json.dumps(saved))
     assert tables.main(["--join", str(tmp_path / "a.json"), str(tmp_path / "b.json"),
