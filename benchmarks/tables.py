@@ -642,12 +642,14 @@ def join_seeds(parts):
     return [r for p in parts for r in p["rows"]], meta
 
 
+def _other_rows(merged):
+    """Where a merged run's other methods come from."""
+    return (f"every other row from `{merged['command']}` (started {merged['started']}), "
+            f"on the same splits")
+
+
 def _provenance(meta):
     """Where the rows come from, when they are not all this command's."""
-    def merged_line(merged):
-        return (f"rows of {', '.join(merged['methods'])} from it; every other row from "
-                f"`{merged['command']}` (started {merged['started']}), on the same splits")
-
     if meta.get("joined"):
         lines = ["Seeds joined from separate runs:", ""]
         for part in meta["joined"]:
@@ -655,14 +657,13 @@ def _provenance(meta):
             line = (f"- {seeds} {', '.join(map(str, part['seeds']))}: `{part['command']}` "
                     f"(started {part['started']})")
             if part.get("merged"):
-                line += "; " + merged_line(part["merged"])
+                line += (f"; rows of {', '.join(part['merged']['methods'])} from it; "
+                         f"{_other_rows(part['merged'])}")
             lines.append(line)
         return lines + [""]
     if meta.get("merged"):
-        merged = meta["merged"]
-        return [f"Rows of {', '.join(merged['methods'])} come from this run; every other "
-                f"row from `{merged['command']}` (started {merged['started']}), on the "
-                f"same splits.", ""]
+        return [f"Rows of {', '.join(meta['merged']['methods'])} come from this run; "
+                f"{_other_rows(meta['merged'])}.", ""]
     return []
 
 

@@ -445,9 +445,9 @@ class TrustedClassifier(LabelPredictMixin, MetaEstimatorMixin, ClassifierMixin,
                     f"classes {classes[~scored].tolist()} have fewer than 2 trusted rows: "
                     f"they train in every fold and the routes are scored on the other "
                     f"classes' trusted rows only", UserWarning, stacklevel=2)
-            kept = np.where(scored, counts, 0)
-            weights = np.ones(len(classes)) if prior is None else score_weights(kept,
-                                                                                  prior)
+            scored_counts = np.where(scored, counts, 0)
+            weights = (np.ones(len(classes)) if prior is None
+                       else score_weights(scored_counts, prior))
             results, route = self._score_routes(routes, estimator, X, codes, mask,
                                                  mask & scored[codes], splitter, weights)
         final = fit_route(route, estimator, X, codes, mask, self.random_state)

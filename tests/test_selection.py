@@ -1,6 +1,7 @@
 """TrustedClassifier: the rule that picks a route, and the estimator around it."""
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -236,8 +237,6 @@ class TestDefaultEstimator:
         hgb = HistGradientBoostingClassifier(early_stopping=True, max_iter=10)
         model = TrustedClassifier(hgb, routes=("mixed", "irbl", "trusted_only"), cv=2,
                                   random_state=0)
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("error", UserWarning)
             model.fit(X, y, trusted=trusted)
@@ -286,8 +285,6 @@ class TestPerClassWarning:
         with pytest.warns(UserWarning, match="hold 6 rows of every class: .*pass "
                           "class_prior"):
             model.fit(X, y, trusted=even)
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("error", UserWarning)
             model.set_params(class_prior=[0.5, 0.3, 0.2]).fit(X, y, trusted=even)
