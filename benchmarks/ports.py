@@ -26,6 +26,7 @@ positive: :func:`sk_l2rw.weights.normalize_weights`). :func:`check_ports` compar
 every port with ``sk_l2rw``'s reference step before anything is timed.
 """
 
+import contextlib
 import copy
 
 import torch
@@ -140,14 +141,29 @@ def check_ports(module, loss_fn, X, y, X_clean, y_clean, *, lr, rtol=1e-4, atol=
         weights = out.weights if hasattr(out, "weights") else out
         return weights.detach(), [p.grad for p in net.parameters() if p.requires_grad]
 
-    ref_weights, ref_grads = run(reference_step)
     diffs = {}
-    for name, step in PORTS.items():
-        weights, grads = run(step)
-        torch.testing.assert_close(weights, ref_weights, rtol=rtol, atol=atol,
-                                   msg=lambda m, name=name: f"{name}: weights: {m}")
-        for g, r in zip(grads, ref_grads):
-            torch.testing.assert_close(g, r, rtol=rtol, atol=atol,
-                                       msg=lambda m, name=name: f"{name}: grads: {m}")
-        diffs[name] = float((weights - ref_weights).abs().max())
+    with _full_float32():
+        ref_weights, ref_grads = run(reference_step)
+        for name, step in PORTS.items():
+            weights, grads = run(step)
+            torch.testing.assert_close(weights, ref_weights, rtol=rtol, atol=atol,
+                                       msg=lambda m, name=name: f"{name}: weights: {m}")
+            for g, r in zip(grads, ref_grads):
+                torch.testing.assert_close(g, r, rtol=rtol, atol=atol,
+                                           msg=lambda m, name=name: f"{name}: grads: {m}")
+            diffs[name] = float((weights - ref_weights).abs().max())
     return diffs
+
+
+@contextlib.contextmanager
+def _full_float32():
+    """TF32 off inside (cuDNN convolutions use it by default on NVIDIA GPUs): the
+    check compares the ports' arithmetic, and TF32's 10-bit mantissa, applied by
+    each port to different products, puts their weights further apart than any
+    tolerance that still tells a wrong port from a right one."""
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before

@@ -32,3 +32,22 @@ def test_dry_run_writes_every_part(tmp_path):
     again = tmp_path / "again"
     gpu_check.main(["--render", str(tmp_path / "gpu_check.json"), "--out", str(again)])
     assert (again / "gpu_check.md").read_text() == text
+
+
+def test_a_failing_case_is_a_row_and_the_rest_is_measured(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("planted failure\nsecond line")
+
+    monkeypatch.setitem(gpu_check.STEPS, "jvp", broken)
+    monkeypatch.setattr(gpu_check, "speed_run", broken)
+    assert gpu_check.main(["--dry-run", "--out", str(tmp_path)]) == 1
+    saved = json.loads((tmp_path / "gpu_check.json").read_text())
+    steps = [r for r in saved["rows"] if r["part"] == "step"]
+    failed = [r for r in steps if "error" in r]
+    assert {r["computation"] for r in failed} == {"jvp"}
+    assert all(r["error"] == "RuntimeError: planted failure second line" for r in failed)
+    assert all(r["meta"] == 0 for r in steps if "error" not in r)
+    assert saved["speed_error"] == "RuntimeError: planted failure second line"
+    text = (tmp_path / "gpu_check.md").read_text()
+    assert "**error**: `RuntimeError: planted failure second line`" in text
+    assert "The speed part failed" in text
