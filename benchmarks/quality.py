@@ -481,13 +481,15 @@ def gradnorm_task(cfg, seed, data, threads=1):
                     done += 1
                 module = net.module_
                 params_list = [p for p in module.parameters() if p.requires_grad]
+                # The net's device ("auto" is CUDA where there is one).
+                device = params_list[0].device
                 ratios, shares = [], []
                 for _ in range(20):
                     idx = torch.as_tensor(rng.choice(len(y_noisy), cfg.batch_size,
                                                      replace=False))
-                    xb, yb = Xt[idx], yt[idx]
-                    u = jvp_meta_gradients(module, loss_fn, xb, yb, Xc, yc,
-                                           lr=cfg.gradnorm_lr)
+                    xb, yb = Xt[idx].to(device), yt[idx].to(device)
+                    u = jvp_meta_gradients(module, loss_fn, xb, yb, Xc.to(device),
+                                           yc.to(device), lr=cfg.gradnorm_lr)
                     w = normalize_weights(u)
                     losses = loss_fn(module(xb), yb)
                     g_w = torch.autograd.grad((w * losses).sum(), params_list,

@@ -62,7 +62,7 @@ def main(mode, folder):
     report = dict(weights=net.sample_weights_,
                   train_loss=net.history[:, "train_loss"],
                   clean_loss=net.history[:, "clean_loss"],
-                  params={k: v.detach().numpy().copy()
+                  params={k: v.detach().cpu().numpy().copy()
                           for k, v in net.module_.state_dict().items()})
     with open(os.path.join(folder, f"{mode}.pkl"), "wb") as f:
         pickle.dump(report, f)

@@ -160,7 +160,7 @@ def _callback_case(rank, case, out):
     def state():
         return dict(proba=net.predict_proba(X), weights=net.sample_weights_.copy(),
                     train_loss=net.history[:, "train_loss"],
-                    params={k: v.detach().numpy().copy()
+                    params={k: v.detach().cpu().numpy().copy()
                             for k, v in net.module_.state_dict().items()})
 
     before = state()
@@ -231,7 +231,7 @@ def _fit_case(rank, case, out):
             train_loss=net.history[:, "train_loss"],
             clean_loss=net.history[:, "clean_loss"],
             batch_sizes=[[b["train_batch_size"] for b in e["batches"]] for e in net.history],
-            params={k: v.detach().numpy().copy()
+            params={k: v.detach().cpu().numpy().copy()
                     for k, v in net.module_.state_dict().items()},
             meta_gradient=net.meta_gradient_,
             estimator=pickle.dumps(net) if rank == 0 else None,

@@ -28,6 +28,8 @@ from conftest import MLP, make_blobs_data
 from sk_l2rw import L2RWClassifier, L2RWRegressor
 
 FAST = dict(max_epochs=8, lr=0.1, batch_size=32, verbose=0, random_state=0)
+# What device="auto" (the default) resolves to on this machine.
+AUTO_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class Recorder(nn.Module):
@@ -46,7 +48,7 @@ class Recorder(nn.Module):
 
 
 def seen_rows(net):
-    return torch.cat(net.module_.seen).numpy()
+    return torch.cat(net.module_.seen).cpu().numpy()
 
 
 def contains_rows(haystack, rows, tol=1e-5):
@@ -278,7 +280,8 @@ class TestPersistence:
         again = pickle.loads(pickle.dumps(net))
         np.testing.assert_array_equal(again.predict_proba(X), net.predict_proba(X))
         np.testing.assert_array_equal(again.sample_weights_, net.sample_weights_)
-        assert again.device == "auto" and again.device_ == "cpu"
+        # "auto" resolves to CUDA where there is one, and the round trip keeps it.
+        assert again.device == "auto" and again.device_ == AUTO_DEVICE == net.device_
         joblib.dump(net, tmp_path / "net.joblib")
         loaded = joblib.load(tmp_path / "net.joblib")
         np.testing.assert_array_equal(loaded.predict(X), net.predict(X))
@@ -288,8 +291,9 @@ class TestPersistence:
         net.save_params(f_params=tmp_path / "params.pt")
         other = L2RWClassifier(MLP, **FAST).initialize()
         other.load_params(f_params=tmp_path / "params.pt")
-        np.testing.assert_allclose(other.module_(torch.as_tensor(X)).detach().numpy(),
-                                   net.module_(torch.as_tensor(X)).detach().numpy())
+        rows = torch.as_tensor(X, device=net.device_)
+        np.testing.assert_allclose(other.module_(rows).detach().cpu().numpy(),
+                                   net.module_(rows).detach().cpu().numpy())
 
     def test_clone_of_fitted_is_unfitted_with_equal_params(self, fitted_net):
         net = fitted_net[0]

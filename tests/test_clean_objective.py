@@ -116,9 +116,10 @@ class TestTrainOnClean:
             torch.testing.assert_close(a, b)
         # theta_mixed - theta_plain = -lr * (n_clean / n_train) * grad mean clean loss
         share = len(yc) / len(y)
-        out = start(torch.as_tensor(Xc))
+        device = next(start.parameters()).device
+        out = start(torch.as_tensor(Xc, device=device))
         clean_loss = F.nll_loss(torch.log(out + torch.finfo(out.dtype).eps),
-                                torch.as_tensor(yc))
+                                torch.as_tensor(yc, device=device))
         grads = torch.autograd.grad(clean_loss, list(start.parameters()))
         for p_mixed, p_plain, g in zip(mixed.module_.parameters(),
                                        plain.module_.parameters(), grads):

@@ -167,13 +167,19 @@ class TestBadInput:
         net, X, y, *_ = fitted
         net = copy.deepcopy(net)
         before = net.predict_proba(X)
+        params = {k: v.clone() for k, v in net.module_.state_dict().items()}
         bad = X.copy()
         bad.data[bad.indptr[5]] = np.nan  # the first stored value of row 5
         column = bad.indices[bad.indptr[5]]
         with pytest.raises(ValueError, match=rf"X \(sparse\) contains NaN or infinity, "
                                              rf"first at row 5, column {column}"):
             net.fit(bad, y)
-        np.testing.assert_array_equal(net.predict_proba(X), before)
+        for name, value in net.module_.state_dict().items():
+            assert torch.equal(value, params[name]), name
+        if net.device_ == "cpu":
+            # On CUDA a sparse product sums in no fixed order (40 calls on one H200
+            # gave 40 predictions one rounding apart): the parameters decide there.
+            np.testing.assert_array_equal(net.predict_proba(X), before)
         with pytest.raises(ValueError, match=r"contains NaN or infinity, first at row 5"):
             net.predict(bad)
 
