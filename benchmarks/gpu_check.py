@@ -1,4 +1,4 @@
-"""Everything to check on a GPU, in one command (30 s on one H200, 2026-12-04).
+"""Everything to check on a GPU, in one command (36 s on one H200, 2026-12-04).
 
 1. **Exactness**: the meta-gradients and weights of every computation (reference,
    jvp, ghost) on the exactness tests' modules (an MLP, a LeNet CNN, a
