@@ -262,7 +262,8 @@ def report_folder(args, default):
     return args.out if args.out is not None else (None if args.smoke else default)
 
 
-def study_command(study, parser, argv, report, measure, *, beside=None, return_saved=False):
+def study_command(study, parser, argv, report, measure, *, beside=None, return_saved=False,
+                  name=None):
     """The command line of a study that writes ``report(saved)`` and its rows, once
     ``parser`` has its arguments (:func:`add_report_arguments` and the study's own).
 
@@ -286,6 +287,10 @@ def study_command(study, parser, argv, report, measure, *, beside=None, return_s
     return_saved : bool
         Return what the run's JSON holds (:meth:`StudyRun.finish`'s ``saved``:
         the rows, ``more`` and the record) rather than the rows alone.
+    name : callable or None
+        ``name(args)``: the file name (no suffix) of the run's report and rows, for a
+        study whose options choose among several reports (default: ``study``);
+        ``--render`` keeps the name of the JSON it reads.
 
     Returns
     -------
@@ -302,7 +307,9 @@ def study_command(study, parser, argv, report, measure, *, beside=None, return_s
     # Timed from here: the report's wall time is the measurement's alone.
     record = StudyRun(study, argv)
     rows, meta, *more = measure(args)
-    saved, text = record.finish(rows, report, out, meta=meta, **(more[0] if more else {}))
+    saved, text = record.finish(rows, report, out, meta=meta,
+                                name=name(args) if name is not None else None,
+                                **(more[0] if more else {}))
     if beside is not None and out is not None:
         beside(saved, Path(out))
     print(text)

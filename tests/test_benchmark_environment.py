@@ -41,3 +41,24 @@ def test_render_rebuilds_the_report_alone(tmp_path):
     assert rebuilt == tmp_path / "again" / "toy.md"
     assert rebuilt.read_text() == (tmp_path / "run" / "toy.md").read_text()
     assert drawn == [tmp_path / "run"]  # the run's figure only
+
+
+def test_the_options_may_name_the_report(tmp_path):
+    parser = argparse.ArgumentParser()
+    add_report_arguments(parser, "toy{,_b}.md", smoke="tiny")
+    parser.add_argument("--variant", default="")
+
+    def measure(args):
+        return [1, 2], dict(smoke=args.smoke), dict(settings=args.variant)
+
+    def command(argv):
+        return study_command("toy", parser, argv, _report, measure,
+                             name=lambda args: "toy" + args.variant)
+
+    assert command(["--variant", "_b", "--out", str(tmp_path)]) == [1, 2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["toy_b.json", "toy_b.md"]
+    assert json.loads((tmp_path / "toy_b.json").read_text())["settings"] == "_b"
+    # --render names the report after the JSON it reads, whatever the options say.
+    rebuilt = command(["--render", str(tmp_path / "toy_b.json"), "--out", str(tmp_path / "again")])
+    assert rebuilt == tmp_path / "again" / "toy_b.md"
+    assert rebuilt.read_text() == (tmp_path / "toy_b.md").read_text()
