@@ -19,7 +19,9 @@ size, over the seeds). That definition uses the test set only, not the clean los
 the rules watch.
 
 Writes ``clean_loss_warning.md`` and its rows, ``clean_loss_warning.json`` (one per
-fit, with the run's metadata), into ``--out`` (default ``benchmarks/results``).
+fit, with the run's metadata), into ``--out`` (default ``benchmarks/results``; a
+``--smoke`` run writes nothing unless given), from which ``--render JSON`` rebuilds
+the report.
 
 Usage::
 
@@ -31,7 +33,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import sys
 import warnings
 from pathlib import Path
 
@@ -44,8 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 from benchmarks.common import methods, protocol
 from benchmarks.common.runner import limited_threads
 from benchmarks.report import markdown_table
-from benchmarks.environment import (RESULTS, StudyRun, add_render_argument,
-                                    add_run_arguments, report_header, rerender)
+from benchmarks.environment import (add_jobs_argument, add_report_arguments, report_header,
+                                    study_command)
 
 FAILED_POINTS = 0.20  # balanced accuracy this far below the best of the group
 COLLAPSE_LRS = (0.3, 0.1, 0.03, 0.01)
@@ -235,20 +236,19 @@ def report(saved):
 
 
 def main(argv=None):
+    """The command line (module docstring); returns the rows, or with ``--render``
+    the path of the rebuilt report (:func:`~benchmarks.environment.study_command`)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_run_arguments(parser, smoke="digits only, a few fits (CI; nothing downloaded)",
-                      out=RESULTS)
-    add_render_argument(parser, "clean_loss_warning.md")
-    args = parser.parse_args(argv)
-    if args.render:
-        print(f"wrote {rerender(args.render, args.out, report)}")
-        return 0
-    study = StudyRun("clean_loss_warning", argv)
-    rows = run(smoke=args.smoke, jobs=args.jobs or (1 if args.smoke else 2))
-    study.finish(rows, report, args.out, meta=dict(smoke=args.smoke))
-    print(f"wrote {Path(args.out) / 'clean_loss_warning.md'}")
-    return 0
+    add_report_arguments(parser, "clean_loss_warning.md",
+                         smoke="digits only, a few fits (CI; nothing downloaded)")
+    add_jobs_argument(parser)
+
+    def measure(args):
+        rows = run(smoke=args.smoke, jobs=args.jobs or (1 if args.smoke else 2))
+        return rows, dict(smoke=args.smoke)
+
+    return study_command("clean_loss_warning", parser, argv, report, measure)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -1,6 +1,7 @@
 """Smoke test of benchmarks/clean_loss_warning.py (digits, bundled) and its rule replay."""
 
 import importlib
+import json
 
 import pytest
 
@@ -30,7 +31,7 @@ def test_rules_replay_on_a_curve(study):
 
 
 def test_smoke_run_writes_report(study, tmp_path, one_thread, no_download):
-    assert study.main(["--smoke", "--out", str(tmp_path)]) == 0
+    returned = study.main(["--smoke", "--out", str(tmp_path)])
     text = (tmp_path / "clean_loss_warning.md").read_text()
     for header in ("## Summary", "## Every fit on which a rule fires", "--smoke` run",
                    "Versions: python", "clean_loss_alarm"):
@@ -39,6 +40,7 @@ def test_smoke_run_writes_report(study, tmp_path, one_thread, no_download):
     saved = load_rows(tmp_path / "clean_loss_warning.json")
     assert saved["meta"]["smoke"] and "--smoke" in saved["meta"]["command"]
     rows = saved["rows"]
+    assert json.loads(json.dumps(returned)) == rows  # main returns the rows it wrote
     assert len(rows) >= 3 and {r["group"][0] for r in rows} == {"collapse", "4-vs-9 mlp"}
     for r in rows:
         assert r["curve"] and set(r["alarms"]) == set(study.rules())
@@ -47,6 +49,7 @@ def test_smoke_run_writes_report(study, tmp_path, one_thread, no_download):
         for name, rule in study.rules().items():
             assert r["alarms"][name] == study.first_alarm(rule, r["curve"])
     # The report is rebuilt from the rows byte for byte.
-    assert study.main(["--render", str(tmp_path / "clean_loss_warning.json"),
-                       "--out", str(tmp_path / "again")]) == 0
-    assert (tmp_path / "again" / "clean_loss_warning.md").read_text() == text
+    rebuilt = study.main(["--render", str(tmp_path / "clean_loss_warning.json"),
+                          "--out", str(tmp_path / "again")])
+    assert rebuilt == tmp_path / "again" / "clean_loss_warning.md"
+    assert rebuilt.read_text() == text
