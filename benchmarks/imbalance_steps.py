@@ -19,9 +19,10 @@ from torch's global random stream, which changes the later shuffles.
 
 ``--optimizer sgd`` uses the paper's optimizer instead (momentum SGD, lr 1e-3, batch
 100) and writes ``imbalance_steps_sgd.md``; otherwise ``imbalance_steps.md`` is written
-into ``--out`` (default ``benchmarks/results``), each with its rows next to it
-(``imbalance_steps.json``, ``imbalance_steps_sgd.json``: one per cell, with the setting
-and the run's metadata), from which ``--render JSON`` rebuilds the report.
+into ``--out`` (default ``benchmarks/results``; a ``--smoke`` run writes nothing unless
+given), each with its rows next to it (``imbalance_steps.json``,
+``imbalance_steps_sgd.json``: one per cell, with the setting and the run's metadata),
+from which ``--render JSON`` rebuilds the report.
 
 Usage::
 
@@ -29,6 +30,7 @@ Usage::
     python -m benchmarks.imbalance_steps --steps 800,2000,8000 --seeds 0,1,2,3,4
     python -m benchmarks.imbalance_steps --optimizer sgd --steps 2000,8000   # the paper's
     python -m benchmarks.imbalance_steps --smoke         # digits, MLP (CI; no download)
+    python -m benchmarks.imbalance_steps --render benchmarks/results/imbalance_steps_sgd.json
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -48,8 +49,8 @@ ROOT = Path(__file__).resolve().parents[1]
 from benchmarks.common import methods, protocol
 from benchmarks.common.runner import limited_threads
 from benchmarks.report import markdown_table, mean_std
-from benchmarks.environment import (RESULTS, StudyRun, add_render_argument,
-                                    add_run_arguments, report_header, rerender)
+from benchmarks.environment import (add_jobs_argument, add_report_arguments, report_header,
+                                    study_command)
 
 #: --optimizer choices: the quality benchmark's setting, or the paper's (section 5.1:
 #: momentum SGD, lr 1e-3, batch 100). Optimizer given by name, resolved in the worker.
@@ -194,6 +195,8 @@ def report(saved):
 
 
 def main(argv=None):
+    """The command line (module docstring); returns the rows, or with ``--render``
+    the path of the rebuilt report (:func:`~benchmarks.environment.study_command`)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=_ints, default=None,
                         help="comma-separated optimizer step counts (default 800,8000)")
@@ -203,27 +206,24 @@ def main(argv=None):
                         help="adam: the quality benchmark's Adam(1e-3), batch 128 "
                              "(writes imbalance_steps.md); sgd: the paper's momentum "
                              "SGD, lr 1e-3, batch 100 (writes imbalance_steps_sgd.md)")
-    add_run_arguments(parser, smoke="digits and the small MLP, a few steps (CI; no "
-                      "download)", out=RESULTS)
-    add_render_argument(parser, "imbalance_steps.md or imbalance_steps_sgd.md")
-    args = parser.parse_args(argv)
-    if args.render:
-        path = rerender(args.render, args.out, report)
-        print(f"wrote {path}")
-        return 0
-    steps = args.steps or ((20, 60) if args.smoke else (800, 8000))
-    seeds = args.seeds or ((0,) if args.smoke else (0, 1, 2))
-    if min(steps) < 1:
-        parser.error("--steps must be positive")
-    study = StudyRun("imbalance_steps", argv)
-    rows, about = run(steps, seeds, optimizer=args.optimizer, smoke=args.smoke,
-                      jobs=args.jobs or (1 if args.smoke else 2))
-    name = "imbalance_steps" + ("" if args.optimizer == "adam" else f"_{args.optimizer}")
-    study.finish(rows, report, args.out, meta=dict(smoke=args.smoke), name=name,
-                 about=about)
-    print(f"wrote {Path(args.out) / f'{name}.md'}")
-    return 0
+    add_report_arguments(parser, "imbalance_steps{,_sgd}.md",
+                         smoke="digits and the small MLP, a few steps (CI; no download)")
+    add_jobs_argument(parser)
+
+    def measure(args):
+        steps = args.steps or ((20, 60) if args.smoke else (800, 8000))
+        seeds = args.seeds or ((0,) if args.smoke else (0, 1, 2))
+        if min(steps) < 1:
+            parser.error("--steps must be positive")
+        rows, about = run(steps, seeds, optimizer=args.optimizer, smoke=args.smoke,
+                          jobs=args.jobs or (1 if args.smoke else 2))
+        return rows, dict(smoke=args.smoke), dict(about=about)
+
+    def name(args):
+        return "imbalance_steps" + ("" if args.optimizer == "adam" else f"_{args.optimizer}")
+
+    return study_command("imbalance_steps", parser, argv, report, measure, name=name)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -1,6 +1,7 @@
 """Smoke test of benchmarks/imbalance_steps.py (digits, bundled; nothing downloaded)."""
 
 import importlib
+import json
 
 import pytest
 
@@ -30,7 +31,7 @@ def test_epochs_for(study, steps, n_rows, batch, epochs):
 
 
 def test_smoke_run_writes_report(study, tmp_path, one_thread, no_download):
-    assert study.main(["--smoke", "--seeds", "0,1", "--out", str(tmp_path)]) == 0
+    returned = study.main(["--smoke", "--seeds", "0,1", "--out", str(tmp_path)])
     text = (tmp_path / "imbalance_steps.md").read_text()
     for header in ("--smoke` run", "Command: `python -m benchmarks.imbalance_steps --smoke",
                    "Versions: python", "| optimizer steps | epochs |"):
@@ -38,6 +39,7 @@ def test_smoke_run_writes_report(study, tmp_path, one_thread, no_download):
     # The numbers, asserted on the rows written next to the report.
     saved = load_rows(tmp_path / "imbalance_steps.json")
     rows, about = saved["rows"], saved["about"]
+    assert json.loads(json.dumps(returned)) == rows  # main returns the rows it wrote
     assert sorted((r["steps"], r["seed"]) for r in rows) == [(20, 0), (20, 1), (60, 0),
                                                              (60, 1)]
     assert about["quality_setting"] and about["n_train"] == 120
@@ -47,9 +49,10 @@ def test_smoke_run_writes_report(study, tmp_path, one_thread, no_download):
         assert all(0 <= r[m] <= 1 for m, _ in study.METHODS)
         assert isinstance(r["warned"], bool) and r["clean_loss_last"] >= 0
     # The report is rebuilt from the rows byte for byte.
-    assert study.main(["--render", str(tmp_path / "imbalance_steps.json"),
-                       "--out", str(tmp_path / "again")]) == 0
-    assert (tmp_path / "again" / "imbalance_steps.md").read_text() == text
+    rebuilt = study.main(["--render", str(tmp_path / "imbalance_steps.json"),
+                          "--out", str(tmp_path / "again")])
+    assert rebuilt == tmp_path / "again" / "imbalance_steps.md"
+    assert rebuilt.read_text() == text
 
 
 def test_rejects_non_positive_steps(study, capsys):
@@ -59,8 +62,8 @@ def test_rejects_non_positive_steps(study, capsys):
 
 
 def test_paper_optimizer_writes_its_own_report(study, tmp_path, one_thread, no_download):
-    assert study.main(["--smoke", "--optimizer", "sgd", "--steps", "4",
-                       "--out", str(tmp_path)]) == 0
+    returned = study.main(["--smoke", "--optimizer", "sgd", "--steps", "4",
+                           "--out", str(tmp_path)])
     assert not (tmp_path / "imbalance_steps.md").exists()  # the Adam report is kept
     assert not (tmp_path / "imbalance_steps.json").exists()
     text = (tmp_path / "imbalance_steps_sgd.md").read_text()
@@ -69,3 +72,9 @@ def test_paper_optimizer_writes_its_own_report(study, tmp_path, one_thread, no_d
     assert (saved["about"]["lr"], saved["about"]["batch_size"]) == (1e-3, 100)
     # 120 rows in batches of 100: 2 steps per epoch, so 4 steps take 2 epochs.
     assert [(r["steps"], r["epochs"]) for r in saved["rows"]] == [(4, 2)]
+    assert json.loads(json.dumps(returned)) == saved["rows"]
+    # --render names the report after the JSON it reads: the SGD report again.
+    rebuilt = study.main(["--render", str(tmp_path / "imbalance_steps_sgd.json"),
+                          "--out", str(tmp_path / "again")])
+    assert rebuilt == tmp_path / "again" / "imbalance_steps_sgd.md"
+    assert rebuilt.read_text() == text
