@@ -121,14 +121,6 @@ def command_line(study, argv=None):
     return f"python -m benchmarks.{study}" + "".join(f" {shlex.quote(a)}" for a in args)
 
 
-def add_run_arguments(parser, *, smoke, out):
-    """The options every multi-process study takes: ``--smoke`` (``smoke`` is its
-    help), ``--jobs`` and ``--out`` (default ``out``)."""
-    parser.add_argument("--smoke", action="store_true", help=smoke)
-    add_jobs_argument(parser)
-    parser.add_argument("--out", default=str(out), help="output folder")
-
-
 def _positive_int(text):
     try:
         value = int(text)
