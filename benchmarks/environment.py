@@ -151,16 +151,18 @@ def run_record(command, started, elapsed, **more):
     elapsed : float
         Wall time in seconds.
     **more
-        Further fields (``smoke=True``...).
+        Further fields (``smoke=True``...); one of the record's own (``versions``,
+        ``machine``) replaces what it would read, for a study that describes it its
+        own way (``versions_line("cleanlab")``).
 
     Returns
     -------
     dict
         :func:`report_header`'s keywords.
     """
-    return dict(command=command, started=started.isoformat(), elapsed=elapsed,
-                load=load_average(), machine=cpu_model(), versions=versions_line(),
-                **more)
+    record = dict(command=command, started=started.isoformat(), elapsed=elapsed,
+                  load=load_average(), machine=cpu_model(), versions=versions_line())
+    return {**record, **more}
 
 
 class StudyRun:
@@ -255,7 +257,7 @@ def report_folder(args, default):
 
 
 def study_command(study, parser, argv, report, measure, *, beside=None, return_saved=False,
-                  name=None):
+                  name=None, render_beside=False):
     """The command line of a study that writes ``report(saved)`` and its rows, once
     ``parser`` has its arguments (:func:`add_report_arguments` and the study's own).
 
@@ -275,7 +277,7 @@ def study_command(study, parser, argv, report, measure, *, beside=None, return_s
     beside : callable or None
         ``beside(saved, folder)``: writes a run's further files (a figure) into the
         folder of its report, once the report is written there; ``--render``
-        rebuilds the report alone.
+        rebuilds the report alone unless ``render_beside``.
     return_saved : bool
         Return what the run's JSON holds (:meth:`StudyRun.finish`'s ``saved``:
         the rows, ``more`` and the record) rather than the rows alone.
@@ -283,6 +285,9 @@ def study_command(study, parser, argv, report, measure, *, beside=None, return_s
         ``name(args)``: the file name (no suffix) of the run's report and rows, for a
         study whose options choose among several reports (default: ``study``);
         ``--render`` keeps the name of the JSON it reads.
+    render_beside : bool
+        ``--render`` also calls ``beside`` with the saved rows, into the folder of
+        the rebuilt report (a figure drawn from the rows alone, rebuilt with it).
 
     Returns
     -------
@@ -295,7 +300,10 @@ def study_command(study, parser, argv, report, measure, *, beside=None, return_s
     args = parser.parse_args(argv)
     out = report_folder(args, RESULTS)
     if args.render:
-        return rerender(args.render, out or RESULTS, report)
+        path = rerender(args.render, out or RESULTS, report)
+        if beside is not None and render_beside:
+            beside(load_rows(args.render), path.parent)
+        return path
     # Timed from here: the report's wall time is the measurement's alone.
     record = StudyRun(study, argv)
     rows, meta, *more = measure(args)

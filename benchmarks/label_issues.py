@@ -25,9 +25,10 @@ computation). Averaged over ``--seeds`` (each seed draws a new trusted set, new 
 new initial weights and new folds).
 
 Writes ``label_issues.md``, its rows ``label_issues.json`` (one per data set, noise
-and seed, with the run's configuration and metadata) and ``label_issues.png`` (needs
-matplotlib) into ``--out``; ``--render JSON`` rebuilds the report and the chart from
-the rows. Needs cleanlab (a benchmark-only dependency) and the cached data sets of
+and seed, with the run's configuration and record) and ``label_issues.png`` (needs
+matplotlib) into ``--out`` (default ``results/``; ``--smoke`` writes nothing unless
+given one); ``--render JSON`` rebuilds the report and the chart from the rows. Needs
+cleanlab (a benchmark-only dependency) and the cached data sets of
 ``benchmarks/datasets.py``.
 
 Usage::
@@ -54,8 +55,8 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 
 from benchmarks.report import markdown_table, mean_pm
-from benchmarks.environment import (RESULTS, add_render_argument, command_line,
-                                    load_average, load_rows, versions_line, write_report)
+from benchmarks.environment import (add_report_arguments, load_average, study_command,
+                                    versions_line)
 from benchmarks.datasets import (adult_preprocessor, kdd_census_preprocessor,
                                  load)
 from sk_l2rw import L2RWClassifier
@@ -225,19 +226,26 @@ def run(cfg, log=print):
     """Every data set, noise and seed of ``cfg`` (a dict: ``datasets``, ``seeds``,
     ``max_rows``, ``epochs``, ``threads``), after a warm-up.
 
+    Parameters
+    ----------
+    cfg : dict
+    log : callable
+        Called with one line per case.
+
     Returns
     -------
     rows : list of dict
         One per case: its ``dataset``, ``noise`` and ``seed`` and what
         :func:`one_case` measured.
     meta : dict
-        ``cfg`` and what the report says about the run: the end date, the wall
-        time (warm-up excluded), load averages, machine and versions.
+        What the report says about the run beyond
+        :func:`~benchmarks.environment.run_record`'s fields, for its record: the
+        load average once warmed up (``load_start``), the machine as cores, torch
+        threads and platform, and the versions with cleanlab's.
     """
     torch.set_num_threads(cfg["threads"])
     warm_up(cfg["epochs"])
-    load_before = load_average()
-    start = time.perf_counter()
+    load_start = load_average()
     rows = []
     for name in cfg["datasets"]:
         for noise in NOISES:
@@ -246,12 +254,9 @@ def run(cfg, log=print):
                     warnings.simplefilter("ignore", UserWarning)
                     rows.append(dict(dataset=name, noise=noise, seed=seed, **one_case(
                         name, noise, seed, cfg["max_rows"], cfg["epochs"], log)))
-    meta = dict(config=cfg, wall=time.perf_counter() - start,
-                load=[load_before, load_average()],
-                date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
-                machine=f"{os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
+    meta = dict(machine=f"{os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
                         f"{platform.platform()}",
-                versions=versions_line("cleanlab"))
+                versions=versions_line("cleanlab"), load_start=load_start)
     return rows, meta
 
 
@@ -264,17 +269,31 @@ def _label(name):
     return f"{name} (*held out*)" if name in HELD_OUT else name
 
 
-def render(rows, meta):
-    """The Markdown report of :func:`run`'s rows and metadata (and the command)."""
-    cfg, results = meta["config"], summaries(rows)
+def render(saved):
+    """The Markdown report of a run, from what it saved: ``rows`` (:func:`run`'s),
+    ``config`` and ``meta`` (the run's record, with :func:`run`'s meta).
+
+    Parameters
+    ----------
+    saved : dict
+        What :func:`main` wrote as JSON (``benchmarks.environment.load_rows``).
+
+    Returns
+    -------
+    str
+    """
+    meta, cfg, results = saved["meta"], saved["config"], summaries(saved["rows"])
     seeds = len(cfg["seeds"])
+    # The date the report gives is the run's end, as it always has.
+    end = (datetime.datetime.fromisoformat(meta["started"])
+           + datetime.timedelta(seconds=meta["elapsed"]))
     lines = [
         "# Finding flipped labels: L2RW weights vs cleanlab", "",
         f"Command: `{meta['command']}`",
-        f"Date: {datetime.datetime.fromisoformat(meta['date']):%Y-%m-%d %H:%M} UTC  ",
-        f"Wall time of the whole run: {meta['wall']:.0f} s  ",
+        f"Date: {end:%Y-%m-%d %H:%M} UTC  ",
+        f"Wall time of the whole run: {meta['elapsed']:.0f} s  ",
         f"Machine: {meta['machine']}  ",
-        f"Load average at start / end: {meta['load'][0]} / {meta['load'][1]}  ",
+        f"Load average at start / end: {meta['load_start']} / {meta['load']}  ",
         f"Versions: {meta['versions']}", "",
         "Setup. Training rows: at most "
         f"{cfg['max_rows']} per set (stratified subsample of the training part of "
@@ -362,6 +381,15 @@ def render(rows, meta):
 
 
 def write_chart(out, results, seeds):
+    """Draw ``label_issues.png`` into the folder ``out``: AUROC and wall time of
+    each case, from ``results`` (:func:`summaries`), with error bars over
+    ``seeds`` > 1 seeds.
+
+    Returns
+    -------
+    bool
+        False when matplotlib is not installed (nothing drawn).
+    """
     try:
         import matplotlib
 
@@ -403,26 +431,27 @@ def write_chart(out, results, seeds):
 
 
 def main(argv=None):
+    """The command line (see the module's docstring).
+
+    Returns
+    -------
+    list of dict or pathlib.Path
+        The rows of a run, or with ``--render`` the rebuilt report's path
+        (:func:`benchmarks.environment.study_command`).
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_report_arguments(parser, "label_issues.md",
+                         smoke="--quick on digits only (bundled: no download; CI)")
     parser.add_argument("--quick", action="store_true",
                         help="one seed, 2,000 rows, 10 epochs")
-    parser.add_argument("--smoke", action="store_true",
-                        help="--quick on digits only (bundled: no download; CI)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--max-rows", type=int, default=6000)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1: the machine is shared and small)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    add_render_argument(parser, "label_issues.md and label_issues.png")
-    args = parser.parse_args(argv)
-    if args.render:
-        saved = load_rows(args.render)
-        rows, meta = saved["rows"], saved["meta"]
-        path = write_report(args.out / args.render.with_suffix(".md").name,
-                            render(rows, meta))
-    else:
+
+    def measure(args):
         if args.smoke:
             args.quick, args.datasets = True, ["digits"]
         if args.quick:
@@ -430,13 +459,14 @@ def main(argv=None):
         cfg = dict(datasets=args.datasets, seeds=args.seeds, max_rows=args.max_rows,
                    epochs=args.epochs, threads=args.threads)
         rows, meta = run(cfg, log=lambda m: print(m, flush=True))
-        meta["command"] = command_line("label_issues", argv)
-        path = write_report(args.out / "label_issues.md", render(rows, meta),
-                            dict(rows=rows, meta=meta))
-    results = summaries(rows)
-    write_chart(args.out, results, len(meta["config"]["seeds"]))
-    print(f"wrote {path} ({meta['wall']:.0f} s)")
-    return results
+        # The report reads the configuration, not the run's record: it goes beside the rows.
+        return rows, meta, dict(config=cfg)
+
+    def chart(saved, folder):
+        write_chart(folder, summaries(saved["rows"]), len(saved["config"]["seeds"]))
+
+    return study_command("label_issues", parser, argv, render, measure, beside=chart,
+                         render_beside=True)
 
 
 if __name__ == "__main__":

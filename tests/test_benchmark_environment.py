@@ -1,9 +1,10 @@
 """benchmarks/environment.py: study_command, the command line every study shares."""
 
 import argparse
+import datetime
 import json
 
-from benchmarks.environment import add_report_arguments, study_command
+from benchmarks.environment import add_report_arguments, run_record, study_command
 
 
 def _report(saved):
@@ -62,3 +63,24 @@ def test_the_options_may_name_the_report(tmp_path):
     rebuilt = command(["--render", str(tmp_path / "toy_b.json"), "--out", str(tmp_path / "again")])
     assert rebuilt == tmp_path / "again" / "toy_b.md"
     assert rebuilt.read_text() == (tmp_path / "toy_b.md").read_text()
+
+
+def test_render_beside_redraws_from_the_saved_rows(tmp_path):
+    drawn = []
+    parser = argparse.ArgumentParser()
+    add_report_arguments(parser, "toy.md", smoke="tiny")
+    saved = _command(["--smoke", "--out", str(tmp_path / "run")], drawn, return_saved=True)
+    rebuilt = study_command("toy", parser, ["--render", str(tmp_path / "run" / "toy.json"),
+                                            "--out", str(tmp_path / "again")], _report,
+                            measure=None, render_beside=True,
+                            beside=lambda saved, folder: drawn.append((saved, folder)))
+    assert rebuilt.read_text() == (tmp_path / "run" / "toy.md").read_text()
+    assert drawn[1:] == [(saved, tmp_path / "again")]  # as the run saved them
+
+
+def test_a_study_names_its_own_versions_in_the_record():
+    record = run_record("python -m benchmarks.toy", datetime.datetime(2026, 1, 1), 1.0,
+                        versions="numpy 2", smoke=True)
+    assert record["versions"] == "numpy 2" and record["smoke"]
+    assert list(record)[:6] == ["command", "started", "elapsed", "load", "machine",
+                                "versions"]
