@@ -35,6 +35,7 @@ import json
 import os
 import resource
 import subprocess
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -545,7 +546,9 @@ def main(argv=None):
                         help="timed epoch pairs per data set, at least")
     parser.add_argument("--timed-rows", type=int, default=TIMED_ROWS,
                         help="rows to pass through in the timed epochs, at least")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default: benchmarks/results; a --smoke run "
+                             "writes into a temporary folder unless given one)")
     add_render_argument(parser, "scale.md (scale_cuda.md)")
     parser.add_argument("--memory-child", nargs=2, metavar=("NAME", "ESTIMATOR"),
                         help=argparse.SUPPRESS)
@@ -560,6 +563,12 @@ def main(argv=None):
     parser.add_argument("--smoke", action="store_true",
                         help="700 and 1,000 rows, no download, 2 timed pairs (CI)")
     args = parser.parse_args(argv)
+    if args.out is None and args.smoke and not args.render:
+        # As every study's --smoke: the committed reports are never overwritten.
+        with tempfile.TemporaryDirectory() as folder:
+            return main([*(argv if argv is not None else sys.argv[1:]), "--out", folder])
+    if args.out is None:
+        args.out = RESULTS
     if args.parallel_child:
         rank, world, rendezvous, rows, epochs = args.parallel_child
         return parallel_child(int(rank), int(world), rendezvous, int(rows), int(epochs),
