@@ -11,6 +11,7 @@ import os
 import platform
 import shlex
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -249,6 +250,31 @@ def add_report_arguments(parser, report, smoke):
                         help=f"folder for {stem}.{{json,md}} (default: results/; "
                              "--smoke writes nothing unless given)")
     add_render_argument(parser, report)
+
+
+def run_folder(out, smoke, study):
+    """Where a study that must write to run writes: ``out`` when given; else, for a
+    smoke run, a new temporary folder (a smoke run never overwrites the committed
+    reports); else ``results/``.
+
+    Parameters
+    ----------
+    out : str, pathlib.Path or None
+        The ``--out`` option.
+    smoke : bool
+        Whether this is a ``--smoke`` (or ``--dry-run``) run.
+    study : str
+        Names the temporary folder.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    if out is not None:
+        return Path(out)
+    if smoke:
+        return Path(tempfile.mkdtemp(prefix=f"{study}-smoke-"))
+    return RESULTS
 
 
 def report_folder(args, default):

@@ -48,8 +48,8 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from benchmarks.environment import (RESULTS, StudyRun, add_render_argument, report_header,
-                                    rerender)
+from benchmarks.environment import (StudyRun, add_render_argument, report_header, rerender,
+                                    run_folder)
 from benchmarks.models import LeNet, mlp
 from benchmarks.report import markdown_table
 # The speed study's parts and report (benchmarks.speed runs the same), on the GPU.
@@ -338,7 +338,7 @@ def render(saved):
             for r in rows if r["part"] == "step"]
     lines += [*markdown_table(["module", "computation", "meta-gradients", "weights",
                                "gradients", "within bar"], body), ""]
-    lines += [f"## 2. Whole fits (2 epochs, float64): weights against cpu, "
+    lines += ["## 2. Whole fits (2 epochs, float64): weights against cpu, "
               "synchronisation in the steps, peak memory", "",
               "Synchronisation is watched with `torch.cuda.set_sync_debug_mode` around "
               "`train_step_single` and the slicing of each training batch; skorch's "
@@ -375,9 +375,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dry-run", "--smoke", dest="dry_run", action="store_true",
                         help="every part on the CPU at tiny sizes (seconds; tests)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="output folder")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default: benchmarks/results; a --dry-run "
+                             "writes into a new temporary folder)")
     add_render_argument(parser, "gpu_check.md")
     args = parser.parse_args(argv)
+    args.out = run_folder(args.out, args.dry_run and not args.render, "gpu_check")
     if args.render:
         print(rerender(args.render, args.out, render))
         return 0

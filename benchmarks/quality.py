@@ -68,7 +68,8 @@ from benchmarks.common.protocol import (IMAGE_SETS, KIND_NAMES, Config, full_con
 from benchmarks.common.runner import execute, limited_threads
 from benchmarks.report import markdown_table, percent, stats
 from benchmarks.environment import (RESULTS, add_jobs_argument, command_line, cpu_model,
-                                    load_average, load_rows, save_rows, versions_line)
+                                    load_average, load_rows, run_folder, save_rows,
+                                    versions_line)
 from sk_l2rw.exceptions import CleanLossWarning
 
 
@@ -1365,7 +1366,9 @@ def main(argv=None):
                            "first one's configuration is used); the report, its figures and "
                            "the (merged) rows are written into --out")
     add_jobs_argument(parser)
-    parser.add_argument("--out", default=str(RESULTS), help="output folder")
+    parser.add_argument("--out", default=None,
+                        help="output folder (default: benchmarks/results; a "
+                             "--smoke run writes into a new temporary folder)")
     parser.add_argument("--raw", default=None,
                         help="also write the rows to this path (they are always written "
                              "next to the report, as quality.json or quality_lenet.json)")
@@ -1381,6 +1384,7 @@ def main(argv=None):
                         help="comma-separated subset of noise,imbalance,collapse,extras "
                              "(default: all)")
     args = parser.parse_args(argv)
+    args.out = str(run_folder(args.out, args.smoke, "quality"))
     command = command_line("quality", argv)
     if args.render:
         rows, metas = [], []

@@ -35,7 +35,6 @@ import json
 import os
 import resource
 import subprocess
-import tempfile
 import sys
 import time
 from pathlib import Path
@@ -43,8 +42,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 from benchmarks.report import markdown_table, median, paired_ratio
-from benchmarks.environment import (RESULTS, add_render_argument, command_line, cpu_model,
-                                    rerender, versions_line, write_report)
+from benchmarks.environment import (add_render_argument, command_line, cpu_model, rerender,
+                                    run_folder, versions_line, write_report)
 
 N_FEATURES = 50
 TIMED_ROWS = 300_000  # rows passed through in the timed epochs, at least
@@ -548,7 +547,7 @@ def main(argv=None):
                         help="rows to pass through in the timed epochs, at least")
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default: benchmarks/results; a --smoke run "
-                             "writes into a temporary folder unless given one)")
+                             "writes into a new temporary folder)")
     add_render_argument(parser, "scale.md (scale_cuda.md)")
     parser.add_argument("--memory-child", nargs=2, metavar=("NAME", "ESTIMATOR"),
                         help=argparse.SUPPRESS)
@@ -563,12 +562,7 @@ def main(argv=None):
     parser.add_argument("--smoke", action="store_true",
                         help="700 and 1,000 rows, no download, 2 timed pairs (CI)")
     args = parser.parse_args(argv)
-    if args.out is None and args.smoke and not args.render:
-        # As every study's --smoke: the committed reports are never overwritten.
-        with tempfile.TemporaryDirectory() as folder:
-            return main([*(argv if argv is not None else sys.argv[1:]), "--out", folder])
-    if args.out is None:
-        args.out = RESULTS
+    args.out = run_folder(args.out, args.smoke and not args.render, "scale")
     if args.parallel_child:
         rank, world, rendezvous, rows, epochs = args.parallel_child
         return parallel_child(int(rank), int(world), rendezvous, int(rows), int(epochs),

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.environment import RESULTS
+from benchmarks.environment import run_folder
 from benchmarks.common.speed_run import load_run, render, run
 from benchmarks.common.timing import full_config, quick_config, smoke_config
 
@@ -51,10 +51,13 @@ def main(argv=None):
                         help="repeats of the per-step timing and of the fits "
                              "(default 15 and 5; quick 3 and 1); memory, which is "
                              "deterministic, uses at most 3")
-    parser.add_argument("--out", default=str(RESULTS), help="output folder")
+    parser.add_argument("--out", default=None,
+                        help="output folder (default: benchmarks/results; a "
+                             "--smoke run writes into a new temporary folder)")
     parser.add_argument("--render", type=Path, metavar="JSON",
                         help="rebuild the report from the rows a run wrote (speed.json)")
     args = parser.parse_args(argv)
+    args.out = str(run_folder(args.out, args.smoke, "speed"))
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available")
     if args.render:

@@ -60,8 +60,9 @@ from benchmarks.common.runner import execute, limited_threads
 from benchmarks.common.baselines import (Timer, fit_cleanlab, fit_glc_hgb, fit_glc_net,
                                          fit_irbl_hgb, fit_l2rw, fit_net, fit_reweighted,
                                          fit_trusted, hgb, net)
-from benchmarks.environment import (RESULTS, add_jobs_argument, command_line, cpu_model,
-                                    load_average, report_header, versions_line)
+from benchmarks.environment import (add_jobs_argument, command_line, cpu_model,
+                                    load_average, report_header, run_folder,
+                                    versions_line)
 from benchmarks.report import markdown_table, percent
 
 #: Data sets whose rows are tables of measured features; the others are pixels.
@@ -690,7 +691,9 @@ def main(argv=None):
                       help="join saved runs of other seeds (same configuration) into "
                            "one run in --out")
     add_jobs_argument(parser)
-    parser.add_argument("--out", default=str(RESULTS), help="output folder")
+    parser.add_argument("--out", default=None,
+                        help="output folder (default: benchmarks/results; a "
+                             "--smoke run writes into a new temporary folder)")
     parser.add_argument("--datasets", default=None, help="comma-separated subset")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds")
     parser.add_argument("--methods", default=None,
@@ -703,6 +706,7 @@ def main(argv=None):
                         help="comma-separated clean-set protocols, e.g. "
                              "per_class:10,audit:200,audit:0.01")
     args = parser.parse_args(argv)
+    args.out = str(run_folder(args.out, args.smoke, "tables"))
     if args.join:
         parts = [json.loads(Path(p).read_text()) for p in args.join]
         rows, meta = join_seeds(parts)

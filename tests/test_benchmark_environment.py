@@ -3,8 +3,10 @@
 import argparse
 import datetime
 import json
+from pathlib import Path
 
-from benchmarks.environment import add_report_arguments, run_record, study_command
+from benchmarks.environment import (RESULTS, add_report_arguments, run_folder, run_record,
+                                    study_command)
 
 
 def _report(saved):
@@ -84,3 +86,11 @@ def test_a_study_names_its_own_versions_in_the_record():
     assert record["versions"] == "numpy 2" and record["smoke"]
     assert list(record)[:6] == ["command", "started", "elapsed", "load", "machine",
                                 "versions"]
+
+
+def test_a_smoke_run_writes_into_a_new_folder_never_the_results():
+    first, second = run_folder(None, True, "toy"), run_folder(None, True, "toy")
+    assert first != second and not list(first.iterdir())
+    assert RESULTS not in first.parents and first != RESULTS
+    assert run_folder(None, False, "toy") == RESULTS
+    assert run_folder("/some/where", True, "toy") == Path("/some/where")
