@@ -216,12 +216,19 @@ def cell_methods(cfg, key, X, y_noisy, flipped, X_clean, y_clean, X_test, y_test
 
 
 def _chosen(model):
-    """The route TrustedClassifier chose and its trusted-CV accuracy estimate."""
+    """The route TrustedClassifier chose, its trusted-CV accuracy estimate, and every
+    scored route's trusted-CV figures (``cv_routes``: route -> mean Brier, mean
+    accuracy, Brier gap to the best and the gap's standard error), so that another
+    selection rule can be judged on the saved rows without refitting."""
     results = model.cv_results_
     if not results:
         return dict(route=model.route_, cv_acc=None)
     index = list(results["route"]).index(model.route_)
-    return dict(route=model.route_, cv_acc=float(results["mean_accuracy"][index]))
+    routes = {str(r): [round(float(results[k][i]), 6)
+                       for k in ("mean_brier", "mean_accuracy", "gap", "gap_se")]
+              for i, r in enumerate(results["route"])}
+    return dict(route=model.route_, cv_acc=float(results["mean_accuracy"][index]),
+                cv_routes=routes)
 
 
 

@@ -76,6 +76,11 @@ class TestSmokeRows:
         assert {r["method"] for r in found} == {"trusted", "trusted_prior"}
         assert all(r["route"] in ROUTES for r in found)
         assert all(0.0 <= r["cv_acc"] <= 1.0 for r in found)
+        for r in found:  # every scored route's figures, the chosen one's among them
+            assert set(r["cv_routes"]) <= set(ROUTES) and r["route"] in r["cv_routes"]
+            brier, acc, gap, _ = r["cv_routes"][r["route"]]
+            assert acc == pytest.approx(r["cv_acc"], abs=1e-6)
+            assert min(v[0] for v in r["cv_routes"].values()) == pytest.approx(brier - gap, abs=2e-6)
         irbl = [r for r in rows if r["method"] == "irbl_hgb"]
         assert all(np.isfinite(r["weight_ratio"]) for r in irbl)
 
