@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import collections
 import datetime
 import json
 import math
@@ -432,6 +433,86 @@ def goals(rows):
     return markdown_table(["goal", "numbers (points)", "verdict"], body)
 
 
+# The baseline fitted the way each TrustedClassifier route fits: a replay judges a
+# route it chose by that baseline's test score (separate fits: an approximation).
+ROUTE_BASELINES = {"mixed": "hgb", "pruned": "cleanlab_hgb", "glc": "glc_hgb",
+                   "glc_net": "glc_net", "irbl": "irbl_hgb", "reweighted": "reweighted_hgb",
+                   "l2rw_net": "l2rw", "trusted_only": "clean_only"}
+
+
+def first_within(k):
+    """The rule "the first route in the prior order whose Brier gap to the best is at
+    most ``k`` paired standard errors" (TrustedClassifier's is ``k=1``), on a row's
+    ``cv_routes`` (route -> mean Brier, mean accuracy, gap, its SE; prior order)."""
+    return lambda cv: next(r for r, (_, _, gap, se) in cv.items() if gap <= k * se)
+
+
+REPLAY_RULES = {
+    "first within 1 SE, prior order (the rule)": first_within(1),
+    "first within 2 SE, prior order": first_within(2),
+    "first within 0.5 SE, prior order": first_within(0.5),
+    "lowest Brier": lambda cv: min(cv, key=lambda r: cv[r][0]),
+    "highest accuracy": lambda cv: max(cv, key=lambda r: (cv[r][1], -cv[r][0])),
+}
+
+
+def replay_rules(rows, rules=None):
+    """Replay selection rules on a run's saved rows, without refitting.
+
+    For every ``trusted`` row that kept ``cv_routes`` (one cell and seed where a
+    choice was made), each rule picks a route from the trusted-CV figures; the pick
+    is judged by the test accuracy of the baseline fitted the same way
+    (:data:`ROUTE_BASELINES`), minus the cell's best baseline's.
+
+    Parameters
+    ----------
+    rows : list of dict
+    rules : dict or None
+        Name -> ``rule(cv_routes) -> route``; default :data:`REPLAY_RULES`.
+
+    Returns
+    -------
+    dict
+        Name -> list of points (accuracy difference x 100), one per replayed row, None
+        where the picked route's baseline has no score; also ``"as run"`` (the
+        refitted choice's own test score) and ``"oracle among the scored routes"``.
+    """
+    rules = REPLAY_RULES if rules is None else rules
+    scores = collections.defaultdict(dict)
+    for r in rows:
+        if "error" not in r and r.get("acc") is not None and "protocol" in r:
+            scores[(r["dataset"], r["seed"], r["protocol"], r["size"], r["kind"])][
+                r["method"]] = r["acc"]
+    out = {"as run": [], **{name: [] for name in rules}, "oracle among the scored routes": []}
+    for r in rows:
+        if r["method"] != "trusted" or not r.get("cv_routes") or "error" in r:
+            continue
+        cell = (r["dataset"], r["seed"], r["protocol"], r["size"])
+        # clean-only rows hold for every noise kind ("*")
+        found = {**scores[cell + ("*",)], **scores[cell + (r["kind"],)]}
+        best = max(found[m] for m in BASELINES if m in found)
+        test = {route: found.get(b) for route, b in ROUTE_BASELINES.items()}
+        points = lambda acc: None if acc is None else 100 * (acc - best)  # noqa: E731
+        out["as run"].append(points(r["acc"]))
+        for name, rule in rules.items():
+            out[name].append(points(test.get(rule(r["cv_routes"]))))
+        scored = [test[t] for t in r["cv_routes"] if test.get(t) is not None]
+        out["oracle among the scored routes"].append(points(max(scored)) if scored
+                                                     else None)
+    return out
+
+
+def replay_table(replayed):
+    """:func:`replay_rules`' result as Markdown lines: mean, within 1, more than 3."""
+    body = []
+    for name, values in replayed.items():
+        d = np.array([v for v in values if v is not None])
+        body.append([name, str(len(d)), f"{d.mean():+.2f}" if len(d) else "-",
+                     str(int((d >= -1).sum())), str(int((d < -3).sum()))])
+    return markdown_table(["rule", "rows", "mean vs best baseline (points)",
+                           "within 1 point", "more than 3 behind"], body)
+
+
 def trusted_goals(rows):
     """Issue 29's goals for ``TrustedClassifier()``, on means over seeds (accuracy)."""
     margins, labels, gaps = [], [], []
@@ -694,6 +775,9 @@ def main(argv=None):
     size.add_argument("--reduced", action="store_true",
                       help="one seed, at most 5,000 training rows per data set")
     size.add_argument("--render", metavar="JSON", help="re-render a saved tables.json")
+    size.add_argument("--replay", metavar="JSON",
+                      help="print selection rules replayed on a saved tables.json "
+                           "(rows that kept cv_routes)")
     size.add_argument("--join", metavar="JSON", nargs="+",
                       help="join saved runs of other seeds (same configuration) into "
                            "one run in --out")
@@ -714,6 +798,10 @@ def main(argv=None):
                              "per_class:10,audit:200,audit:0.01")
     args = parser.parse_args(argv)
     args.out = str(run_folder(args.out, args.smoke, "tables"))
+    if args.replay:
+        rows = json.loads(Path(args.replay).read_text())["rows"]
+        print("\n".join(replay_table(replay_rules(rows))))
+        return 0
     if args.join:
         parts = [json.loads(Path(p).read_text()) for p in args.join]
         rows, meta = join_seeds(parts)

@@ -269,3 +269,45 @@ def test_a_method_refusing_a_cell_is_recorded_not_scored(tables, tmp_path):
     assert trusted[0]["route"] in set(ROUTES) - {"glc", "glc_net"}
     text = tables.render(rows, meta, "python -m benchmarks.tables --smoke")
     assert "GLC needs a trusted row of every class" in text
+
+
+class TestReplay:
+    """Selection rules replayed on saved rows, judged by the baselines' scores."""
+
+    @staticmethod
+    def rows():
+        cell = dict(dataset="adult", seed=0, protocol="audit", size=200)
+        return [dict(cell, kind="uniform", method="hgb", acc=0.80),
+                dict(cell, kind="uniform", method="glc_hgb", acc=0.90),
+                dict(cell, kind="*", method="clean_only", acc=0.70),
+                dict(cell, kind="uniform", method="irbl_hgb", error="refused"),
+                # mixed first in the prior order, 0.01 behind glc with an SE of 0.006
+                dict(cell, kind="uniform", method="trusted", acc=0.85, route="glc",
+                     cv_routes={"mixed": [0.30, 0.80, 0.01, 0.006],
+                                "glc": [0.29, 0.90, 0.0, 0.0],
+                                "trusted_only": [0.35, 0.70, 0.06, 0.01]})]
+
+    def test_each_rule_picks_and_is_judged_by_its_baseline(self, tables):
+        out = tables.replay_rules(self.rows())
+        assert out["as run"] == [pytest.approx(-5.0)]
+        assert out["first within 1 SE, prior order (the rule)"] == [pytest.approx(0.0)]
+        assert out["first within 2 SE, prior order"] == [pytest.approx(-10.0)]
+        assert out["lowest Brier"] == [pytest.approx(0.0)]
+        assert out["oracle among the scored routes"] == [pytest.approx(0.0)]
+
+    def test_a_row_without_cv_routes_is_not_replayed(self, tables):
+        rows = self.rows()
+        del rows[-1]["cv_routes"]
+        assert all(v == [] for v in tables.replay_rules(rows).values())
+
+    def test_on_a_run_the_oracle_bounds_every_rule(self, tables, smoke):
+        _, rows, _ = smoke
+        out = tables.replay_rules(rows)
+        oracle = out.pop("oracle among the scored routes")
+        assert oracle and None not in oracle
+        for name, values in out.items():
+            if name == "as run":  # its own refit, not a baseline's score
+                continue
+            assert all(v is None or v <= o + 1e-9 for v, o in zip(values, oracle)), name
+        lines = tables.replay_table(tables.replay_rules(rows))
+        assert len(lines) == 2 + len(tables.REPLAY_RULES) + 2
