@@ -406,8 +406,7 @@ def main(argv=None):
         more["speed_error"] = row["error"]
     _, text = study.finish(rows, render, args.out, **more)
     print(text)
-    failed = [r for r in rows if "error" in r] + ([row] if row else [])
-    return 1 if failed else 0
+    return 1 if "speed_error" in more or any("error" in r for r in rows) else 0
 
 
 if __name__ == "__main__":

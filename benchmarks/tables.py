@@ -36,8 +36,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import collections
+import dataclasses
 import datetime
 import json
 import math
