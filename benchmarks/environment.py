@@ -283,7 +283,7 @@ def report_folder(args, default):
 
 
 def study_command(study, parser, argv, report, measure, *, beside=None, return_saved=False,
-                  name=None, render_beside=False):
+                  name=None, render_beside=False, folder=None):
     """The command line of a study that writes ``report(saved)`` and its rows, once
     ``parser`` has its arguments (:func:`add_report_arguments` and the study's own).
 
@@ -314,6 +314,10 @@ def study_command(study, parser, argv, report, measure, *, beside=None, return_s
     render_beside : bool
         ``--render`` also calls ``beside`` with the saved rows, into the folder of
         the rebuilt report (a figure drawn from the rows alone, rebuilt with it).
+    folder : callable or None
+        ``folder(args)``: where a run writes, for a study whose smoke run writes
+        into a new temporary folder (:func:`run_folder`) rather than nowhere
+        (default: :func:`report_folder`, ``results/`` unless ``--out``).
 
     Returns
     -------
@@ -321,10 +325,10 @@ def study_command(study, parser, argv, report, measure, *, beside=None, return_s
         With ``--render``, the report rebuilt from the rows a run wrote
         (:func:`rerender`, into ``--out`` or ``results/``); otherwise the rows
         (``saved`` with ``return_saved``), written with the report into
-        :func:`report_folder` and printed.
+        ``folder(args)`` (:func:`report_folder`) and printed.
     """
     args = parser.parse_args(argv)
-    out = report_folder(args, RESULTS)
+    out = folder(args) if folder is not None else report_folder(args, RESULTS)
     if args.render:
         path = rerender(args.render, out or RESULTS, report)
         if beside is not None and render_beside:
