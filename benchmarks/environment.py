@@ -183,11 +183,12 @@ class StudyRun:
         self.started = datetime.datetime.now(datetime.timezone.utc)
         self._t0 = time.perf_counter()
 
-    def finish(self, rows, report, out, *, meta=None, name=None, **more):
+    def finish(self, rows, report, out, *, meta=None, name=None, indent=1, **more):
         """The rows with the run's record (:func:`run_record`, plus ``meta``) and
         ``more``, as ``saved``; ``report(saved)`` is written with the rows as JSON
         into ``out`` as ``<name>.md`` (``name`` defaults to the study's) unless
-        ``out`` is None.
+        ``out`` is None. ``indent`` is the JSON's (:func:`save_rows`; None: one
+        line, for a study with thousands of rows).
 
         Returns
         -------
@@ -201,7 +202,8 @@ class StudyRun:
         saved = {"rows": rows, **more, "meta": record}
         text = report(saved)
         if out is not None:
-            write_report(Path(out) / f"{name or self.study}.md", text, saved)
+            write_report(Path(out) / f"{name or self.study}.md", text,
+                         dict(saved, indent=indent))
         return saved, text
 
 
