@@ -1319,7 +1319,8 @@ def run(cfg, out_dir=RESULTS, *, jobs=1, command=None, charts=True, raw=None,
     # report is rendered with, the workers, and its machine and versions lines.
     meta = dict(config=dataclasses.asdict(cfg), jobs=jobs, load_start=load_start,
                 machine=info["machine"], versions=info["versions"])
-    # One line of JSON: thousands of rows (an indented quality.json is ~5x larger).
+    # One line of JSON, as quality.json always was: indented, its thousands of rows
+    # would be some 36,000 lines (a full run's), each one a line of every diff.
     saved, _ = study.finish(rows, lambda saved: report(saved, out_dir), out_dir,
                             meta=meta, name=report_name(cfg), indent=None)
     if raw:

@@ -107,7 +107,7 @@ def test_a_study_may_write_its_smoke_run_into_a_new_folder():
 
 
 def test_a_run_may_save_its_rows_on_one_line(tmp_path):
-    # indent=None: quality's thousands of rows, as compact as they always were.
+    # indent=None: quality's thousands of rows on one line, as they always were.
     from benchmarks.environment import StudyRun, load_rows
 
     saved, _ = StudyRun("toy", []).finish([1, 2], _report, tmp_path, meta=dict(smoke=True),
