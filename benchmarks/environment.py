@@ -183,11 +183,12 @@ class StudyRun:
         self.started = datetime.datetime.now(datetime.timezone.utc)
         self._t0 = time.perf_counter()
 
-    def finish(self, rows, report, out, *, meta=None, name=None, **more):
+    def finish(self, rows, report, out, *, meta=None, name=None, indent=1, **more):
         """The rows with the run's record (:func:`run_record`, plus ``meta``) and
         ``more``, as ``saved``; ``report(saved)`` is written with the rows as JSON
         into ``out`` as ``<name>.md`` (``name`` defaults to the study's) unless
-        ``out`` is None.
+        ``out`` is None. ``indent`` is the JSON's (:func:`save_rows`; None: one
+        line, for a study with thousands of rows).
 
         Returns
         -------
@@ -201,7 +202,8 @@ class StudyRun:
         saved = {"rows": rows, **more, "meta": record}
         text = report(saved)
         if out is not None:
-            write_report(Path(out) / f"{name or self.study}.md", text, saved)
+            write_report(Path(out) / f"{name or self.study}.md", text,
+                         dict(saved, indent=indent))
         return saved, text
 
 
@@ -283,7 +285,7 @@ def report_folder(args, default):
 
 
 def study_command(study, parser, argv, report, measure, *, beside=None, return_saved=False,
-                  name=None, render_beside=False):
+                  name=None, render_beside=False, folder=None):
     """The command line of a study that writes ``report(saved)`` and its rows, once
     ``parser`` has its arguments (:func:`add_report_arguments` and the study's own).
 
@@ -314,6 +316,10 @@ def study_command(study, parser, argv, report, measure, *, beside=None, return_s
     render_beside : bool
         ``--render`` also calls ``beside`` with the saved rows, into the folder of
         the rebuilt report (a figure drawn from the rows alone, rebuilt with it).
+    folder : callable or None
+        ``folder(args)``: where a run writes, for a study whose smoke run writes
+        into a new temporary folder (:func:`run_folder`) rather than nowhere
+        (default: :func:`report_folder`, ``results/`` unless ``--out``).
 
     Returns
     -------
@@ -321,10 +327,10 @@ def study_command(study, parser, argv, report, measure, *, beside=None, return_s
         With ``--render``, the report rebuilt from the rows a run wrote
         (:func:`rerender`, into ``--out`` or ``results/``); otherwise the rows
         (``saved`` with ``return_saved``), written with the report into
-        :func:`report_folder` and printed.
+        ``folder(args)`` (:func:`report_folder`) and printed.
     """
     args = parser.parse_args(argv)
-    out = report_folder(args, RESULTS)
+    out = folder(args) if folder is not None else report_folder(args, RESULTS)
     if args.render:
         path = rerender(args.render, out or RESULTS, report)
         if beside is not None and render_beside:

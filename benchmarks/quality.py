@@ -22,7 +22,8 @@ proportion on MNIST 4-vs-9 (the paper's figure), and a small study of when L2RW'
 normalised weights make SGD training collapse.
 
 Writes ``quality.md``, its rows ``quality.json`` (every per-seed number, with the
-configuration and the run's metadata) and ``quality_*.png`` into ``--out``.
+run's record: ``benchmarks.environment.run_record`` with the configuration, the
+workers and the load at the start) and ``quality_*.png`` into ``--out``.
 
 Usage::
 
@@ -67,9 +68,9 @@ from benchmarks.common.protocol import (IMAGE_SETS, KIND_NAMES, Config, full_con
                                         smoke_config, use_module)
 from benchmarks.common.runner import execute, limited_threads
 from benchmarks.report import markdown_table, percent, stats
-from benchmarks.environment import (RESULTS, add_jobs_argument, command_line, cpu_model,
-                                    load_average, load_rows, run_folder, save_rows,
-                                    versions_line)
+from benchmarks.environment import (RESULTS, StudyRun, add_jobs_argument, command_line,
+                                    cpu_model, load_average, load_rows, run_folder,
+                                    save_rows, versions_line, write_report)
 from sk_l2rw.exceptions import CleanLossWarning
 
 
@@ -1282,28 +1283,49 @@ def run(cfg, out_dir=RESULTS, *, jobs=1, command=None, charts=True, raw=None,
     (``quality_lenet.*`` for LeNet) and the figures to ``out_dir``; ``raw``: a path to
     write the rows to as well.
 
+    Parameters
+    ----------
+    cfg : Config
+    out_dir : path
+    jobs : int
+        Worker processes.
+    command : str or None
+        The command the report quotes (default: this process's, as
+        ``python -m benchmarks.quality ...``).
+    charts : bool
+        Draw the figures (needs matplotlib).
+    raw : path or None
+    log : callable
+
     Returns
     -------
     pathlib.Path
-        The report.
+        The report, ``<out_dir>/<report_name(cfg)>.md``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    started = datetime.datetime.now(datetime.timezone.utc)
+    study = StudyRun("quality")
+    if command is not None:
+        study.command = command
     load_start = load_average()
-    t0 = time.perf_counter()
     tasks = plan(cfg, log=log)
     log(f"{len(tasks)} tasks on {jobs} worker(s)")
     rows = execute(tasks, jobs=jobs, log=log)
-    elapsed = time.perf_counter() - t0
+    if charts:
+        # Before the report: it links the figures that are in its folder.
+        draw(rows, cfg, out_dir)
     info = machine_info(out_dir, charts)
-    meta = dict(config=dataclasses.asdict(cfg), command=command, jobs=jobs,
-                started=started.isoformat(), elapsed=elapsed,
-                load=[load_start, load_average()], machine=info["machine"],
-                versions=info["versions"])
+    # The record (run_record) with quality's own fields: the configuration the
+    # report is rendered with, the workers, and its machine and versions lines.
+    meta = dict(config=dataclasses.asdict(cfg), jobs=jobs, load_start=load_start,
+                machine=info["machine"], versions=info["versions"])
+    # One line of JSON, as quality.json always was: indented, its thousands of rows
+    # would be some 36,000 lines (a full run's), each one a line of every diff.
+    saved, _ = study.finish(rows, lambda saved: report(saved, out_dir), out_dir,
+                            meta=meta, name=report_name(cfg), indent=None)
     if raw:
-        save_rows(raw, rows, meta, indent=None)
-    return write(rows, cfg, out_dir, meta=meta, charts=charts, save=True)
+        save_rows(raw, **saved, indent=None)
+    return out_dir / f"{report_name(cfg)}.md"
 
 
 def reported_config(res, cfg):
@@ -1316,27 +1338,86 @@ def reported_config(res, cfg):
     return cfg
 
 
-def write(rows, cfg, out_dir, *, meta, charts=True, save=False):
-    """Write the report of ``rows`` (and its figures, with ``charts``) to ``out_dir``;
-    with ``save``, the rows and ``meta`` as JSON next to it, from which ``--render``
-    rebuilds it. ``meta``'s machine and versions, when given, are those reported."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+def draw(rows, cfg, folder):
+    """Draw the figures of ``rows`` (run with ``cfg``) into ``folder``, named after
+    the report (:func:`report_name`); returns the paths written."""
     res = Results(rows)
     cfg = reported_config(res, cfg)
+    return render_charts(res, cfg, Path(folder), prefix=report_name(cfg))
+
+
+def report(saved, folder):
+    """The Markdown report of a run from what it saved, for the folder it is
+    written into (a figure there is linked).
+
+    Parameters
+    ----------
+    saved : dict
+        ``rows`` and ``meta``: the run's record
+        (:func:`benchmarks.environment.run_record`) with ``config``, ``jobs``,
+        ``load_start`` and, for merged runs, ``merged``; its machine and versions
+        are those reported.
+    folder : path
+
+    Returns
+    -------
+    str
+    """
+    meta, res = saved["meta"], Results(saved["rows"])
+    cfg = reported_config(res, _config_from_dict(meta["config"]))
+    return render_markdown(res, cfg, command=meta["command"],
+                           started=datetime.datetime.fromisoformat(meta["started"]),
+                           elapsed=meta["elapsed"], jobs=meta["jobs"],
+                           load=(meta["load_start"], meta["load"]),
+                           merged=meta.get("merged", ()),
+                           info={**machine_info(folder, False),
+                                 **{k: meta[k] for k in ("machine", "versions")
+                                    if k in meta}})
+
+
+def write(saved, out_dir, *, charts=True, save=False):
+    """Write the report of ``saved`` (its figures first, with ``charts``) into
+    ``out_dir`` through :func:`benchmarks.environment.write_report`; with ``save``,
+    ``saved`` as JSON next to it, from which ``--render`` rebuilds it.
+
+    Returns
+    -------
+    pathlib.Path
+        The report.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg = _config_from_dict(saved["meta"]["config"])
     if charts:
-        render_charts(res, cfg, out_dir, prefix=report_name(cfg))
-    md = render_markdown(res, cfg, command=meta["command"],
-                         started=datetime.datetime.fromisoformat(meta["started"]),
-                         elapsed=meta["elapsed"], jobs=meta["jobs"],
-                         load=meta["load"], merged=meta.get("merged", ()),
-                         info={**machine_info(out_dir, False),
-                               **{k: meta[k] for k in ("machine", "versions") if k in meta}})
-    path = out_dir / f"{report_name(cfg)}.md"
-    path.write_text(md)
-    if save:
-        save_rows(path.with_suffix(".json"), rows, meta, indent=None)
-    return path
+        draw(saved["rows"], cfg, out_dir)
+    return write_report(out_dir / f"{report_name(cfg)}.md", report(saved, out_dir),
+                        dict(saved, indent=None) if save else None)
+
+
+def merge(runs):
+    """Several saved runs as one (``--render`` of several files): their rows; the
+    first one's record, with the parts of all and, in ``merged``, each other run's
+    command and wall time (and the runs merged into it before).
+
+    Parameters
+    ----------
+    runs : list of dict
+        What each run saved (``rows`` and ``meta``).
+
+    Returns
+    -------
+    dict
+        ``rows`` and ``meta``, as :func:`write` takes them.
+    """
+    metas = [saved["meta"] for saved in runs]
+    everything = ("noise", "imbalance", "collapse", "extras")
+    parts = list(dict.fromkeys(p for m in metas for p in m["config"].get("parts", everything)))
+    # A merged file keeps its merge: its parts and the runs merged into it.
+    merged = list(metas[0].get("merged", ()))
+    for m in metas[1:]:
+        merged += [dict(command=m["command"], elapsed=m["elapsed"])] + m.get("merged", [])
+    return {"rows": [row for saved in runs for row in saved["rows"]],
+            "meta": dict(metas[0], merged=merged, config=dict(metas[0]["config"], parts=parts))}
 
 
 def report_name(cfg):
@@ -1387,26 +1468,12 @@ def main(argv=None):
     args.out = str(run_folder(args.out, args.smoke, "quality"))
     command = command_line("quality", argv)
     if args.render:
-        rows, metas = [], []
-        for name in args.render:
-            saved = load_rows(name)
-            rows += saved["rows"]
-            metas.append(saved["meta"])
-        cfg = _config_from_dict(metas[0]["config"])
-        everything = ("noise", "imbalance", "collapse", "extras")
-        cfg.parts = tuple(dict.fromkeys(
-            p for m in metas for p in m["config"].get("parts", everything)))
-        # A merged file keeps its merge: its parts and the runs merged into it.
-        merged = list(metas[0].get("merged", ()))
-        for m in metas[1:]:
-            merged += [dict(command=m["command"], elapsed=m["elapsed"])] + m.get("merged", [])
-        meta = dict(metas[0], merged=merged,
-                    config=dict(metas[0]["config"], parts=list(cfg.parts)))
+        saved = merge([load_rows(name) for name in args.render])
+        name = report_name(_config_from_dict(saved["meta"]["config"]))
         # The rows next to the report, unless they are the one file rendered.
-        target = Path(args.out) / f"{report_name(cfg)}.json"
+        target = Path(args.out) / f"{name}.json"
         save = len(args.render) > 1 or target.resolve() != Path(args.render[0]).resolve()
-        path = write(rows, cfg, args.out, meta=meta, charts=not args.no_charts,
-                            save=save)
+        path = write(saved, args.out, charts=not args.no_charts, save=save)
         print(f"wrote {path}")
         return 0
     cfg = smoke_config() if args.smoke else quick_config() if args.quick else full_config()

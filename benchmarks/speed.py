@@ -17,28 +17,39 @@ reported as medians over the repeats:
    128), for an MLP 512-1024-512-10 (1,055,242 parameters), in bytes beyond what was
    allocated when the step began (model, data, nothing else).
 
-Writes ``speed.md`` and ``speed.png`` (``speed_cuda.*`` with ``--device cuda``) into
-``--out``. The chart needs matplotlib (optional; skipped with a message otherwise).
+Writes ``speed.md``, its rows ``speed.json`` (the three parts, with the
+configuration, the device and the run's record) and ``speed.png``
+(``speed_cuda.*`` with ``--device cuda``) into ``--out`` (default ``results/``; a
+``--smoke`` run writes into a new temporary folder unless given one). ``--render
+JSON`` rebuilds the report (not the chart) from the rows. The chart needs
+matplotlib (optional; skipped with a message otherwise).
 
 Usage::
 
-    python -m benchmarks.speed [--quick] [--device cpu|cuda] [--repeats N]
-                               [--out benchmarks/results]
+    python -m benchmarks.speed [--quick | --smoke] [--device cpu|cuda] [--repeats N]
+                               [--out benchmarks/results] [--render JSON]
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
 
-from benchmarks.environment import run_folder
-from benchmarks.common.speed_run import load_run, render, run
+from benchmarks.environment import add_render_argument, run_folder, study_command
+from benchmarks.common.speed_run import measure, render, report_name, write_chart
 from benchmarks.common.timing import full_config, quick_config, smoke_config
 
 
 def main(argv=None):
+    """The command line (see the module's docstring).
+
+    Returns
+    -------
+    dict or pathlib.Path
+        The rows of a run (the three parts), or with ``--render`` the rebuilt
+        report's path (:func:`benchmarks.environment.study_command`).
+    """
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true",
@@ -54,28 +65,26 @@ def main(argv=None):
     parser.add_argument("--out", default=None,
                         help="output folder (default: benchmarks/results; a "
                              "--smoke run writes into a new temporary folder)")
-    parser.add_argument("--render", type=Path, metavar="JSON",
-                        help="rebuild the report from the rows a run wrote (speed.json)")
-    args = parser.parse_args(argv)
-    args.out = str(run_folder(args.out, args.smoke, "speed"))
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: CUDA is not available")
-    if args.render:
-        out = Path(args.out) / args.render.with_suffix(".md").name
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(render(load_run(args.render)))
-        print(out)
-        return out
-    cfg = smoke_config() if args.smoke else quick_config() if args.quick else full_config()
-    if args.repeats is not None:
-        if args.repeats < 1:
-            parser.error("--repeats must be at least 1")
-        cfg.step_repeats = args.repeats
-        cfg.fit_repeats = args.repeats
-        cfg.mem_repeats = min(cfg.mem_repeats, args.repeats)
-    run(cfg, args.out, args.device)
-    print((Path(args.out) / ("speed_cuda.md" if args.device == "cuda"
-                             else "speed.md")).read_text())
+    add_render_argument(parser, "speed.md or speed_cuda.md")
+
+    def measure_run(args):
+        if args.device == "cuda" and not torch.cuda.is_available():
+            parser.error("--device cuda: CUDA is not available")
+        cfg = (smoke_config() if args.smoke else quick_config() if args.quick
+               else full_config())
+        if args.repeats is not None:
+            if args.repeats < 1:
+                parser.error("--repeats must be at least 1")
+            cfg.step_repeats = args.repeats
+            cfg.fit_repeats = args.repeats
+            cfg.mem_repeats = min(cfg.mem_repeats, args.repeats)
+        return measure(cfg, args.device)
+
+    # A smoke run writes into a new temporary folder (its chart too), as it did
+    # before the move onto study_command; --render rebuilds the report alone.
+    return study_command("speed", parser, argv, render, measure_run,
+                         beside=write_chart, name=lambda args: report_name(args.device),
+                         folder=lambda args: run_folder(args.out, args.smoke, "speed"))
 
 
 if __name__ == "__main__":

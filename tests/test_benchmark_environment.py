@@ -94,3 +94,24 @@ def test_a_smoke_run_writes_into_a_new_folder_never_the_results():
     assert RESULTS not in first.parents and first != RESULTS
     assert run_folder(None, False, "toy") == RESULTS
     assert run_folder("/some/where", True, "toy") == Path("/some/where")
+
+
+def test_a_study_may_write_its_smoke_run_into_a_new_folder():
+    # folder=: speed's smoke run writes (report, rows, chart) into a new temporary
+    # folder, as before its move onto study_command, never into results/.
+    drawn = []
+    rows = _command(["--smoke"], drawn,
+                    folder=lambda args: run_folder(args.out, args.smoke, "toy"))
+    assert rows == [1, 2] and len(drawn) == 1 and drawn[0] != RESULTS
+    assert sorted(p.name for p in drawn[0].iterdir()) == ["toy.json", "toy.md"]
+
+
+def test_a_run_may_save_its_rows_on_one_line(tmp_path):
+    # indent=None: quality's thousands of rows on one line, as they always were.
+    from benchmarks.environment import StudyRun, load_rows
+
+    saved, _ = StudyRun("toy", []).finish([1, 2], _report, tmp_path, meta=dict(smoke=True),
+                                          settings="tiny", indent=None)
+    text = (tmp_path / "toy.json").read_text()
+    assert text.count("\n") == 1 and load_rows(tmp_path / "toy.json") == saved
+    assert "indent" not in saved

@@ -42,6 +42,12 @@ def test_smoke_run_writes_report(quality, no_download, tmp_path):
     assert saved["meta"]["config"]["mode"] == "smoke"
     assert saved["meta"]["command"].startswith("python -m benchmarks.quality --smoke")
     assert saved["meta"]["versions"].startswith("python")
+    # StudyRun's layout: the rows and the run's record (run_record's fields, then
+    # quality's own: the configuration, the workers, the load at the start).
+    assert set(saved) == {"rows", "meta"}
+    assert list(saved["meta"]) == ["command", "started", "elapsed", "load", "machine",
+                                   "versions", "config", "jobs", "load_start"]
+    assert saved["meta"]["jobs"] == 1
     res = quality.Results(saved["rows"])
     # Every part ran, so the report shows every part: noise and imbalance kept in
     # the configuration it is rendered with, rows of the collapse study and extras.
@@ -116,9 +122,14 @@ def test_epoch_rule(quality):
     assert n_epochs(cfg, 300) == math.ceil(cfg.min_steps / 3)
 
 
-#: The metadata of a run, as a test writes it.
+#: The metadata of a run, as a test writes it (run_record's fields and quality's).
 META = dict(command="test", started="2026-01-01T00:00:00+00:00", elapsed=1.0, jobs=1,
-            load=["0", "0"])
+            load="0", load_start="0")
+
+
+def _saved(cfg, rows):
+    """What a run of ``cfg`` with ``rows`` saves: the rows and its record."""
+    return dict(rows=rows, meta=dict(META, config=dataclasses.asdict(cfg)))
 
 
 def _lenet_imbalance(quality, seeds=(0, 1), plain=False):
@@ -185,7 +196,7 @@ class TestLeNetOption:
 
     def test_report_leaves_out_parts_that_did_not_run(self, quality, tmp_path):
         cfg, rows = _lenet_imbalance(quality, plain=True)
-        path = quality.write(rows, cfg, tmp_path, meta=META, charts=False)
+        path = quality.write(_saved(cfg, rows), tmp_path, charts=False)
         assert path.name == "quality_lenet.md"
         # No noise rows: the report is rendered without the noise part (no noise
         # section, no noise goal), the 4-vs-9 part kept.
@@ -200,8 +211,7 @@ class TestLeNetOption:
     def test_full_report_points_to_its_findings_page(self, quality, tmp_path):
         # The hand-written reading is prose in docs/findings, not text in the code.
         cfg, rows = _lenet_imbalance(quality)
-        text = quality.write(rows, cfg, tmp_path, meta=META,
-                                    charts=False).read_text()
+        text = quality.write(_saved(cfg, rows), tmp_path, charts=False).read_text()
         section = text.split("## Findings\n", 1)[1].split("\n## ", 1)[0]
         assert f"`{quality.FINDINGS_PAGE}`, *LeNet*" in section
         page = Path(__file__).resolve().parent.parent / quality.FINDINGS_PAGE
@@ -214,3 +224,17 @@ class TestLeNetOption:
             quality.main(["--smoke"] + argv)
         err = capsys.readouterr().err
         assert ("unknown data sets" in err) if "no_such_set" in argv else ("28x28" in err)
+
+
+@pytest.mark.parametrize("name", ["quality", "quality_lenet"])
+def test_committed_reports_are_rebuilt_from_their_rows(quality, name, tmp_path):
+    # Byte for byte, with the figures they link (redrawn, but not compared: the
+    # figures' bytes depend on matplotlib's version).
+    from benchmarks.environment import RESULTS
+
+    assert quality.main(["--render", str(RESULTS / f"{name}.json"), "--out",
+                         str(tmp_path)]) == 0
+    assert (tmp_path / f"{name}.md").read_bytes() == (RESULTS / f"{name}.md").read_bytes()
+    assert (tmp_path / f"{name}.json").read_bytes() == (RESULTS / f"{name}.json").read_bytes()
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (tmp_path / f"{name}_imbalance.png").stat().st_size > 1000

@@ -27,10 +27,11 @@ def test_speed_report_tiny(speed, tmp_path, one_thread):
     assert not (tmp_path / "speed.png").exists()
 
     # The page is its rows: the three parts ran, with the machine and versions.
-    rows = speed.load_run(path.with_suffix(".json"))
-    assert speed.render(rows) == path.read_text()
+    saved = speed.load_run(path.with_suffix(".json"))
+    assert speed.render(saved) == path.read_text()
+    rows = saved["rows"]
     assert all(rows[part] for part in ("steps", "fit", "mem"))
-    assert rows["info"]["threads"] >= 1 and rows["info"]["versions"].startswith("python")
+    assert saved["info"]["threads"] >= 1 and saved["meta"]["versions"].startswith("python")
     assert set(rows["fit"]["ops_per_step"]) == {"NeuralNetClassifier", "L2RWClassifier"}
     positive = lambda values: all(math.isfinite(v) and v > 0 for v in values)  # noqa: E731
     assert [r["case"].label for r in rows["steps"]] == ["MLP tiny", "LeNet"]
@@ -102,8 +103,9 @@ def test_ops_per_step_counts_every_tensor_operation(speed):
 def test_rows_rebuild_the_report(speed, tmp_path, one_thread):
     path = speed.run(tiny_config(speed), tmp_path, device="cpu", command="test",
                      chart=False, parts=("steps", "fit"), log=lambda m: None)
-    rows = speed.load_run(path.with_suffix(".json"))
-    assert speed.render(rows) == path.read_text()
+    saved = speed.load_run(path.with_suffix(".json"))
+    assert speed.render(saved) == path.read_text()
+    rows = saved["rows"]
     # Asserted on the rows themselves: every timed variant and port of every case.
     for res in rows["steps"]:
         assert sorted(res["ms"]) == sorted(speed.STEP_VARIANTS)
@@ -114,3 +116,31 @@ def test_rows_rebuild_the_report(speed, tmp_path, one_thread):
     ops = rows["fit"]["ops_per_step"]
     assert set(ops) == {"NeuralNetClassifier", "L2RWClassifier"}
     assert min(ops.values()) > 10
+
+
+def test_saved_run_is_in_the_layout_of_every_study(speed, tmp_path, one_thread):
+    # StudyRun's layout: the parts as rows, the configuration and device beside
+    # them, the run's record (run_record) as meta; the JSON rebuilds the report.
+    from benchmarks.environment import load_rows
+
+    path = speed.run(tiny_config(speed), tmp_path, device="cpu", command="test",
+                     chart=False, parts=("memory",), log=lambda m: None)
+    saved = load_rows(path.with_suffix(".json"))
+    assert set(saved) == {"rows", "config", "info", "meta"}
+    assert set(saved["rows"]) == {"steps", "fit", "mem"}
+    assert saved["rows"]["steps"] is None and saved["rows"]["fit"] is None
+    assert list(saved["meta"]) == ["command", "started", "elapsed", "load", "machine",
+                                   "versions", "load_start"]
+    assert saved["meta"]["command"] == "test" and saved["info"]["device"] == "cpu"
+    assert speed.render(saved) == path.read_text()
+
+
+def test_committed_reports_are_rebuilt_from_their_rows(tmp_path):
+    from benchmarks.environment import RESULTS
+    from benchmarks.speed import main
+
+    for name in ("speed", "speed_cuda"):
+        rebuilt = main(["--render", str(RESULTS / f"{name}.json"), "--out", str(tmp_path)])
+        assert rebuilt == tmp_path / f"{name}.md"
+        assert rebuilt.read_bytes() == (RESULTS / f"{name}.md").read_bytes()
+    assert not (tmp_path / "speed.png").exists()  # --render rebuilds the report alone

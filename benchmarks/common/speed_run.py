@@ -13,7 +13,6 @@ import copy
 import dataclasses
 import datetime
 import gc
-import json
 import math
 import os
 import platform
@@ -25,8 +24,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from benchmarks.environment import (RESULTS, command_line, cpu_model, load_average,
-                                    versions_line)
+from benchmarks.environment import RESULTS, StudyRun, cpu_model, load_average, load_rows
 from benchmarks.report import markdown_table, median, paired_ratio
 from benchmarks.common.timing import (BUSY_LIMIT, COMPILED, SMALL_CLEAN, SMALL_CLEAN_BATCH,
                                      Config, OtherLoad, StepCase, case_data, cpu_peak_bytes,
@@ -674,66 +672,113 @@ def render_chart(path, steps, fit, mem, title):
     return True
 
 
-def render(rows):
-    """The Markdown report of a run's rows (:func:`run`, :func:`load_run`)."""
-    return render_markdown(rows["info"], rows["steps"], rows["fit"], rows["mem"],
-                           rows["cfg"], rows["command"], rows["started"],
-                           rows["elapsed"], rows["load"])
+def report_name(device):
+    """File stem of a run's report, rows and chart: ``speed``, or ``speed_cuda`` for
+    a run on a CUDA device (both kept in ``results/``)."""
+    return "speed_cuda" if torch.device(device).type == "cuda" else "speed"
 
 
-def save_run(path, rows):
-    """Write a run's rows as JSON (step cases and the configuration as dicts)."""
-    steps = rows["steps"] and [{**r, "case": dataclasses.asdict(r["case"])}
-                               for r in rows["steps"]]
-    Path(path).write_text(json.dumps({**rows, "steps": steps,
-                                      "cfg": dataclasses.asdict(rows["cfg"])}, indent=1))
+def _revived(saved):
+    """The step cases and the configuration of ``saved`` as :class:`StepCase` and
+    :class:`Config` (JSON keeps them as dicts), for the report's attribute reads."""
+    cfg = saved["config"]
+    if isinstance(cfg, dict):
+        cfg = Config(**{**cfg, "step_cases": [StepCase(**c) for c in cfg["step_cases"]]})
+    steps = saved["rows"]["steps"]
+    if steps:
+        steps = [r if isinstance(r["case"], StepCase) else {**r, "case": StepCase(**r["case"])}
+                 for r in steps]
+    return cfg, steps
+
+
+def render(saved):
+    """The Markdown report of a run, from what it saved (:func:`run`; the JSON next
+    to the report, ``benchmarks.environment.load_rows`` or :func:`load_run`).
+
+    Parameters
+    ----------
+    saved : dict
+        ``rows`` (the parts: ``steps``, ``fit``, ``mem``; a part not run is None),
+        ``config`` (:class:`Config`, or as a dict), ``info`` (the device and what the
+        run saw of the machine) and ``meta`` (the run's record,
+        :func:`benchmarks.environment.run_record`, with ``load_start``).
+
+    Returns
+    -------
+    str
+    """
+    cfg, steps = _revived(saved)
+    meta, rows = saved["meta"], saved["rows"]
+    # The record keeps the CPU model and versions that the report's machine lines
+    # give (run_record reads them as machine_info did: cpu_model, versions_line).
+    info = {**saved["info"], "cpu": meta["machine"], "versions": meta["versions"]}
+    started = datetime.datetime.fromisoformat(meta["started"])
+    return render_markdown(info, steps, rows["fit"], rows["mem"], cfg, meta["command"],
+                           f"{started:%Y-%m-%d %H:%M} UTC", meta["elapsed"],
+                           (meta["load_start"], meta["load"]))
 
 
 def load_run(path):
-    """The rows :func:`save_run` wrote, as :func:`run` had them."""
-    rows = json.loads(Path(path).read_text())
-    cfg = rows["cfg"]
-    cfg["step_cases"] = [StepCase(**c) for c in cfg["step_cases"]]
-    rows["cfg"] = Config(**cfg)
-    if rows["steps"]:
-        rows["steps"] = [{**r, "case": StepCase(**r["case"])} for r in rows["steps"]]
-    rows["load"] = tuple(rows["load"])
-    return rows
+    """What a run saved (:func:`run`, ``<name>.json``), with the step cases and the
+    configuration as objects (:class:`StepCase`, :class:`Config`).
+
+    Returns
+    -------
+    dict
+        ``rows``, ``config``, ``info`` and ``meta``, as :func:`render` takes them.
+    """
+    saved = load_rows(path)
+    cfg, steps = _revived(saved)
+    return {**saved, "config": cfg, "rows": {**saved["rows"], "steps": steps}}
 
 
-def run(cfg, out_dir=RESULTS, device="cpu", command=None, chart=True,
-        parts=("steps", "fit", "memory"), log=None):
-    """Run the benchmark parts and write the report.
+def write_chart(saved, folder, log=None):
+    """Draw the run's chart, ``<name>.png`` (:func:`report_name`), into ``folder``
+    when the run timed the steps; returns whether it was drawn (matplotlib
+    installed). ``log`` is called with the line saying so (default: printed)."""
+    _, steps = _revived(saved)
+    if not steps:
+        return False
+    info, rows = saved["info"], saved["rows"]
+    png = Path(folder) / f"{report_name(info['device'])}.png"
+    drawn = render_chart(png, steps, rows["fit"], rows["mem"],
+                         f"sk_l2rw speed, {info['device']}, {saved['meta']['machine']}, "
+                         f"{info['threads']} threads")
+    if drawn:
+        (log or _log)(f"wrote {png}")
+    return drawn
+
+
+def measure(cfg, device="cpu", parts=("steps", "fit", "memory"), log=None):
+    """Run the benchmark parts of ``cfg`` on ``device``.
 
     Parameters
     ----------
     cfg : Config
-    out_dir : path
     device : "cpu" or "cuda"
-    command : str or None
-        Shown in the report; defaults to this process's command line.
-    chart : bool
-        Also write the PNG (needs matplotlib).
     parts : iterable of {"steps", "fit", "memory"}
+    log : callable or None
+        Called with a line of progress (default: printed).
 
     Returns
     -------
-    path : pathlib.Path
-        The markdown report.
+    rows : dict
+        The parts: ``steps`` (one dict per case, the case as a dict), ``fit`` and
+        ``mem``; None for a part not run.
+    meta : dict
+        For the run's record: the load average before the parts (``load_start``).
+    more : dict
+        Beside the rows: ``config`` (``cfg`` as a dict) and ``info`` (device, cores,
+        torch threads, platform, GPU name on CUDA, and the share of the machine
+        other processes used during parts 1 and 2).
     """
     log = log or _log
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    suffix = "_cuda" if torch.device(device).type == "cuda" else ""
-    if command is None:
-        command = command_line("speed")
-    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     load_start = load_average()
-    t0 = time.perf_counter()
     info = machine_info(device)
+    # The record names the CPU model (run_record's machine): not kept twice.
+    cpu = info.pop("cpu")
     info["device"] = device
-    info["versions"] = versions_line()
-    log(f"device {device}, torch threads {info['threads']}, cpu {info['cpu']}")
+    log(f"device {device}, torch threads {info['threads']}, cpu {cpu}")
     steps = fit = mem = None
     info["other_load"] = {}
     with warnings.catch_warnings():
@@ -755,18 +800,44 @@ def run(cfg, out_dir=RESULTS, device="cpu", command=None, chart=True,
         if share > 0.05:
             log(f"warning: other processes used {share:.0%} of the machine during "
                 f"part {part}; busy repeats are left out of the medians")
-    elapsed = time.perf_counter() - t0
-    rows = dict(info=info, steps=steps, fit=fit, mem=mem, cfg=cfg, command=command,
-                started=started, elapsed=elapsed, load=(load_start, load_average()))
-    path = out_dir / f"speed{suffix}.md"
-    path.write_text(render(rows))
-    # The rows next to the report: --render rebuilds it from them.
-    save_run(path.with_suffix(".json"), rows)
+    # As JSON keeps them: the step cases and the configuration as dicts.
+    steps = steps and [{**r, "case": dataclasses.asdict(r["case"])} for r in steps]
+    return (dict(steps=steps, fit=fit, mem=mem), dict(load_start=load_start),
+            dict(config=dataclasses.asdict(cfg), info=info))
+
+
+def run(cfg, out_dir=RESULTS, device="cpu", command=None, chart=True,
+        parts=("steps", "fit", "memory"), log=None):
+    """Run the benchmark parts and write the report, its rows and the chart, as
+    ``benchmarks.speed`` does (for ``benchmarks.gpu_check`` and the tests).
+
+    Parameters
+    ----------
+    cfg : Config
+    out_dir : path
+    device : "cpu" or "cuda"
+    command : str or None
+        Shown in the report; defaults to this process's command line, as
+        ``python -m benchmarks.speed ...``.
+    chart : bool
+        Also write the PNG (needs matplotlib).
+    parts : iterable of {"steps", "fit", "memory"}
+    log : callable or None
+
+    Returns
+    -------
+    path : pathlib.Path
+        The markdown report, ``<out_dir>/<name>.md`` (:func:`report_name`).
+    """
+    log = log or _log
+    study = StudyRun("speed")
+    if command is not None:
+        study.command = command
+    rows, meta, more = measure(cfg, device, parts, log)
+    saved, _ = study.finish(rows, render, out_dir, meta=meta, name=report_name(device),
+                            **more)
+    path = Path(out_dir) / f"{report_name(device)}.md"
     log(f"wrote {path}")
-    if chart and steps:
-        png = out_dir / f"speed{suffix}.png"
-        if render_chart(png, steps, fit, mem,
-                        f"sk_l2rw speed, {device}, {info['cpu']}, "
-                        f"{info['threads']} threads"):
-            log(f"wrote {png}")
+    if chart:
+        write_chart(saved, out_dir, log)
     return path
