@@ -131,15 +131,10 @@ class L2RWClassifier(L2RWMixin, NeuralNetClassifier):
         the weighted steps are too large for this learning rate.
     """
 
-    def __init__(self, module, clean_X=None, clean_y=None, *, meta_gradient="auto",
-                 clean_batch_size=None, clean_class_weight=None, train_on_clean=False,
-                 categorical_features="from_dtype", random_state=None, device="auto",
-                 criterion=torch.nn.NLLLoss, train_split=None, **kwargs):
-        super().__init__(module, clean_X, clean_y, meta_gradient=meta_gradient,
-                         clean_batch_size=clean_batch_size, train_on_clean=train_on_clean,
-                         categorical_features=categorical_features,
-                         random_state=random_state, device=device, criterion=criterion,
-                         train_split=train_split, **kwargs)
+    def __init__(self, module, clean_X=None, clean_y=None, *, clean_class_weight=None,
+                 **kwargs):
+        # Every other parameter is the regressor's too (L2RWMixin.__init__).
+        super().__init__(module, clean_X, clean_y, **kwargs)
         self.clean_class_weight = clean_class_weight
 
     _parameter_constraints = {**L2RWMixin._parameter_constraints,

@@ -286,13 +286,13 @@ def _as_device_tensor(X, dtype, device):
 class L2RWMixin(PersistenceMixin, MonitoringMixin):
     """Meta-reweighted training for a skorch ``NeuralNet`` (see L2RWClassifier)."""
 
-    def __init__(self, module, clean_X, clean_y, *, meta_gradient, clean_batch_size,
-                 train_on_clean, categorical_features, random_state, device, criterion,
-                 train_split, **kwargs):
-        # The estimators spell out their own signatures (scikit-learn reads the
-        # parameter names there) and hand the shared ones to this one place.
-        super().__init__(module, criterion=criterion, train_split=train_split,
-                         device=device, **kwargs)
+    def __init__(self, module, clean_X=None, clean_y=None, *, meta_gradient="auto",
+                 clean_batch_size=None, train_on_clean=False,
+                 categorical_features="from_dtype", random_state=None, device="auto",
+                 train_split=None, **kwargs):
+        # One signature for both estimators (skorch reads the parameters back from
+        # the instance); ``criterion`` keeps the skorch class's own default.
+        super().__init__(module, train_split=train_split, device=device, **kwargs)
         self.clean_X = clean_X
         self.clean_y = clean_y
         self.meta_gradient = meta_gradient

@@ -55,16 +55,6 @@ class L2RWRegressor(L2RWMixin, NeuralNetRegressor):
         As in :class:`sk_l2rw.L2RWClassifier`, when the clean loss blows up.
     """
 
-    def __init__(self, module, clean_X=None, clean_y=None, *, meta_gradient="auto",
-                 clean_batch_size=None, train_on_clean=False,
-                 categorical_features="from_dtype", random_state=None, device="auto",
-                 criterion=torch.nn.MSELoss, train_split=None, **kwargs):
-        super().__init__(module, clean_X, clean_y, meta_gradient=meta_gradient,
-                         clean_batch_size=clean_batch_size, train_on_clean=train_on_clean,
-                         categorical_features=categorical_features,
-                         random_state=random_state, device=device, criterion=criterion,
-                         train_split=train_split, **kwargs)
-
     # ----------------------------------------------------------------- targets
 
     def _check_targets(self, y, *, name):

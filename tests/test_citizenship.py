@@ -244,6 +244,22 @@ def test_sklearn_estimator_checks(estimator, check):
         torch.set_num_threads(threads)
 
 
+@pytest.mark.parametrize("cls, criterion", [(L2RWClassifier, torch.nn.NLLLoss),
+                                             (L2RWRegressor, torch.nn.MSELoss)])
+def test_defaults_shared_by_both_estimators(cls, criterion):
+    # One __init__ serves both (L2RWMixin): each keeps its skorch class's criterion,
+    # and every other default is the documented one.
+    params = cls(MLP).get_params(deep=False)
+    assert params["criterion"] is criterion
+    assert {k: params[k] for k in ("clean_X", "clean_y", "meta_gradient", "clean_batch_size",
+                                   "train_on_clean", "categorical_features", "random_state",
+                                   "device", "train_split")} == dict(
+        clean_X=None, clean_y=None, meta_gradient="auto", clean_batch_size=None,
+        train_on_clean=False, categorical_features="from_dtype", random_state=None,
+        device="auto", train_split=None)
+    assert ("clean_class_weight" in params) == (cls is L2RWClassifier)
+
+
 @pytest.fixture(scope="module")
 def fitted_net():
     X, y = make_blobs_data(200)
