@@ -42,8 +42,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 from benchmarks.report import markdown_table, median, paired_ratio
-from benchmarks.environment import (add_render_argument, command_line, cpu_model, rerender,
-                                    run_folder, versions_line, write_report)
+from benchmarks.environment import (StudyRun, add_render_argument, command_line, cpu_model,
+                                    rerender, run_folder, versions_line)
 
 N_FEATURES = 50
 TIMED_ROWS = 300_000  # rows passed through in the timed epochs, at least
@@ -282,21 +282,46 @@ def render(rows, meta):
     return "\n".join(lines)
 
 
-def report(results, command, device, out, timed_rows=TIMED_ROWS, min_pairs=3):
+def report_saved(saved):
+    """``scale.md`` of what a run's JSON holds (``--render``)."""
+    return render(saved["rows"], saved["meta"])
+
+
+def report(results, run, device, out, timed_rows=TIMED_ROWS, min_pairs=3):
     """Write ``scale.md`` (``scale_cuda.md``) and, next to it, the rows with the run's
-    metadata as JSON (``--render`` rebuilds the report from them)."""
+    record as JSON (``--render`` rebuilds the report from them).
+
+    Parameters
+    ----------
+    results : dict
+        :func:`run`'s rows.
+    run : benchmarks.environment.StudyRun
+        The run, timed from its creation: it writes the files
+        (:meth:`~benchmarks.environment.StudyRun.finish`), its record
+        :func:`~benchmarks.environment.run_record`'s with scale's fields.
+    device : str
+    out : str or pathlib.Path
+    timed_rows, min_pairs : int
+        The run's settings, which the report states.
+
+    Returns
+    -------
+    pathlib.Path
+        The report's path.
+    """
     import torch
 
-    meta = dict(command=command, device=device, timed_rows=timed_rows, min_pairs=min_pairs,
-                date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                machine=f"{cpu_model()}, {os.cpu_count()} cores, "
+    name = "scale" if device == "cpu" else "scale_cuda"
+    # The record's own machine line (with the cores and torch threads) and the date
+    # the report shows: the end of the run, to the minute, as runs before the
+    # record kept it (the committed scale.json has it, and no start or wall time).
+    meta = dict(machine=f"{cpu_model()}, {os.cpu_count()} cores, "
                         f"{torch.get_num_threads()} torch threads",
-                versions=versions_line())
-    text = render(results, meta)
-    path = write_report(Path(out) / ("scale.md" if device == "cpu" else "scale_cuda.md"),
-                        text, dict(rows=results, meta=meta))
+                device=device, timed_rows=timed_rows, min_pairs=min_pairs,
+                date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+    _, text = run.finish(results, report_saved, out, meta=meta, name=name)
     print(text)
-    return path
+    return Path(out) / f"{name}.md"
 
 
 # ------------------------------------------------------------------ data-parallel
@@ -568,8 +593,7 @@ def main(argv=None):
         return parallel_child(int(rank), int(world), rendezvous, int(rows), int(epochs),
                               args.device, args.out, args.parallel_dtype)
     if args.render:
-        return rerender(args.render, args.out, lambda saved: render(saved["rows"],
-                                                                   saved["meta"]))
+        return rerender(args.render, args.out, report_saved)
     if args.render_parallel:
         results = load_parallel(args.render_parallel)
         return report_parallel(results, results["command"], results["device"], args.out)
@@ -591,9 +615,10 @@ def main(argv=None):
     if args.min_pairs < 1:
         parser.error("--min-pairs must be at least 1")
     names = list(args.sizes) + ([] if args.no_kdd else ["kdd_census"])
+    # Timed from here: the record's wall time is the measurement's.
+    study = StudyRun("scale", argv)
     results = run(names, args.device, args.min_pairs, args.timed_rows)
-    return report(results, command_line("scale", argv), args.device, args.out, args.timed_rows,
-                  args.min_pairs)
+    return report(results, study, args.device, args.out, args.timed_rows, args.min_pairs)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from benchmarks.environment import load_rows
+from benchmarks.environment import RESULTS, StudyRun, load_rows
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +33,17 @@ def test_scale_report_tiny(scale, tmp_path):
     assert all(s["time_ratio"] > 0 and s["memory_ratio"] >= 0 for s in per_set.values())
     assert bars["flat"] >= 1 and bars["memory"] == max(s["memory_ratio"]
                                                        for s in per_set.values())
-    path = scale.report(results, "test", "cpu", tmp_path, timed_rows=1000, min_pairs=2)
+    path = scale.report(results, StudyRun("scale", ["test"]), "cpu", tmp_path,
+                        timed_rows=1000, min_pairs=2)
     # The rows are written next to the report and rebuild it byte for byte.
     saved = load_rows(path.with_suffix(".json"))
     assert saved["rows"] == results
     assert saved["meta"]["min_pairs"] == 2 and saved["meta"]["timed_rows"] == 1000
+    # The record is run_record's, with scale's own machine line, device and date.
+    assert list(saved["meta"]) == ["command", "started", "elapsed", "load", "machine",
+                                   "versions", "device", "timed_rows", "min_pairs", "date"]
+    assert saved["meta"]["command"] == "python -m benchmarks.scale test"
+    assert saved["meta"]["machine"].endswith("torch threads")
     rebuilt = scale.main(["--render", str(path.with_suffix(".json")),
                           "--out", str(tmp_path / "again")])
     assert rebuilt.name == "scale.md" and rebuilt.read_text() == path.read_text()
@@ -111,3 +117,10 @@ def test_data_parallel_part_tiny(scale, tmp_path):
     scaling = scale.parallel_scaling(again)
     assert sorted(scaling) == [1, 2] and scaling[1]["ratio"] == pytest.approx(1.0)
     assert all(r["step_s"] > 0 and r["ratio"] > 0 for r in scaling.values())
+
+
+@pytest.mark.parametrize("option, name", [("--render", "scale"),
+                                          ("--render-parallel", "scale_parallel")])
+def test_committed_reports_rebuild_from_their_rows(scale, option, name, tmp_path):
+    path = scale.main([option, str(RESULTS / f"{name}.json"), "--out", str(tmp_path)])
+    assert path.read_bytes() == (RESULTS / f"{name}.md").read_bytes()
