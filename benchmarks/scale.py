@@ -42,8 +42,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 from benchmarks.report import markdown_table, median, paired_ratio
-from benchmarks.environment import (add_render_argument, command_line, cpu_model, rerender,
-                                    run_folder, versions_line, write_report)
+from benchmarks.environment import (StudyRun, add_render_argument, cpu_model, load_rows,
+                                    rerender, run_folder, versions_line)
 
 N_FEATURES = 50
 TIMED_ROWS = 300_000  # rows passed through in the timed epochs, at least
@@ -282,21 +282,46 @@ def render(rows, meta):
     return "\n".join(lines)
 
 
-def report(results, command, device, out, timed_rows=TIMED_ROWS, min_pairs=3):
+def report_saved(saved):
+    """``scale.md`` of what a run's JSON holds (``--render``)."""
+    return render(saved["rows"], saved["meta"])
+
+
+def report(results, run, device, out, timed_rows=TIMED_ROWS, min_pairs=3):
     """Write ``scale.md`` (``scale_cuda.md``) and, next to it, the rows with the run's
-    metadata as JSON (``--render`` rebuilds the report from them)."""
+    record as JSON (``--render`` rebuilds the report from them).
+
+    Parameters
+    ----------
+    results : dict
+        :func:`run`'s rows.
+    run : benchmarks.environment.StudyRun
+        The run, timed from its creation: it writes the files
+        (:meth:`~benchmarks.environment.StudyRun.finish`), its record
+        :func:`~benchmarks.environment.run_record`'s with scale's fields.
+    device : str
+    out : str or pathlib.Path
+    timed_rows, min_pairs : int
+        The run's settings, which the report states.
+
+    Returns
+    -------
+    pathlib.Path
+        The report's path.
+    """
     import torch
 
-    meta = dict(command=command, device=device, timed_rows=timed_rows, min_pairs=min_pairs,
-                date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                machine=f"{cpu_model()}, {os.cpu_count()} cores, "
+    name = "scale" if device == "cpu" else "scale_cuda"
+    # The record's own machine line (with the cores and torch threads) and the date
+    # the report shows: the end of the run, to the minute, as runs before the
+    # record kept it (the committed scale.json has it, and no start or wall time).
+    meta = dict(machine=f"{cpu_model()}, {os.cpu_count()} cores, "
                         f"{torch.get_num_threads()} torch threads",
-                versions=versions_line())
-    text = render(results, meta)
-    path = write_report(Path(out) / ("scale.md" if device == "cpu" else "scale_cuda.md"),
-                        text, dict(rows=results, meta=meta))
+                device=device, timed_rows=timed_rows, min_pairs=min_pairs,
+                date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+    _, text = run.finish(results, report_saved, out, meta=meta, name=name)
     print(text)
-    return path
+    return Path(out) / f"{name}.md"
 
 
 # ------------------------------------------------------------------ data-parallel
@@ -430,12 +455,50 @@ def run_parallel(worlds, rows=PARALLEL_ROWS, pairs=3, epochs=2, device="cpu"):
             "machine": f"{cpu_model()}, {os.cpu_count()} cores", "versions": versions_line()}
 
 
+#: :func:`run_parallel`'s fields that the saved record keeps, as (its key, the
+#: record's): its setting and what it says about the machine. ``rows``, the number of
+#: generated rows, is ``parallel_rows`` there (the saved ``rows`` are the launches').
+PARALLEL_RECORD = (("machine", "machine"), ("versions", "versions"),
+                   ("rows", "parallel_rows"), ("pairs", "pairs"), ("epochs", "epochs"),
+                   ("date", "date"))
+
+
+def parallel_results(saved):
+    """:func:`run_parallel`'s results, with the run's ``command`` and ``device``, from
+    what a run's JSON holds (:func:`report_parallel`).
+
+    Parameters
+    ----------
+    saved : dict
+        ``{"meta": record, "max_weight_diff", "rows": world -> launches}``, or the
+        flat layout written before the record was
+        :func:`~benchmarks.environment.run_record`'s (``runs`` and the setting at
+        the top; read as it is).
+
+    Returns
+    -------
+    dict
+        ``runs`` keyed by the number of processes (an int, JSON made it a string),
+        ``max_weight_diff``, the setting, ``command`` and ``device``; ``machine``
+        and ``versions`` where the run recorded them.
+    """
+    if "runs" in saved:  # the flat layout
+        results = dict(saved)
+        runs = results["runs"]
+    else:
+        meta = saved["meta"]
+        results = {key: meta[field] for key, field in PARALLEL_RECORD if field in meta}
+        results.update(max_weight_diff=saved["max_weight_diff"], command=meta["command"],
+                       device=meta["device"])
+        runs = saved["rows"]
+    results["runs"] = {int(w): rows for w, rows in runs.items()}
+    return results
+
+
 def load_parallel(path):
     """The rows :func:`report_parallel` wrote next to its report (JSON), as
-    :func:`run_parallel` returned them."""
-    results = json.loads(Path(path).read_text())
-    results["runs"] = {int(w): rows for w, rows in results["runs"].items()}
-    return results
+    :func:`run_parallel` returned them (:func:`parallel_results`)."""
+    return parallel_results(load_rows(path))
 
 
 def _launch_step(row):
@@ -455,10 +518,20 @@ def parallel_scaling(results):
     return out
 
 
-def report_parallel(results, command, device, out):
-    """Write ``scale_parallel.md``: per-step time of each world against one process,
-    in the same run, with the collectives' bytes and measured cost."""
+def render_parallel(results, command, device):
+    """``scale_parallel.md``: per-step time of each world against one process, in the
+    same run, with the collectives' bytes and measured cost.
 
+    Parameters
+    ----------
+    results : dict
+        :func:`run_parallel`'s (or :func:`parallel_results` of a saved run).
+    command, device : str
+
+    Returns
+    -------
+    str
+    """
     runs = results["runs"]
     first = runs[1][0]
     lines = [
@@ -526,14 +599,44 @@ def report_parallel(results, command, device, out):
               "2-core machine whose cores the processes share with everything else, "
               "this table shows correctness and overhead, not the scaling a node of "
               "GPUs would give.", ""]
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / ("scale_parallel.md" if device == "cpu" else "scale_parallel_cuda.md")
-    path.write_text("\n".join(lines))
-    # The rows next to the report: --render-parallel rebuilds it from them.
-    path.with_suffix(".json").write_text(json.dumps({**results, "command": command,
-                                                     "device": device}, indent=1))
-    print("\n".join(lines))
-    return path
+    return "\n".join(lines)
+
+
+def report_parallel_saved(saved):
+    """``scale_parallel.md`` of what a run's JSON holds (``--render-parallel``)."""
+    results = parallel_results(saved)
+    return render_parallel(results, results["command"], results["device"])
+
+
+def report_parallel(results, run, device, out):
+    """Write ``scale_parallel.md`` (``scale_parallel_cuda.md``) and its rows,
+    ``scale_parallel.json``, through ``run``
+    (:meth:`~benchmarks.environment.StudyRun.finish`): ``{"meta": the record,
+    "max_weight_diff", "rows": world -> rank 0's row of each launch}``, the record
+    :func:`~benchmarks.environment.run_record`'s with the setting
+    (:data:`PARALLEL_RECORD`) and the device.
+
+    Parameters
+    ----------
+    results : dict
+        :func:`run_parallel`'s.
+    run : benchmarks.environment.StudyRun
+        The run, timed from its creation.
+    device : str
+    out : str or pathlib.Path
+
+    Returns
+    -------
+    pathlib.Path
+        The report's path.
+    """
+    name = "scale_parallel" if device == "cpu" else "scale_parallel_cuda"
+    meta = {field: results[key] for key, field in PARALLEL_RECORD}
+    _, text = run.finish(results["runs"], report_parallel_saved, out,
+                         meta=dict(meta, device=device), name=name,
+                         max_weight_diff=results["max_weight_diff"])
+    print(text)
+    return Path(out) / f"{name}.md"
 
 
 def main(argv=None):
@@ -568,20 +671,19 @@ def main(argv=None):
         return parallel_child(int(rank), int(world), rendezvous, int(rows), int(epochs),
                               args.device, args.out, args.parallel_dtype)
     if args.render:
-        return rerender(args.render, args.out, lambda saved: render(saved["rows"],
-                                                                   saved["meta"]))
+        return rerender(args.render, args.out, report_saved)
     if args.render_parallel:
-        results = load_parallel(args.render_parallel)
-        return report_parallel(results, results["command"], results["device"], args.out)
+        return rerender(args.render_parallel, args.out, report_parallel_saved)
     if args.parallel:
+        # Timed from here: the record's wall time is the measurement's.
+        study = StudyRun("scale", argv)
         if args.smoke:
             results = run_parallel(args.parallel, rows=1000, pairs=1, epochs=1,
                                    device=args.device)
         else:
             results = run_parallel(args.parallel, args.parallel_rows, args.min_pairs,
                                    device=args.device)
-        return report_parallel(results, command_line("scale", argv), args.device,
-                               args.out)
+        return report_parallel(results, study, args.device, args.out)
     if args.smoke:
         args.sizes, args.no_kdd, args.min_pairs, args.timed_rows = ["700", "1000"], True, 2, 1000
     if args.memory_child:
@@ -591,9 +693,10 @@ def main(argv=None):
     if args.min_pairs < 1:
         parser.error("--min-pairs must be at least 1")
     names = list(args.sizes) + ([] if args.no_kdd else ["kdd_census"])
+    # Timed from here: the record's wall time is the measurement's.
+    study = StudyRun("scale", argv)
     results = run(names, args.device, args.min_pairs, args.timed_rows)
-    return report(results, command_line("scale", argv), args.device, args.out, args.timed_rows,
-                  args.min_pairs)
+    return report(results, study, args.device, args.out, args.timed_rows, args.min_pairs)
 
 
 if __name__ == "__main__":

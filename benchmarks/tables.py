@@ -23,7 +23,14 @@ cross-entropy, ``Adam(lr=1e-3)``, batch 128, 20 epochs or 200 steps if more (the
 quality benchmark's setting); HGB is ``HistGradientBoostingClassifier(max_iter=100,
 early_stopping=True)``. Accuracy is the headline metric, balanced accuracy beside it.
 
-Writes ``tables.md`` and ``tables.json`` (every per-seed row) into ``--out``.
+Writes ``tables.md``, its rows ``tables.json`` and the figure ``tables.png`` into
+``--out`` (default ``results/``; a ``--smoke`` run writes into a new temporary folder
+unless given one). The JSON holds ``{"meta", "rows"}``: every per-seed row, and the
+run's record (:func:`benchmarks.environment.run_record`: command, started, elapsed,
+load, machine, versions; then ``config`` and ``jobs``, and ``merged`` or ``joined``
+where the rows come from other runs). Rows saved in the layout before that record
+(``meta.load_end``) are read as well (:func:`upgrade`). ``--render JSON`` rebuilds
+the report and the figure from the rows.
 
 Usage::
 
@@ -39,7 +46,6 @@ import argparse
 import collections
 import dataclasses
 import datetime
-import json
 import math
 import sys
 import time
@@ -61,9 +67,9 @@ from benchmarks.common.runner import execute, limited_threads
 from benchmarks.common.baselines import (Timer, fit_cleanlab, fit_glc_hgb, fit_glc_net,
                                          fit_irbl_hgb, fit_l2rw, fit_net, fit_reweighted,
                                          fit_trusted, hgb, net)
-from benchmarks.environment import (add_jobs_argument, command_line, cpu_model,
-                                    load_average, report_header, run_folder,
-                                    versions_line)
+from benchmarks.environment import (add_jobs_argument, command_line, load_rows,
+                                    report_header, rerender, run_folder, run_record,
+                                    write_report)
 from benchmarks.report import markdown_table, percent
 
 #: Data sets whose rows are tables of measured features; the others are pixels.
@@ -291,14 +297,33 @@ def plan(cfg, log=print):
     return [(label, fn, args) for _, label, fn, args in tasks]
 
 
-def run(cfg, *, jobs=1, log=print):
-    """Fit everything; returns ``(rows, meta)``."""
+def run(cfg, *, jobs=1, log=print, command=None):
+    """Fit everything.
+
+    Parameters
+    ----------
+    cfg : Config
+    jobs : int
+        Worker processes.
+    log : callable
+    command : str or None
+        The command line the record names; None: the one of ``cfg``'s mode
+        (``python -m benchmarks.tables --smoke``...), for a run started from Python.
+
+    Returns
+    -------
+    rows : list of dict
+    meta : dict
+        The run's record (:func:`benchmarks.environment.run_record`, read as the
+        run ends) with its ``config`` and ``jobs``.
+    """
     started = datetime.datetime.now(datetime.timezone.utc)
     t0 = time.perf_counter()
     rows = execute(plan(cfg, log=log), jobs=jobs, log=log)
-    meta = dict(config=dataclasses.asdict(cfg), jobs=jobs, started=started.isoformat(),
-                elapsed=time.perf_counter() - t0, load_end=load_average(),
-                machine=cpu_model(), versions=versions_line())
+    if command is None:
+        command = command_line("tables", [] if cfg.mode == "full" else [f"--{cfg.mode}"])
+    meta = run_record(command, started, time.perf_counter() - t0,
+                      config=dataclasses.asdict(cfg), jobs=jobs)
     return rows, meta
 
 
@@ -605,7 +630,7 @@ def render(rows, meta, command):
     lines = report_header("sk_l2rw tables benchmark: routes for tabular users",
                           command=command, started=started, elapsed=meta["elapsed"],
                           smoke=cfg["mode"] == "smoke",
-                          load=meta.get("load_end", "not recorded"),
+                          load=meta.get("load", "not recorded"),
                           # Rows written before the run kept these: the renderer's.
                           machine=meta.get("machine"), versions=meta.get("versions"))
     sizes = ", ".join(f"{d} {r['n_train']:,} train / {r['n_test']:,} test"
@@ -756,14 +781,73 @@ def _provenance(meta):
     return []
 
 
-def write(rows, meta, out_dir, command):
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    render_figure(rows, out_dir / "tables.png")
-    (out_dir / "tables.json").write_text(json.dumps(
-        {"meta": dict(meta, command=command), "rows": rows}, indent=0))
-    path = out_dir / "tables.md"
-    path.write_text(render(rows, meta, command))
+#: The record's keys in :func:`benchmarks.environment.run_record`'s order, then the
+#: run's own; a saved meta's other keys (``merged``, ``joined``) follow them.
+RECORD_KEYS = ("command", "started", "elapsed", "load", "machine", "versions", "config",
+               "jobs")
+
+
+def upgrade(saved):
+    """A saved run in the layout of today's runs, whichever wrote it.
+
+    Runs written before the record was :func:`benchmarks.environment.run_record`'s
+    kept the load average at the end as ``meta.load_end`` and their keys in another
+    order (``config, jobs, started, elapsed, ...``); they are still joined, merged,
+    rendered and replayed (runs of the old code may still be under way). Nothing
+    else differs: the rows, and every value of the record, are kept as they are.
+
+    Parameters
+    ----------
+    saved : dict
+        What a ``tables.json`` holds: ``meta`` and ``rows``.
+
+    Returns
+    -------
+    dict
+        A new dict (``saved`` is not changed): ``meta.load_end`` renamed ``load``, the
+        meta's keys in :data:`RECORD_KEYS` order (absent ones stay absent: a run
+        that did not record its machine is rendered with the renderer's, as before).
+    """
+    meta = dict(saved["meta"])
+    if "load_end" in meta:
+        meta["load"] = meta.pop("load_end")
+    ordered = {key: meta.pop(key) for key in RECORD_KEYS if key in meta}
+    return dict(saved, meta={**ordered, **meta})
+
+
+def report(saved):
+    """The Markdown report of a saved run (either layout, :func:`upgrade`)."""
+    saved = upgrade(saved)
+    return render(saved["rows"], saved["meta"], saved["meta"]["command"])
+
+
+def load(path):
+    """A saved ``tables.json``, in today's layout (:func:`upgrade`)."""
+    return upgrade(load_rows(path))
+
+
+def write(saved, folder):
+    """Write a run: ``tables.md`` and its rows ``tables.json`` (through
+    :func:`benchmarks.environment.write_report`, as every study), and the figure
+    ``tables.png`` (when matplotlib is there).
+
+    Parameters
+    ----------
+    saved : dict
+        ``meta`` (the record, with the command) and ``rows``; written in today's
+        layout (:func:`upgrade`).
+    folder : str or pathlib.Path
+
+    Returns
+    -------
+    pathlib.Path
+        The report's path.
+    """
+    saved = upgrade(saved)
+    # indent=0: a line per value, as the committed runs were written (a full run
+    # is 23,000 lines; their diffs stay readable).
+    path = write_report(Path(folder) / "tables.md", report(saved), dict(saved, indent=0))
+    render_figure(saved["rows"], path.parent / "tables.png")
     return path
 
 
@@ -799,18 +883,21 @@ def main(argv=None):
     args = parser.parse_args(argv)
     args.out = str(run_folder(args.out, args.smoke, "tables"))
     if args.replay:
-        rows = json.loads(Path(args.replay).read_text())["rows"]
+        rows = load(args.replay)["rows"]
         print("\n".join(replay_table(replay_rules(rows))))
         return 0
     if args.join:
-        parts = [json.loads(Path(p).read_text()) for p in args.join]
-        rows, meta = join_seeds(parts)
-        path = write(rows, meta, args.out, command_line("tables", argv))
+        # Runs of either layout (upgrade): the join is written in today's.
+        rows, meta = join_seeds([load(p) for p in args.join])
+        path = write({"meta": dict(meta, command=command_line("tables", argv)),
+                      "rows": rows}, args.out)
         print(f"wrote {path}")
         return 0
     if args.render:
-        saved = json.loads(Path(args.render).read_text())
-        path = write(saved["rows"], saved["meta"], args.out, saved["meta"]["command"])
+        # The report and its figure, rebuilt from the rows (the JSON is read, not
+        # written again).
+        path = rerender(args.render, args.out, report)
+        render_figure(load(args.render)["rows"], path.parent / "tables.png")
         print(f"wrote {path}")
         return 0
     command = command_line("tables", argv)
@@ -837,11 +924,10 @@ def main(argv=None):
         parser.error("--merge needs --methods (the methods this run fits)")
     jobs = args.jobs or (1 if args.smoke else 2)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    rows, meta = run(cfg, jobs=jobs, log=lambda m: print(m, flush=True))
+    rows, meta = run(cfg, jobs=jobs, log=lambda m: print(m, flush=True), command=command)
     if args.merge:
-        rows, meta = merge_rows(rows, meta, json.loads(Path(args.merge).read_text()),
-                                cfg.methods)
-    path = write(rows, meta, args.out, command)
+        rows, meta = merge_rows(rows, meta, load(args.merge), cfg.methods)
+    path = write({"meta": meta, "rows": rows}, args.out)
     print(f"wrote {path}")
     return 0
 

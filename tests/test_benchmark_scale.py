@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from benchmarks.environment import load_rows
+from benchmarks.environment import RESULTS, StudyRun, load_rows
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +33,17 @@ def test_scale_report_tiny(scale, tmp_path):
     assert all(s["time_ratio"] > 0 and s["memory_ratio"] >= 0 for s in per_set.values())
     assert bars["flat"] >= 1 and bars["memory"] == max(s["memory_ratio"]
                                                        for s in per_set.values())
-    path = scale.report(results, "test", "cpu", tmp_path, timed_rows=1000, min_pairs=2)
+    path = scale.report(results, StudyRun("scale", ["test"]), "cpu", tmp_path,
+                        timed_rows=1000, min_pairs=2)
     # The rows are written next to the report and rebuild it byte for byte.
     saved = load_rows(path.with_suffix(".json"))
     assert saved["rows"] == results
     assert saved["meta"]["min_pairs"] == 2 and saved["meta"]["timed_rows"] == 1000
+    # The record is run_record's, with scale's own machine line, device and date.
+    assert list(saved["meta"]) == ["command", "started", "elapsed", "load", "machine",
+                                   "versions", "device", "timed_rows", "min_pairs", "date"]
+    assert saved["meta"]["command"] == "python -m benchmarks.scale test"
+    assert saved["meta"]["machine"].endswith("torch threads")
     rebuilt = scale.main(["--render", str(path.with_suffix(".json")),
                           "--out", str(tmp_path / "again")])
     assert rebuilt.name == "scale.md" and rebuilt.read_text() == path.read_text()
@@ -97,17 +103,45 @@ def test_data_parallel_part_tiny(scale, tmp_path):
     assert len(diff["2 processes, float32"]) == 2  # the untimed epoch and the timed one
     assert max(diff["2 processes, float32"]) < 1e-6
     assert max(diff["2 processes, float64"]) < 1e-12
-    path = scale.report_parallel(results, "test", "cpu", tmp_path)
+    path = scale.report_parallel(results, StudyRun("scale", ["test"]), "cpu", tmp_path)
     # The rows are written next to the report and rebuild it exactly.
     again = scale.load_parallel(path.with_suffix(".json"))
     assert again["runs"] == runs and again["max_weight_diff"] == diff
     # The machine and versions are the run's, not the renderer's.
     assert again["machine"] == results["machine"] and "torch" in again["versions"]
+    # The layout: run_record's record with the setting, the launches as the rows.
+    saved = load_rows(path.with_suffix(".json"))
+    assert list(saved) == ["meta", "max_weight_diff", "rows"]
+    assert list(saved["meta"]) == ["command", "started", "elapsed", "load", "machine",
+                                   "versions", "parallel_rows", "pairs", "epochs", "date",
+                                   "device"]
+    assert saved["meta"]["parallel_rows"] == 1000 and saved["meta"]["device"] == "cpu"
     text = path.read_text()
-    rebuilt = scale.report_parallel(again, again["command"], again["device"],
-                                    tmp_path / "again").read_text()
-    assert rebuilt == text
+    rebuilt = scale.main(["--render-parallel", str(path.with_suffix(".json")),
+                          "--out", str(tmp_path / "again")])
+    assert rebuilt.name == "scale_parallel.md" and rebuilt.read_text() == text
     # The report's scaling table, one row per number of processes, from the rows.
     scaling = scale.parallel_scaling(again)
     assert sorted(scaling) == [1, 2] and scaling[1]["ratio"] == pytest.approx(1.0)
     assert all(r["step_s"] > 0 and r["ratio"] > 0 for r in scaling.values())
+
+
+@pytest.mark.parametrize("option, name", [("--render", "scale"),
+                                          ("--render-parallel", "scale_parallel")])
+def test_committed_reports_rebuild_from_their_rows(scale, option, name, tmp_path):
+    path = scale.main([option, str(RESULTS / f"{name}.json"), "--out", str(tmp_path)])
+    assert path.read_bytes() == (RESULTS / f"{name}.md").read_bytes()
+
+
+def test_parallel_rows_of_the_flat_layout_still_read(scale):
+    """Runs saved before the record was run_record's kept ``runs`` and the setting at
+    the top of the JSON: they read as the same results."""
+    saved = load_rows(RESULTS / "scale_parallel.json")
+    meta = saved["meta"]
+    flat = {"runs": saved["rows"], "max_weight_diff": saved["max_weight_diff"],
+            "rows": meta["parallel_rows"], "pairs": meta["pairs"], "epochs": meta["epochs"],
+            "date": meta["date"], "command": meta["command"], "device": meta["device"]}
+    results = scale.parallel_results(flat)
+    assert results == scale.parallel_results(saved)
+    assert sorted(results["runs"]) == [1, 2] and results["rows"] == 50_000
+    assert scale.report_parallel_saved(flat) == (RESULTS / "scale_parallel.md").read_text()

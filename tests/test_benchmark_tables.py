@@ -101,9 +101,15 @@ class TestSmokeRows:
 
     def test_report_and_rows_written(self, tables, smoke, tmp_path):
         cfg, rows, meta = smoke
-        path = tables.write(rows, meta, tmp_path, "python -m benchmarks.tables --smoke")
+        assert meta["command"] == "python -m benchmarks.tables --smoke"
+        path = tables.write({"meta": meta, "rows": rows}, tmp_path)
         saved = json.loads((tmp_path / "tables.json").read_text())
         assert saved["rows"] == json.loads(json.dumps(rows))
+        # The layout: run_record's record, then the run's config and jobs.
+        assert list(saved) == ["meta", "rows"]
+        assert list(saved["meta"]) == ["command", "started", "elapsed", "load", "machine",
+                                       "versions", "config", "jobs"]
+        assert saved["meta"]["config"]["mode"] == "smoke" and saved["meta"]["jobs"] == 1
         text = path.read_text()
         # Every cell has its digits row in the accuracy and balanced-accuracy tables:
         # a best baseline and a finite margin of the recommended route over it.
@@ -311,3 +317,83 @@ class TestReplay:
             assert all(v is None or v <= o + 1e-9 for v, o in zip(values, oracle)), name
         lines = tables.replay_table(tables.replay_rules(rows))
         assert len(lines) == 2 + len(tables.REPLAY_RULES) + 2
+
+
+class TestLayout:
+    """Runs saved before the record was run_record's (meta.load_end, another key
+    order) are read as today's (upgrade): joined, merged, rendered and replayed."""
+
+    @staticmethod
+    def old(meta, rows, **fields):
+        """``meta`` and ``rows`` in the old layout, as the old writer saved them."""
+        record = dict(config=meta["config"], jobs=meta["jobs"], started=meta["started"],
+                      elapsed=meta["elapsed"], load_end=meta["load"],
+                      machine=meta["machine"], versions=meta["versions"],
+                      command=meta["command"], **fields)
+        return {"meta": record, "rows": rows}
+
+    def test_upgrade_renames_and_orders_and_keeps_every_value(self, tables, smoke):
+        _, rows, meta = smoke
+        old = self.old(meta, rows, joined=[{"seeds": [0], "command": "c",
+                                            "started": "s", "merged": None}])
+        new = tables.upgrade(old)
+        assert "load_end" in old["meta"]  # the saved dict is not changed
+        assert list(new["meta"]) == [*tables.RECORD_KEYS, "joined"]
+        assert new["meta"] == dict(meta, joined=old["meta"]["joined"])
+        assert new["rows"] is rows
+        assert tables.upgrade(new) == new  # today's layout is left as it is
+        # A run that did not record its machine keeps none (the renderer's is shown).
+        bare = dict(old, meta={k: v for k, v in old["meta"].items()
+                               if k not in ("machine", "versions")})
+        assert list(tables.upgrade(bare)["meta"]) == [
+            "command", "started", "elapsed", "load", "config", "jobs", "joined"]
+        assert tables.report(old) == tables.render(rows, new["meta"], meta["command"])
+        assert "load average at the end " + meta["load"] in tables.report(old)
+
+    def test_old_runs_join_render_and_replay_in_todays_layout(self, tables, smoke,
+                                                              tmp_path, capsys):
+        _, rows, meta = smoke
+        old = self.old(dict(meta, started="2026-01-01T00:00:00+00:00",
+                            load="9.99 9.99 9.99"), rows)
+        new = {"meta": dict(meta, config=dict(meta["config"], seeds=[1]),
+                            started="2026-01-02T00:00:00+00:00"),
+               "rows": [dict(r, seed=1) for r in rows]}
+        for name, saved in (("old", old), ("new", new)):
+            (tmp_path / name).mkdir()
+            (tmp_path / name / "tables.json").write_text(json.dumps(saved, indent=0))
+        assert tables.main(["--join", str(tmp_path / "new" / "tables.json"),
+                            str(tmp_path / "old" / "tables.json"),
+                            "--out", str(tmp_path / "both")]) == 0
+        written = json.loads((tmp_path / "both" / "tables.json").read_text())
+        assert list(written["meta"]) == [*tables.RECORD_KEYS, "joined"]
+        # The earliest run's record (the old one's load), the join's command.
+        assert written["meta"]["load"] == "9.99 9.99 9.99"
+        assert written["meta"]["command"].startswith("python -m benchmarks.tables --join")
+        assert written["meta"]["config"]["seeds"] == [0, 1]
+        assert written["rows"] == [*new["rows"], *json.loads(json.dumps(rows))]
+        text = (tmp_path / "both" / "tables.md").read_text()
+        assert "load average at the end 9.99 9.99 9.99" in text
+        # --render of the old file gives the report of its upgrade, byte for byte.
+        assert tables.main(["--render", str(tmp_path / "old" / "tables.json"),
+                            "--out", str(tmp_path / "again")]) == 0
+        assert ((tmp_path / "again" / "tables.md").read_text()
+                == tables.report(tables.upgrade(old)))
+        capsys.readouterr()
+        assert tables.main(["--replay", str(tmp_path / "old" / "tables.json")]) == 0
+        assert capsys.readouterr().out.splitlines() == tables.replay_table(
+            tables.replay_rules(rows))
+
+
+@pytest.mark.parametrize("folder", ["", "tables_images", "tables_trusted"])
+def test_committed_reports_rebuild_from_their_rows(tables, folder, tmp_path):
+    """Each committed run is in today's layout, and its report rebuilt with --render
+    is the committed one, byte for byte."""
+    results = ROOT / "benchmarks" / "results" / folder
+    saved = json.loads((results / "tables.json").read_text())
+    assert "load_end" not in saved["meta"]
+    assert list(saved["meta"])[:4] == ["command", "started", "elapsed", "load"]
+    assert tables.main(["--render", str(results / "tables.json"),
+                        "--out", str(tmp_path)]) == 0
+    rebuilt = (tmp_path / "tables.md").read_text()
+    committed = (results / "tables.md").read_text()
+    assert rebuilt == committed
