@@ -132,6 +132,32 @@ def _positive_int(text):
     return value
 
 
+def chosen_names(parser, text, known, what):
+    """The names a comma-separated option lists (``--datasets digits,adult``), each
+    checked against ``known``: an unknown one is ``parser``'s usage error, naming
+    the choices, before anything runs.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    text : str
+        The option's value.
+    known : iterable of str
+    what : str
+        What the names are, as the error says it ("data sets for this mode").
+
+    Returns
+    -------
+    list of str
+        The names in the order given, blanks dropped.
+    """
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = set(names) - set(known)
+    if unknown:
+        parser.error(f"unknown {what}: {sorted(unknown)} (choose from {sorted(known)})")
+    return names
+
+
 def add_jobs_argument(parser):
     """``--jobs N`` (a positive integer; None when not given: the study's default,
     2 worker processes, 1 for ``--smoke``)."""

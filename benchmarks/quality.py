@@ -68,9 +68,9 @@ from benchmarks.common.protocol import (IMAGE_SETS, KIND_NAMES, Config, full_con
                                         smoke_config, use_module)
 from benchmarks.common.runner import execute, limited_threads
 from benchmarks.report import markdown_table, percent, stats
-from benchmarks.environment import (RESULTS, StudyRun, add_jobs_argument, command_line,
-                                    cpu_model, load_average, load_rows, run_folder,
-                                    save_rows, versions_line, write_report)
+from benchmarks.environment import (RESULTS, StudyRun, add_jobs_argument, chosen_names,
+                                    command_line, cpu_model, load_average, load_rows,
+                                    run_folder, save_rows, versions_line, write_report)
 from sk_l2rw.exceptions import CleanLossWarning
 
 
@@ -1478,18 +1478,11 @@ def main(argv=None):
         return 0
     cfg = smoke_config() if args.smoke else quick_config() if args.quick else full_config()
     if args.parts:
-        parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
-        unknown = set(parts) - {"noise", "imbalance", "collapse", "extras"}
-        if unknown:
-            parser.error(f"unknown parts: {sorted(unknown)}")
-        cfg.parts = parts
+        cfg.parts = tuple(chosen_names(parser, args.parts,
+                                       ("noise", "imbalance", "collapse", "extras"), "parts"))
     if args.datasets:
-        names = [d.strip() for d in args.datasets.split(",") if d.strip()]
-        names = [] if names == ["none"] else names
-        unknown = set(names) - set(cfg.datasets)
-        if unknown:
-            parser.error(f"unknown data sets for this mode: {sorted(unknown)} "
-                         f"(choose from {sorted(cfg.datasets)})")
+        names = ([] if args.datasets.strip() == "none" else
+                 chosen_names(parser, args.datasets, cfg.datasets, "data sets for this mode"))
         cfg.datasets = {d: cfg.datasets[d] for d in names}
         if args.module == "lenet" and set(names) - set(IMAGE_SETS):
             parser.error(f"--module lenet takes 28x28 images: only {', '.join(IMAGE_SETS)}")

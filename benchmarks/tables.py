@@ -67,7 +67,7 @@ from benchmarks.common.runner import execute, limited_threads
 from benchmarks.common.baselines import (Timer, fit_cleanlab, fit_glc_hgb, fit_glc_net,
                                          fit_irbl_hgb, fit_l2rw, fit_net, fit_reweighted,
                                          fit_trusted, hgb, net)
-from benchmarks.environment import (add_jobs_argument, command_line, load_rows,
+from benchmarks.environment import (add_jobs_argument, chosen_names, command_line, load_rows,
                                     report_header, rerender, run_folder, run_record,
                                     write_report)
 from benchmarks.report import markdown_table, percent
@@ -904,22 +904,15 @@ def main(argv=None):
     cfg = (smoke_config() if args.smoke else quick_config() if args.quick
            else reduced_config() if args.reduced else full_config())
     if args.datasets:
-        names = [d.strip() for d in args.datasets.split(",") if d.strip()]
         known = FULL_SIZES if cfg.mode == "full" else cfg.datasets
-        unknown = set(names) - set(known)
-        if unknown:
-            parser.error(f"unknown data sets for this mode: {sorted(unknown)} "
-                         f"(choose from {sorted(known)})")
-        cfg.datasets = {d: known[d] for d in names}
+        cfg.datasets = {d: known[d] for d in chosen_names(parser, args.datasets, known,
+                                                          "data sets for this mode")}
     if args.seeds:
         cfg.seeds = tuple(int(s) for s in args.seeds.split(","))
     if args.protocols:
         cfg.protocols = tuple(parse_protocol(p) for p in args.protocols.split(","))
     if args.methods:
-        cfg.methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-        unknown = set(cfg.methods) - set(METHODS)
-        if unknown:
-            parser.error(f"unknown methods {sorted(unknown)} (choose from {list(METHODS)})")
+        cfg.methods = tuple(chosen_names(parser, args.methods, METHODS, "methods"))
     if args.merge and not args.methods:
         parser.error("--merge needs --methods (the methods this run fits)")
     jobs = args.jobs or (1 if args.smoke else 2)

@@ -5,8 +5,10 @@ import datetime
 import json
 from pathlib import Path
 
-from benchmarks.environment import (RESULTS, add_report_arguments, run_folder, run_record,
-                                    study_command)
+import pytest
+
+from benchmarks.environment import (RESULTS, add_report_arguments, chosen_names, run_folder,
+                                    run_record, study_command)
 
 
 def _report(saved):
@@ -115,3 +117,13 @@ def test_a_run_may_save_its_rows_on_one_line(tmp_path):
     text = (tmp_path / "toy.json").read_text()
     assert text.count("\n") == 1 and load_rows(tmp_path / "toy.json") == saved
     assert "indent" not in saved
+
+
+def test_chosen_names_keeps_the_order_given_and_names_what_is_unknown(capsys):
+    parser = argparse.ArgumentParser(prog="toy")
+    assert chosen_names(parser, " adult, ,digits", ["digits", "adult", "letter"],
+                        "data sets") == ["adult", "digits"]
+    with pytest.raises(SystemExit):
+        chosen_names(parser, "digits,nope", ["digits", "adult"], "data sets")
+    err = capsys.readouterr().err
+    assert "unknown data sets: ['nope'] (choose from ['adult', 'digits'])" in err
