@@ -305,6 +305,22 @@ def run_folder(out, smoke, study):
     return RESULTS
 
 
+def add_out_argument(parser):
+    """``--out``, for a study that must write to run (:func:`run_folder`:
+    ``results/`` by default, a new temporary folder for ``--smoke``)."""
+    parser.add_argument("--out", default=None,
+                        help="output folder (default: benchmarks/results; a "
+                             "--smoke run writes into a new temporary folder)")
+
+
+def parse_run_arguments(parser, argv, study):
+    """``parser``'s arguments (it has ``--smoke`` and :func:`add_out_argument`'s),
+    ``args.out`` made the folder the run writes into (:func:`run_folder`, a str)."""
+    args = parser.parse_args(argv)
+    args.out = str(run_folder(args.out, args.smoke, study))
+    return args
+
+
 def report_folder(args, default):
     """Where a study's report goes: ``--out``, else ``default`` (none for --smoke)."""
     return args.out if args.out is not None else (None if args.smoke else default)

@@ -68,9 +68,10 @@ from benchmarks.common.protocol import (IMAGE_SETS, KIND_NAMES, Config, full_con
                                         smoke_config, use_module)
 from benchmarks.common.runner import execute, limited_threads
 from benchmarks.report import markdown_table, percent, stats
-from benchmarks.environment import (RESULTS, StudyRun, add_jobs_argument, chosen_names,
-                                    command_line, cpu_model, load_average, load_rows,
-                                    run_folder, save_rows, versions_line, write_report)
+from benchmarks.environment import (RESULTS, StudyRun, add_jobs_argument, add_out_argument,
+                                    chosen_names, command_line, cpu_model, load_average,
+                                    load_rows, parse_run_arguments, save_rows, versions_line,
+                                    write_report)
 from sk_l2rw.exceptions import CleanLossWarning
 
 
@@ -1447,9 +1448,7 @@ def main(argv=None):
                            "first one's configuration is used); the report, its figures and "
                            "the (merged) rows are written into --out")
     add_jobs_argument(parser)
-    parser.add_argument("--out", default=None,
-                        help="output folder (default: benchmarks/results; a "
-                             "--smoke run writes into a new temporary folder)")
+    add_out_argument(parser)
     parser.add_argument("--raw", default=None,
                         help="also write the rows to this path (they are always written "
                              "next to the report, as quality.json or quality_lenet.json)")
@@ -1464,8 +1463,7 @@ def main(argv=None):
     parser.add_argument("--parts", default=None,
                         help="comma-separated subset of noise,imbalance,collapse,extras "
                              "(default: all)")
-    args = parser.parse_args(argv)
-    args.out = str(run_folder(args.out, args.smoke, "quality"))
+    args = parse_run_arguments(parser, argv, "quality")
     command = command_line("quality", argv)
     if args.render:
         saved = merge([load_rows(name) for name in args.render])

@@ -36,7 +36,8 @@ import argparse
 
 import torch
 
-from benchmarks.environment import add_render_argument, run_folder, study_command
+from benchmarks.environment import (add_out_argument, add_render_argument, run_folder,
+                                    study_command)
 from benchmarks.common.speed_run import measure, render, report_name, write_chart
 from benchmarks.common.timing import full_config, quick_config, smoke_config
 
@@ -62,9 +63,7 @@ def main(argv=None):
                         help="repeats of the per-step timing and of the fits "
                              "(default 15 and 5; quick 3 and 1); memory, which is "
                              "deterministic, uses at most 3")
-    parser.add_argument("--out", default=None,
-                        help="output folder (default: benchmarks/results; a "
-                             "--smoke run writes into a new temporary folder)")
+    add_out_argument(parser)
     add_render_argument(parser, "speed.md or speed_cuda.md")
 
     def measure_run(args):

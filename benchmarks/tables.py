@@ -67,9 +67,9 @@ from benchmarks.common.runner import execute, limited_threads
 from benchmarks.common.baselines import (Timer, fit_cleanlab, fit_glc_hgb, fit_glc_net,
                                          fit_irbl_hgb, fit_l2rw, fit_net, fit_reweighted,
                                          fit_trusted, hgb, net)
-from benchmarks.environment import (add_jobs_argument, chosen_names, command_line, load_rows,
-                                    report_header, rerender, run_folder, run_record,
-                                    write_report)
+from benchmarks.environment import (add_jobs_argument, add_out_argument, chosen_names,
+                                    command_line, load_rows, parse_run_arguments,
+                                    report_header, rerender, run_record, write_report)
 from benchmarks.report import markdown_table, percent
 
 #: Data sets whose rows are tables of measured features; the others are pixels.
@@ -866,9 +866,7 @@ def main(argv=None):
                       help="join saved runs of other seeds (same configuration) into "
                            "one run in --out")
     add_jobs_argument(parser)
-    parser.add_argument("--out", default=None,
-                        help="output folder (default: benchmarks/results; a "
-                             "--smoke run writes into a new temporary folder)")
+    add_out_argument(parser)
     parser.add_argument("--datasets", default=None, help="comma-separated subset")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds")
     parser.add_argument("--methods", default=None,
@@ -880,8 +878,7 @@ def main(argv=None):
     parser.add_argument("--protocols", default=None,
                         help="comma-separated clean-set protocols, e.g. "
                              "per_class:10,audit:200,audit:0.01")
-    args = parser.parse_args(argv)
-    args.out = str(run_folder(args.out, args.smoke, "tables"))
+    args = parse_run_arguments(parser, argv, "tables")
     if args.replay:
         rows = load(args.replay)["rows"]
         print("\n".join(replay_table(replay_rules(rows))))
