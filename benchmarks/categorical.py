@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 from benchmarks.common import methods, protocol, runner
 from benchmarks.datasets import adult_preprocessor
 from benchmarks.report import markdown_table, mean_std
-from benchmarks.environment import add_report_arguments, report_header, study_command
+from benchmarks.environment import (add_jobs_argument, add_report_arguments, report_header,
+                                    study_command, worker_count)
 
 ENCODINGS = ("one_hot", "embedded")
 METHODS = ("plain", "l2rw")
@@ -251,13 +252,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_report_arguments(parser, "categorical.md", smoke="a generated table (CI)")
     parser.add_argument("--seeds", default=None, help="comma-separated, e.g. 0,1,2")
-    parser.add_argument("--jobs", type=int, default=2)
+    add_jobs_argument(parser)
 
     def measure(args):
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
         cfg = smoke_config() if args.smoke else full_config(seeds)
-        return run(cfg, jobs=1 if args.smoke else args.jobs), dict(smoke=args.smoke)
+        return run(cfg, jobs=worker_count(args)), dict(smoke=args.smoke)
 
     return study_command("categorical", parser, argv, report, measure)
 

@@ -46,7 +46,7 @@ from benchmarks.common import methods, protocol
 from benchmarks.common.runner import limited_threads
 from benchmarks.report import markdown_table
 from benchmarks.environment import (add_jobs_argument, add_report_arguments, report_header,
-                                    study_command)
+                                    study_command, worker_count)
 
 FAILED_POINTS = 0.20  # balanced accuracy this far below the best of the group
 COLLAPSE_LRS = (0.3, 0.1, 0.03, 0.01)
@@ -244,7 +244,7 @@ def main(argv=None):
     add_jobs_argument(parser)
 
     def measure(args):
-        rows = run(smoke=args.smoke, jobs=args.jobs or (1 if args.smoke else 2))
+        rows = run(smoke=args.smoke, jobs=worker_count(args))
         return rows, dict(smoke=args.smoke)
 
     return study_command("clean_loss_warning", parser, argv, report, measure)

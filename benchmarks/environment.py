@@ -165,6 +165,12 @@ def add_jobs_argument(parser):
                         help="worker processes (default 2; 1 for --smoke)")
 
 
+def worker_count(args):
+    """The worker processes a run uses: ``--jobs`` (:func:`add_jobs_argument`), else
+    2, or 1 for ``--smoke`` (one process keeps a smoke run's traceback readable)."""
+    return args.jobs or (1 if args.smoke else 2)
+
+
 def run_record(command, started, elapsed, **more):
     """What :func:`report_header` says about a run, as its rows' JSON keeps it:
     recorded as the run ends, so that the report rebuilt from the rows is the same

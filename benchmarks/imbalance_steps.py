@@ -50,7 +50,7 @@ from benchmarks.common import methods, protocol
 from benchmarks.common.runner import limited_threads
 from benchmarks.report import markdown_table, mean_std
 from benchmarks.environment import (add_jobs_argument, add_report_arguments, report_header,
-                                    study_command)
+                                    study_command, worker_count)
 
 #: --optimizer choices: the quality benchmark's setting, or the paper's (section 5.1:
 #: momentum SGD, lr 1e-3, batch 100). Optimizer given by name, resolved in the worker.
@@ -216,7 +216,7 @@ def main(argv=None):
         if min(steps) < 1:
             parser.error("--steps must be positive")
         rows, about = run(steps, seeds, optimizer=args.optimizer, smoke=args.smoke,
-                          jobs=args.jobs or (1 if args.smoke else 2))
+                          jobs=worker_count(args))
         return rows, dict(smoke=args.smoke), dict(about=about)
 
     def name(args):

@@ -46,7 +46,7 @@ from torch import nn
 
 from benchmarks.common import methods, protocol, runner
 from benchmarks.environment import (add_jobs_argument, add_report_arguments, report_header,
-                                    study_command)
+                                    study_command, worker_count)
 from benchmarks.report import markdown_table, mean_std, median, paired_ratio
 from benchmarks.common.timing import (case_data, full_config, quiet_repeats, smoke_config,
                                      timed_blocks)
@@ -321,7 +321,7 @@ def main(argv=None):
         rows = run(args.smoke, ks=(1,) if args.smoke else KS,
                    repeats=args.repeats or (2 if args.smoke else 15),
                    block_s=0.002 if args.smoke else 0.3,
-                   jobs=args.jobs or (1 if args.smoke else 2))
+                   jobs=worker_count(args))
         return rows, dict(smoke=args.smoke)
 
     return study_command("last_layers", parser, argv, render, measure, return_saved=True)

@@ -71,7 +71,7 @@ from benchmarks.report import markdown_table, percent, stats
 from benchmarks.environment import (RESULTS, StudyRun, add_jobs_argument, add_out_argument,
                                     chosen_names, command_line, cpu_model, load_average,
                                     load_rows, parse_run_arguments, save_rows, versions_line,
-                                    write_report)
+                                    worker_count, write_report)
 from sk_l2rw.exceptions import CleanLossWarning
 
 
@@ -1486,7 +1486,7 @@ def main(argv=None):
             parser.error(f"--module lenet takes 28x28 images: only {', '.join(IMAGE_SETS)}")
     if args.module != "mlp":
         use_module(cfg, args.module)
-    jobs = args.jobs or (1 if args.smoke else 2)
+    jobs = worker_count(args)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     path = run(cfg, args.out, jobs=jobs, command=command, charts=not args.no_charts,
                raw=args.raw, log=lambda m: print(m, flush=True))

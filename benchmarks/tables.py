@@ -69,7 +69,8 @@ from benchmarks.common.baselines import (Timer, fit_cleanlab, fit_glc_hgb, fit_g
                                          fit_trusted, hgb, net)
 from benchmarks.environment import (add_jobs_argument, add_out_argument, chosen_names,
                                     command_line, load_rows, parse_run_arguments,
-                                    report_header, rerender, run_record, write_report)
+                                    report_header, rerender, run_record, worker_count,
+                                    write_report)
 from benchmarks.report import markdown_table, percent
 
 #: Data sets whose rows are tables of measured features; the others are pixels.
@@ -912,7 +913,7 @@ def main(argv=None):
         cfg.methods = tuple(chosen_names(parser, args.methods, METHODS, "methods"))
     if args.merge and not args.methods:
         parser.error("--merge needs --methods (the methods this run fits)")
-    jobs = args.jobs or (1 if args.smoke else 2)
+    jobs = worker_count(args)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     rows, meta = run(cfg, jobs=jobs, log=lambda m: print(m, flush=True), command=command)
     if args.merge:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.environment import (RESULTS, add_report_arguments, chosen_names, run_folder,
-                                    run_record, study_command)
+from benchmarks.environment import (RESULTS, add_jobs_argument, add_report_arguments,
+                                    chosen_names, run_folder, run_record, study_command,
+                                    worker_count)
 
 
 def _report(saved):
@@ -127,3 +128,14 @@ def test_chosen_names_keeps_the_order_given_and_names_what_is_unknown(capsys):
         chosen_names(parser, "digits,nope", ["digits", "adult"], "data sets")
     err = capsys.readouterr().err
     assert "unknown data sets: ['nope'] (choose from ['adult', 'digits'])" in err
+
+
+def test_worker_count_is_jobs_else_two_or_one_for_a_smoke_run(capsys):
+    parser = argparse.ArgumentParser(prog="toy")
+    parser.add_argument("--smoke", action="store_true")
+    add_jobs_argument(parser)
+    assert [worker_count(parser.parse_args(argv)) for argv in
+            ([], ["--smoke"], ["--jobs", "3"], ["--smoke", "--jobs", "3"])] == [2, 1, 3, 3]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--jobs", "0"])
+    assert "must be a positive integer" in capsys.readouterr().err
