@@ -72,6 +72,7 @@ from benchmarks.environment import (add_jobs_argument, add_out_argument, chosen_
                                     report_header, rerender, run_record, worker_count,
                                     write_report)
 from benchmarks.report import markdown_table, percent
+from sk_l2rw.selection import SE_MARGIN
 
 #: Data sets whose rows are tables of measured features; the others are pixels.
 TABULAR = ("adult", "kdd_census", "letter")
@@ -468,15 +469,18 @@ ROUTE_BASELINES = {"mixed": "hgb", "pruned": "cleanlab_hgb", "glc": "glc_hgb",
 
 def first_within(k):
     """The rule "the first route in the prior order whose Brier gap to the best is at
-    most ``k`` paired standard errors" (TrustedClassifier's is ``k=1``), on a row's
-    ``cv_routes`` (route -> mean Brier, mean accuracy, gap, its SE; prior order)."""
+    most ``k`` paired standard errors" (TrustedClassifier's is
+    ``k=sk_l2rw.selection.SE_MARGIN``), on a row's ``cv_routes`` (route -> mean
+    Brier, mean accuracy, gap, its SE; prior order)."""
     return lambda cv: next(r for r, (_, _, gap, se) in cv.items() if gap <= k * se)
 
 
+def _margin_name(k):
+    return f"first within {k:g} SE, prior order" + (" (the rule)" if k == SE_MARGIN else "")
+
+
 REPLAY_RULES = {
-    "first within 1 SE, prior order (the rule)": first_within(1),
-    "first within 2 SE, prior order": first_within(2),
-    "first within 0.5 SE, prior order": first_within(0.5),
+    **{_margin_name(k): first_within(k) for k in dict.fromkeys((SE_MARGIN, 1, 2, 0.5))},
     "lowest Brier": lambda cv: min(cv, key=lambda r: cv[r][0]),
     "highest accuracy": lambda cv: max(cv, key=lambda r: (cv[r][1], -cv[r][0])),
 }

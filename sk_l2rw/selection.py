@@ -230,14 +230,22 @@ def _looks_per_class(trusted_counts):
             and trusted_counts.min() == trusted_counts.max())
 
 
-def choose_route(losses):
-    """The rule: the first route (in order) within one paired standard error of the
-    best mean loss.
+#: How many standard errors of the paired per-row differences a route's mean loss
+#: may exceed the best's and still keep its place in the prior order
+#: (:func:`choose_route`).
+SE_MARGIN = 1.0
+
+
+def choose_route(losses, margin=SE_MARGIN):
+    """The rule: the first route (in order) within ``margin`` paired standard errors
+    of the best mean loss.
 
     Parameters
     ----------
     losses : array-like of shape (n_routes, n_rows)
         Each route's loss on the same held-out rows; rows in the prior order.
+    margin : float, default=SE_MARGIN
+        In standard errors of each route's paired differences with the best.
 
     Returns
     -------
@@ -256,7 +264,7 @@ def choose_route(losses):
     gaps = diffs.mean(axis=1)
     n = losses.shape[1]
     errors = diffs.std(axis=1, ddof=1) / np.sqrt(n) if n > 1 else np.zeros(len(losses))
-    chosen = next(i for i in range(len(losses)) if gaps[i] <= errors[i])
+    chosen = next(i for i in range(len(losses)) if gaps[i] <= margin * errors[i])
     return chosen, gaps, errors
 
 

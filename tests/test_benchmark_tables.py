@@ -294,12 +294,23 @@ class TestReplay:
                                 "trusted_only": [0.35, 0.70, 0.06, 0.01]})]
 
     def test_each_rule_picks_and_is_judged_by_its_baseline(self, tables):
-        out = tables.replay_rules(self.rows())
+        rules = {"1 SE": tables.first_within(1), "2 SE": tables.first_within(2),
+                 "lowest Brier": tables.REPLAY_RULES["lowest Brier"]}
+        out = tables.replay_rules(self.rows(), rules)
         assert out["as run"] == [pytest.approx(-5.0)]
-        assert out["first within 1 SE, prior order (the rule)"] == [pytest.approx(0.0)]
-        assert out["first within 2 SE, prior order"] == [pytest.approx(-10.0)]
+        assert out["1 SE"] == [pytest.approx(0.0)]
+        assert out["2 SE"] == [pytest.approx(-10.0)]
         assert out["lowest Brier"] == [pytest.approx(0.0)]
         assert out["oracle among the scored routes"] == [pytest.approx(0.0)]
+
+    def test_the_rule_replayed_is_trusted_classifiers(self, tables):
+        from sk_l2rw.selection import SE_MARGIN
+
+        (name,) = [n for n in tables.REPLAY_RULES if n.endswith("(the rule)")]
+        assert name == f"first within {SE_MARGIN:g} SE, prior order (the rule)"
+        rows = self.rows()
+        assert tables.replay_rules(rows)[name] == tables.replay_rules(
+            rows, {"k": tables.first_within(SE_MARGIN)})["k"]
 
     def test_a_row_without_cv_routes_is_not_replayed(self, tables):
         rows = self.rows()

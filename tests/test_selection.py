@@ -56,6 +56,17 @@ class TestRule:
         np.testing.assert_allclose(shares, [0.6 / 0.9, 0.1 / 0.9, 0.0, 0.2 / 0.9])
         assert np.isclose((w * counts).sum(), counts.sum())
 
+    def test_a_wider_margin_keeps_an_earlier_route(self):
+        rng = np.random.RandomState(0)
+        base = rng.uniform(0, 1, 40)
+        noise = rng.normal(0, 0.2, 40)
+        noise -= noise.mean()
+        losses = np.array([base + 1.5 * noise.std() / np.sqrt(40) + noise, base])
+        _, gaps, errors = choose_route(losses)
+        assert errors[0] < gaps[0] <= 2 * errors[0]
+        assert choose_route(losses, margin=1)[0] == 1
+        assert choose_route(losses, margin=2)[0] == 0
+
     def test_the_chosen_route_is_the_first_within_its_error(self):
         rng = np.random.RandomState(3)
         losses = rng.uniform(0, 1, (5, 30))
