@@ -751,9 +751,11 @@ def join_seeds(parts):
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"runs to join share seeds: {sorted(seeds)}")
     first = min(parts, key=lambda p: p["meta"]["started"])["meta"]
-    joined = [dict(seeds=p["meta"]["config"]["seeds"], command=p["meta"]["command"],
-                   started=p["meta"]["started"], merged=p["meta"].get("merged"))
-              for p in parts]
+    # A part that is itself a join passes on its own parts: every seed keeps the
+    # run it comes from.
+    joined = [entry for p in parts for entry in p["meta"].get("joined") or [
+        dict(seeds=p["meta"]["config"]["seeds"], command=p["meta"]["command"],
+             started=p["meta"]["started"], merged=p["meta"].get("merged"))]]
     meta = dict(first, config=dict(first["config"], seeds=sorted(seeds),
                                    methods=parts[0]["meta"]["config"].get("methods")),
                 elapsed=sum(p["meta"]["elapsed"] for p in parts), joined=joined)

@@ -176,6 +176,13 @@ def test_runs_of_other_seeds_join_into_one(tables, smoke, tmp_path):
                         "--out", str(tmp_path / "both")]) == 0
     written = json.loads((tmp_path / "both" / "tables.json").read_text())
     assert written["rows"] == [*first["rows"], *second["rows"]]
+    # Joined again with a third seed: each seed still names the run it comes from.
+    third = {"rows": [dict(r, seed=2) for r in rows],
+             "meta": dict(meta, config=dict(meta["config"], seeds=[2]), command="run 2",
+                          started="2026-01-03T00:00")}
+    again = tables.join_seeds([{"rows": joined, "meta": joined_meta}, third])[1]
+    assert [(list(p["seeds"]), p["command"]) for p in again["joined"]] == [
+        ([1], "run 1"), ([0], "run 0"), ([2], "run 2")]
     with pytest.raises(ValueError, match="share seeds"):
         tables.join_seeds([first, first])
     other = dict(first, meta=dict(meta, config=dict(meta["config"], rate=0.2,
