@@ -207,11 +207,14 @@ class StudyRun:
         The module name under ``benchmarks`` (also the report's file name).
     argv : list of str or None
         The arguments, as :func:`command_line` quotes them.
+    command : str or None
+        The command the record names, given whole (a run started from Python that
+        reports another command line); None: :func:`command_line`'s.
     """
 
-    def __init__(self, study, argv=None):
+    def __init__(self, study, argv=None, *, command=None):
         self.study = study
-        self.command = command_line(study, argv)
+        self.command = command_line(study, argv) if command is None else command
         self.started = datetime.datetime.now(datetime.timezone.utc)
         self._t0 = time.perf_counter()
 

@@ -61,7 +61,7 @@ ROOT = Path(__file__).resolve().parents[1]
 from benchmarks.common.baselines import Timer, seed_torch
 from benchmarks.common.methods import (fit_cleanlab, fit_hgb, fit_l2rw, fit_plain,
                                        have_cleanlab, metrics, net_params, weight_ratio)
-from benchmarks.common.protocol import (IMAGE_SETS, KIND_NAMES, Config, full_config,
+from benchmarks.common.protocol import (IMAGE_SETS, KIND_NAMES, PARTS, Config, full_config,
                                         imbalance_clean_split, imbalanced_rows, load_pool,
                                         minority_codes, noise_splits, prepare,
                                         prepare_collapse, prepare_imbalance, quick_config,
@@ -1305,9 +1305,7 @@ def run(cfg, out_dir=RESULTS, *, jobs=1, command=None, charts=True, raw=None,
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    study = StudyRun("quality")
-    if command is not None:
-        study.command = command
+    study = StudyRun("quality", command=command)
     load_start = load_average()
     tasks = plan(cfg, log=log)
     log(f"{len(tasks)} tasks on {jobs} worker(s)")
@@ -1411,8 +1409,7 @@ def merge(runs):
         ``rows`` and ``meta``, as :func:`write` takes them.
     """
     metas = [saved["meta"] for saved in runs]
-    everything = ("noise", "imbalance", "collapse", "extras")
-    parts = list(dict.fromkeys(p for m in metas for p in m["config"].get("parts", everything)))
+    parts = list(dict.fromkeys(p for m in metas for p in m["config"].get("parts", PARTS)))
     # A merged file keeps its merge: its parts and the runs merged into it.
     merged = list(metas[0].get("merged", ()))
     for m in metas[1:]:
@@ -1476,8 +1473,7 @@ def main(argv=None):
         return 0
     cfg = smoke_config() if args.smoke else quick_config() if args.quick else full_config()
     if args.parts:
-        cfg.parts = tuple(chosen_names(parser, args.parts,
-                                       ("noise", "imbalance", "collapse", "extras"), "parts"))
+        cfg.parts = tuple(chosen_names(parser, args.parts, PARTS, "parts"))
     if args.datasets:
         names = ([] if args.datasets.strip() == "none" else
                  chosen_names(parser, args.datasets, cfg.datasets, "data sets for this mode"))

@@ -42,8 +42,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 from benchmarks.report import markdown_table, median, paired_ratio
-from benchmarks.environment import (StudyRun, add_render_argument, cpu_model, load_rows,
-                                    rerender, run_folder, versions_line)
+from benchmarks.environment import (StudyRun, add_out_argument, add_render_argument,
+                                    cpu_model, load_rows, rerender, run_folder,
+                                    versions_line)
 
 N_FEATURES = 50
 TIMED_ROWS = 300_000  # rows passed through in the timed epochs, at least
@@ -648,9 +649,7 @@ def main(argv=None):
                         help="timed epoch pairs per data set, at least")
     parser.add_argument("--timed-rows", type=int, default=TIMED_ROWS,
                         help="rows to pass through in the timed epochs, at least")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="output folder (default: benchmarks/results; a --smoke run "
-                             "writes into a new temporary folder)")
+    add_out_argument(parser)
     add_render_argument(parser, "scale.md (scale_cuda.md)")
     parser.add_argument("--memory-child", nargs=2, metavar=("NAME", "ESTIMATOR"),
                         help=argparse.SUPPRESS)

@@ -20,6 +20,8 @@ from benchmarks import datasets as bench_data
 
 
 KIND_NAMES = {"uniform": "UniformFlip", "background": "BackgroundFlip", "pair": "PairFlip"}
+#: The parts of the quality study, in the order they run and are reported.
+PARTS = ("noise", "imbalance", "collapse", "extras")
 
 
 @dataclasses.dataclass
@@ -68,8 +70,8 @@ class Config(Setting):
     gradnorm_lr: float = 0.02
     gradnorm_epochs: tuple = (1, 3, 10, 30)
     gradnorm_seeds: tuple = (0, 1, 2)
-    # Which parts run: noise, imbalance, collapse, extras.
-    parts: tuple = ("noise", "imbalance", "collapse", "extras")
+    # Which parts run (PARTS).
+    parts: tuple = PARTS
     # Accuracy against noise rate (BackgroundFlip).
     sweep_dataset: str = "digits"
     sweep_rates: tuple = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)

@@ -830,9 +830,7 @@ def run(cfg, out_dir=RESULTS, device="cpu", command=None, chart=True,
         The markdown report, ``<out_dir>/<name>.md`` (:func:`report_name`).
     """
     log = log or _log
-    study = StudyRun("speed")
-    if command is not None:
-        study.command = command
+    study = StudyRun("speed", command=command)
     rows, meta, more = measure(cfg, device, parts, log)
     saved, _ = study.finish(rows, render, out_dir, meta=meta, name=report_name(device),
                             **more)
