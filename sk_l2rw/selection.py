@@ -18,6 +18,14 @@ differences is chosen. So a route later in the order must beat the earlier ones
 by more than the noise of the trusted sample, and with few trusted rows the choice
 falls back on the order, which starts with the estimator on all rows.
 
+When several routes lie within that margin the trusted rows cannot tell them apart,
+and taking the first is a guess (``average=True``, the default): every one of them is
+refitted on all rows and the mean of their class probabilities predicts
+(:class:`RouteAverage`). Averaging routes that err differently often beats each of
+them, and hedges the choice where the trusted rows are few. This was tested after
+the rule, on fresh benchmark seeds, by a test written down before they were looked
+at (``docs/findings/tables.md``).
+
 Trusted rows picked per class (ten of each, say) are not drawn like the test data:
 scored as they are, a balanced trusted set rewards routes that predict rare
 classes often. Given the population's class shares (``class_prior``), every
@@ -309,7 +317,8 @@ class TrustedClassifier(LabelPredictMixin, MetaEstimatorMixin, ClassifierMixin,
     ``estimator`` in each fold of :class:`~sk_l2rw.model_selection.TrustedKFold`
     and scored on that fold's held-out trusted rows; the route chosen by
     :func:`choose_route` (Brier score, prior order, one paired standard error) is
-    refitted on every row and predicts. Trusted rows picked per class are weighed
+    refitted on every row and predicts, averaged with every other route within the
+    same standard error (``average``). Trusted rows picked per class are weighed
     to the population's ``class_prior`` when it is given (:func:`score_weights`).
 
     Parameters
