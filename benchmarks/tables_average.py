@@ -242,7 +242,8 @@ def main(argv=None):
     parser.add_argument("--cache", default=None, help="folder of refitted probabilities")
     parser.add_argument("--method", default="trusted", choices=("trusted", "trusted_prior"),
                         help="the run's TrustedClassifier rows to judge (trusted_prior: "
-                             "fitted with class_prior, per-class clean sets only)")
+                             "fitted with class_prior, per-class clean sets only; "
+                             "written as tables_average_prior.{json,md})")
     add_report_arguments(parser, "tables_average.md",
                          smoke="digits, the first seed and clean set of the run only "
                                "(bundled data: nothing downloaded)")
@@ -253,7 +254,9 @@ def main(argv=None):
                      method=args.method)
         return rows, dict(source=_shown(args.run), smoke=args.smoke, method=args.method)
 
-    return study_command("tables_average", parser, argv, report, measure)
+    return study_command("tables_average", parser, argv, report, measure,
+                         name=lambda args: "tables_average" + (
+                             "_prior" if args.method == "trusted_prior" else ""))
 
 
 if __name__ == "__main__":
