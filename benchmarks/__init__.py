@@ -2,9 +2,10 @@
 
     python -m benchmarks.<study> [--smoke] [options]
 
-(``quality``, ``tables``, ``tables_balance``, ``label_issues``, ``speed``,
-``compiled_step``, ``scale``, ``sparse_memory``, ``categorical``, ``clean_loss_warning``,
-``imbalance_steps``, ``last_layers``, ``clean_batch``, ``gpu_check``, ``fuzz``). Each
+(``quality``, ``tables``, ``tables_balance``, ``tables_average``, ``label_issues``,
+``speed``, ``compiled_step``, ``scale``, ``sparse_memory``, ``categorical``,
+``clean_loss_warning``, ``imbalance_steps``, ``last_layers``, ``clean_batch``,
+``gpu_check``, ``fuzz``). Each
 writes its report under ``benchmarks/results/``; ``--smoke`` runs it on tiny data
 without downloading (CI). Shared pieces: ``common`` (the base the studies share:
 ``common.baselines`` fits every method and baseline once; ``common.protocol``,

@@ -64,9 +64,9 @@ from benchmarks.common.protocol import TablesConfig as Config
 from benchmarks.common.protocol import tables_full_config as full_config
 from benchmarks.common.protocol import tables_smoke_config as smoke_config
 from benchmarks.common.runner import execute, limited_threads
-from benchmarks.common.baselines import (Timer, fit_cleanlab, fit_glc_hgb, fit_glc_net,
-                                         fit_irbl_hgb, fit_l2rw, fit_net, fit_reweighted,
-                                         fit_trusted, hgb, net)
+from benchmarks.common.baselines import (TABLE_BASELINES, Timer, fit_cleanlab,
+                                         fit_glc_hgb, fit_glc_net, fit_irbl_hgb, fit_l2rw,
+                                         fit_net, fit_reweighted, fit_trusted, hgb, net)
 from benchmarks.environment import (add_jobs_argument, add_out_argument, chosen_names,
                                     command_line, load_rows, parse_run_arguments,
                                     report_header, rerender, run_record, worker_count,
@@ -95,8 +95,7 @@ METHODS = {
     "trusted_prior": "TrustedClassifier(class_prior)",
     "ceiling": "ceiling (net, true labels)",
 }
-BASELINES = ("plain_noisy", "plain_both", "clean_only", "cleanlab", "cleanlab_hgb", "hgb",
-             "glc_hgb", "glc_net", "irbl_hgb")
+BASELINES = TABLE_BASELINES
 ROUTES = ("l2rw", "l2rw_prior", "l2rw_toc", "reweighted_hgb", "trusted", "trusted_prior")
 
 
@@ -225,22 +224,18 @@ def cell_methods(cfg, key, X, y_noisy, flipped, X_clean, y_clean, X_test, y_test
 
 
 def _chosen(model):
-    """The route TrustedClassifier chose, its trusted-CV accuracy estimate, and every
-    scored route's trusted-CV figures (``cv_routes``: route -> mean Brier, mean
-    accuracy, Brier gap to the best and the gap's standard error), so that another
-    selection rule can be judged on the saved rows without refitting."""
+    """The route TrustedClassifier chose (routes it averages joined by "+"), the
+    trusted-CV accuracy estimate of what predicts, and every scored route's trusted-CV
+    figures (``cv_routes``: route -> mean Brier, mean accuracy, Brier gap to the best
+    and the gap's standard error), so that another selection rule can be judged on
+    the saved rows without refitting."""
     results = model.cv_results_
     if not results:
         return dict(route=model.route_, cv_acc=None)
-    index = list(results["route"]).index(model.route_)
     routes = {str(r): [round(float(results[k][i]), 6)
                        for k in ("mean_brier", "mean_accuracy", "gap", "gap_se")]
               for i, r in enumerate(results["route"])}
-    return dict(route=model.route_, cv_acc=float(results["mean_accuracy"][index]),
-                cv_routes=routes)
-
-
-
+    return dict(route=model.route_, cv_acc=float(model.cv_accuracy_), cv_routes=routes)
 
 
 def _weight_stats(weights, flipped):

@@ -18,6 +18,14 @@ differences is chosen. So a route later in the order must beat the earlier ones
 by more than the noise of the trusted sample, and with few trusted rows the choice
 falls back on the order, which starts with the estimator on all rows.
 
+When several routes lie within that margin the trusted rows cannot tell them apart,
+and taking the first is a guess (``average=True``, the default): every one of them is
+refitted on all rows and the mean of their class probabilities predicts
+(:class:`RouteAverage`). Averaging routes that err differently often beats each of
+them, and hedges the choice where the trusted rows are few. This was tested after
+the rule, on fresh benchmark seeds, by a test written down before they were looked
+at (``docs/findings/tables.md``).
+
 Trusted rows picked per class (ten of each, say) are not drawn like the test data:
 scored as they are, a balanced trusted set rewards routes that predict rare
 classes often. Given the population's class shares (``class_prior``), every
@@ -51,8 +59,8 @@ from sk_l2rw.trusted import (LabelPredictMixin, check_trusted_fit, class_proba,
                              default_estimator, fit_rows, fit_with_trusted,
                              sample_weight_key, take)
 
-__all__ = ["ROUTES", "TrustedClassifier", "brier_losses", "choose_route", "corrected_net",
-           "fit_route", "score_weights"]
+__all__ = ["ROUTES", "RouteAverage", "TrustedClassifier", "brier_losses", "choose_route",
+           "corrected_net", "fit_route", "score_weights"]
 
 #: Every route, in the default prior order: the estimator on all rows first (what a
 #: user does without this package); the same estimator on the rows confident
@@ -268,6 +276,39 @@ def choose_route(losses, margin=SE_MARGIN):
     return chosen, gaps, errors
 
 
+class RouteAverage:
+    """Routes fitted on the same rows, predicting the mean of their class
+    probabilities (what :class:`TrustedClassifier` fits when its trusted rows
+    cannot tell several routes apart).
+
+    Parameters
+    ----------
+    estimators : list of fitted classifiers
+        Fitted on label codes ``0..n_classes-1``.
+    n_classes : int
+
+    Attributes
+    ----------
+    estimators_ : list of fitted classifiers
+    classes_ : numpy.ndarray
+        The codes ``0..n_classes-1``.
+    """
+
+    def __init__(self, estimators, n_classes):
+        self.estimators_ = list(estimators)
+        self.classes_ = np.arange(n_classes)
+
+    def predict_proba(self, X):
+        """The mean of the routes' class probabilities (one-hot for a route
+        without ``predict_proba``), a column per code."""
+        return np.mean([route_proba(m, X, len(self.classes_)) for m in self.estimators_],
+                       axis=0)
+
+    def predict(self, X):
+        """The code of the largest mean probability of each row."""
+        return self.predict_proba(X).argmax(axis=1)
+
+
 class TrustedClassifier(LabelPredictMixin, MetaEstimatorMixin, ClassifierMixin,
                         BaseEstimator):
     """Learn a noisy table the way its trusted rows say is best.
@@ -276,7 +317,8 @@ class TrustedClassifier(LabelPredictMixin, MetaEstimatorMixin, ClassifierMixin,
     ``estimator`` in each fold of :class:`~sk_l2rw.model_selection.TrustedKFold`
     and scored on that fold's held-out trusted rows; the route chosen by
     :func:`choose_route` (Brier score, prior order, one paired standard error) is
-    refitted on every row and predicts. Trusted rows picked per class are weighed
+    refitted on every row and predicts, averaged with every other route within the
+    same standard error (``average``). Trusted rows picked per class are weighed
     to the population's ``class_prior`` when it is given (:func:`score_weights`).
 
     Parameters
@@ -307,6 +349,11 @@ class TrustedClassifier(LabelPredictMixin, MetaEstimatorMixin, ClassifierMixin,
         of its class in the scores. None: the trusted rows are taken as a random
         sample of the population (a random audit), weight 1 each; a warning says
         so when every class has the same number of trusted rows (5 or more).
+    average : bool, default=True
+        When the trusted rows cannot tell several routes apart (each within one
+        paired standard error of the best mean Brier score), refit every one of
+        them on all rows and predict the mean of their class probabilities. False:
+        the first of them in the prior order alone (one model, one refit).
     random_state : None or int, default=None
         Seeds the folds, L2RW's nets and the default estimator (a given estimator
         keeps its own).
@@ -314,9 +361,15 @@ class TrustedClassifier(LabelPredictMixin, MetaEstimatorMixin, ClassifierMixin,
     Attributes
     ----------
     route_ : str
-        The chosen route.
+        The chosen route; routes averaged are named in the prior order, joined by
+        ``"+"`` (``"pruned+irbl"``).
     estimator_ : classifier
-        The chosen route fitted on every row (labels as codes of ``classes_``).
+        The chosen route fitted on every row (labels as codes of ``classes_``); a
+        :class:`RouteAverage` of the routes averaged.
+    cv_accuracy_ : float
+        Trusted-CV accuracy of what predicts: the out-of-fold class probabilities
+        of the chosen route, or the mean of the averaged routes' (weighed as the
+        means of ``cv_results_``); NaN when no choice was possible.
     cv_results_ : dict of numpy.ndarray
         One entry per route that was scored, in the prior order: ``route``,
         ``mean_brier`` and ``mean_accuracy`` over every held-out trusted row (what
@@ -339,11 +392,12 @@ class TrustedClassifier(LabelPredictMixin, MetaEstimatorMixin, ClassifierMixin,
     __metadata_request__fit = {"trusted": True}
 
     def __init__(self, estimator=None, *, routes="auto", cv=5, class_prior=None,
-                 random_state=None):
+                 average=True, random_state=None):
         self.estimator = estimator
         self.routes = routes
         self.cv = cv
         self.class_prior = class_prior
+        self.average = average
         self.random_state = random_state
 
     def _check_routes(self, estimator, X):
@@ -430,6 +484,8 @@ class TrustedClassifier(LabelPredictMixin, MetaEstimatorMixin, ClassifierMixin,
         self
         """
         estimator = default_estimator(self.estimator, self.random_state)
+        if not isinstance(self.average, (bool, np.bool_)):
+            raise TypeError(f"average must be True or False; got {self.average!r}")
         mask, classes, codes, _ = check_trusted_fit(X, y, trusted)
         prior = self._check_prior(len(classes))
         routes = self._check_routes(estimator, X)
@@ -446,7 +502,7 @@ class TrustedClassifier(LabelPredictMixin, MetaEstimatorMixin, ClassifierMixin,
                 f"too few trusted rows to compare routes (fewer than 2 classes have 2 "
                 f"trusted rows or more): fitting the first route, {routes[0]!r}, "
                 f"without a choice", UserWarning, stacklevel=2)
-            results, route = {}, routes[0]
+            results, chosen, cv_accuracy = {}, [routes[0]], float("nan")
         else:
             if not scored.all():
                 warnings.warn(
@@ -456,21 +512,28 @@ class TrustedClassifier(LabelPredictMixin, MetaEstimatorMixin, ClassifierMixin,
             scored_counts = np.where(scored, counts, 0)
             weights = (np.ones(len(classes)) if prior is None
                        else score_weights(scored_counts, prior))
-            results, route = self._score_routes(routes, estimator, X, codes, mask,
-                                                 mask & scored[codes], splitter, weights)
-        final = fit_route(route, estimator, X, codes, mask, self.random_state)
-        self.route_, self.estimator_, self.cv_results_ = route, final, results
+            results, chosen, cv_accuracy = self._score_routes(
+                routes, estimator, X, codes, mask, mask & scored[codes], splitter,
+                weights)
+        models = [fit_route(route, estimator, X, codes, mask, self.random_state)
+                  for route in chosen]
+        final = models[0] if len(models) == 1 else RouteAverage(models, len(classes))
+        self.route_, self.estimator_, self.cv_results_ = "+".join(chosen), final, results
+        self.cv_accuracy_ = cv_accuracy
 
         self.classes_ = classes
-        if hasattr(final, "n_features_in_"):
-            self.n_features_in_ = final.n_features_in_
+        if hasattr(models[0], "n_features_in_"):
+            self.n_features_in_ = models[0].n_features_in_
         return self
 
     def _score_routes(self, routes, estimator, X, codes, mask, scored, splitter,
                       class_weight):
         """Out-of-fold probabilities of every route on the ``scored`` trusted rows
         (each held out once); the rule, on losses weighed by ``class_weight`` of
-        each row's class. Routes train knowing every trusted row of ``mask``."""
+        each row's class. Routes train knowing every trusted row of ``mask``.
+
+        Returns the results, the routes to refit (prior order) and their
+        out-of-fold accuracy."""
         K = len(class_weight)
         held = np.flatnonzero(scored)
         position = np.full(len(codes), -1)
@@ -512,6 +575,12 @@ class TrustedClassifier(LabelPredictMixin, MetaEstimatorMixin, ClassifierMixin,
         row_weight = class_weight[y_held]
         losses = np.array([brier_losses(proba[r], y_held) * row_weight for r in scored])
         chosen, gaps, errors = choose_route(losses)
+        # The routes the trusted rows cannot tell apart; the rule's is the first.
+        picked = (np.flatnonzero(gaps <= SE_MARGIN * errors) if self.average
+                  else [chosen])
+        mean_proba = np.mean([proba[scored[i]] for i in picked], axis=0)
+        cv_accuracy = float(np.average(mean_proba.argmax(axis=1) == y_held,
+                                       weights=row_weight))
         folds_arr = {r: np.array(per_fold[r]) for r in scored}
         # Means over every held-out row (what the rule compares); spreads over folds.
         results = {
@@ -524,7 +593,7 @@ class TrustedClassifier(LabelPredictMixin, MetaEstimatorMixin, ClassifierMixin,
             "gap": gaps, "gap_se": errors,
             "mean_fit_time": np.array([seconds[r] / len(folds) for r in scored]),
         }
-        return results, scored[chosen]
+        return results, [scored[i] for i in picked], cv_accuracy
 
     def _proba(self, X):
         return route_proba(self.estimator_, X, len(self.classes_))

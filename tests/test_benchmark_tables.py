@@ -74,12 +74,17 @@ class TestSmokeRows:
         _, rows, _ = smoke
         found = [r for r in rows if r["method"] in ("trusted", "trusted_prior")]
         assert {r["method"] for r in found} == {"trusted", "trusted_prior"}
-        assert all(r["route"] in ROUTES for r in found)
+        assert all(set(r["route"].split("+")) <= set(ROUTES) for r in found)
         assert all(0.0 <= r["cv_acc"] <= 1.0 for r in found)
-        for r in found:  # every scored route's figures, the chosen one's among them
-            assert set(r["cv_routes"]) <= set(ROUTES) and r["route"] in r["cv_routes"]
-            brier, acc, gap, _ = r["cv_routes"][r["route"]]
-            assert acc == pytest.approx(r["cv_acc"], abs=1e-6)
+        for r in found:  # every scored route's figures, the chosen ones' among them
+            chosen = r["route"].split("+")
+            assert set(r["cv_routes"]) <= set(ROUTES) and set(chosen) <= set(r["cv_routes"])
+            # averaged: exactly the routes within one paired SE of the best, in order
+            assert chosen == [t for t, (_, _, gap, se) in r["cv_routes"].items()
+                              if gap <= se + 1e-6]
+            brier, acc, gap, _ = r["cv_routes"][chosen[0]]
+            if len(chosen) == 1:
+                assert acc == pytest.approx(r["cv_acc"], abs=1e-6)
             assert min(v[0] for v in r["cv_routes"].values()) == pytest.approx(brier - gap, abs=2e-6)
         irbl = [r for r in rows if r["method"] == "irbl_hgb"]
         assert all(np.isfinite(r["weight_ratio"]) for r in irbl)
@@ -415,3 +420,35 @@ def test_committed_reports_rebuild_from_their_rows(tables, folder, tmp_path):
     rebuilt = (tmp_path / "tables.md").read_text()
     committed = (results / "tables.md").read_text()
     assert rebuilt == committed
+
+
+def test_averaging_study_refits_the_run_exactly(tables, smoke, tmp_path):
+    study = importlib.import_module("benchmarks.tables_average")
+    _, rows, meta = smoke
+    (tmp_path / "run.json").write_text(json.dumps({"meta": meta, "rows": rows}))
+    cache = tmp_path / "cache"
+    judged = study.main([str(tmp_path / "run.json"), "--cache", str(cache),
+                         "--out", str(tmp_path / "out")])
+    trusted = [r for r in rows if r["method"] == "trusted"]
+    assert len(judged) == len(trusted) and len(list(cache.glob("*.npz"))) == len(trusted)
+    for r in judged:
+        cv = next(t["cv_routes"] for t in trusted if (t["protocol"], t["size"], t["kind"])
+                  == (r["protocol"], r["size"], r["kind"]))
+        assert set(r["routes"]) == set(cv)
+        # The run's own choice (the default: averaged), refitted, is its refit exactly.
+        assert r["refitted"] == r["as_run"]
+        assert r["rules"]["average within 1 SE (average=True)"][0] == r["route"]
+        one = r["rules"]["choose one (average=False)"][0]
+        assert one == next(t for t, v in cv.items() if v[2] <= v[3])
+        assert r["route"].split("+")[0] == one
+        assert r["best"] == max(x["acc"] for x in rows if x["method"] in tables.BASELINES
+                                and x["protocol"] == r["protocol"] and x["size"] == r["size"]
+                                and x["kind"] in (r["kind"], "*"))
+    # The cache is reused (no refit: the same rows), and the report rebuilds byte for byte.
+    again = study.main([str(tmp_path / "run.json"), "--cache", str(cache),
+                        "--out", str(tmp_path / "again")])
+    assert again == judged
+    study.main(["--render", str(tmp_path / "out" / "tables_average.json"),
+                "--out", str(tmp_path / "render")])
+    assert ((tmp_path / "render" / "tables_average.md").read_text()
+            == (tmp_path / "out" / "tables_average.md").read_text())

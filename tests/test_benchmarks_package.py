@@ -35,7 +35,7 @@ def studies():
 def test_every_study_is_listed_in_the_package_docstring():
     import benchmarks
 
-    assert len(studies()) == 15
+    assert len(studies()) == 16
     for name in studies():
         assert f"``{name}``" in benchmarks.__doc__, name
 

@@ -15,8 +15,8 @@ from sklearn.preprocessing import StandardScaler
 
 from sk_l2rw import TrustedClassifier
 from sk_l2rw.model_selection import TrustedKFold
-from sk_l2rw.selection import (brier_losses, choose_route, fit_route, route_proba,
-                               score_weights)
+from sk_l2rw.selection import (RouteAverage, brier_losses, choose_route, fit_route,
+                               route_proba, score_weights)
 from test_glc_irbl import noisy_problem
 
 CHEAP = ("mixed", "glc", "irbl", "trusted_only")
@@ -77,7 +77,8 @@ class TestRule:
 
 @pytest.fixture(scope="module")
 def fitted():
-    X, y, y_true, trusted = noisy_problem(n=1500, n_trusted=150)
+    # seed 5: the trusted rows cannot tell IRBL from trusted_only (they are averaged)
+    X, y, y_true, trusted = noisy_problem(n=1500, seed=5, n_trusted=150)
     model = TrustedClassifier(LogisticRegression(max_iter=1000), routes=CHEAP, cv=3,
                               random_state=0).fit(X, y, trusted=trusted)
     return model, X, y, y_true, trusted
@@ -91,8 +92,12 @@ class TestTrustedClassifier:
         for key in ("mean_brier", "std_brier", "mean_accuracy", "std_accuracy", "gap",
                     "gap_se", "mean_fit_time"):
             assert results[key].shape == (4,)
-        chosen = list(CHEAP).index(model.route_)
-        assert results["gap"][chosen] <= results["gap_se"][chosen]
+        # Averaged: every route within one paired standard error of the best, in
+        # the prior order (the rule's choice first).
+        within = [r for r, gap, se in zip(CHEAP, results["gap"], results["gap_se"])
+                  if gap <= se]
+        assert model.route_ == "+".join(within)
+        chosen = list(CHEAP).index(within[0])
         assert all(results["gap"][i] > results["gap_se"][i] for i in range(chosen))
 
     def test_noise_that_depends_on_the_class_is_corrected(self, fitted):
@@ -103,13 +108,57 @@ class TestTrustedClassifier:
         assert np.mean(model.predict(X) == y_true) > np.mean(plain.predict(X) == y_true)
         assert set(model.predict(X)) <= set(y)
 
-    def test_refit_is_the_chosen_route_on_every_row(self, fitted):
+    def test_refit_is_the_mean_of_the_chosen_routes_on_every_row(self, fitted):
         model, X, y, _, trusted = fitted
         codes = np.searchsorted(model.classes_, y)
-        again = fit_route(model.route_, LogisticRegression(max_iter=1000), X, codes,
+        routes = model.route_.split("+")
+        assert len(routes) > 1 and isinstance(model.estimator_, RouteAverage)
+        again = [route_proba(fit_route(route, LogisticRegression(max_iter=1000), X,
+                                       codes, trusted), X, len(model.classes_))
+                 for route in routes]
+        np.testing.assert_allclose(model.predict_proba(X), np.mean(again, axis=0))
+        assert model.n_features_in_ == X.shape[1]
+
+    def test_without_averaging_the_first_route_within_its_error_predicts(self, fitted):
+        model, X, y, _, trusted = fitted
+        single = clone(model).set_params(average=False).fit(X, y, trusted=trusted)
+        results = single.cv_results_
+        np.testing.assert_allclose(results["mean_brier"], model.cv_results_["mean_brier"])
+        assert single.route_ == model.route_.split("+")[0]
+        chosen = list(results["route"]).index(single.route_)
+        assert single.cv_accuracy_ == pytest.approx(results["mean_accuracy"][chosen])
+        codes = np.searchsorted(model.classes_, y)
+        again = fit_route(single.route_, LogisticRegression(max_iter=1000), X, codes,
                           trusted)
-        np.testing.assert_allclose(model.predict_proba(X),
+        np.testing.assert_allclose(single.predict_proba(X),
                                    route_proba(again, X, len(model.classes_)))
+
+    def test_cv_accuracy_is_that_of_the_mean_out_of_fold_probabilities(self, fitted):
+        model, X, y, _, trusted = fitted
+        codes = np.searchsorted(model.classes_, y)
+        folds = TrustedKFold(3, shuffle=True, random_state=0).split(X, codes,
+                                                                      trusted=trusted)
+        hits = []
+        for train, test in folds:
+            proba = np.mean([route_proba(fit_route(
+                route, LogisticRegression(max_iter=1000), X[train], codes[train],
+                trusted[train], 0), X[test], 3) for route in model.route_.split("+")],
+                axis=0)
+            hits += list(proba.argmax(axis=1) == codes[test])
+        assert len(hits) == trusted.sum()
+        assert model.cv_accuracy_ == pytest.approx(np.mean(hits))
+
+    @pytest.mark.parametrize("average", [1, "yes", None])
+    def test_average_must_be_a_bool_and_is_checked_before_any_fit(self, fitted,
+                                                                   average):
+        model, X, y, _, trusted = fitted
+        before = model.predict_proba(X)
+        with pytest.raises(TypeError, match="average must be True or False"):
+            clone(model).set_params(average=average).fit(X, y, trusted=trusted)
+        with pytest.raises(TypeError, match="average must be True or False"):
+            model.set_params(average=average).fit(X, y, trusted=trusted)
+        model.set_params(average=True)
+        np.testing.assert_array_equal(model.predict_proba(X), before)
 
     def test_clone_pickle_and_a_failed_fit_changes_nothing(self, fitted):
         model, X, y, _, trusted = fitted
@@ -144,7 +193,7 @@ class TestTrustedClassifier:
         # GLC needs a trusted row of every class in each fold's training part: it
         # is scored only because the single row of c is never held out.
         assert list(model.cv_results_["route"]) == list(CHEAP)
-        assert model.route_ in CHEAP
+        assert set(model.route_.split("+")) <= set(CHEAP)
 
     def test_too_few_trusted_rows_fit_the_first_route_with_a_warning(self):
         X, y, _, trusted = noisy_problem(n=400, n_trusted=90)
@@ -155,6 +204,7 @@ class TestTrustedClassifier:
             model = TrustedClassifier(LogisticRegression(max_iter=1000), routes=CHEAP,
                                       cv=3).fit(X, y, trusted=few)
         assert model.route_ == "mixed" and model.cv_results_ == {}
+        assert np.isnan(model.cv_accuracy_)
 
     @pytest.mark.parametrize("cv", [1, 2.5, "five"])
     def test_bad_cv(self, cv):
@@ -170,7 +220,7 @@ class TestTrustedClassifier:
             search = GridSearchCV(pipe, {"trustedclassifier__routes": [
                 ("mixed",), ("mixed", "glc")]}, cv=TrustedKFold(3))
             search.fit(X, y, trusted=trusted)
-        assert search.best_estimator_[-1].route_ in ("mixed", "glc")
+        assert search.best_estimator_[-1].route_ in ("mixed", "glc", "mixed+glc")
 
 
 class TestClassPrior:

@@ -13,9 +13,9 @@ import warnings
 
 import numpy as np
 
-__all__ = ["Timer", "fit_cleanlab", "fit_glc_hgb", "fit_glc_net", "fit_irbl_hgb",
-           "fit_l2rw", "fit_net", "fit_reweighted", "fit_trusted", "hgb", "n_epochs",
-           "net_params", "seed_torch"]
+__all__ = ["TABLE_BASELINES", "Timer", "fit_cleanlab", "fit_glc_hgb", "fit_glc_net",
+           "fit_irbl_hgb", "fit_l2rw", "fit_net", "fit_reweighted", "fit_trusted", "hgb",
+           "n_epochs", "net_params", "seed_torch", "trusted_estimator"]
 
 
 class Timer:
@@ -176,17 +176,29 @@ def fit_irbl_hgb(cfg, X, y, X_clean, y_clean, seed):
             X_all, y_all, trusted=trusted)
 
 
+#: The baselines of a tables run (``benchmarks/tables.py``'s methods that are not
+#: its routes): a route is judged against the best of them.
+TABLE_BASELINES = ("plain_noisy", "plain_both", "clean_only", "cleanlab", "cleanlab_hgb",
+                   "hgb", "glc_hgb", "glc_net", "irbl_hgb")
+
+
+def trusted_estimator(cfg, seed):
+    """The estimator inside a tables run's ``TrustedClassifier``: its default (None)
+    in full and reduced runs; smaller runs put the study's HGB inside."""
+    return None if cfg.mode in ("full", "reduced") else hgb(cfg, seed)
+
+
 def fit_trusted(cfg, X, y, X_clean, y_clean, seed, class_prior=None):
     """``TrustedClassifier()`` with its default settings (seeded; ``class_prior``
     when given): the route a tabular user is told to take. Smaller runs put the
-    study's HGB inside and use the study's ``cv_folds`` folds, as cleanlab does."""
+    study's HGB inside (:func:`trusted_estimator`) and use the study's ``cv_folds``
+    folds, as cleanlab does."""
     from sk_l2rw import TrustedClassifier
 
     full = cfg.mode in ("full", "reduced")
-    estimator = None if full else hgb(cfg, seed)
     X_all, y_all, trusted = _stacked(X, y, X_clean, y_clean)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return TrustedClassifier(estimator, cv=5 if full else cfg.cv_folds,
-                                 class_prior=class_prior,
+        return TrustedClassifier(trusted_estimator(cfg, seed),
+                                 cv=5 if full else cfg.cv_folds, class_prior=class_prior,
                                  random_state=seed).fit(X_all, y_all, trusted=trusted)

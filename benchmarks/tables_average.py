@@ -1,0 +1,263 @@
+"""Average the routes the trusted rows cannot tell apart, or choose one of them?
+
+For every ``TrustedClassifier`` row of a saved run of ``benchmarks/tables.py`` that kept
+its trusted-CV figures (``cv_routes``), this rebuilds the cell from the run's
+configuration (the same rows, clean split and flipped labels), refits every scored
+route on all of the cell's rows exactly as ``TrustedClassifier``'s final fit does (the
+run's estimator, the seed: :func:`sk_l2rw.selection.fit_route`), and judges selection
+rules by their test accuracy against the best baseline of the same run:
+
+- the first route in the prior order within one paired standard error of the best mean
+  Brier (``TrustedClassifier(average=False)``; it reproduces the run's own refit);
+- the mean class probabilities of every route within k standard errors
+  (``average=True`` is k = ``SE_MARGIN``);
+- the mean of the three routes with the lowest Brier;
+- an oracle: the route with the best test accuracy.
+
+Usage::
+
+    python -m benchmarks.tables_average benchmarks/results/tables_trusted/tables.json
+    python -m benchmarks.tables_average RUN.json --seeds 5,6 --cache DIR --out DIR
+    python -m benchmarks.tables_average --render benchmarks/results/tables_average.json
+    python -m benchmarks.tables_average --smoke     # digits, one seed and clean set (CI)
+
+``--cache DIR`` keeps each cell's refitted test probabilities (one ``.npz`` per cell)
+and reuses those already there.
+"""
+
+import argparse
+import dataclasses
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common.baselines import TABLE_BASELINES, trusted_estimator
+from benchmarks.common.protocol import (KIND_NAMES, TablesConfig, clean_split, load_pool,
+                                        prepare, protocol_label)
+from benchmarks.common.runner import limited_threads
+from benchmarks.environment import (RESULTS, add_report_arguments, load_rows,
+                                    report_header, study_command)
+from benchmarks.report import markdown_table
+from sk_l2rw.noise import flip_labels
+from sk_l2rw.selection import SE_MARGIN, fit_route, route_proba
+from sk_l2rw.trusted import check_trusted_fit, default_estimator
+
+
+def _within(cv, k):
+    """The routes (prior order) whose Brier gap to the best is at most k SE."""
+    return [t for t, (_, _, gap, se) in cv.items() if gap <= k * se]
+
+
+#: Rule name -> the routes whose mean class probabilities it predicts with, from a
+#: row's ``cv_routes`` (route -> mean Brier, mean accuracy, gap, its SE; prior order).
+RULES = {
+    "choose one (average=False)": lambda cv: _within(cv, SE_MARGIN)[:1],
+    "average within 1 SE (average=True)": lambda cv: _within(cv, SE_MARGIN),
+    "average within 2 SE": lambda cv: _within(cv, 2 * SE_MARGIN),
+    "average of the 3 lowest Brier": lambda cv: sorted(cv, key=lambda t: cv[t][0])[:3],
+}
+
+
+#: The run judged by default: the committed TrustedClassifier run.
+DEFAULT_RUN = RESULTS / "tables_trusted" / "tables.json"
+
+
+def _shown(path):
+    """A run's path as a report names it: relative to the repository when inside."""
+    path = Path(path).resolve()
+    root = RESULTS.resolve().parents[1]
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+def config_of(saved):
+    """The :class:`TablesConfig` a saved run was made with (tuples restored)."""
+    config = dict(saved["meta"]["config"])
+    config["protocols"] = tuple(tuple(p) for p in config["protocols"])
+    fields = {f.name for f in dataclasses.fields(TablesConfig)}
+    return TablesConfig(**{k: tuple(v) if isinstance(v, list) else v
+                           for k, v in config.items() if k in fields})
+
+
+def _tag(dataset, seed, protocol, size, kind):
+    return f"{dataset}_{seed}_{protocol}_{size}_{kind}"
+
+
+def refit_cell(cfg, data, protocol, kind, seed, routes):
+    """Every route of ``routes`` fitted on all rows of one cell, as TrustedClassifier's
+    final fit: ``(y_test, classes, {route: test class probabilities})``."""
+    X, y = data["X_train"], data["y_train"]
+    K = len(data["classes"])
+    X_rest, y_rest, X_clean, y_clean = clean_split(X, y, protocol, seed)
+    y_noisy, _ = flip_labels(y_rest, cfg.rate, kind,
+                             background_class=int(np.bincount(y).argmax()), random_state=seed)
+    X_all = np.vstack([X_rest, X_clean])
+    y_all = np.concatenate([y_noisy, y_clean])
+    trusted = np.r_[np.zeros(len(y_noisy), bool), np.ones(len(y_clean), bool)]
+    mask, classes, codes, _ = check_trusted_fit(X_all, y_all, trusted)
+    estimator = default_estimator(trusted_estimator(cfg, seed), seed)
+    proba = {route: route_proba(fit_route(route, estimator, X_all, codes, mask, seed),
+                                data["X_test"], K) for route in routes}
+    return data["y_test"], classes, proba
+
+
+def _probabilities(cfg, wanted, cache, log):
+    """Test probabilities of every route of every wanted row, cell by cell (data
+    sets loaded once); from ``cache`` where it has them."""
+    found = {}
+    for name in dict.fromkeys(r["dataset"] for r in wanted):
+        pool = None
+        for seed in sorted({r["seed"] for r in wanted if r["dataset"] == name}):
+            data = None
+            for r in (r for r in wanted if r["dataset"] == name and r["seed"] == seed):
+                key = (r["protocol"], r["size"], r["kind"])
+                path = None if cache is None else Path(cache) / f"{_tag(name, seed, *key)}.npz"
+                if path is not None and path.exists():
+                    z = np.load(path)
+                    if all(f"p_{t}" in z.files for t in r["cv_routes"]):
+                        found[(name, seed) + key] = (z["y_test"], z["classes"], {
+                            t: z[f"p_{t}"] for t in r["cv_routes"]})
+                        continue
+                if data is None:
+                    pool = pool if pool is not None else load_pool(name)
+                    data = prepare(name, pool, cfg.datasets[name], seed)
+                start = time.perf_counter()
+                y_test, classes, proba = refit_cell(cfg, data, key[:2], key[2], seed,
+                                                    list(r["cv_routes"]))
+                log(f"{_tag(name, seed, *key)}: {time.perf_counter() - start:.0f} s")
+                if path is not None:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    np.savez_compressed(path, y_test=y_test, classes=classes,
+                                        **{f"p_{t}": p.astype(np.float32)
+                                           for t, p in proba.items()})
+                found[(name, seed) + key] = (y_test, classes, proba)
+    return found
+
+
+def judge(saved, seeds=None, cache=None, log=print, smoke=False, method="trusted"):
+    """One row per judged TrustedClassifier row: each rule's routes and test accuracy,
+    every route's, the run's own, and the best baseline's (accuracies in [0, 1]).
+    ``smoke``: the digits rows of the first seed and clean set only. ``method``:
+    ``"trusted_prior"`` judges the rows fitted with ``class_prior`` (their routes'
+    refits are the same; the trusted-CV figures that pick them differ)."""
+    rows = saved["rows"]
+    wanted = [r for r in rows if r["method"] == method and r.get("cv_routes")
+              and "error" not in r and (seeds is None or r["seed"] in seeds)]
+    if smoke:
+        first = next(r for r in wanted if r["dataset"] == "digits")
+        wanted = [r for r in wanted if r["dataset"] == "digits" and all(
+            r[k] == first[k] for k in ("seed", "protocol", "size"))]
+    best = {}
+    for r in rows:
+        if r["method"] in TABLE_BASELINES and "error" not in r and r.get("acc") is not None:
+            cell = (r["dataset"], r["seed"], r["protocol"], r["size"])
+            kinds = [r["kind"]] if r["kind"] != "*" else list(KIND_NAMES)
+            for kind in kinds:
+                best[cell + (kind,)] = max(best.get(cell + (kind,), 0.0), r["acc"])
+    with limited_threads(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        proba = _probabilities(config_of(saved), wanted, cache, log)
+    out = []
+    for r in wanted:
+        key = (r["dataset"], r["seed"], r["protocol"], r["size"], r["kind"])
+        y_test, classes, P = proba[key]
+        accuracy = {t: float(np.mean(classes[p.argmax(axis=1)] == y_test))
+                    for t, p in P.items()}
+        judged = {}
+        for name, rule in RULES.items():
+            chosen = rule(r["cv_routes"])
+            mean = np.mean([P[t] for t in chosen], axis=0)
+            judged[name] = ["+".join(chosen),
+                            float(np.mean(classes[mean.argmax(axis=1)] == y_test))]
+        # The run's own choice refitted: its test accuracy again, to the last row.
+        own = np.mean([P[t] for t in r["route"].split("+")], axis=0)
+        out.append(dict(dataset=key[0], seed=key[1], protocol=key[2], size=key[3],
+                        kind=key[4], n_clean=r.get("n_clean"), best=best[key],
+                        as_run=r["acc"], route=r["route"],
+                        refitted=float(np.mean(classes[own.argmax(axis=1)] == y_test)),
+                        routes=accuracy, rules=judged))
+    return out
+
+
+def _summary(points):
+    d = np.array(points)
+    return [str(len(d)), f"{d.mean():+.2f}", str(int((d >= -1).sum())),
+            str(int((d < -3).sum())), str(int((d > 0).sum()))]
+
+
+def rule_points(rows):
+    """Rule name -> points (accuracy minus the best baseline's, x 100) per row: the
+    rules, the run as it ran, and the oracle among the routes."""
+    points = {"as run": [100 * (r["as_run"] - r["best"]) for r in rows]}
+    for name in RULES:
+        points[name] = [100 * (r["rules"][name][1] - r["best"]) for r in rows]
+    points["oracle (the best route by test)"] = [
+        100 * (max(r["routes"].values()) - r["best"]) for r in rows]
+    return points
+
+
+def report(saved):
+    """The Markdown report of a run of :func:`judge`."""
+    meta = dict(saved["meta"])
+    source, smoke = meta.pop("source"), meta.pop("smoke", False)
+    method = meta.pop("method", "trusted")
+    rows = saved["rows"]
+    lines = report_header("Average the routes the trusted rows cannot tell apart?", **meta)
+    if smoke:
+        lines += ["**A `--smoke` run (digits, one seed and clean set): it only shows that "
+                  "the script runs.**", ""]
+    same = sum(abs(r["refitted"] - r["as_run"]) < 1e-9 for r in rows)
+    if method != "trusted":
+        lines += [f"**The run's `{method}` rows** (TrustedClassifier given the "
+                  f"population's class shares).", ""]
+    lines += [f"Generated by `benchmarks/tables_average.py` from `{source}` (its docstring "
+              f"says what is refitted); the reading is in `docs/findings/tables.md`. "
+              f"The run's own choice, refitted, reproduces its test accuracy in {same} "
+              f"of {len(rows)} rows.", ""]
+    header = ["rule", "rows", "mean vs best baseline (points)", "within 1 point",
+              "more than 3 behind", "better than every baseline"]
+    points = rule_points(rows)
+    lines += ["## Every judged row", ""]
+    lines += markdown_table(header, [[name] + _summary(v) for name, v in points.items()])
+    for title, part in (("seed", lambda r: r["seed"]),
+                        ("clean set", lambda r: protocol_label((r["protocol"], r["size"])))):
+        lines += ["", f"## By {title}", ""]
+        body = []
+        for value in dict.fromkeys(part(r) for r in rows):
+            index = [i for i, r in enumerate(rows) if part(r) == value]
+            for name, v in points.items():
+                if name in ("as run", "average within 1 SE (average=True)"):
+                    body.append([f"{value}: {name}"] + _summary([v[i] for i in index]))
+        lines += markdown_table(header, body)
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", nargs="?", type=Path, default=DEFAULT_RUN,
+                        help="a tables.json whose rows kept cv_routes (default: "
+                             "results/tables_trusted/tables.json)")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: all)")
+    parser.add_argument("--cache", default=None, help="folder of refitted probabilities")
+    parser.add_argument("--method", default="trusted", choices=("trusted", "trusted_prior"),
+                        help="the run's TrustedClassifier rows to judge (trusted_prior: "
+                             "fitted with class_prior, per-class clean sets only; "
+                             "written as tables_average_prior.{json,md})")
+    add_report_arguments(parser, "tables_average.md",
+                         smoke="digits, the first seed and clean set of the run only "
+                               "(bundled data: nothing downloaded)")
+
+    def measure(args):
+        seeds = None if args.seeds is None else {int(s) for s in args.seeds.split(",")}
+        rows = judge(load_rows(args.run), seeds, args.cache, smoke=args.smoke,
+                     method=args.method)
+        return rows, dict(source=_shown(args.run), smoke=args.smoke, method=args.method)
+
+    return study_command("tables_average", parser, argv, report, measure,
+                         name=lambda args: "tables_average" + (
+                             "_prior" if args.method == "trusted_prior" else ""))
+
+
+if __name__ == "__main__":
+    main()
