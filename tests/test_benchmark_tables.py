@@ -444,6 +444,12 @@ def test_averaging_study_refits_the_run_exactly(tables, smoke, tmp_path):
         assert r["best"] == max(x["acc"] for x in rows if x["method"] in tables.BASELINES
                                 and x["protocol"] == r["protocol"] and x["size"] == r["size"]
                                 and x["kind"] in (r["kind"], "*"))
+    goals = study.cell_goals(judged)
+    cells = len({(r["protocol"], r["size"], r["kind"]) for r in judged})
+    # better than every baseline is within a point; within and far behind exclude
+    assert all(g[0] == cells and g[1] + g[2] <= cells and g[3] <= g[1]
+               for g in goals.values())
+    assert goals["as run"] == goals["average within 1 SE (average=True)"]
     # The cache is reused (no refit: the same rows), and the report rebuilds byte for byte.
     again = study.main([str(tmp_path / "run.json"), "--cache", str(cache),
                         "--out", str(tmp_path / "again")])
