@@ -21,8 +21,9 @@ Usage::
     python -m benchmarks.tables_average --render benchmarks/results/tables_average.json
     python -m benchmarks.tables_average --smoke     # digits, one seed and clean set (CI)
 
-``--cache DIR`` keeps each cell's refitted test probabilities (one ``.npz`` per cell)
-and reuses those already there.
+``--cache DIR`` keeps each cell's refitted test probabilities (one ``.npz`` per cell,
+named by data set, seed, clean set and noise: one folder per run configuration) and
+reuses those already there.
 """
 
 import argparse
@@ -274,7 +275,10 @@ def main(argv=None):
                         help="a tables.json whose rows kept cv_routes (default: "
                              "results/tables_trusted/tables.json)")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: all)")
-    parser.add_argument("--cache", default=None, help="folder of refitted probabilities")
+    parser.add_argument("--cache", default=None,
+                        help="folder of refitted test probabilities, one per run "
+                             "configuration (a cell's file is named by its data set, "
+                             "seed, clean set and noise only)")
     parser.add_argument("--method", default="trusted", choices=("trusted", "trusted_prior"),
                         help="the run's TrustedClassifier rows to judge (trusted_prior: "
                              "fitted with class_prior, per-class clean sets only; "
