@@ -72,7 +72,7 @@ from benchmarks.environment import (add_jobs_argument, add_out_argument, chosen_
                                     report_header, rerender, run_record, worker_count,
                                     write_report)
 from benchmarks.report import markdown_table, percent
-from sk_l2rw.selection import SE_MARGIN
+from sk_l2rw.selection import SE_MARGIN, routes_within
 
 #: Data sets whose rows are tables of measured features; the others are pixels.
 TABULAR = ("adult", "kdd_census", "letter")
@@ -467,7 +467,8 @@ def first_within(k):
     most ``k`` paired standard errors" (TrustedClassifier's is
     ``k=sk_l2rw.selection.SE_MARGIN``), on a row's ``cv_routes`` (route -> mean
     Brier, mean accuracy, gap, its SE; prior order)."""
-    return lambda cv: next(r for r, (_, _, gap, se) in cv.items() if gap <= k * se)
+    return lambda cv: list(cv)[routes_within([v[2] for v in cv.values()],
+                                             [v[3] for v in cv.values()], k)[0]]
 
 
 def _margin_name(k):

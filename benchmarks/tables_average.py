@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common.baselines import TABLE_BASELINES, trusted_estimator
+from benchmarks.common.baselines import TABLE_BASELINES, _stacked, trusted_estimator
 from benchmarks.common.protocol import (KIND_NAMES, TablesConfig, clean_split, load_pool,
                                         prepare, protocol_label)
 from benchmarks.common.runner import limited_threads
@@ -42,13 +42,15 @@ from benchmarks.environment import (RESULTS, add_report_arguments, load_rows,
                                     report_header, study_command)
 from benchmarks.report import markdown_table
 from sk_l2rw.noise import flip_labels
-from sk_l2rw.selection import SE_MARGIN, fit_route, route_proba
+from sk_l2rw.selection import SE_MARGIN, fit_route, route_proba, routes_within
 from sk_l2rw.trusted import check_trusted_fit, default_estimator
 
 
 def _within(cv, k):
     """The routes (prior order) whose Brier gap to the best is at most k SE."""
-    return [t for t, (_, _, gap, se) in cv.items() if gap <= k * se]
+    names = list(cv)
+    return [names[i] for i in routes_within([v[2] for v in cv.values()],
+                                            [v[3] for v in cv.values()], k)]
 
 
 #: Rule name -> the routes whose mean class probabilities it predicts with, from a
@@ -93,9 +95,7 @@ def refit_cell(cfg, data, protocol, kind, seed, routes):
     X_rest, y_rest, X_clean, y_clean = clean_split(X, y, protocol, seed)
     y_noisy, _ = flip_labels(y_rest, cfg.rate, kind,
                              background_class=int(np.bincount(y).argmax()), random_state=seed)
-    X_all = np.vstack([X_rest, X_clean])
-    y_all = np.concatenate([y_noisy, y_clean])
-    trusted = np.r_[np.zeros(len(y_noisy), bool), np.ones(len(y_clean), bool)]
+    X_all, y_all, trusted = _stacked(X_rest, y_noisy, X_clean, y_clean)
     mask, classes, codes, _ = check_trusted_fit(X_all, y_all, trusted)
     estimator = default_estimator(trusted_estimator(cfg, seed), seed)
     proba = {route: route_proba(fit_route(route, estimator, X_all, codes, mask, seed),

@@ -60,7 +60,7 @@ from sk_l2rw.trusted import (LabelPredictMixin, check_trusted_fit, class_proba,
                              sample_weight_key, take)
 
 __all__ = ["ROUTES", "RouteAverage", "TrustedClassifier", "brier_losses", "choose_route",
-           "corrected_net", "fit_route", "score_weights"]
+           "corrected_net", "fit_route", "routes_within", "score_weights"]
 
 #: Every route, in the default prior order: the estimator on all rows first (what a
 #: user does without this package); the same estimator on the rows confident
@@ -244,6 +244,24 @@ def _looks_per_class(trusted_counts):
 SE_MARGIN = 1.0
 
 
+def routes_within(gaps, errors, margin=SE_MARGIN):
+    """Indices of the routes whose mean-loss gap to the best is at most ``margin``
+    paired standard errors (the routes the trusted rows cannot tell apart), in
+    order; the best route is always among them.
+
+    Parameters
+    ----------
+    gaps, errors : array-like of shape (n_routes,)
+        As :func:`choose_route` returns them.
+    margin : float, default=SE_MARGIN
+
+    Returns
+    -------
+    numpy.ndarray of int
+    """
+    return np.flatnonzero(np.asarray(gaps) <= margin * np.asarray(errors))
+
+
 def choose_route(losses, margin=SE_MARGIN):
     """The rule: the first route (in order) within ``margin`` paired standard errors
     of the best mean loss.
@@ -272,8 +290,7 @@ def choose_route(losses, margin=SE_MARGIN):
     gaps = diffs.mean(axis=1)
     n = losses.shape[1]
     errors = diffs.std(axis=1, ddof=1) / np.sqrt(n) if n > 1 else np.zeros(len(losses))
-    chosen = next(i for i in range(len(losses)) if gaps[i] <= margin * errors[i])
-    return chosen, gaps, errors
+    return int(routes_within(gaps, errors, margin)[0]), gaps, errors
 
 
 class RouteAverage:
@@ -576,8 +593,7 @@ class TrustedClassifier(LabelPredictMixin, MetaEstimatorMixin, ClassifierMixin,
         losses = np.array([brier_losses(proba[r], y_held) * row_weight for r in scored])
         chosen, gaps, errors = choose_route(losses)
         # The routes the trusted rows cannot tell apart; the rule's is the first.
-        picked = (np.flatnonzero(gaps <= SE_MARGIN * errors) if self.average
-                  else [chosen])
+        picked = routes_within(gaps, errors) if self.average else [chosen]
         mean_proba = np.mean([proba[scored[i]] for i in picked], axis=0)
         cv_accuracy = float(np.average(mean_proba.argmax(axis=1) == y_held,
                                        weights=row_weight))

@@ -16,7 +16,7 @@ from sklearn.preprocessing import StandardScaler
 from sk_l2rw import TrustedClassifier
 from sk_l2rw.model_selection import TrustedKFold
 from sk_l2rw.selection import (RouteAverage, brier_losses, choose_route, fit_route,
-                               route_proba, score_weights)
+                               route_proba, routes_within, score_weights)
 from test_glc_irbl import noisy_problem
 
 CHEAP = ("mixed", "glc", "irbl", "trusted_only")
@@ -73,6 +73,9 @@ class TestRule:
         chosen, gaps, errors = choose_route(losses)
         assert gaps[chosen] <= errors[chosen]
         assert all(gaps[i] > errors[i] for i in range(chosen))
+        within = routes_within(gaps, errors)
+        assert within[0] == chosen and int(np.argmin(gaps)) in within
+        assert list(within) == [i for i in range(5) if gaps[i] <= errors[i]]
 
 
 @pytest.fixture(scope="module")
