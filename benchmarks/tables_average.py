@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common.baselines import TABLE_BASELINES, _stacked, trusted_estimator
+from benchmarks.common.baselines import TABLE_BASELINES, stacked_rows, trusted_estimator
 from benchmarks.common.protocol import (KIND_NAMES, TablesConfig, clean_split, load_pool,
                                         prepare, protocol_label)
 from benchmarks.common.runner import limited_threads
@@ -95,7 +95,7 @@ def refit_cell(cfg, data, protocol, kind, seed, routes):
     X_rest, y_rest, X_clean, y_clean = clean_split(X, y, protocol, seed)
     y_noisy, _ = flip_labels(y_rest, cfg.rate, kind,
                              background_class=int(np.bincount(y).argmax()), random_state=seed)
-    X_all, y_all, trusted = _stacked(X_rest, y_noisy, X_clean, y_clean)
+    X_all, y_all, trusted = stacked_rows(X_rest, y_noisy, X_clean, y_clean)
     mask, classes, codes, _ = check_trusted_fit(X_all, y_all, trusted)
     estimator = default_estimator(trusted_estimator(cfg, seed), seed)
     proba = {route: route_proba(fit_route(route, estimator, X_all, codes, mask, seed),

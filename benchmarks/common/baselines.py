@@ -15,7 +15,7 @@ import numpy as np
 
 __all__ = ["TABLE_BASELINES", "Timer", "fit_cleanlab", "fit_glc_hgb", "fit_glc_net",
            "fit_irbl_hgb", "fit_l2rw", "fit_net", "fit_reweighted", "fit_trusted", "hgb",
-           "n_epochs", "net_params", "seed_torch", "trusted_estimator"]
+           "n_epochs", "net_params", "seed_torch", "stacked_rows", "trusted_estimator"]
 
 
 class Timer:
@@ -132,7 +132,7 @@ def fit_reweighted(cfg, X, y, X_clean, y_clean, seed, clean_class_weight=None):
         return model.fit(X, y, X_val=X_clean, y_val=y_clean)
 
 
-def _stacked(X, y, X_clean, y_clean):
+def stacked_rows(X, y, X_clean, y_clean):
     """Noisy rows then trusted rows, and the mask of the trusted ones."""
     trusted = np.r_[np.zeros(len(y), bool), np.ones(len(y_clean), bool)]
     return np.vstack([X, X_clean]), np.concatenate([y, y_clean]), trusted
@@ -142,7 +142,7 @@ def fit_glc_hgb(cfg, X, y, X_clean, y_clean, seed):
     """GLC's plug-in correction around the study's HGB."""
     from sk_l2rw import GLCClassifier
 
-    X_all, y_all, trusted = _stacked(X, y, X_clean, y_clean)
+    X_all, y_all, trusted = stacked_rows(X, y, X_clean, y_clean)
     return GLCClassifier(hgb(cfg, seed), correction="plugin").fit(X_all, y_all,
                                                                   trusted=trusted)
 
@@ -152,7 +152,7 @@ def fit_glc_net(cfg, X, y, X_clean, y_clean, K, seed):
     from sk_l2rw import GLCClassifier
 
     seed_torch(seed)
-    X_all, y_all, trusted = _stacked(X, y, X_clean, y_clean)
+    X_all, y_all, trusted = stacked_rows(X, y, X_clean, y_clean)
     model = GLCClassifier(net(cfg, X.shape[1], K, len(y_all)), correction="loss")
     return model.fit(X_all.astype(np.float32), y_all, trusted=trusted)
 
@@ -169,7 +169,7 @@ def fit_irbl_hgb(cfg, X, y, X_clean, y_clean, seed):
     from sk_l2rw import IRBLClassifier
 
     prober = HistGradientBoostingClassifier(max_iter=cfg.hgb_max_iter, random_state=seed)
-    X_all, y_all, trusted = _stacked(X, y, X_clean, y_clean)
+    X_all, y_all, trusted = stacked_rows(X, y, X_clean, y_clean)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # classes missing from an audit
         return IRBLClassifier(hgb(cfg, seed), probability_estimator=prober).fit(
@@ -196,7 +196,7 @@ def fit_trusted(cfg, X, y, X_clean, y_clean, seed, class_prior=None):
     from sk_l2rw import TrustedClassifier
 
     full = cfg.mode in ("full", "reduced")
-    X_all, y_all, trusted = _stacked(X, y, X_clean, y_clean)
+    X_all, y_all, trusted = stacked_rows(X, y, X_clean, y_clean)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return TrustedClassifier(trusted_estimator(cfg, seed),
