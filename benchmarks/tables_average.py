@@ -12,6 +12,8 @@ rules by their test accuracy against the best baseline of the same run:
 - the mean class probabilities of every route within k standard errors
   (``average=True`` is k = ``SE_MARGIN``);
 - the mean of the three routes with the lowest Brier;
+- either average, except on trusted rows that look picked per class
+  (:func:`sk_l2rw.selection.looks_per_class`), where the single choice is refitted;
 - an oracle: the route with the best test accuracy.
 
 Usage::
@@ -42,7 +44,8 @@ from benchmarks.environment import (RESULTS, add_report_arguments, load_rows,
                                     report_header, study_command)
 from benchmarks.report import markdown_table
 from sk_l2rw.noise import flip_labels
-from sk_l2rw.selection import SE_MARGIN, fit_route, route_proba, routes_within
+from sk_l2rw.selection import (SE_MARGIN, fit_route, looks_per_class, route_proba,
+                               routes_within)
 from sk_l2rw.trusted import check_trusted_fit, default_estimator
 
 
@@ -53,14 +56,35 @@ def _within(cv, k):
                                             [v[3] for v in cv.values()], k)]
 
 
+def _lowest(cv, k):
+    """The k routes with the lowest mean Brier, best first."""
+    return sorted(cv, key=lambda t: cv[t][0])[:k]
+
+
+def _one_if_per_class(rule):
+    """``rule``, but the single choice where the trusted rows look picked per class."""
+    return lambda cv, counts: (_within(cv, SE_MARGIN)[:1] if looks_per_class(counts)
+                               else rule(cv, counts))
+
+
 #: Rule name -> the routes whose mean class probabilities it predicts with, from a
-#: row's ``cv_routes`` (route -> mean Brier, mean accuracy, gap, its SE; prior order).
+#: row's ``cv_routes`` (route -> mean Brier, mean accuracy, gap, its SE; prior order)
+#: and the trusted rows of each class.
 RULES = {
-    "choose one (average=False)": lambda cv: _within(cv, SE_MARGIN)[:1],
-    "average within 1 SE (average=True)": lambda cv: _within(cv, SE_MARGIN),
-    "average within 2 SE": lambda cv: _within(cv, 2 * SE_MARGIN),
-    "average of the 3 lowest Brier": lambda cv: sorted(cv, key=lambda t: cv[t][0])[:3],
+    "choose one (average=False)": lambda cv, counts: _within(cv, SE_MARGIN)[:1],
+    "average within 1 SE (average=True)": lambda cv, counts: _within(cv, SE_MARGIN),
+    "average within 2 SE": lambda cv, counts: _within(cv, 2 * SE_MARGIN),
+    "average of the 3 lowest Brier": lambda cv, counts: _lowest(cv, 3),
+    "3 lowest Brier, one if per class": _one_if_per_class(lambda cv, c: _lowest(cv, 3)),
+    "within 1 SE, one if per class": _one_if_per_class(
+        lambda cv, c: _within(cv, SE_MARGIN)),
 }
+
+#: The routes that train a net (slow to refit).
+NETS = ("l2rw_net", "glc_net")
+
+#: The rules the by-seed and by-clean-set tables show beside the run as it ran.
+SHOWN = ("average within 1 SE (average=True)", "3 lowest Brier, one if per class")
 
 
 #: The run judged by default: the committed TrustedClassifier run.
@@ -87,6 +111,12 @@ def _tag(dataset, seed, protocol, size, kind):
     return f"{dataset}_{seed}_{protocol}_{size}_{kind}"
 
 
+def trusted_counts(data, protocol, seed):
+    """The trusted rows of each class in one cell (the clean split alone: no fit)."""
+    y_clean = clean_split(data["X_train"], data["y_train"], protocol, seed)[3]
+    return np.bincount(y_clean, minlength=len(data["classes"]))
+
+
 def refit_cell(cfg, data, protocol, kind, seed, routes):
     """Every route of ``routes`` fitted on all rows of one cell, as TrustedClassifier's
     final fit: ``(y_test, classes, {route: test class probabilities})``."""
@@ -104,35 +134,43 @@ def refit_cell(cfg, data, protocol, kind, seed, routes):
 
 
 def _probabilities(cfg, wanted, cache, log):
-    """Test probabilities of every route of every wanted row, cell by cell (data
-    sets loaded once); from ``cache`` where it has them."""
+    """Test probabilities of every route of every wanted row, and the cell's trusted
+    rows of each class, cell by cell; from ``cache`` where it has them (a cache file
+    without the counts has them recomputed)."""
+    held = {}  # the last data set's pool and the last (data set, seed)'s splits
+
+    def cell_data(name, seed):
+        if held.get("name") != name:
+            held.clear()
+            held.update(name=name, pool=load_pool(name))
+        if held.get("seed") != seed:
+            held.update(seed=seed, data=prepare(name, held["pool"], cfg.datasets[name], seed))
+        return held["data"]
+
     found = {}
-    for name in dict.fromkeys(r["dataset"] for r in wanted):
-        pool = None
-        for seed in sorted({r["seed"] for r in wanted if r["dataset"] == name}):
-            data = None
-            for r in (r for r in wanted if r["dataset"] == name and r["seed"] == seed):
-                key = (r["protocol"], r["size"], r["kind"])
-                path = None if cache is None else Path(cache) / f"{_tag(name, seed, *key)}.npz"
-                if path is not None and path.exists():
-                    z = np.load(path)
-                    if all(f"p_{t}" in z.files for t in r["cv_routes"]):
-                        found[(name, seed) + key] = (z["y_test"], z["classes"], {
-                            t: z[f"p_{t}"] for t in r["cv_routes"]})
-                        continue
-                if data is None:
-                    pool = pool if pool is not None else load_pool(name)
-                    data = prepare(name, pool, cfg.datasets[name], seed)
-                start = time.perf_counter()
-                y_test, classes, proba = refit_cell(cfg, data, key[:2], key[2], seed,
-                                                    list(r["cv_routes"]))
-                log(f"{_tag(name, seed, *key)}: {time.perf_counter() - start:.0f} s")
-                if path is not None:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    np.savez_compressed(path, y_test=y_test, classes=classes,
-                                        **{f"p_{t}": p.astype(np.float32)
-                                           for t, p in proba.items()})
-                found[(name, seed) + key] = (y_test, classes, proba)
+    order = sorted(wanted, key=lambda r: (list(cfg.datasets).index(r["dataset"]), r["seed"]))
+    for r in order:
+        name, seed, key = r["dataset"], r["seed"], (r["protocol"], r["size"], r["kind"])
+        path = None if cache is None else Path(cache) / f"{_tag(name, seed, *key)}.npz"
+        if path is not None and path.exists():
+            z = np.load(path)
+            if all(f"p_{t}" in z.files for t in r["cv_routes"]):
+                counts = (z["counts"] if "counts" in z.files
+                          else trusted_counts(cell_data(name, seed), key[:2], seed))
+                found[(name, seed) + key] = (z["y_test"], z["classes"], {
+                    t: z[f"p_{t}"] for t in r["cv_routes"]}, counts)
+                continue
+        data = cell_data(name, seed)
+        start = time.perf_counter()
+        y_test, classes, proba = refit_cell(cfg, data, key[:2], key[2], seed,
+                                            list(r["cv_routes"]))
+        log(f"{_tag(name, seed, *key)}: {time.perf_counter() - start:.0f} s")
+        counts = trusted_counts(data, key[:2], seed)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez_compressed(path, y_test=y_test, classes=classes, counts=counts,
+                                **{f"p_{t}": p.astype(np.float32) for t, p in proba.items()})
+        found[(name, seed) + key] = (y_test, classes, proba, counts)
     return found
 
 
@@ -162,12 +200,12 @@ def judge(saved, seeds=None, cache=None, log=print, smoke=False, method="trusted
     out = []
     for r in wanted:
         key = (r["dataset"], r["seed"], r["protocol"], r["size"], r["kind"])
-        y_test, classes, P = proba[key]
+        y_test, classes, P, counts = proba[key]
         accuracy = {t: float(np.mean(classes[p.argmax(axis=1)] == y_test))
                     for t, p in P.items()}
         judged = {}
         for name, rule in RULES.items():
-            chosen = rule(r["cv_routes"])
+            chosen = rule(r["cv_routes"], counts)
             mean = np.mean([P[t] for t in chosen], axis=0)
             judged[name] = ["+".join(chosen),
                             float(np.mean(classes[mean.argmax(axis=1)] == y_test))]
@@ -175,6 +213,7 @@ def judge(saved, seeds=None, cache=None, log=print, smoke=False, method="trusted
         own = np.mean([P[t] for t in r["route"].split("+")], axis=0)
         out.append(dict(dataset=key[0], seed=key[1], protocol=key[2], size=key[3],
                         kind=key[4], n_clean=r.get("n_clean"),
+                        per_class=looks_per_class(counts),
                         best=max(baselines[key].values()), baselines=baselines[key],
                         as_run=r["acc"], route=r["route"],
                         refitted=float(np.mean(classes[own.argmax(axis=1)] == y_test)),
@@ -247,6 +286,16 @@ def report(saved):
     points = rule_points(rows)
     lines += ["## Every judged row", ""]
     lines += markdown_table(header, [[name] + _summary(v) for name, v in points.items()])
+    lines += ["", "## What each rule refits", "",
+              "Routes refitted on all rows after the trusted CV (the final fit's cost), "
+              "and the rows where one of them is a net (`l2rw_net`, `glc_net`: the slow "
+              "routes).", ""]
+    lines += markdown_table(
+        ["rule", "routes refitted (mean)", "most", "rows refitting a net"],
+        [[name, f"{np.mean([len(r['rules'][name][0].split('+')) for r in rows]):.2f}",
+          str(max(len(r["rules"][name][0].split("+")) for r in rows)),
+          str(sum(any(t in NETS for t in r["rules"][name][0].split("+")) for r in rows))]
+         for name in RULES])
     seeds = sorted({r["seed"] for r in rows})
     lines += ["", f"## The issue's goals, on cell means over seeds {seeds}", "",
               "Each rule's mean test accuracy in a cell (data set, clean set, noise) "
@@ -263,7 +312,7 @@ def report(saved):
         for value in order(dict.fromkeys(part(r) for r in rows)):
             index = [i for i, r in enumerate(rows) if part(r) == value]
             for name, v in points.items():
-                if name in ("as run", "average within 1 SE (average=True)"):
+                if name == "as run" or name in SHOWN:
                     body.append([f"{value}: {name}"] + _summary([v[i] for i in index]))
         lines += markdown_table(header, body)
     return "\n".join(lines) + "\n"

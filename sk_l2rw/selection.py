@@ -60,7 +60,7 @@ from sk_l2rw.trusted import (LabelPredictMixin, check_trusted_fit, class_proba,
                              sample_weight_key, take)
 
 __all__ = ["ROUTES", "RouteAverage", "TrustedClassifier", "brier_losses", "choose_route",
-           "corrected_net", "fit_route", "routes_within", "score_weights"]
+           "corrected_net", "fit_route", "looks_per_class", "routes_within", "score_weights"]
 
 #: Every route, in the default prior order: the estimator on all rows first (what a
 #: user does without this package); the same estimator on the rows confident
@@ -229,13 +229,26 @@ def score_weights(trusted_counts, prior):
     return weights * counts.sum() / (weights * counts).sum()
 
 
-def _looks_per_class(trusted_counts):
-    """Whether trusted rows were likely picked per class: the same number, at least
-    5, of every class. A random audit of an imbalanced table almost never comes out
-    even (and the recorded labels cannot tell whether the table is imbalanced:
-    40% uniform noise moves a 6% class to 41%)."""
-    return (len(trusted_counts) > 1 and trusted_counts.min() >= 5
-            and trusted_counts.min() == trusted_counts.max())
+def looks_per_class(trusted_counts):
+    """Whether trusted rows look picked per class rather than drawn at random.
+
+    A random audit of an imbalanced table almost never comes out even (and the
+    recorded labels cannot tell whether the table is imbalanced: 40% uniform noise
+    moves a 6% class to 41%), so the same number of trusted rows, at least 5, in
+    every class says they were picked per class.
+
+    Parameters
+    ----------
+    trusted_counts : array-like of int, shape (n_classes,)
+        Trusted rows of each class.
+
+    Returns
+    -------
+    bool
+    """
+    trusted_counts = np.asarray(trusted_counts)
+    return bool(len(trusted_counts) > 1 and trusted_counts.min() >= 5
+                and trusted_counts.min() == trusted_counts.max())
 
 
 #: How many standard errors of the paired per-row differences a route's mean loss
@@ -507,7 +520,7 @@ class TrustedClassifier(LabelPredictMixin, MetaEstimatorMixin, ClassifierMixin,
         prior = self._check_prior(len(classes))
         routes = self._check_routes(estimator, X)
         counts = np.bincount(codes[mask], minlength=len(classes))
-        if prior is None and _looks_per_class(counts):
+        if prior is None and looks_per_class(counts):
             warnings.warn(
                 f"the trusted rows hold {counts[0]} rows of every class: if they were "
                 f"picked per class rather than drawn at random, pass class_prior (the "

@@ -441,6 +441,12 @@ def test_averaging_study_refits_the_run_exactly(tables, smoke, tmp_path):
         one = r["rules"]["choose one (average=False)"][0]
         assert one == next(t for t, v in cv.items() if v[2] <= v[3])
         assert r["route"].split("+")[0] == one
+        # Picked per class: the same trusted rows of every class (digits: 10 each).
+        assert r["per_class"] == (r["protocol"] == "per_class")
+        lowest = sorted(cv, key=lambda t: cv[t][0])[:3]
+        assert r["rules"]["average of the 3 lowest Brier"][0] == "+".join(lowest)
+        assert r["rules"]["3 lowest Brier, one if per class"][0] == (
+            one if r["per_class"] else "+".join(lowest))
         assert r["best"] == max(x["acc"] for x in rows if x["method"] in tables.BASELINES
                                 and x["protocol"] == r["protocol"] and x["size"] == r["size"]
                                 and x["kind"] in (r["kind"], "*"))
@@ -454,6 +460,13 @@ def test_averaging_study_refits_the_run_exactly(tables, smoke, tmp_path):
     again = study.main([str(tmp_path / "run.json"), "--cache", str(cache),
                         "--out", str(tmp_path / "again")])
     assert again == judged
+    # A cache file without the trusted counts (an older run's) has them recomputed.
+    for path in cache.glob("*.npz"):
+        z = dict(np.load(path))
+        assert z.pop("counts").sum() > 0
+        np.savez_compressed(path, **z)
+    assert study.main([str(tmp_path / "run.json"), "--cache", str(cache),
+                       "--out", str(tmp_path / "older")]) == judged
     study.main(["--render", str(tmp_path / "out" / "tables_average.json"),
                 "--out", str(tmp_path / "render")])
     assert ((tmp_path / "render" / "tables_average.md").read_text()

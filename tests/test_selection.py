@@ -16,7 +16,8 @@ from sklearn.preprocessing import StandardScaler
 from sk_l2rw import TrustedClassifier
 from sk_l2rw.model_selection import TrustedKFold
 from sk_l2rw.selection import (RouteAverage, brier_losses, choose_route, fit_route,
-                               route_proba, routes_within, score_weights)
+                               looks_per_class, route_proba, routes_within,
+                               score_weights)
 from test_glc_irbl import noisy_problem
 
 CHEAP = ("mixed", "glc", "irbl", "trusted_only")
@@ -76,6 +77,13 @@ class TestRule:
         within = routes_within(gaps, errors)
         assert within[0] == chosen and int(np.argmin(gaps)) in within
         assert list(within) == [i for i in range(5) if gaps[i] <= errors[i]]
+
+    @pytest.mark.parametrize("counts, expected", [
+        ([10, 10], True), ([10, 10, 10, 10], True), ([10, 11], False),
+        ([4, 4], False), ([30], False), ([48, 152], False)])
+    def test_looks_per_class_only_when_every_class_has_as_many(self, counts, expected):
+        assert looks_per_class(np.array(counts)) is expected
+        assert looks_per_class(counts) is expected
 
 
 @pytest.fixture(scope="module")
