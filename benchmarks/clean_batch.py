@@ -43,7 +43,7 @@ import numpy as np
 
 from benchmarks.environment import add_report_arguments, report_header, study_command
 from benchmarks.common.methods import fit_plain, net_params
-from benchmarks.common.protocol import KIND_NAMES, load_pool, prepare
+from benchmarks.common.protocol import KIND_NAMES, load_pool, noisy_labels, prepare
 from benchmarks.common.protocol import full_config as quality_config
 from benchmarks.common.protocol import smoke_config as quality_smoke_config
 from benchmarks.common.runner import limited_threads
@@ -116,16 +116,14 @@ def route_options(route, prior, y_clean):
 
 def cell_rows(cfg, name, data, kind, seed, log=print):
     """Plain skorch and every route x clean batch on one (data set, kind, seed)."""
-    from sk_l2rw.noise import flip_labels, split_clean
+    from sk_l2rw.noise import split_clean
 
     q = cfg.quality
     X, y, X_te, y_te = data["X_train"], data["y_train"], data["X_test"], data["y_test"]
     K = len(data["classes"])
     X_rest, y_rest, X_clean, y_clean = split_clean(X, y, cfg.clean_per_class,
                                                    random_state=seed)
-    background = int(np.bincount(y).argmax())  # quality.py's background class
-    y_noisy, _ = flip_labels(y_rest, cfg.rate, kind, background_class=background,
-                             random_state=seed)
+    y_noisy, _ = noisy_labels(y, y_rest, cfg.rate, kind, seed)  # quality.py's flips
     prior = np.bincount(y, minlength=K) / len(y)
     base = dict(dataset=name, kind=kind, seed=seed, n_clean=len(y_clean))
     rows = []

@@ -56,8 +56,8 @@ import numpy as np
 
 from benchmarks import datasets as bench_data
 from benchmarks.common.methods import have_cleanlab, metrics
-from benchmarks.common.protocol import (KIND_NAMES, clean_split, load_pool, prepare,
-                                        prior_weights, protocol_label)
+from benchmarks.common.protocol import (KIND_NAMES, clean_split, load_pool, noisy_labels,
+                                        prepare, prior_weights, protocol_label)
 # The tables protocol lives in the common base (tables_balance shares it).
 from benchmarks.common.protocol import TABLES_SIZES as FULL_SIZES
 from benchmarks.common.protocol import TablesConfig as Config
@@ -247,13 +247,10 @@ def _weight_stats(weights, flipped):
 
 def dataset_task(cfg, name, seed, data, threads=1):
     """Every protocol and noise kind of one data set and seed (one worker)."""
-    from sk_l2rw.noise import flip_labels
-
     with limited_threads(threads):
         X, y, X_te, y_te = data["X_train"], data["y_train"], data["X_test"], data["y_test"]
         K = len(data["classes"])
         prior = np.bincount(y, minlength=K) / len(y)
-        background = int(np.bincount(y).argmax())
         base = dict(dataset=name, seed=seed, n_train=len(y), n_test=len(y_te))
         rows = []
         if not cfg.methods or "ceiling" in cfg.methods:
@@ -271,9 +268,7 @@ def dataset_task(cfg, name, seed, data, threads=1):
                 rows.append(dict(key, kind="*", method="clean_only", wall_s=round(t.wall, 3),
                                  **metrics(model, X_te, y_te, max_share=False)))
             for kind in cfg.kinds:
-                y_noisy, flipped = flip_labels(y_rest, cfg.rate, kind,
-                                               background_class=background,
-                                               random_state=seed)
+                y_noisy, flipped = noisy_labels(y, y_rest, cfg.rate, kind, seed)
                 rows += cell_methods(cfg, dict(key, kind=kind), X_rest, y_noisy, flipped,
                                      X_clean, y_clean, X_te, y_te, K, seed, prior)
         return rows

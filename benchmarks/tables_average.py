@@ -38,12 +38,11 @@ import numpy as np
 
 from benchmarks.common.baselines import TABLE_BASELINES, stacked_rows, trusted_estimator
 from benchmarks.common.protocol import (KIND_NAMES, TablesConfig, clean_split, load_pool,
-                                        prepare, protocol_label)
+                                        noisy_labels, prepare, protocol_label)
 from benchmarks.common.runner import limited_threads
 from benchmarks.environment import (RESULTS, add_report_arguments, load_rows,
                                     report_header, study_command)
 from benchmarks.report import markdown_table
-from sk_l2rw.noise import flip_labels
 from sk_l2rw.selection import (SE_MARGIN, fit_route, looks_per_class, route_proba,
                                routes_within)
 from sk_l2rw.trusted import check_trusted_fit, default_estimator
@@ -123,8 +122,7 @@ def refit_cell(cfg, data, protocol, kind, seed, routes):
     X, y = data["X_train"], data["y_train"]
     K = len(data["classes"])
     X_rest, y_rest, X_clean, y_clean = clean_split(X, y, protocol, seed)
-    y_noisy, _ = flip_labels(y_rest, cfg.rate, kind,
-                             background_class=int(np.bincount(y).argmax()), random_state=seed)
+    y_noisy, _ = noisy_labels(y, y_rest, cfg.rate, kind, seed)
     X_all, y_all, trusted = stacked_rows(X_rest, y_noisy, X_clean, y_clean)
     mask, classes, codes, _ = check_trusted_fit(X_all, y_all, trusted)
     estimator = default_estimator(trusted_estimator(cfg, seed), seed)

@@ -19,12 +19,11 @@ import warnings
 import numpy as np
 
 from benchmarks.common.protocol import (KIND_NAMES, TABLES_SIZES, clean_split, load_pool,
-                                        prepare, prior_weights, protocol_label,
+                                        noisy_labels, prepare, prior_weights, protocol_label,
                                         tables_full_config, tables_smoke_config)
 from benchmarks.common.baselines import fit_reweighted, hgb
 from benchmarks.environment import add_report_arguments, report_header, study_command
 from benchmarks.report import markdown_table
-from sk_l2rw.noise import flip_labels
 
 
 def run(datasets, seed=0, cfg=None, protocols=(("per_class", 10), ("audit", 200)),
@@ -37,7 +36,6 @@ def run(datasets, seed=0, cfg=None, protocols=(("per_class", 10), ("audit", 200)
                        TABLES_SIZES.get(name, (None, None)), seed)
         X, y, X_test, y_test = data["X_train"], data["y_train"], data["X_test"], data["y_test"]
         prior = np.bincount(y) / len(y)
-        background = int(np.bincount(y).argmax())
         for protocol in protocols:
             X_rest, y_rest, X_clean, y_clean = clean_split(X, y, protocol, seed)
             weights = (prior_weights(prior, y_clean) if protocol[0] == "per_class"
@@ -46,8 +44,7 @@ def run(datasets, seed=0, cfg=None, protocols=(("per_class", 10), ("audit", 200)
                  else np.array([weights[k] for k in y_clean]))
             c = c / c.mean()
             for kind in kinds:
-                y_noisy, _ = flip_labels(y_rest, cfg.rate, kind, background_class=background,
-                                         random_state=seed)
+                y_noisy, _ = noisy_labels(y, y_rest, cfg.rate, kind, seed)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     model = fit_reweighted(cfg, X_rest, y_noisy, X_clean, y_clean,

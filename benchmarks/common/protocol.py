@@ -169,6 +169,19 @@ def prepare(name, pool, size, seed):
                 classes=[str(c) for c in classes])
 
 
+def noisy_labels(y_train, y_rest, rate, kind, seed):
+    """The labels of the rows outside the clean set, flipped as every study flips
+    them (:func:`sk_l2rw.noise.flip_labels`): BackgroundFlip's background class is
+    the most frequent class of all training rows ``y_train``.
+
+    Returns ``(y_noisy, flipped)``.
+    """
+    from sk_l2rw.noise import flip_labels
+
+    return flip_labels(y_rest, rate, kind, background_class=int(np.bincount(y_train).argmax()),
+                       random_state=seed)
+
+
 def noise_splits(X, y, cells, seed):
     """For each clean size in ``cells`` ([(kind, rate, clean)]): the clean split of
     the training rows, then the noisy labels of that size's (kind, rate) cells.
@@ -176,13 +189,11 @@ def noise_splits(X, y, cells, seed):
     Yields ``(clean, X_rest, X_clean, y_clean, [(kind, rate, y_noisy, flipped)])``.
     The background class of BackgroundFlip is the most frequent training class.
     """
-    from sk_l2rw.noise import flip_labels, split_clean
+    from sk_l2rw.noise import split_clean
 
-    background = int(np.bincount(y).argmax())
     for clean in sorted({c for _, _, c in cells}):
         X_rest, y_rest, X_clean, y_clean = split_clean(X, y, clean, random_state=seed)
-        noisy = [(kind, rate, *flip_labels(y_rest, rate, kind, background_class=background,
-                                           random_state=seed))
+        noisy = [(kind, rate, *noisy_labels(y, y_rest, rate, kind, seed))
                  for kind, rate, c in cells if c == clean]
         yield clean, X_rest, X_clean, y_clean, noisy
 
