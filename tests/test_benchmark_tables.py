@@ -407,7 +407,8 @@ class TestLayout:
             tables.replay_rules(rows))
 
 
-@pytest.mark.parametrize("folder", ["", "tables_images", "tables_trusted"])
+@pytest.mark.parametrize("folder", ["", "tables_images", "tables_trusted",
+                                    "tables_trusted/seeds_7_8"])
 def test_committed_reports_rebuild_from_their_rows(tables, folder, tmp_path):
     """Each committed run is in today's layout, and its report rebuilt with --render
     is the committed one, byte for byte."""
