@@ -123,7 +123,7 @@ def cell_rows(cfg, name, data, kind, seed, log=print):
     K = len(data["classes"])
     X_rest, y_rest, X_clean, y_clean = split_clean(X, y, cfg.clean_per_class,
                                                    random_state=seed)
-    y_noisy, _ = noisy_labels(y, y_rest, cfg.rate, kind, seed)  # quality.py's flips
+    y_noisy, _ = noisy_labels(y, y_rest, cfg.rate, kind, seed)  # as quality's cells
     prior = np.bincount(y, minlength=K) / len(y)
     base = dict(dataset=name, kind=kind, seed=seed, n_clean=len(y_clean))
     rows = []

@@ -55,9 +55,14 @@ def _within(cv, k):
                                             [v[3] for v in cv.values()], k)]
 
 
-def _lowest(cv, k):
-    """The k routes with the lowest mean Brier, best first."""
-    return sorted(cv, key=lambda t: cv[t][0])[:k]
+def _within_se(cv, counts):
+    """Every route within one SE (``average=True``)."""
+    return _within(cv, SE_MARGIN)
+
+
+def _lowest3(cv, counts):
+    """The three routes with the lowest mean Brier, best first."""
+    return sorted(cv, key=lambda t: cv[t][0])[:3]
 
 
 def _one_if_per_class(rule):
@@ -71,12 +76,11 @@ def _one_if_per_class(rule):
 #: and the trusted rows of each class.
 RULES = {
     "choose one (average=False)": lambda cv, counts: _within(cv, SE_MARGIN)[:1],
-    "average within 1 SE (average=True)": lambda cv, counts: _within(cv, SE_MARGIN),
+    "average within 1 SE (average=True)": _within_se,
     "average within 2 SE": lambda cv, counts: _within(cv, 2 * SE_MARGIN),
-    "average of the 3 lowest Brier": lambda cv, counts: _lowest(cv, 3),
-    "3 lowest Brier, one if per class": _one_if_per_class(lambda cv, c: _lowest(cv, 3)),
-    "within 1 SE, one if per class": _one_if_per_class(
-        lambda cv, c: _within(cv, SE_MARGIN)),
+    "average of the 3 lowest Brier": _lowest3,
+    "3 lowest Brier, one if per class": _one_if_per_class(_lowest3),
+    "within 1 SE, one if per class": _one_if_per_class(_within_se),
 }
 
 #: The routes that train a net (slow to refit).
@@ -111,14 +115,16 @@ def _tag(dataset, seed, protocol, size, kind):
 
 
 def trusted_counts(data, protocol, seed):
-    """The trusted rows of each class in one cell (the clean split alone: no fit)."""
+    """The trusted rows of each class in one cell (the clean split alone: no fit),
+    for cache files written before the counts were kept."""
     y_clean = clean_split(data["X_train"], data["y_train"], protocol, seed)[3]
     return np.bincount(y_clean, minlength=len(data["classes"]))
 
 
 def refit_cell(cfg, data, protocol, kind, seed, routes):
     """Every route of ``routes`` fitted on all rows of one cell, as TrustedClassifier's
-    final fit: ``(y_test, classes, {route: test class probabilities})``."""
+    final fit: ``(y_test, classes, {route: test class probabilities}, trusted rows of
+    each class)``."""
     X, y = data["X_train"], data["y_train"]
     K = len(data["classes"])
     X_rest, y_rest, X_clean, y_clean = clean_split(X, y, protocol, seed)
@@ -128,7 +134,7 @@ def refit_cell(cfg, data, protocol, kind, seed, routes):
     estimator = default_estimator(trusted_estimator(cfg, seed), seed)
     proba = {route: route_proba(fit_route(route, estimator, X_all, codes, mask, seed),
                                 data["X_test"], K) for route in routes}
-    return data["y_test"], classes, proba
+    return data["y_test"], classes, proba, np.bincount(y_clean, minlength=K)
 
 
 def _probabilities(cfg, wanted, cache, log):
@@ -160,10 +166,9 @@ def _probabilities(cfg, wanted, cache, log):
                 continue
         data = cell_data(name, seed)
         start = time.perf_counter()
-        y_test, classes, proba = refit_cell(cfg, data, key[:2], key[2], seed,
-                                            list(r["cv_routes"]))
+        y_test, classes, proba, counts = refit_cell(cfg, data, key[:2], key[2], seed,
+                                                    list(r["cv_routes"]))
         log(f"{_tag(name, seed, *key)}: {time.perf_counter() - start:.0f} s")
-        counts = trusted_counts(data, key[:2], seed)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             np.savez_compressed(path, y_test=y_test, classes=classes, counts=counts,
@@ -288,12 +293,14 @@ def report(saved):
               "Routes refitted on all rows after the trusted CV (the final fit's cost), "
               "and the rows where one of them is a net (`l2rw_net`, `glc_net`: the slow "
               "routes).", ""]
-    lines += markdown_table(
-        ["rule", "routes refitted (mean)", "most", "rows refitting a net"],
-        [[name, f"{np.mean([len(r['rules'][name][0].split('+')) for r in rows]):.2f}",
-          str(max(len(r["rules"][name][0].split("+")) for r in rows)),
-          str(sum(any(t in NETS for t in r["rules"][name][0].split("+")) for r in rows))]
-         for name in RULES])
+    body = []
+    for name in RULES:
+        refits = [r["rules"][name][0].split("+") for r in rows]
+        body.append([name, f"{np.mean([len(t) for t in refits]):.2f}",
+                     str(max(len(t) for t in refits)),
+                     str(sum(any(t in NETS for t in ts) for ts in refits))])
+    lines += markdown_table(["rule", "routes refitted (mean)", "most",
+                             "rows refitting a net"], body)
     seeds = sorted({r["seed"] for r in rows})
     lines += ["", f"## The issue's goals, on cell means over seeds {seeds}", "",
               "Each rule's mean test accuracy in a cell (data set, clean set, noise) "

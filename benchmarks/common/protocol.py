@@ -170,9 +170,11 @@ def prepare(name, pool, size, seed):
 
 
 def noisy_labels(y_train, y_rest, rate, kind, seed):
-    """The labels of the rows outside the clean set, flipped as every study flips
-    them (:func:`sk_l2rw.noise.flip_labels`): BackgroundFlip's background class is
-    the most frequent class of all training rows ``y_train``.
+    """The labels of the rows outside the clean set, flipped as the quality cells
+    (:func:`noise_splits`), the tables studies and clean_batch flip them
+    (:func:`sk_l2rw.noise.flip_labels`): BackgroundFlip's background class is the
+    most frequent class of all training rows ``y_train``. (quality's collapse parts
+    flip to class 0 on purpose and do not call this.)
 
     Returns ``(y_noisy, flipped)``.
     """
