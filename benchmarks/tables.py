@@ -66,13 +66,14 @@ from benchmarks.common.protocol import tables_smoke_config as smoke_config
 from benchmarks.common.runner import execute, limited_threads
 from benchmarks.common.baselines import (TABLE_BASELINES, Timer, fit_cleanlab,
                                          fit_glc_hgb, fit_glc_net, fit_irbl_hgb, fit_l2rw,
-                                         fit_net, fit_reweighted, fit_trusted, hgb, net)
+                                         fit_net, fit_reweighted, fit_trusted, hgb, net,
+                                         routes_within_cv)
 from benchmarks.environment import (add_jobs_argument, add_out_argument, chosen_names,
                                     command_line, load_rows, parse_run_arguments,
                                     report_header, rerender, run_record, worker_count,
                                     write_report)
 from benchmarks.report import markdown_table, percent
-from sk_l2rw.selection import SE_MARGIN, routes_within
+from sk_l2rw.selection import SE_MARGIN
 
 #: Data sets whose rows are tables of measured features; the others are pixels.
 TABULAR = ("adult", "kdd_census", "letter")
@@ -462,8 +463,7 @@ def first_within(k):
     most ``k`` paired standard errors" (TrustedClassifier's is
     ``k=sk_l2rw.selection.SE_MARGIN``), on a row's ``cv_routes`` (route -> mean
     Brier, mean accuracy, gap, its SE; prior order)."""
-    return lambda cv: list(cv)[routes_within([v[2] for v in cv.values()],
-                                             [v[3] for v in cv.values()], k)[0]]
+    return lambda cv: routes_within_cv(cv, k)[0]
 
 
 def _margin_name(k):

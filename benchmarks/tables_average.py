@@ -36,28 +36,21 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common.baselines import TABLE_BASELINES, stacked_rows, trusted_estimator
+from benchmarks.common.baselines import (TABLE_BASELINES, routes_within_cv, stacked_rows,
+                                         trusted_estimator)
 from benchmarks.common.protocol import (KIND_NAMES, TablesConfig, clean_split, load_pool,
                                         noisy_labels, prepare, protocol_label)
 from benchmarks.common.runner import limited_threads
 from benchmarks.environment import (RESULTS, add_report_arguments, load_rows,
                                     report_header, study_command)
 from benchmarks.report import markdown_table
-from sk_l2rw.selection import (SE_MARGIN, fit_route, looks_per_class, route_proba,
-                               routes_within)
+from sk_l2rw.selection import SE_MARGIN, fit_route, looks_per_class, route_proba
 from sk_l2rw.trusted import check_trusted_fit, default_estimator
-
-
-def _within(cv, k):
-    """The routes (prior order) whose Brier gap to the best is at most k SE."""
-    names = list(cv)
-    return [names[i] for i in routes_within([v[2] for v in cv.values()],
-                                            [v[3] for v in cv.values()], k)]
 
 
 def _within_se(cv, counts):
     """Every route within one SE (``average=True``)."""
-    return _within(cv, SE_MARGIN)
+    return routes_within_cv(cv, SE_MARGIN)
 
 
 def _lowest3(cv, counts):
@@ -67,17 +60,17 @@ def _lowest3(cv, counts):
 
 def _one_if_per_class(rule):
     """``rule``, but the single choice where the trusted rows look picked per class."""
-    return lambda cv, counts: (_within(cv, SE_MARGIN)[:1] if looks_per_class(counts)
-                               else rule(cv, counts))
+    return lambda cv, counts: (routes_within_cv(cv, SE_MARGIN)[:1]
+                               if looks_per_class(counts) else rule(cv, counts))
 
 
 #: Rule name -> the routes whose mean class probabilities it predicts with, from a
 #: row's ``cv_routes`` (route -> mean Brier, mean accuracy, gap, its SE; prior order)
 #: and the trusted rows of each class.
 RULES = {
-    "choose one (average=False)": lambda cv, counts: _within(cv, SE_MARGIN)[:1],
+    "choose one (average=False)": lambda cv, counts: routes_within_cv(cv, SE_MARGIN)[:1],
     "average within 1 SE (average=True)": _within_se,
-    "average within 2 SE": lambda cv, counts: _within(cv, 2 * SE_MARGIN),
+    "average within 2 SE": lambda cv, counts: routes_within_cv(cv, 2 * SE_MARGIN),
     "average of the 3 lowest Brier": _lowest3,
     "3 lowest Brier, one if per class": _one_if_per_class(_lowest3),
     "within 1 SE, one if per class": _one_if_per_class(_within_se),

@@ -15,7 +15,8 @@ import numpy as np
 
 __all__ = ["TABLE_BASELINES", "Timer", "fit_cleanlab", "fit_glc_hgb", "fit_glc_net",
            "fit_irbl_hgb", "fit_l2rw", "fit_net", "fit_reweighted", "fit_trusted", "hgb",
-           "n_epochs", "net_params", "seed_torch", "stacked_rows", "trusted_estimator"]
+           "n_epochs", "net_params", "routes_within_cv", "seed_torch", "stacked_rows",
+           "trusted_estimator"]
 
 
 class Timer:
@@ -186,6 +187,17 @@ def trusted_estimator(cfg, seed):
     """The estimator inside a tables run's ``TrustedClassifier``: its default (None)
     in full and reduced runs; smaller runs put the study's HGB inside."""
     return None if cfg.mode in ("full", "reduced") else hgb(cfg, seed)
+
+
+def routes_within_cv(cv, k):
+    """The routes of a tables row's ``cv_routes`` (route -> mean Brier, mean accuracy,
+    gap, its SE; prior order) whose Brier gap to the best is at most ``k`` paired
+    standard errors, in the prior order (:func:`sk_l2rw.selection.routes_within`)."""
+    from sk_l2rw.selection import routes_within
+
+    names = list(cv)
+    return [names[i] for i in routes_within([v[2] for v in cv.values()],
+                                            [v[3] for v in cv.values()], k)]
 
 
 def fit_trusted(cfg, X, y, X_clean, y_clean, seed, class_prior=None):
